@@ -1,0 +1,68 @@
+"""Backend-side shed allocation: split an event's requested kW across VENs.
+
+The documents split equally (10 kW over 2 VENs = 5 kW each). gridcore does
+max-min fair water-filling: the equal split, capped by what each VEN can shed,
+with the remainder poured onto VENs that still have headroom. Whenever every
+VEN can carry its equal share, the two agree.
+
+Arithmetic is in whole watts so that shares sum exactly: the sum of shares is
+``min(requested, total available)`` to the watt. The watts that an integer
+division leaves over go one each to the uncapped VENs first in id order, which
+makes the result independent of input order and monotone in the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from gridcore.errors import InvalidInput
+from gridcore.quantities import to_kw, to_watts
+
+
+def allocate_shed(requested_kw: float, available_kw: Mapping[str, float]) -> dict[str, float]:
+    """Shares in kW per VEN id. VENs with no availability get 0.0."""
+    if isinstance(requested_kw, bool) or not math.isfinite(requested_kw) or requested_kw < 0:
+        raise InvalidInput("requestedReductionKw", "must be a finite, non-negative kW value")
+    caps: dict[str, int] = {}
+    for ven_id, kw in available_kw.items():
+        if isinstance(kw, bool) or not math.isfinite(kw):
+            raise InvalidInput(f"available[{ven_id}]", "must be a finite kW value")
+        # A VEN reporting negative availability (e.g. exporting solar) has none to shed.
+        caps[ven_id] = max(to_watts(kw), 0)
+    shares = allocate_watts(to_watts(requested_kw), caps)
+    return {ven_id: to_kw(w) for ven_id, w in shares.items()}
+
+
+def allocate_watts(requested_w: int, caps_w: Mapping[str, int]) -> dict[str, int]:
+    """Max-min fair split of ``requested_w`` under per-VEN caps, all in watts."""
+    if requested_w < 0:
+        raise ValueError("requested watts must be non-negative")
+    total = sum(caps_w.values())
+    if requested_w >= total:
+        return dict(caps_w)
+
+    # Ascending caps; ties by id so that the leftover watts go deterministically.
+    order = sorted(caps_w, key=lambda v: (caps_w[v], v))
+    remaining = requested_w
+    n = len(order)
+    level = 0
+    first_uncapped = n
+    for k, ven_id in enumerate(order):
+        cap = caps_w[ven_id]
+        uncapped = n - k
+        if cap * uncapped > remaining:
+            # Everyone from k on has more headroom than the fair level.
+            level = remaining // uncapped
+            first_uncapped = k
+            break
+        remaining -= cap
+
+    shares: dict[str, int] = {}
+    for ven_id in order[:first_uncapped]:
+        shares[ven_id] = caps_w[ven_id]
+    uncapped_ids = sorted(order[first_uncapped:])
+    leftover = remaining - level * len(uncapped_ids)
+    for i, ven_id in enumerate(uncapped_ids):
+        shares[ven_id] = level + (1 if i < leftover else 0)
+    return shares

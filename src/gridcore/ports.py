@@ -1,0 +1,329 @@
+"""Ports: what gridcore needs from the outside world, as ``typing.Protocol``s.
+
+Each docstring states the contract an adapter must keep; the contract test
+suites in ``tests/integration`` hold every adapter to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from gridcore.correlation import Command, VenAck
+from gridcore.events import DrEvent, EventStatus
+from gridcore.telemetry import (
+    CircuitSnapshot,
+    DeadLetter,
+    HistoryPoint,
+    LoadTypeStats,
+    NetworkStats,
+    Page,
+    TelemetrySample,
+)
+from gridcore.ven import Load, Ven
+
+# --- time and identity -------------------------------------------------------
+
+
+class Clock(Protocol):
+    """The current time. Always timezone-aware UTC; never goes backwards within
+    one process. The domain never reads the wall clock itself."""
+
+    def now(self) -> datetime: ...
+
+
+class IdGenerator(Protocol):
+    """Random identifiers. ``hex8`` returns 8 lowercase hex digits; collisions
+    are the caller's to detect (ids are unique keys in storage)."""
+
+    def hex8(self) -> str: ...
+
+
+# --- storage -----------------------------------------------------------------
+
+
+class VenRepository(Protocol):
+    """Registered VENs and their configured loads. Changes become visible to
+    others only when the owning unit of work commits."""
+
+    async def get(self, ven_id: str) -> Ven | None:
+        """The VEN with its configured loads, or None."""
+        ...
+
+    async def add(self, ven: Ven) -> None:
+        """Register a new VEN. Raises ``ValueError`` if the id is taken."""
+        ...
+
+    async def update(self, ven: Ven) -> None:
+        """Replace name, location, enabled. Loads are saved with ``save_load``."""
+        ...
+
+    async def remove(self, ven_id: str) -> bool:
+        """Deregister; True if it existed. Stored telemetry and ACKs stay (audit)."""
+        ...
+
+    async def list(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
+        """VENs in id order, bounded by ``limit``."""
+        ...
+
+    async def save_load(self, ven_id: str, load: Load) -> None:
+        """Insert or replace one load's configuration."""
+        ...
+
+    async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:
+        """Enabled VENs whose last heartbeat is at most ``offline_after`` old, in id order."""
+        ...
+
+
+class EventRepository(Protocol):
+    """DR events. ``update`` stores a new state of an existing event."""
+
+    async def add(self, event: DrEvent) -> None: ...
+
+    async def get(self, event_id: str) -> DrEvent | None: ...
+
+    async def update(self, event: DrEvent) -> None: ...
+
+    async def list(
+        self,
+        *,
+        status: EventStatus | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[DrEvent]:
+        """Events overlapping [start, end), newest start first, bounded."""
+        ...
+
+    async def due(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        """Scheduled events whose start time has come, oldest first."""
+        ...
+
+    async def over(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        """Active events whose end time has come, oldest first."""
+        ...
+
+    async def active(self) -> list[DrEvent]:
+        """Events currently active, oldest start first."""
+        ...
+
+
+class CommandRepository(Protocol):
+    """The dispatch ledger: one row per command (event x VEN, restore, ping,
+    per-load shed), keyed by correlationId. Written in the same transaction as
+    the state change that caused it, so it doubles as the outbox."""
+
+    async def add_many(self, commands: Sequence[Command]) -> None:
+        """Insert; raises ``ValueError`` on a duplicate correlationId."""
+        ...
+
+    async def get(self, correlation_id: str) -> Command | None: ...
+
+    async def update_many(self, commands: Sequence[Command]) -> None: ...
+
+    async def for_event(self, event_id: str) -> list[Command]:
+        """Every command of an event (event commands and its restores)."""
+        ...
+
+    async def pending(self, limit: int = 1000) -> list[Command]:
+        """Commands in the outbox not yet published, oldest first."""
+        ...
+
+    async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:
+        """Sent commands whose ACK deadline has passed, earliest deadline first."""
+        ...
+
+    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
+        """Newest command of ``op`` to ``ven_id`` (for ``event_id`` when given);
+        the fallback match for ACKs without correlationId."""
+        ...
+
+
+class AckRepository(Protocol):
+    """Every ACK received, matched or not (audit trail), in ``ven_acks``."""
+
+    async def add(self, ack: VenAck) -> None: ...
+
+    async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
+        """ACKs of an event, oldest first."""
+        ...
+
+    async def for_ven(
+        self,
+        ven_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[VenAck]:
+        """ACKs from a VEN in [start, end), newest first."""
+        ...
+
+
+class DeadLetterRepository(Protocol):
+    """Messages that were rejected, with topic, raw bytes and reason."""
+
+    async def add(self, letter: DeadLetter) -> None: ...
+
+    async def count(self) -> int: ...
+
+    async def recent(self, limit: int = 100) -> list[DeadLetter]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over the repositories. Used as ``async with uow:``;
+    nothing is kept unless ``commit`` is called; leaving the block without a
+    commit (or on an exception) rolls back. Repositories never commit."""
+
+    vens: VenRepository
+    events: EventRepository
+    commands: CommandRepository
+    acks: AckRepository
+    dead_letters: DeadLetterRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class RegistrationPolicy(Protocol):
+    """Whether telemetry from an unknown VEN registers it or is refused."""
+
+    def admits(self, ven_id: str) -> bool: ...
+
+
+class TelemetryStore(Protocol):
+    """Batched, idempotent telemetry ingest.
+
+    ``append`` stores a batch in its own transaction: one ``ven_telemetry`` row
+    per (VEN, timestamp) plus its load samples; a sample whose (VEN, timestamp)
+    is already stored is skipped (re-delivery under QoS 1). Unknown VENs are
+    registered when ``auto_register`` is true; samples of unknown VENs are
+    otherwise returned as refused. Heartbeats (last seen) advance to the
+    newest sample. Returns (stored, skipped_duplicates, refused samples)."""
+
+    async def append(
+        self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
+    ) -> AppendResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stored: int
+    duplicates: int
+    refused: tuple[TelemetrySample, ...] = ()
+
+
+class TelemetryQueries(Protocol):
+    """Read side of telemetry. Aggregation happens in the store; every list
+    is bounded; latest-state queries do not scan history."""
+
+    async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats: ...
+
+    async def load_type_stats(self) -> list[LoadTypeStats]: ...
+
+    async def latest_loads(self, ven_id: str) -> list[Load]:
+        """Each load's latest sample merged with its configuration."""
+        ...
+
+    async def history(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+        ven_id: str | None = None,
+        load_id: str | None = None,
+    ) -> list[HistoryPoint]:
+        """Buckets of ``width`` over [start, end): sums of used/shed kW, for the
+        network, one VEN, or one load of one VEN."""
+        ...
+
+    async def telemetry(
+        self,
+        ven_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> Page[TelemetrySample]:
+        """Panel-level samples newest first."""
+        ...
+
+    async def circuit_history(
+        self,
+        ven_id: str,
+        *,
+        load_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> Page[CircuitSnapshot]:
+        """Circuit snapshots newest first."""
+        ...
+
+
+class ShadowStore(Protocol):
+    """Device shadows (``{"state": {"reported": {...}}}``). ``get`` returns the
+    current document or None for a VEN without one."""
+
+    async def get(self, ven_id: str) -> Mapping[str, Any] | None: ...
+
+    async def update(self, ven_id: str, document: Mapping[str, Any], at: datetime) -> None:
+        """Merge a shadow update (as a VEN publishes it) into the stored document."""
+        ...
+
+
+# --- messaging ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerMessage:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+class MessageTransport(Protocol):
+    """A connection to an MQTT-style broker. ``publish`` with qos 1 returns once
+    the broker has the message (at-least-once). ``messages`` yields what the
+    subscriptions match, in arrival order per publisher, until ``close``."""
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> None: ...
+
+    async def subscribe(self, topic_filter: str, qos: int = 0) -> None: ...
+
+    async def unsubscribe(self, topic_filter: str) -> None: ...
+
+    def messages(self) -> AsyncIterator[BrokerMessage]: ...
+
+    async def close(self) -> None: ...
+
+
+class CommandPublisher(Protocol):
+    """Sends a command to its VEN (``ven/cmd/{venId}``, QoS 1). At-least-once:
+    a command may arrive twice, so VENs treat a repeated correlationId as
+    idempotent. Raises on failure; the ledger keeps it pending for the relay."""
+
+    async def publish(self, command: Command) -> None: ...

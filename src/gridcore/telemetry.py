@@ -1,0 +1,135 @@
+"""Telemetry as gridcore stores and reads it: one sample per VEN per timestamp
+(panel level) with one line per load/circuit, and the read models built from it."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from gridcore.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSample:
+    """A load/circuit as reported in one telemetry message (circuits and loads
+    of the payload merged by id)."""
+
+    load_id: str
+    name: str | None = None
+    type: str | None = None
+    capacity_kw: float | None = None
+    current_power_kw: float | None = None
+    shed_capability_kw: float | None = None
+    enabled: bool | None = None
+    priority: int | None = None
+    critical: bool | None = None
+    breaker_amps: float | None = None
+    current_amps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySample:
+    """One ``volttron/metering`` message. ``raw_payload`` is the JSON text as
+    received, unknown fields included, so nothing a VEN sent is lost."""
+
+    ven_id: str
+    timestamp: datetime
+    used_power_kw: float | None = None
+    shed_power_kw: float | None = None
+    requested_reduction_kw: float | None = None
+    event_id: str | None = None
+    baseline_power_kw: float | None = None
+    battery_soc: float | None = None
+    panel_amperage_rating: float | None = None
+    panel_voltage: float | None = None
+    panel_max_kw: float | None = None
+    current_amps: float | None = None
+    panel_utilization_percent: float | None = None
+    loads: tuple[LoadSample, ...] = field(default_factory=tuple)
+    raw_payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    ven_count: int
+    online_vens: int
+    controllable_power_kw: float
+    potential_load_reduction_kw: float
+    household_usage_kw: float
+    average_house_power: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTypeStats:
+    type: str
+    total_capacity_kw: float
+    total_shed_capability_kw: float
+    current_usage_kw: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    timestamp: datetime
+    used_power_kw: float
+    shed_power_kw: float
+    event_id: str | None = None
+    requested_reduction_kw: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitSnapshot:
+    timestamp: datetime
+    load_id: str
+    name: str | None
+    current_power_kw: float | None
+    shed_capability_kw: float | None
+    enabled: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """A bounded slice of a longer result, with the total it was cut from."""
+
+    total_count: int
+    items: tuple[T, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message gridcore could not accept: kept with the reason, never dropped."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    received_at: datetime
+
+
+_GRANULARITY = re.compile(r"^([1-9][0-9]{0,5})([smh])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600}
+DEFAULT_GRANULARITY = "5m"
+MAX_BUCKETS = 10_000
+
+
+def parse_granularity(text: str) -> timedelta:
+    """``Ns``, ``Nm`` or ``Nh`` (the guide's suffixes), e.g. ``30s``, ``5m``, ``1h``."""
+    match = _GRANULARITY.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidInput(
+            "granularity", f"must be a positive whole number followed by s, m or h; got {text!r}"
+        )
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds > 7 * 24 * 3600:
+        raise InvalidInput("granularity", "must be at most one week (168h)")
+    return timedelta(seconds=seconds)
+
+
+def bucket_start(at: datetime, width: timedelta, origin: datetime) -> datetime:
+    """The start of the bucket holding ``at`` (buckets aligned to ``origin``)."""
+    step = int(width.total_seconds())
+    offset = math.floor((at - origin).total_seconds() / step) * step
+    return origin + timedelta(seconds=offset)
