@@ -65,7 +65,7 @@ class VenRepository(Protocol):
         """Deregister; True if it existed. Stored telemetry and ACKs stay (audit)."""
         ...
 
-    async def list(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
+    async def page(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
         """VENs in id order, bounded by ``limit``."""
         ...
 
@@ -87,7 +87,7 @@ class EventRepository(Protocol):
 
     async def update(self, event: DrEvent) -> None: ...
 
-    async def list(
+    async def page(
         self,
         *,
         status: EventStatus | None = None,
