@@ -1,0 +1,365 @@
+"""In-memory unit of work and repositories.
+
+A real adapter for fast tests and the zero-setup demo. Every repository reads
+through an overlay of the current transaction's writes onto the shared state;
+``commit`` applies the overlay, anything else discards it. The domain objects
+are frozen, so sharing them between state and overlay is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from gridcore.correlation import Command, CommandState, VenAck
+from gridcore.events import DrEvent, EventStatus
+from gridcore.telemetry import DeadLetter, Page
+from gridcore.ven import Connectivity, Load, Ven, connectivity
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class InMemoryState:
+    """Everything the in-memory adapters store, shared by all units of work."""
+
+    vens: dict[str, Ven] = field(default_factory=dict)
+    loads: dict[tuple[str, str], Load] = field(default_factory=dict)
+    events: dict[str, DrEvent] = field(default_factory=dict)
+    commands: dict[str, Command] = field(default_factory=dict)
+    acks: list[VenAck] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class _Overlay(Generic[K, V]):
+    """Writes of one transaction over a shared dict."""
+
+    def __init__(self, base: dict[K, V]) -> None:
+        self.base = base
+        self.written: dict[K, V] = {}
+        self.deleted: set[K] = set()
+
+    def get(self, key: K) -> V | None:
+        if key in self.deleted:
+            return None
+        if key in self.written:
+            return self.written[key]
+        return self.base.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self.deleted.discard(key)
+        self.written[key] = value
+
+    def delete(self, key: K) -> None:
+        self.written.pop(key, None)
+        self.deleted.add(key)
+
+    def values(self) -> Iterator[V]:
+        for key in self.base.keys() | self.written.keys():
+            value = self.get(key)
+            if value is not None:
+                yield value
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        for key in self.base.keys() | self.written.keys():
+            value = self.get(key)
+            if value is not None:
+                yield key, value
+
+    def apply(self) -> None:
+        for key in self.deleted:
+            self.base.pop(key, None)
+        self.base.update(self.written)
+
+
+def _page(items: Sequence[V], offset: int, limit: int) -> Page[V]:
+    return Page(total_count=len(items), items=tuple(items[offset : offset + limit]))
+
+
+class InMemoryVenRepository:
+    def __init__(self, state: InMemoryState) -> None:
+        self._vens = _Overlay(state.vens)
+        self._loads = _Overlay(state.loads)
+
+    def _with_loads(self, ven: Ven) -> Ven:
+        loads = sorted(
+            (load for (ven_id, _), load in self._loads.items() if ven_id == ven.id),
+            key=lambda load: load.id,
+        )
+        return replace(ven, loads=tuple(loads))
+
+    async def get(self, ven_id: str) -> Ven | None:
+        ven = self._vens.get(ven_id)
+        return None if ven is None else self._with_loads(ven)
+
+    async def add(self, ven: Ven) -> None:
+        if self._vens.get(ven.id) is not None:
+            raise ValueError(f"VEN {ven.id!r} is already registered")
+        self._vens.put(ven.id, replace(ven, loads=()))
+        for load in ven.loads:
+            self._loads.put((ven.id, load.id), load)
+
+    async def update(self, ven: Ven) -> None:
+        if self._vens.get(ven.id) is None:
+            raise ValueError(f"VEN {ven.id!r} is not registered")
+        self._vens.put(ven.id, replace(ven, loads=()))
+
+    async def remove(self, ven_id: str) -> bool:
+        if self._vens.get(ven_id) is None:
+            return False
+        self._vens.delete(ven_id)
+        for key, _ in list(self._loads.items()):
+            if key[0] == ven_id:
+                self._loads.delete(key)
+        return True
+
+    async def page(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
+        vens = sorted(self._vens.values(), key=lambda v: v.id)
+        page = _page(vens, offset, limit)
+        return Page(page.total_count, tuple(self._with_loads(v) for v in page.items))
+
+    async def save_load(self, ven_id: str, load: Load) -> None:
+        if self._vens.get(ven_id) is None:
+            raise ValueError(f"VEN {ven_id!r} is not registered")
+        self._loads.put((ven_id, load.id), load)
+
+    async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:
+        return sorted(
+            v.id
+            for v in self._vens.values()
+            if v.enabled and connectivity(v.last_seen_at, now, offline_after) is Connectivity.ONLINE
+        )
+
+    def apply(self) -> None:
+        self._vens.apply()
+        self._loads.apply()
+
+
+def _overlaps(event: DrEvent, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or event.end_time > start) and (end is None or event.start_time < end)
+
+
+class InMemoryEventRepository:
+    def __init__(self, state: InMemoryState) -> None:
+        self._events = _Overlay(state.events)
+
+    async def add(self, event: DrEvent) -> None:
+        if self._events.get(event.id) is not None:
+            raise ValueError(f"event {event.id} already exists")
+        self._events.put(event.id, event)
+
+    async def get(self, event_id: str) -> DrEvent | None:
+        return self._events.get(event_id)
+
+    async def update(self, event: DrEvent) -> None:
+        if self._events.get(event.id) is None:
+            raise ValueError(f"event {event.id} does not exist")
+        self._events.put(event.id, event)
+
+    async def page(
+        self,
+        *,
+        status: EventStatus | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[DrEvent]:
+        events = sorted(
+            (
+                e
+                for e in self._events.values()
+                if (status is None or e.status is status) and _overlaps(e, start, end)
+            ),
+            key=lambda e: (e.start_time, e.id),
+            reverse=True,
+        )
+        return _page(events, offset, limit)
+
+    def _sorted(self, status: EventStatus) -> list[DrEvent]:
+        return sorted(
+            (e for e in self._events.values() if e.status is status),
+            key=lambda e: (e.start_time, e.id),
+        )
+
+    async def due(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        return [e for e in self._sorted(EventStatus.SCHEDULED) if e.start_time <= now][:limit]
+
+    async def over(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        active = self._sorted(EventStatus.ACTIVE)
+        return sorted((e for e in active if e.end_time <= now), key=lambda e: (e.end_time, e.id))[
+            :limit
+        ]
+
+    async def active(self) -> list[DrEvent]:
+        return self._sorted(EventStatus.ACTIVE)
+
+    def apply(self) -> None:
+        self._events.apply()
+
+
+class InMemoryCommandRepository:
+    def __init__(self, state: InMemoryState) -> None:
+        self._commands = _Overlay(state.commands)
+
+    async def add_many(self, commands: Sequence[Command]) -> None:
+        seen: set[str] = set()
+        for command in commands:
+            cid = command.correlation_id
+            if cid in seen or self._commands.get(cid) is not None:
+                raise ValueError(f"correlationId {cid} is already in the ledger")
+            seen.add(cid)
+        for command in commands:
+            self._commands.put(command.correlation_id, command)
+
+    async def get(self, correlation_id: str) -> Command | None:
+        return self._commands.get(correlation_id)
+
+    async def update_many(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            if self._commands.get(command.correlation_id) is None:
+                raise ValueError(f"correlationId {command.correlation_id} is not in the ledger")
+            self._commands.put(command.correlation_id, command)
+
+    async def for_event(self, event_id: str) -> list[Command]:
+        return sorted(
+            (c for c in self._commands.values() if c.event_id == event_id),
+            key=lambda c: (c.created_at, c.correlation_id),
+        )
+
+    async def pending(self, limit: int = 1000) -> list[Command]:
+        return sorted(
+            (c for c in self._commands.values() if c.state is CommandState.PENDING),
+            key=lambda c: (c.created_at, c.correlation_id),
+        )[:limit]
+
+    async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:
+        return sorted(
+            (c for c in self._commands.values() if c.is_overdue(now)),
+            key=lambda c: (c.deadline or now, c.correlation_id),
+        )[:limit]
+
+    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
+        candidates = [
+            c
+            for c in self._commands.values()
+            if c.ven_id == ven_id
+            and c.op.value == op
+            and (event_id is None or c.event_id == event_id)
+        ]
+        return max(candidates, key=lambda c: (c.created_at, c.correlation_id), default=None)
+
+    def apply(self) -> None:
+        self._commands.apply()
+
+
+class InMemoryAckRepository:
+    def __init__(self, state: InMemoryState) -> None:
+        self._state = state
+        self._added: list[VenAck] = []
+
+    def _all(self) -> list[VenAck]:
+        return [*self._state.acks, *self._added]
+
+    async def add(self, ack: VenAck) -> None:
+        self._added.append(ack)
+
+    async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
+        acks = sorted(
+            (a for a in self._all() if a.event_id == event_id), key=lambda a: a.timestamp
+        )
+        return _page(acks, offset, limit)
+
+    async def for_ven(
+        self,
+        ven_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[VenAck]:
+        acks = sorted(
+            (
+                a
+                for a in self._all()
+                if a.ven_id == ven_id
+                and (start is None or a.timestamp >= start)
+                and (end is None or a.timestamp < end)
+            ),
+            key=lambda a: a.timestamp,
+            reverse=True,
+        )
+        return _page(acks, offset, limit)
+
+    def apply(self) -> None:
+        self._state.acks.extend(self._added)
+        self._added = []
+
+
+class InMemoryDeadLetterRepository:
+    def __init__(self, state: InMemoryState) -> None:
+        self._state = state
+        self._added: list[DeadLetter] = []
+
+    async def add(self, letter: DeadLetter) -> None:
+        self._added.append(letter)
+
+    async def count(self) -> int:
+        return len(self._state.dead_letters) + len(self._added)
+
+    async def recent(self, limit: int = 100) -> list[DeadLetter]:
+        letters = [*self._state.dead_letters, *self._added]
+        return sorted(letters, key=lambda d: d.received_at, reverse=True)[:limit]
+
+    def apply(self) -> None:
+        self._state.dead_letters.extend(self._added)
+        self._added = []
+
+
+class InMemoryUnitOfWork:
+    """``async with InMemoryUnitOfWork(state) as uow: ...; await uow.commit()``."""
+
+    def __init__(self, state: InMemoryState) -> None:
+        self._state = state
+        self._begin()
+
+    def _begin(self) -> None:
+        self.vens = InMemoryVenRepository(self._state)
+        self.events = InMemoryEventRepository(self._state)
+        self.commands = InMemoryCommandRepository(self._state)
+        self.acks = InMemoryAckRepository(self._state)
+        self.dead_letters = InMemoryDeadLetterRepository(self._state)
+
+    async def __aenter__(self) -> Self:
+        self._begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    async def commit(self) -> None:
+        # Applied in one synchronous step: no other coroutine sees half a commit.
+        for repo in (self.vens, self.events, self.commands, self.acks, self.dead_letters):
+            repo.apply()
+        self._begin()
+
+    async def rollback(self) -> None:
+        self._begin()
+
+
+class InMemoryUnitOfWorkFactory:
+    def __init__(self, state: InMemoryState | None = None) -> None:
+        self.state = state or InMemoryState()
+
+    def __call__(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.state)

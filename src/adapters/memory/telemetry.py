@@ -1,0 +1,243 @@
+"""In-memory telemetry store and queries, with the same meaning as the SQL ones.
+
+History semantics (shared with the SQL adapter): within a bucket each VEN's
+samples are averaged (a kW reading repeated every 5 s is still the same kW),
+and the network point is the sum of those averages over VENs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from adapters.memory.repositories import InMemoryState
+from gridcore.ports import AppendResult
+from gridcore.telemetry import (
+    CircuitSnapshot,
+    HistoryPoint,
+    LoadSample,
+    LoadTypeStats,
+    NetworkStats,
+    Page,
+    TelemetrySample,
+    bucket_start,
+)
+from gridcore.ven import Connectivity, Load, Ven, available_shed_kw, connectivity
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_LIMIT = 1000
+
+
+@dataclass
+class InMemoryTelemetry:
+    """Stored samples by (VEN, timestamp), and each load's latest sample."""
+
+    samples: dict[tuple[str, datetime], TelemetrySample] = field(default_factory=dict)
+    latest_load: dict[tuple[str, str], tuple[datetime, LoadSample]] = field(default_factory=dict)
+
+
+class InMemoryTelemetryStore:
+    def __init__(self, state: InMemoryState, telemetry: InMemoryTelemetry) -> None:
+        self._state = state
+        self._telemetry = telemetry
+
+    async def append(
+        self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
+    ) -> AppendResult:
+        stored = duplicates = 0
+        refused: list[TelemetrySample] = []
+        for sample in samples:
+            ven = self._state.vens.get(sample.ven_id)
+            if ven is None:
+                if not auto_register:
+                    refused.append(sample)
+                    continue
+                ven = Ven(id=sample.ven_id, name=sample.ven_id, registered_at=sample.timestamp)
+            key = (sample.ven_id, sample.timestamp)
+            if key in self._telemetry.samples:
+                duplicates += 1
+                continue
+            self._telemetry.samples[key] = sample
+            self._state.vens[sample.ven_id] = ven.heard_from(sample.timestamp)
+            for load in sample.loads:
+                lkey = (sample.ven_id, load.load_id)
+                current = self._telemetry.latest_load.get(lkey)
+                if current is None or current[0] <= sample.timestamp:
+                    self._telemetry.latest_load[lkey] = (sample.timestamp, load)
+            stored += 1
+        return AppendResult(stored=stored, duplicates=duplicates, refused=tuple(refused))
+
+
+def _load_from(sample: LoadSample, config: Load | None) -> Load:
+    """Reported values, with the operator's configuration taking precedence for
+    what is configuration (name, type, priority, critical, capacity)."""
+    return Load(
+        id=sample.load_id,
+        type=(config.type if config else None) or sample.type or "other",
+        name=(config.name if config else None) or sample.name,
+        capacity_kw=(config.capacity_kw if config else None) or sample.capacity_kw,
+        shed_capability_kw=sample.shed_capability_kw or 0.0,
+        current_power_kw=sample.current_power_kw or 0.0,
+        priority=config.priority if config and config.priority is not None else sample.priority,
+        critical=bool(config.critical if config else sample.critical),
+        enabled=sample.enabled if sample.enabled is not None else True,
+        breaker_amps=sample.breaker_amps,
+    )
+
+
+class InMemoryTelemetryQueries:
+    def __init__(self, state: InMemoryState, telemetry: InMemoryTelemetry) -> None:
+        self._state = state
+        self._telemetry = telemetry
+
+    def _latest_loads_by_ven(self) -> dict[str, list[Load]]:
+        by_ven: dict[str, list[Load]] = defaultdict(list)
+        for (ven_id, load_id), (_, sample) in self._telemetry.latest_load.items():
+            by_ven[ven_id].append(_load_from(sample, self._state.loads.get((ven_id, load_id))))
+        return by_ven
+
+    def _latest_samples(self) -> dict[str, TelemetrySample]:
+        latest: dict[str, TelemetrySample] = {}
+        for (ven_id, ts), sample in self._telemetry.samples.items():
+            if ven_id not in latest or latest[ven_id].timestamp < ts:
+                latest[ven_id] = sample
+        return latest
+
+    async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats:
+        vens = self._state.vens
+        online = sum(
+            1
+            for v in vens.values()
+            if connectivity(v.last_seen_at, now, offline_after) is Connectivity.ONLINE
+        )
+        latest = {k: s for k, s in self._latest_samples().items() if k in vens}
+        loads = {k: v for k, v in self._latest_loads_by_ven().items() if k in vens}
+        usage = sum(s.used_power_kw or 0.0 for s in latest.values())
+        controllable = sum(
+            load.effective_capacity_kw
+            for ven_loads in loads.values()
+            for load in ven_loads
+            if not load.critical
+        )
+        potential = sum(available_shed_kw(ven_loads) for ven_loads in loads.values())
+        return NetworkStats(
+            ven_count=len(vens),
+            online_vens=online,
+            controllable_power_kw=round(controllable, 3),
+            potential_load_reduction_kw=round(potential, 3),
+            household_usage_kw=round(usage, 3),
+            average_house_power=round(usage / len(latest), 3) if latest else None,
+        )
+
+    async def load_type_stats(self) -> list[LoadTypeStats]:
+        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        for ven_id, ven_loads in self._latest_loads_by_ven().items():
+            if ven_id not in self._state.vens:
+                continue
+            for load in ven_loads:
+                row = totals[load.type]
+                row[0] += load.effective_capacity_kw
+                row[1] += load.shed_capability_kw
+                row[2] += load.current_power_kw
+        return [
+            LoadTypeStats(t, round(c, 3), round(s, 3), round(u, 3))
+            for t, (c, s, u) in sorted(totals.items())
+        ]
+
+    async def latest_loads(self, ven_id: str) -> list[Load]:
+        return sorted(self._latest_loads_by_ven().get(ven_id, []), key=lambda load: load.id)
+
+    async def history(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+        ven_id: str | None = None,
+        load_id: str | None = None,
+    ) -> list[HistoryPoint]:
+        # bucket -> ven -> [used, shed, requested, n, event ids]
+        acc: dict[datetime, dict[str, list[float]]] = defaultdict(dict)
+        events: dict[datetime, str] = {}
+        for (sid, ts), sample in self._telemetry.samples.items():
+            if not start <= ts < end or (ven_id is not None and sid != ven_id):
+                continue
+            used, shed = sample.used_power_kw, sample.shed_power_kw
+            if load_id is not None:
+                line = next((ld for ld in sample.loads if ld.load_id == load_id), None)
+                if line is None:
+                    continue
+                # A load is shed while the VEN reports it disabled; what it gives
+                # up then is its shed capability.
+                used = line.current_power_kw
+                shed = line.shed_capability_kw if line.enabled is False else 0.0
+            bucket = bucket_start(ts, width, EPOCH)
+            row = acc[bucket].setdefault(sid, [0.0, 0.0, 0.0, 0.0])
+            row[0] += used or 0.0
+            row[1] += shed or 0.0
+            row[2] += sample.requested_reduction_kw or 0.0
+            row[3] += 1
+            if sample.event_id and events.get(bucket, "") < sample.event_id:
+                events[bucket] = sample.event_id
+        points = []
+        for bucket in sorted(acc):
+            per_ven = acc[bucket].values()
+            event_id = events.get(bucket)
+            points.append(
+                HistoryPoint(
+                    timestamp=bucket,
+                    used_power_kw=round(sum(r[0] / r[3] for r in per_ven), 3),
+                    shed_power_kw=round(sum(r[1] / r[3] for r in per_ven), 3),
+                    event_id=event_id,
+                    requested_reduction_kw=(
+                        round(sum(r[2] / r[3] for r in per_ven), 3) if event_id else None
+                    ),
+                )
+            )
+        return points
+
+    async def telemetry(
+        self,
+        ven_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> Page[TelemetrySample]:
+        rows = sorted(
+            (
+                s
+                for (sid, ts), s in self._telemetry.samples.items()
+                if sid == ven_id and (start is None or ts >= start) and (end is None or ts < end)
+            ),
+            key=lambda s: s.timestamp,
+            reverse=True,
+        )
+        return Page(len(rows), tuple(rows[: min(limit, MAX_LIMIT)]))
+
+    async def circuit_history(
+        self,
+        ven_id: str,
+        *,
+        load_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> Page[CircuitSnapshot]:
+        page = await self.telemetry(ven_id, start=start, end=end, limit=10**9)
+        snapshots = [
+            CircuitSnapshot(
+                timestamp=s.timestamp,
+                load_id=load.load_id,
+                name=load.name,
+                current_power_kw=load.current_power_kw,
+                shed_capability_kw=load.shed_capability_kw,
+                enabled=load.enabled,
+            )
+            for s in page.items
+            for load in sorted(s.loads, key=lambda ld: ld.load_id)
+            if load_id is None or load.load_id == load_id
+        ]
+        return Page(len(snapshots), tuple(snapshots[: min(limit, MAX_LIMIT)]))
