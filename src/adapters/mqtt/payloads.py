@@ -1,0 +1,310 @@
+"""Wire payloads of the MQTT contract (seed documents 004 and 002), as pydantic
+models with the documents' exact field names, and their mapping to gridcore.
+
+Rules kept on every inbound payload:
+
+- Tolerant in what is accepted: where the documents show two spellings both
+  are read (``batterySOC``/``batterySoc``, both ``circuits_curtailed`` shapes,
+  ``correlationId``/``correlation_id``); timestamps are epoch seconds (int or
+  float) or ISO 8601 (without an offset it is taken as UTC), always returned
+  timezone-aware UTC.
+- Strict in types: ``false`` is not a number, ``"5.0"`` is not a number,
+  ``2.0`` is not an integer, NaN and infinities are refused.
+- Unknown fields are not rejected: the payload's JSON text is kept verbatim in
+  ``raw_payload``, so nothing a VEN sent is lost.
+- Payloads over :data:`MAX_PAYLOAD_BYTES` (the AWS IoT Core limit) are refused
+  before parsing.
+
+Outbound commands (``ven/cmd/{venId}``) live in :mod:`adapters.mqtt.commands`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator
+
+from gridcore.correlation import VenAck
+from gridcore.curtailment import CircuitCurtailment
+from gridcore.telemetry import LoadSample, TelemetrySample
+
+MAX_PAYLOAD_BYTES = 128 * 1024
+# Bounds of a plausible VEN clock: before 2000 or after 2100 is a bug, not data.
+_MIN_EPOCH = 946_684_800.0
+_MAX_EPOCH = 4_102_444_800.0
+
+
+class PayloadTooLargeError(ValueError):
+    """The payload exceeds :data:`MAX_PAYLOAD_BYTES`."""
+
+
+def _timestamp(value: object) -> datetime:
+    """Epoch seconds or ISO 8601 -> aware UTC datetime; anything else is refused."""
+    if isinstance(value, bool):
+        raise ValueError("a timestamp is epoch seconds or ISO 8601, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if not math.isfinite(seconds) or not _MIN_EPOCH <= seconds < _MAX_EPOCH:
+            raise ValueError(f"epoch seconds {value!r} are outside 2000..2100")
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    if isinstance(value, datetime):  # Python callers (tests, simulator)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    raise ValueError("a timestamp is epoch seconds or an ISO 8601 string")
+
+
+Timestamp = Annotated[datetime, PlainValidator(_timestamp)]
+
+
+class _Wire(BaseModel):
+    # Unknown fields are ignored by the model but kept in the raw text.
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+def _alias(*names: str) -> Any:
+    """A field read under any of ``names`` (the documents' spellings)."""
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+# --- telemetry: volttron/metering -------------------------------------------
+
+
+class CircuitWire(_Wire):
+    id: str
+    name: str | None = None
+    breaker_amps: float | None = _alias("breakerAmps", "breaker_amps")
+    current_kw: float | None = _alias("currentKw", "current_kw")
+    current_amps: float | None = _alias("currentAmps", "current_amps")
+    enabled: bool | None = None
+    critical: bool | None = None
+
+
+class LoadWire(_Wire):
+    load_id: str = Field(validation_alias=AliasChoices("loadId", "load_id", "id"))
+    name: str | None = None
+    type: str | None = None
+    capacity_kw: float | None = _alias("capacityKw", "capacity_kw")
+    current_power_kw: float | None = _alias("currentPowerKw", "current_power_kw")
+    shed_capability_kw: float | None = _alias("shedCapabilityKw", "shed_capability_kw")
+    enabled: bool | None = None
+    priority: int | None = None
+    critical: bool | None = None
+
+
+class TelemetryWire(_Wire):
+    ven_id: str = Field(validation_alias="venId", min_length=1)
+    timestamp: Timestamp
+    used_power_kw: float | None = _alias("usedPowerKw")
+    shed_power_kw: float | None = _alias("shedPowerKw")
+    requested_reduction_kw: float | None = _alias("requestedReductionKw")
+    event_id: str | None = _alias("eventId")
+    baseline_power_kw: float | None = _alias("baselinePowerKw")
+    battery_soc: float | None = _alias("batterySOC", "batterySoc")
+    panel_amperage_rating: float | None = _alias("panelAmperageRating")
+    panel_voltage: float | None = _alias("panelVoltage")
+    panel_max_kw: float | None = _alias("panelMaxKw")
+    current_amps: float | None = _alias("currentAmps")
+    panel_utilization_percent: float | None = _alias("panelUtilizationPercent")
+    circuits: tuple[CircuitWire, ...] = ()
+    loads: tuple[LoadWire, ...] = ()
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def merge_loads(
+    circuits: tuple[CircuitWire, ...], loads: tuple[LoadWire, ...]
+) -> tuple[LoadSample, ...]:
+    """One line per id: a ``circuits`` entry (electrical view) and a ``loads``
+    entry (DR view) with the same id describe the same circuit. Where both
+    report a value the ``loads`` one wins (it is the DR contract's view).
+    Order: circuits as sent, then loads without a circuit."""
+    by_id: dict[str, LoadWire] = {load.load_id: load for load in loads}
+    merged: list[LoadSample] = []
+    seen: set[str] = set()
+    for c in circuits:
+        if c.id in seen:
+            continue
+        seen.add(c.id)
+        ld = by_id.get(c.id)
+        merged.append(
+            LoadSample(
+                load_id=c.id,
+                name=_first(ld and ld.name, c.name),
+                type=ld.type if ld else None,
+                capacity_kw=ld.capacity_kw if ld else None,
+                current_power_kw=_first(ld and ld.current_power_kw, c.current_kw),
+                shed_capability_kw=ld.shed_capability_kw if ld else None,
+                enabled=_first(ld and ld.enabled, c.enabled),
+                priority=ld.priority if ld else None,
+                critical=_first(ld and ld.critical, c.critical),
+                breaker_amps=c.breaker_amps,
+                current_amps=c.current_amps,
+            )
+        )
+    for ld in loads:
+        if ld.load_id in seen:
+            continue
+        seen.add(ld.load_id)
+        merged.append(_load_sample(ld))
+    return tuple(merged)
+
+
+def _load_sample(ld: LoadWire) -> LoadSample:
+    return LoadSample(
+        load_id=ld.load_id,
+        name=ld.name,
+        type=ld.type,
+        capacity_kw=ld.capacity_kw,
+        current_power_kw=ld.current_power_kw,
+        shed_capability_kw=ld.shed_capability_kw,
+        enabled=ld.enabled,
+        priority=ld.priority,
+        critical=ld.critical,
+    )
+
+
+def to_telemetry_sample(wire: TelemetryWire, raw_text: str) -> TelemetrySample:
+    return TelemetrySample(
+        ven_id=wire.ven_id,
+        timestamp=wire.timestamp,
+        used_power_kw=wire.used_power_kw,
+        shed_power_kw=wire.shed_power_kw,
+        requested_reduction_kw=wire.requested_reduction_kw,
+        event_id=wire.event_id,
+        baseline_power_kw=wire.baseline_power_kw,
+        battery_soc=wire.battery_soc,
+        panel_amperage_rating=wire.panel_amperage_rating,
+        panel_voltage=wire.panel_voltage,
+        panel_max_kw=wire.panel_max_kw,
+        current_amps=wire.current_amps,
+        panel_utilization_percent=wire.panel_utilization_percent,
+        loads=merge_loads(wire.circuits, wire.loads),
+        raw_payload=raw_text,
+    )
+
+
+# --- ACKs: ven/ack/{venId} ----------------------------------------------------
+
+
+class CurtailedCircuitWire(_Wire):
+    """Either documented shape: ``{id, name, breaker_amps, original_kw,
+    curtailed_kw, final_kw, critical}`` (002) or ``{loadId, name, shedKw}`` (004)."""
+
+    id: str = Field(validation_alias=AliasChoices("id", "loadId", "load_id"))
+    name: str | None = None
+    curtailed_kw: float | None = _alias("curtailed_kw", "shedKw", "shed_kw", "curtailedKw")
+    breaker_amps: float | None = _alias("breaker_amps", "breakerAmps")
+    original_kw: float | None = _alias("original_kw", "originalKw")
+    final_kw: float | None = _alias("final_kw", "finalKw")
+    critical: bool | None = None
+
+    def to_domain(self) -> CircuitCurtailment:
+        curtailed = self.curtailed_kw
+        if curtailed is None and self.original_kw is not None and self.final_kw is not None:
+            curtailed = self.original_kw - self.final_kw
+        if curtailed is None:
+            raise ValueError(f"circuit {self.id!r}: curtailed_kw (or shedKw) is missing")
+        return CircuitCurtailment(
+            id=self.id,
+            curtailed_kw=curtailed,
+            name=self.name,
+            breaker_amps=self.breaker_amps,
+            original_kw=self.original_kw,
+            final_kw=self.final_kw,
+            critical=self.critical,
+        )
+
+
+class AckWire(_Wire):
+    """Event, restore, ping (and shed_load) ACKs; only event ACKs carry an
+    event id. ``ts`` may be missing: the receive time stands in for it."""
+
+    op: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    ven_id: str | None = _alias("venId", "ven_id")
+    correlation_id: str | None = _alias("correlationId", "correlation_id")
+    event_id: str | None = _alias("event_id", "eventId")
+    requested_shed_kw: float | None = _alias("requested_shed_kw", "requestedShedKw")
+    actual_shed_kw: float | None = _alias("actual_shed_kw", "actualShedKw")
+    circuits_curtailed: tuple[CurtailedCircuitWire, ...] | None = _alias(
+        "circuits_curtailed", "circuitsCurtailed"
+    )
+    ts: Timestamp | None = _alias("ts", "timestamp")
+
+
+def to_ven_ack(wire: AckWire, ven_id: str, raw_text: str, received_at: datetime) -> VenAck:
+    """``ven_id`` comes from the topic (the consumer has checked the payload's
+    ``venId``, when present, agrees)."""
+    raw = json.loads(raw_text)
+    return VenAck(
+        ven_id=ven_id,
+        op=wire.op,
+        status=wire.status,
+        timestamp=wire.ts or received_at,
+        correlation_id=wire.correlation_id or None,
+        event_id=wire.event_id or None,
+        requested_shed_kw=wire.requested_shed_kw,
+        actual_shed_kw=wire.actual_shed_kw,
+        circuits_curtailed=tuple(c.to_domain() for c in wire.circuits_curtailed or ()),
+        raw_payload=raw if isinstance(raw, dict) else {},
+    )
+
+
+# --- shadows, load snapshots, status ------------------------------------------
+
+
+class ShadowStateWire(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    reported: dict[str, Any] | None = None
+    desired: dict[str, Any] | None = None
+
+
+class ShadowUpdateWire(BaseModel):
+    """``{"state": {"reported": {...}}}``; the document is kept whole."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    state: ShadowStateWire
+
+
+class LoadSnapshotWire(_Wire):
+    """``ven/loads/{venId}``: ``{schemaVersion, venId, timestamp, loads[]}``."""
+
+    schema_version: str | None = _alias("schemaVersion")
+    ven_id: str = Field(validation_alias="venId", min_length=1)
+    timestamp: Timestamp
+    loads: tuple[LoadWire, ...] = ()
+
+    def load_samples(self) -> tuple[LoadSample, ...]:
+        return merge_loads((), self.loads)
+
+
+class StatusWire(_Wire):
+    """A VEN status transition (``ven_statuses``): ``{venId, status, timestamp,
+    details}``. The documents name the table but show no payload; this is the
+    shape gridcore defines (docs/mqtt-commands.md)."""
+
+    ven_id: str = Field(validation_alias=AliasChoices("venId", "ven_id"), min_length=1)
+    status: str = Field(min_length=1)
+    timestamp: Timestamp | None = _alias("timestamp", "ts")
+    details: dict[str, Any] | None = None
+
+
+def decode_text(payload: bytes) -> str:
+    """The payload as text, refusing oversize and non-UTF-8 payloads."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLargeError(
+            f"{len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit"
+        )
+    return payload.decode("utf-8")
