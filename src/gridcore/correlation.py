@@ -24,7 +24,7 @@ from typing import Any
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.errors import NotFound, RetriesExhausted
 
-CORRELATION_ID = re.compile(r"^(evt-[0-9a-f]{8}|cmd)-[0-9a-f]{8}$")
+CORRELATION_ID = re.compile(r"^(evt-[0-9a-f]{8}|cmd)-[0-9a-f]{8}\Z")
 DEFAULT_ACK_TIMEOUT = timedelta(seconds=30)
 DEFAULT_MAX_RETRIES = 2
 
@@ -270,9 +270,12 @@ class CommandLedger:
         """Re-send an overdue command with the same correlationId.
 
         Raises :class:`RetriesExhausted` (and times the command out) when it has
-        already been sent ``1 + max_retries`` times.
+        already been sent ``1 + max_retries`` times. A command answered in the
+        meantime (the ACK raced the retry) is returned unchanged, not re-opened.
         """
         command = self.get(correlation_id)
+        if command.state in (CommandState.ACKED, CommandState.REJECTED):
+            return command
         if not command.can_retry(self.max_retries):
             self._commands[correlation_id] = command.time_out()
             raise RetriesExhausted(

@@ -24,9 +24,7 @@ class IllegalTransition(DomainError):
     """A DR event was asked to move to a state its lifecycle does not allow."""
 
     def __init__(self, event_id: str, current: str, target: str) -> None:
-        super().__init__(
-            f"event {event_id} is {current}; it cannot become {target}"
-        )
+        super().__init__(f"event {event_id} is {current}; it cannot become {target}")
         self.event_id = event_id
         self.current = current
         self.target = target

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from gridcore.errors import IllegalTransition, InvalidInput
 from gridcore.quantities import require_finite_kw
 
-EVENT_ID = re.compile(r"^evt-[0-9a-f]{8}$")
+EVENT_ID = re.compile(r"^evt-[0-9a-f]{8}\Z")
 # An event longer than this is almost certainly a typo in a date.
 MAX_EVENT_DURATION = timedelta(days=7)
 

@@ -7,10 +7,13 @@ import math
 
 from gridcore.errors import InvalidInput
 
+# Far beyond any grid; keeps watt arithmetic exact and refuses typos like 1e308.
+MAX_KW = 1e9
+
 
 def to_watts(kw: float) -> int:
     """Round kW to whole watts (half away from zero, never banker's rounding)."""
-    return int(math.floor(kw * 1000.0 + 0.5)) if kw >= 0 else -int(math.floor(-kw * 1000.0 + 0.5))
+    return math.floor(kw * 1000.0 + 0.5) if kw >= 0 else -math.floor(-kw * 1000.0 + 0.5)
 
 
 def to_kw(watts: int) -> float:
@@ -27,4 +30,6 @@ def require_finite_kw(field: str, kw: float, *, positive: bool = False) -> float
         raise InvalidInput(field, "must be greater than 0 kW")
     if kw < 0:
         raise InvalidInput(field, "must not be negative")
+    if kw > MAX_KW:
+        raise InvalidInput(field, f"must be at most {MAX_KW:.0f} kW (1 TW)")
     return float(kw)

@@ -82,8 +82,13 @@ async def create_event(
     async with uow_factory() as uow:
         await uow.events.add(event)
         await uow.commit()
-    log.info("event %s created: %.3f kW from %s to %s", event.id,
-             requested_reduction_kw, start_time.isoformat(), end_time.isoformat())
+    log.info(
+        "event %s created: %.3f kW from %s to %s",
+        event.id,
+        requested_reduction_kw,
+        start_time.isoformat(),
+        end_time.isoformat(),
+    )
     return event
 
 
@@ -166,11 +171,17 @@ async def record_ack(uow_factory: UnitOfWorkFactory, clock: Clock, ack: VenAck) 
                 await _refresh_actual_reduction(uow, match.command.event_id)
         await uow.commit()
     if match.outcome is AckOutcome.UNMATCHED:
-        log.warning("ACK from %s (correlationId %s) matches no command", ack.ven_id,
-                    ack.correlation_id)
+        log.warning(
+            "ACK from %s (correlationId %s) matches no command", ack.ven_id, ack.correlation_id
+        )
     else:
-        log.info("ACK %s from %s for %s: %s", match.outcome.value, ack.ven_id,
-                 ack.correlation_id, ack.status)
+        log.info(
+            "ACK %s from %s for %s: %s",
+            match.outcome.value,
+            ack.ven_id,
+            ack.correlation_id,
+            ack.status,
+        )
     return match
 
 
@@ -179,9 +190,7 @@ async def _refresh_actual_reduction(uow: UnitOfWork, event_id: str) -> None:
     if event is None:
         return
     commands = await uow.commands.for_event(event_id)
-    delivered_w = sum(
-        to_watts(c.delivered_kw or 0.0) for c in commands if c.op is CommandOp.EVENT
-    )
+    delivered_w = sum(to_watts(c.delivered_kw or 0.0) for c in commands if c.op is CommandOp.EVENT)
     await uow.events.update(event.with_actual_reduction(to_kw(delivered_w)))
 
 
@@ -193,8 +202,9 @@ async def ingest_telemetry(
 ) -> AppendResult:
     result = await store.append(samples, auto_register=auto_register)
     if result.refused:
-        log.warning("refused telemetry from %d unregistered VEN(s)",
-                    len({s.ven_id for s in result.refused}))
+        log.warning(
+            "refused telemetry from %d unregistered VEN(s)", len({s.ven_id for s in result.refused})
+        )
     return result
 
 

@@ -13,7 +13,7 @@ DEFAULT_OFFLINE_AFTER = timedelta(seconds=60)
 
 # Ids travel in MQTT topics (ven/cmd/{venId}), so they must not contain topic
 # separators or wildcards; AWS IoT thing names allow [a-zA-Z0-9:_-], we add '.'.
-_VEN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_VEN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 def validate_ven_id(ven_id: str) -> str:
@@ -126,7 +126,5 @@ def connectivity(
 def available_shed_kw(loads: tuple[Load, ...] | list[Load]) -> float:
     """What a VEN can shed now: shed capability of its enabled, non-critical loads."""
     return sum(
-        max(load.shed_capability_kw, 0.0)
-        for load in loads
-        if not load.critical and load.enabled
+        max(load.shed_capability_kw, 0.0) for load in loads if not load.critical and load.enabled
     )

@@ -22,8 +22,8 @@ from gridcore import (
     TelemetrySample,
     VenAck,
     new_correlation_id,
+    services,
 )
-from gridcore import services
 
 T0 = datetime(2025, 10, 20, 15, 0, tzinfo=UTC)
 
@@ -164,7 +164,8 @@ async def test_restore_ack_without_event_id_is_matched_and_attributed(uow, clock
         await tx.commit()
     match = await services.record_ack(uow, clock, ack)
     assert match.outcome is AckOutcome.MATCHED
-    assert match.command is not None and match.command.state is CommandState.ACKED
+    assert match.command is not None
+    assert match.command.state is CommandState.ACKED
     async with uow() as tx:
         assert (await tx.acks.for_event(event.id)).total_count == 1
 
@@ -190,7 +191,8 @@ async def test_uncommitted_work_is_rolled_back(uow, clock) -> None:
         # no commit
     async with uow() as tx:
         stored = await tx.events.get(event.id)
-    assert stored is not None and stored.status is EventStatus.SCHEDULED
+    assert stored is not None
+    assert stored.status is EventStatus.SCHEDULED
 
 
 async def test_dead_letters_are_kept_and_counted(uow, clock) -> None:
@@ -210,7 +212,8 @@ async def test_telemetry_registers_unknown_vens_unless_refused(uow, clock) -> No
     assert (result.stored, result.duplicates) == (1, 1)
     async with uow() as tx:
         ven = await tx.vens.get("ven-1")
-    assert ven is not None and ven.last_seen_at == clock.now()
+    assert ven is not None
+    assert ven.last_seen_at == clock.now()
     other = TelemetrySample(ven_id="ven-2", timestamp=clock.now())
     refused = await services.ingest_telemetry(store, [other], auto_register=False)
     assert refused.refused == (other,)

@@ -269,9 +269,7 @@ class InMemoryAckRepository:
         self._added.append(ack)
 
     async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
-        acks = sorted(
-            (a for a in self._all() if a.event_id == event_id), key=lambda a: a.timestamp
-        )
+        acks = sorted((a for a in self._all() if a.event_id == event_id), key=lambda a: a.timestamp)
         return _page(acks, offset, limit)
 
     async def for_ven(
