@@ -1,0 +1,311 @@
+"""What the consumer holds between receiving a message and storing it: the
+telemetry batcher and the queue of other writes (ACKs, shadows, statuses,
+dead letters), each retried through a database outage.
+
+Contract, for both:
+
+- Nothing received is dropped because the database is down: writes are held
+  in memory and retried with capped exponential backoff, and the log says
+  what is held and when it is retried.
+- Memory is bounded: when ``max_held`` is reached, ``wait_for_room`` blocks
+  the receive loop, which stops reading; further messages then wait in the
+  transport and the broker (a persistent QoS 1 session keeps them there).
+- A write that keeps failing while the database is demonstrably up (a
+  dead-letter write succeeds) is poison, not an outage: it is dead-lettered
+  with the error as its reason so that it cannot block everything behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from gridcore.ports import Clock, TelemetryStore, UnitOfWorkFactory
+from gridcore.services import ingest_telemetry
+from gridcore.telemetry import DeadLetter, TelemetrySample
+
+log = logging.getLogger("adapters.mqtt.consumer")
+
+# After this many consecutive failures of the same single item, probe whether the
+# database is up by dead-lettering it.
+POISON_AFTER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_delay, self.initial_delay * 2 ** max(failures - 1, 0)))
+
+
+@dataclass
+class WriteStats:
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    failures: int = 0
+    poisoned: int = 0
+    dead_letters_written: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def write_dead_letter(uow_factory: UnitOfWorkFactory, letter: DeadLetter) -> None:
+    async with uow_factory() as uow:
+        await uow.dead_letters.add(letter)
+        await uow.commit()
+
+
+class TelemetryBatcher:
+    """Collects samples; writes them in batches of up to ``batch_size`` (more
+    when a backlog built up, up to ``max_batch``), at the latest ``max_delay``
+    seconds after the first sample of a batch arrived."""
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        batch_size: int = 500,
+        max_delay: float = 0.05,
+        max_batch: int = 5000,
+        max_held: int = 50_000,
+        auto_register: bool = True,
+        retry: RetryPolicy | None = None,
+        stats: WriteStats | None = None,
+    ) -> None:
+        self._store = store
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self.batch_size = batch_size
+        self.max_delay = max_delay
+        self.max_batch = max(max_batch, batch_size)
+        self.max_held = max_held
+        self.auto_register = auto_register
+        self.retry = retry or RetryPolicy()
+        self.stats = stats or WriteStats()
+        self._held: deque[TelemetrySample] = deque()
+        self._first_at: float | None = None
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def add(self, sample: TelemetrySample) -> None:
+        """Hold a sample for the next batch (never blocks; see ``wait_for_room``)."""
+        if not self._held:
+            self._first_at = asyncio.get_running_loop().time()
+        self._held.append(sample)
+        self._idle.clear()
+        if len(self._held) >= self.batch_size or len(self._held) == 1:
+            self._wake.set()  # a full batch, or the first sample starting the delay clock
+        if len(self._held) >= self.max_held:
+            if self._room.is_set():
+                log.warning("telemetry buffer full (%d samples held): pausing receive", self.held)
+            self._room.clear()
+
+    async def wait_for_room(self) -> None:
+        if not self._room.is_set():
+            await self._room.wait()
+
+    async def flushed(self) -> None:
+        """Wait until everything added so far is written (or dead-lettered)."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Write what is held without waiting for the batch delay, then stop."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.max_batch
+        failures = 0
+        while True:
+            if not self._held:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if failures == 0 and not self._closing and len(self._held) < self.batch_size:
+                remaining = (self._first_at or loop.time()) + self.max_delay - loop.time()
+                if remaining > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    continue  # full, closing or due: look again
+            count = min(limit, len(self._held))
+            batch = [self._held[i] for i in range(count)]
+            try:
+                result = await ingest_telemetry(
+                    self._store, batch, auto_register=self.auto_register
+                )
+            except Exception as exc:  # the database, whatever its driver raises
+                failures += 1
+                self.stats.failures += 1
+                if count == 1 and failures >= POISON_AFTER and await self._poison(batch[0], exc):
+                    self._take(1)
+                    failures = 0
+                    continue
+                if failures >= 2:
+                    limit = max(1, count // 2)  # isolate a poison sample, if it is one
+                delay = self.retry.delay(failures)
+                log.warning(
+                    "telemetry write failed (%s: %s); holding %d samples, retry %d in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    self.held,
+                    failures,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("telemetry write recovered after %d failure(s)", failures)
+            failures = 0
+            limit = self.max_batch
+            self._take(count)
+            self.stats.stored += result.stored
+            self.stats.duplicates += result.duplicates
+            if result.refused:
+                self.stats.refused += len(result.refused)
+                for sample in result.refused:
+                    await self._dead_letter(sample, "refused: VEN is not registered")
+
+    def _take(self, count: int) -> None:
+        for _ in range(count):
+            self._held.popleft()
+        if self._held:
+            self._first_at = asyncio.get_running_loop().time()
+        if len(self._held) < self.max_held and not self._room.is_set():
+            log.info("telemetry buffer has room again (%d held): resuming receive", self.held)
+            self._room.set()
+
+    async def _poison(self, sample: TelemetrySample, exc: Exception) -> bool:
+        reason = f"store refused the sample: {type(exc).__name__}: {exc}"[:1000]
+        try:
+            await self._dead_letter(sample, reason)
+        except Exception:
+            return False  # the database is down, not the sample bad: keep holding it
+        self.stats.poisoned += 1
+        return True
+
+    async def _dead_letter(self, sample: TelemetrySample, reason: str) -> None:
+        payload = (sample.raw_payload or "").encode()
+        letter = DeadLetter("telemetry", payload, reason, self._clock.now())
+        await write_dead_letter(self._uow_factory, letter)
+        self.stats.dead_letters_written += 1
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldWrite:
+    """One write other than telemetry: what to run, and what to dead-letter
+    if it turns out to be poison."""
+
+    what: str
+    run: Job
+    topic: str
+    payload: bytes
+
+
+class WriteQueue:
+    """ACK, shadow, status and dead-letter writes, in arrival order, each
+    retried until it succeeds (or is shown to be poison)."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        max_held: int = 10_000,
+        retry: RetryPolicy | None = None,
+        stats: WriteStats | None = None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self.retry = retry or RetryPolicy()
+        self.stats = stats or WriteStats()
+        self._queue: asyncio.Queue[HeldWrite | None] = asyncio.Queue(max_held)
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def put(self, write: HeldWrite) -> None:
+        """Hold a write; blocks while ``max_held`` writes are waiting."""
+        self._pending += 1
+        self._idle.clear()
+        if self._queue.full():
+            log.warning("write queue full (%d held): pausing receive", self._queue.qsize())
+        await self._queue.put(write)
+
+    async def flushed(self) -> None:
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        await self._queue.put(None)
+
+    async def run(self) -> None:
+        while (write := await self._queue.get()) is not None:
+            await self._write(write)
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def _write(self, write: HeldWrite) -> None:
+        failures = 0
+        while True:
+            try:
+                await write.run()
+            except Exception as exc:
+                failures += 1
+                self.stats.failures += 1
+                if failures >= POISON_AFTER and await self._poison(write, exc):
+                    return
+                delay = self.retry.delay(failures)
+                log.warning(
+                    "%s write failed (%s: %s); holding %d writes, retry %d in %.1fs",
+                    write.what,
+                    type(exc).__name__,
+                    exc,
+                    self._queue.qsize() + 1,
+                    failures,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("%s write recovered after %d failure(s)", write.what, failures)
+            self.stats.counts[write.what] = self.stats.counts.get(write.what, 0) + 1
+            return
+
+    async def _poison(self, write: HeldWrite, exc: Exception) -> bool:
+        if write.what == "dead letter":
+            return False  # nothing further to fall back to: keep retrying
+        reason = f"{write.what} write failed: {type(exc).__name__}: {exc}"[:1000]
+        letter = DeadLetter(write.topic, write.payload, reason, self._clock.now())
+        try:
+            await write_dead_letter(self._uow_factory, letter)
+        except Exception:
+            return False
+        self.stats.poisoned += 1
+        log.error(
+            "%s on %s dead-lettered after repeated failures: %s", write.what, write.topic, reason
+        )
+        return True

@@ -1,0 +1,303 @@
+"""The worker's MQTT consumer: every message received is routed by topic,
+parsed once, and handed to a gridcore use case, or dead-lettered.
+
+- telemetry (``volttron/metering``, extra telemetry topics) -> batched
+  ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced);
+- ACKs (``ven/ack/{venId}``) -> ``record_ack`` (ledger match, ``ven_acks``);
+- shadow updates (``$aws/things/{venId}/shadow/update``) -> ``ShadowStore.update``;
+- status messages and load snapshots -> their sinks, when configured.
+
+A message that is oversize, not UTF-8 JSON, fails validation, or names a VEN
+other than its topic's goes to the dead-letter table with topic, raw bytes,
+reason and time; it is counted and the loop goes on. Storage outages are
+absorbed by :mod:`adapters.mqtt.buffering`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from adapters.mqtt.buffering import (
+    HeldWrite,
+    Job,
+    RetryPolicy,
+    TelemetryBatcher,
+    WriteQueue,
+    WriteStats,
+    write_dead_letter,
+)
+from adapters.mqtt.payloads import (
+    AckWire,
+    LoadSnapshotWire,
+    PayloadTooLargeError,
+    ShadowUpdateWire,
+    StatusWire,
+    TelemetryWire,
+    decode_text,
+    to_telemetry_sample,
+    to_ven_ack,
+)
+from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
+from gridcore.ports import (
+    BrokerMessage,
+    Clock,
+    MessageTransport,
+    ShadowStore,
+    TelemetryStore,
+    UnitOfWorkFactory,
+)
+from gridcore.services import record_ack
+from gridcore.telemetry import DeadLetter, LoadSample
+
+log = logging.getLogger("adapters.mqtt.consumer")
+
+
+class StatusSink(Protocol):
+    """Where VEN status transitions go (``ven_statuses``)."""
+
+    async def record_status(
+        self, ven_id: str, status: str, at: datetime, details: Mapping[str, Any] | None, raw: str
+    ) -> None: ...
+
+
+class LoadSnapshotSink(Protocol):
+    """Where ``ven/loads/{venId}`` snapshots go (load state)."""
+
+    async def record_loads(
+        self, ven_id: str, at: datetime, loads: Sequence[LoadSample], raw: str
+    ) -> None: ...
+
+
+class RejectedMessageError(Exception):
+    """A message that cannot be accepted; ``reason`` goes to the dead letter."""
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(f"{category}: {detail}")
+        self.category = category
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    batch_size: int = 500
+    batch_max_delay: float = 0.05
+    max_held_samples: int = 50_000
+    max_held_writes: int = 10_000
+    auto_register: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    drain_timeout: float = 30.0
+
+
+@dataclass
+class ConsumerStats:
+    received: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason category
+    unstored: Counter[str] = field(default_factory=Counter)  # valid, but no sink configured
+    writes: WriteStats = field(default_factory=WriteStats)
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.rejected.total()
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[:3]
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in first]
+    more = exc.error_count() - len(first)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+class MqttConsumer:
+    """Consumes a transport's messages until the transport is closed (or the
+    ``run`` task is cancelled), then writes what it still holds."""
+
+    def __init__(
+        self,
+        transport: MessageTransport,
+        router: TopicRouter,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        telemetry_store: TelemetryStore,
+        shadow_store: ShadowStore | None,
+        clock: Clock,
+        config: ConsumerConfig | None = None,
+        status_sink: StatusSink | None = None,
+        load_sink: LoadSnapshotSink | None = None,
+    ) -> None:
+        self.config = config or ConsumerConfig()
+        self.stats = ConsumerStats()
+        self._transport = transport
+        self._router = router
+        self._uow_factory = uow_factory
+        self._shadows = shadow_store
+        self._clock = clock
+        self._status_sink = status_sink
+        self._load_sink = load_sink
+        cfg = self.config
+        self.batcher = TelemetryBatcher(
+            telemetry_store, uow_factory, clock,
+            batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
+            max_held=cfg.max_held_samples, auto_register=cfg.auto_register,
+            retry=cfg.retry, stats=self.stats.writes,
+        )  # fmt: skip
+        self.writes = WriteQueue(
+            uow_factory, clock, max_held=cfg.max_held_writes, retry=cfg.retry,
+            stats=self.stats.writes,
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        writers = [
+            asyncio.create_task(self.batcher.run(), name="telemetry-writer"),
+            asyncio.create_task(self.writes.run(), name="write-queue"),
+        ]
+        try:
+            async for message in self._transport.messages():
+                await self.handle(message)
+        finally:
+            self.batcher.close()
+            await self.writes.close()
+            done, pending = await asyncio.wait(writers, timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.error(
+                    "shutdown: %d samples and some writes could not be stored in %.0fs",
+                    self.batcher.held,
+                    self.config.drain_timeout,
+                )
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("writer failed", exc_info=task.exception())
+
+    async def flushed(self) -> None:
+        """Wait until everything handled so far has been written."""
+        await self.batcher.flushed()
+        await self.writes.flushed()
+
+    async def handle(self, message: BrokerMessage) -> None:
+        """Route one message. Never raises for bad input."""
+        self.stats.received += 1
+        routed = self._router.route(message.topic)
+        try:
+            if routed is None:
+                raise RejectedMessageError("no route", f"nothing handles topic {message.topic!r}")
+            self.stats.by_kind[routed.kind] += 1
+            text = decode_text(message.payload)
+            if routed.kind is MessageKind.TELEMETRY:
+                # The hot path: parse, map, hold. No await unless the buffer is full.
+                wire = TelemetryWire.model_validate_json(text)
+                self._check_ven(routed, wire.ven_id)
+                self.batcher.add(to_telemetry_sample(wire, text))
+                await self.batcher.wait_for_room()
+            else:
+                await self._handle_other(message, routed, text)
+        except PayloadTooLargeError as exc:
+            await self._reject(message, RejectedMessageError("oversize", str(exc)))
+        except UnicodeDecodeError as exc:
+            await self._reject(message, RejectedMessageError("unparseable", f"not UTF-8: {exc}"))
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+                rejection = RejectedMessageError("unparseable", _validation_detail(exc))
+            else:
+                rejection = RejectedMessageError("invalid", _validation_detail(exc))
+            await self._reject(message, rejection)
+        except RejectedMessageError as exc:
+            await self._reject(message, exc)
+
+    @staticmethod
+    def _check_ven(routed: Routed, payload_ven: str | None) -> None:
+        if routed.ven_id is not None and payload_ven is not None and payload_ven != routed.ven_id:
+            raise RejectedMessageError(
+                "ven mismatch", f"topic names VEN {routed.ven_id!r}, payload {payload_ven!r}"
+            )
+
+    async def _handle_other(self, message: BrokerMessage, routed: Routed, text: str) -> None:
+        now = self._clock.now()
+        kind = routed.kind
+        if kind is MessageKind.ACK:
+            ack_wire = AckWire.model_validate_json(text)
+            self._check_ven(routed, ack_wire.ven_id)
+            ven_id = routed.ven_id or ack_wire.ven_id
+            if not ven_id:
+                raise RejectedMessageError(
+                    "invalid", "an ACK needs its VEN in the topic or in venId"
+                )
+            try:
+                ack = to_ven_ack(ack_wire, ven_id, text, now)
+            except ValueError as exc:
+                raise RejectedMessageError("invalid", str(exc)) from None
+
+            async def store_ack() -> None:
+                await record_ack(self._uow_factory, self._clock, ack)
+
+            await self._hold("ack", store_ack, message)
+        elif kind is MessageKind.SHADOW:
+            ShadowUpdateWire.model_validate_json(text)
+            if not routed.ven_id:
+                raise RejectedMessageError("invalid", "a shadow update needs the VEN in its topic")
+            shadows, ven, document = self._shadows, routed.ven_id, _json_object(text)
+            if shadows is None:
+                self.stats.unstored[kind] += 1
+                return
+
+            async def store_shadow() -> None:
+                await shadows.update(ven, document, now)
+
+            await self._hold("shadow", store_shadow, message)
+        elif kind is MessageKind.LOADS:
+            snap = LoadSnapshotWire.model_validate_json(text)
+            self._check_ven(routed, snap.ven_id)
+            sink = self._load_sink
+            if sink is None:
+                self.stats.unstored[kind] += 1
+                return
+            loads = snap.load_samples()
+
+            async def store_loads() -> None:
+                await sink.record_loads(snap.ven_id, snap.timestamp, loads, text)
+
+            await self._hold("load snapshot", store_loads, message)
+        elif kind is MessageKind.STATUS:
+            status = StatusWire.model_validate_json(text)
+            self._check_ven(routed, status.ven_id)
+            status_sink = self._status_sink
+            if status_sink is None:
+                self.stats.unstored[kind] += 1
+                return
+
+            async def store_status() -> None:
+                await status_sink.record_status(
+                    status.ven_id, status.status, status.timestamp or now, status.details, text
+                )
+
+            await self._hold("status", store_status, message)
+
+    async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
+        await self.writes.put(HeldWrite(what, run, message.topic, message.payload))
+
+    async def _reject(self, message: BrokerMessage, rejection: RejectedMessageError) -> None:
+        self.stats.rejected[rejection.category] += 1
+        reason = str(rejection)[:2000]
+        letter = DeadLetter(message.topic, message.payload, reason, self._clock.now())
+        log.warning("dead letter on %s: %s", message.topic, reason)
+
+        async def store() -> None:
+            await write_dead_letter(self._uow_factory, letter)
+
+        await self.writes.put(HeldWrite("dead letter", store, message.topic, message.payload))
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise RejectedMessageError("invalid", "expected a JSON object")
+    return value
