@@ -106,7 +106,8 @@ class Rig:
         """Wait until everything published so far is handled and written."""
 
         async def idle() -> None:
-            while len(self.transport._queue._queue) > 0:  # type: ignore[attr-defined]
+            # Polling: the transport has no "drained" event to wait on.
+            while not self.transport._queue.empty():  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.02)
             await self.consumer.flushed()
