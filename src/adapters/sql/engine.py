@@ -1,0 +1,99 @@
+"""Creating the async engine for PostgreSQL (psycopg 3) or SQLite (aiosqlite)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_TIMEOUT = 30.0  # seconds, the documents' DB_TIMEOUT default
+# Execution option read by the SQLite "begin" hook: writers take the write lock
+# up front (BEGIN IMMEDIATE), so two writers queue on busy_timeout instead of
+# failing with "database is locked" when both try to upgrade a read lock.
+SQLITE_BEGIN = "gridcore_sqlite_begin"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for document columns. NaN and infinities (which Python's json reads
+    but JSON does not have) become null rather than failing the write."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False, separators=(",", ":"), default=str)
+
+
+def dialect_of(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = False) -> AsyncEngine:
+    """An engine for ``postgresql+psycopg://...`` or ``sqlite+aiosqlite:///...``.
+
+    ``timeout`` (``DB_TIMEOUT``) bounds connecting on PostgreSQL and waiting for
+    the write lock on SQLite. SQLite connections enforce foreign keys and use
+    WAL, so readers never block the writer.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_async_engine(
+            parsed,
+            echo=echo,
+            json_serializer=json_dumps,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": max(1, math.ceil(timeout))},
+        )
+    if backend == "sqlite":
+        if parsed.get_driver_name() != "aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        in_memory = parsed.database in (None, "", ":memory:")
+        engine = create_async_engine(
+            parsed,
+            echo=echo,
+            json_serializer=json_dumps,
+            connect_args={"timeout": timeout, "check_same_thread": False},
+            # One shared connection, or every connection would see its own empty database.
+            **({"poolclass": StaticPool} if in_memory else {}),
+        )
+        _configure_sqlite(engine, timeout, wal=not in_memory)
+        return engine
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def _configure_sqlite(engine: AsyncEngine, timeout: float, *, wal: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN is ours (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,95 @@
+"""SQLite half of telemetry ingest: executemany inside one write transaction.
+
+The store opens the transaction with ``BEGIN IMMEDIATE``: this process holds
+SQLite's single write lock from the duplicate check to the commit, so the check
+is exact and the ids taken after ``max(id)`` are free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, or_, select, tuple_, update
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
+
+from adapters.sql.tables import (
+    LOAD_FIELDS,
+    PANEL_FIELDS,
+    ven_latest,
+    ven_load_samples,
+    ven_telemetry,
+    vens,
+)
+from adapters.sql.telemetry import Key, Prepared, newest_per_ven
+from adapters.sql.types import UtcDateTime
+
+# Under SQLite's default limit of 32,766 bound variables per statement.
+_CHUNK = 500
+_V_ID: BindParameter[str] = bindparam("v_id")
+_V_TS: BindParameter[datetime] = bindparam("v_ts", type_=UtcDateTime())
+
+
+class SqliteBatchWriter:
+    async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
+        found: set[Key] = set()
+        pair = tuple_(ven_telemetry.c.ven_id, ven_telemetry.c.timestamp)
+        for start in range(0, len(keys), _CHUNK):
+            rows = await conn.execute(
+                select(ven_telemetry.c.ven_id, ven_telemetry.c.timestamp).where(
+                    pair.in_(keys[start : start + _CHUNK])
+                )
+            )
+            found.update((ven_id, ts) for ven_id, ts in rows)
+        return found
+
+    async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
+        last = await conn.execute(select(func.coalesce(func.max(ven_telemetry.c.id), 0)))
+        first_id = int(last.scalar_one()) + 1
+        telemetry_rows: list[dict[str, Any]] = []
+        load_rows: list[dict[str, Any]] = []
+        for tid, item in enumerate(batch, start=first_id):
+            ven_id, ts = item.key
+            row = dict(zip(PANEL_FIELDS, item.panel, strict=True))
+            row.update(id=tid, ven_id=ven_id, timestamp=ts, raw_payload=item.raw_payload)
+            telemetry_rows.append(row)
+            for line in item.loads:
+                load = dict(zip(_LOAD_COLUMNS, line, strict=True))
+                load.update(ven_id=ven_id, timestamp=ts, telemetry_id=tid)
+                load_rows.append(load)
+        await conn.execute(ven_telemetry.insert(), telemetry_rows)
+        if load_rows:
+            await conn.execute(ven_load_samples.insert(), load_rows)
+        newest = newest_per_ven(batch)
+        await conn.execute(
+            update(vens)
+            .where(vens.c.id == _V_ID)
+            .where(or_(vens.c.last_seen_at.is_(None), vens.c.last_seen_at < _V_TS))
+            .values(last_seen_at=_V_TS),
+            [{"v_id": item.key[0], "v_ts": item.key[1]} for item in newest],
+        )
+        ids = {item.key: tid for tid, item in enumerate(batch, start=first_id)}
+        latest = insert(ven_latest)
+        await conn.execute(
+            latest.on_conflict_do_update(
+                index_elements=[ven_latest.c.ven_id],
+                set_={c: latest.excluded[c] for c in ("telemetry_id", "timestamp", *_LATEST)},
+                where=ven_latest.c.timestamp < latest.excluded.timestamp,
+            ),
+            [
+                {
+                    "ven_id": item.key[0],
+                    "telemetry_id": ids[item.key],
+                    "timestamp": item.key[1],
+                    **{f: v for f, v in zip(PANEL_FIELDS, item.panel, strict=True) if f in _LATEST},
+                }
+                for item in newest
+            ],
+        )
+
+
+_LATEST = ("used_power_kw", "shed_power_kw", "requested_reduction_kw", "event_id")
+_LOAD_COLUMNS = ("load_id", *LOAD_FIELDS, "current_amps")

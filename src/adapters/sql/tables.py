@@ -1,0 +1,280 @@
+"""The schema, as SQLAlchemy Core tables: one definition for PostgreSQL and SQLite.
+
+Table and column names are the documents' (``ven_telemetry``, ``ven_load_samples``,
+``ven_statuses``, ``ven_acks`` and their columns); the rest is what gridcore adds
+to make the documents' fixture-backed parts real. The Alembic chain in
+``migrations/`` must produce exactly this (a test compares them).
+
+Deliberate departures, each for a measured reason:
+
+- ``ven_telemetry.raw_payload`` is TEXT (the message exactly as received), not
+  JSON/JSONB: parsing JSON on insert halves ingest speed, and a payload that is
+  not valid JSON can still be kept. ``raw_payload::json`` reads it as JSON.
+- ``ven_load_samples`` carries ``ven_id`` and ``timestamp`` of its telemetry row
+  (denormalised) and is keyed by (ven_id, timestamp, load_id): that key serves
+  every circuit query without a join, and makes a re-delivered message
+  impossible to store twice. ``telemetry_id`` links the row to its telemetry
+  row without a foreign key constraint, because checking one per load row costs
+  more than half of the ingest rate; the store writes both rows in one
+  transaction with the parent's id, and retention removes both by time.
+- ``ven_telemetry``, ``ven_load_samples`` and ``ven_acks`` have no foreign key
+  to ``vens``: deregistering a VEN keeps its history (audit).
+- ``ven_latest`` holds each VEN's newest sample (updated with every batch), so
+  network stats never scan history. A VEN's latest loads are the load rows of
+  that newest message, one primary-key lookup away. (A per-load current-state
+  table cost more to maintain than both COPYs together; see ``ingest_pg``.)
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from adapters.sql.types import BigId, Document, UtcDateTime
+
+# Explicit constraint names: Alembic can then drop/alter them on both dialects,
+# and SQLite batch migrations can find them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+VEN_ID = String(128)  # the domain allows 1-128 characters (they go in MQTT topics)
+LOAD_ID = String(128)
+EVENT_ID = String(64)  # evt- + 8 hex; VENs' own ids (ui-evt-...) are longer
+
+# --- registry and configuration ----------------------------------------------
+
+vens = Table(
+    "vens",
+    metadata,
+    Column("id", VEN_ID, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("lat", Float),
+    Column("lon", Float),
+    Column("enabled", Boolean, nullable=False),
+    Column("registered_at", UtcDateTime),
+    Column("last_seen_at", UtcDateTime),
+)
+
+ven_loads = Table(
+    "ven_loads",
+    metadata,
+    Column("ven_id", VEN_ID, ForeignKey("vens.id", ondelete="CASCADE"), nullable=False),
+    Column("load_id", LOAD_ID, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("name", String(255)),
+    Column("capacity_kw", Float),
+    Column("shed_capability_kw", Float, nullable=False),
+    Column("current_power_kw", Float, nullable=False),
+    Column("priority", Integer),
+    Column("critical", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("breaker_amps", Float),
+    PrimaryKeyConstraint("ven_id", "load_id"),
+)
+
+# --- DR events and the dispatch ledger ----------------------------------------
+
+events = Table(
+    "events",
+    metadata,
+    # `event_id`, as the event flow document's analysis queries name it.
+    Column("event_id", EVENT_ID, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("start_time", UtcDateTime, nullable=False),
+    Column("end_time", UtcDateTime, nullable=False),
+    Column("requested_reduction_kw", Float, nullable=False),
+    Column("actual_reduction_kw", Float, nullable=False),
+    Column("created_at", UtcDateTime),
+    Column("activated_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Index(None, "status", "start_time"),
+    Index(None, "status", "end_time"),
+    Index(None, "start_time"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("correlation_id", String(64), primary_key=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("event_id", EVENT_ID, ForeignKey("events.event_id")),
+    Column("shed_kw", Float),
+    Column("duration_sec", Integer),
+    Column("load_id", LOAD_ID),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("first_sent_at", UtcDateTime),
+    Column("last_sent_at", UtcDateTime),
+    Column("deadline", UtcDateTime),
+    Column("acked_at", UtcDateTime),
+    Column("ack_status", String(64)),
+    Column("delivered_kw", Float),
+    Column("late", Boolean, nullable=False),
+    Index(None, "state", "created_at"),  # the outbox: pending, oldest first
+    Index(None, "state", "deadline"),  # overdue ACKs
+    Index(None, "event_id"),
+    Index(None, "ven_id", "op", "created_at"),  # ACKs without correlationId
+)
+
+# --- what VENs send -------------------------------------------------------------
+
+ven_telemetry = Table(
+    "ven_telemetry",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("used_power_kw", Float),
+    Column("shed_power_kw", Float),
+    Column("requested_reduction_kw", Float),
+    Column("event_id", EVENT_ID),
+    Column("baseline_power_kw", Float),
+    Column("battery_soc", Float),
+    Column("panel_amperage_rating", Float),
+    Column("panel_voltage", Float),
+    Column("panel_max_kw", Float),
+    Column("current_amps", Float),
+    Column("panel_utilization_percent", Float),
+    Column("raw_payload", Text),
+    # One row per VEN and timestamp: a QoS 1 re-delivery is stored once. The
+    # unique index also serves every per-VEN time-range query.
+    UniqueConstraint("ven_id", "timestamp"),
+    # BRIN on PostgreSQL: tiny, and telemetry arrives in time order (network
+    # history scans a time range). SQLite ignores the method: a plain index.
+    Index("ix_ven_telemetry_timestamp", "timestamp", postgresql_using="brin"),
+)
+
+ven_load_samples = Table(
+    "ven_load_samples",
+    metadata,
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("load_id", LOAD_ID, nullable=False),
+    Column("telemetry_id", BigId, nullable=False),
+    Column("name", String(255)),
+    Column("type", String(64)),
+    Column("capacity_kw", Float),
+    Column("current_power_kw", Float),
+    Column("shed_capability_kw", Float),
+    Column("enabled", Boolean),
+    Column("priority", Integer),
+    Column("critical", Boolean),
+    Column("breaker_amps", Float),
+    Column("current_amps", Float),
+    PrimaryKeyConstraint("ven_id", "timestamp", "load_id"),
+    Index("ix_ven_load_samples_timestamp", "timestamp", postgresql_using="brin"),
+)
+
+ven_statuses = Table(
+    "ven_statuses",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("details", Document),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Index(None, "ven_id", "timestamp"),
+)
+
+ven_acks = Table(
+    "ven_acks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    # Restore and ping ACKs carry no event id.
+    Column("event_id", EVENT_ID),
+    Column("correlation_id", String(255)),
+    Column("op", String(50), nullable=False),
+    Column("status", String(50), nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("requested_shed_kw", Float),
+    Column("actual_shed_kw", Float),
+    Column("circuits_curtailed", Document),
+    Column("raw_payload", Document),
+    Column("created_at", UtcDateTime, server_default=func.now()),
+    Index(None, "ven_id", "timestamp"),
+    Index(None, "event_id", "timestamp"),
+    Index(None, "correlation_id"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Index(None, "received_at"),
+)
+
+shadows = Table(
+    "shadows",
+    metadata,
+    Column("ven_id", VEN_ID, primary_key=True),
+    Column("document", Document, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# --- current state (one row per VEN, never a history scan) ---------------------
+
+ven_latest = Table(
+    "ven_latest",
+    metadata,
+    Column("ven_id", VEN_ID, primary_key=True),
+    Column("telemetry_id", BigId, nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("used_power_kw", Float),
+    Column("shed_power_kw", Float),
+    Column("requested_reduction_kw", Float),
+    Column("event_id", EVENT_ID),
+)
+
+# Columns of a load line, shared by samples and the latest-state table.
+LOAD_FIELDS = (
+    "name",
+    "type",
+    "capacity_kw",
+    "current_power_kw",
+    "shed_capability_kw",
+    "enabled",
+    "priority",
+    "critical",
+    "breaker_amps",
+)
+PANEL_FIELDS = (
+    "used_power_kw",
+    "shed_power_kw",
+    "requested_reduction_kw",
+    "event_id",
+    "baseline_power_kw",
+    "battery_soc",
+    "panel_amperage_rating",
+    "panel_voltage",
+    "panel_max_kw",
+    "current_amps",
+    "panel_utilization_percent",
+)

@@ -1,0 +1,249 @@
+"""Telemetry ingest: ``SqlTelemetryStore``, the SQL implementation of
+:class:`gridcore.ports.TelemetryStore`.
+
+One call stores one batch in one transaction: unknown VENs are registered (or
+refused), samples already stored (same VEN and timestamp: a QoS 1 re-delivery)
+are skipped, the rest are written in bulk (``COPY`` on PostgreSQL, executemany
+on SQLite), heartbeats advance, and the current-state tables take each VEN's
+and each load's newest values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.sql.engine import SQLITE_BEGIN
+from adapters.sql.tables import vens
+from gridcore.errors import InvalidInput
+from gridcore.ports import AppendResult
+from gridcore.telemetry import LoadSample, TelemetrySample
+from gridcore.ven import validate_ven_id
+
+log = logging.getLogger("adapters.sql.telemetry")
+
+MAX_ID_LENGTH = 128
+INT32 = 2**31 - 1
+_RETRIES = 3  # a concurrent writer storing the same message makes COPY fail; retry
+
+
+Key = tuple[str, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A sample ready for storage, as column values: timestamp in UTC, loads
+    unique by id, numbers finite floats, text free of NUL (PostgreSQL text
+    cannot hold it). Building tuples once here keeps the hot path free of
+    dataclass copies."""
+
+    key: Key
+    original: TelemetrySample
+    panel: tuple[Any, ...]  # values of PANEL_FIELDS
+    raw_payload: str | None
+    loads: tuple[tuple[Any, ...], ...]  # (load_id, *LOAD_FIELDS, current_amps)
+
+
+class BatchWriter(Protocol):
+    """The dialect-specific part of an append, inside the caller's transaction."""
+
+    async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
+        """Which of these (VEN, timestamp) keys are already stored. May lock the
+        VENs' rows first so that concurrent appends for a VEN take turns."""
+        ...
+
+    async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
+        """Insert telemetry and load rows, advance heartbeats, update current state."""
+        ...
+
+
+def _text(value: object) -> str | None:
+    if type(value) is str:
+        return value if "\x00" not in value else value.replace("\x00", "")
+    return None if value is None else str(value).replace("\x00", "")
+
+
+def _number(value: object) -> float | None:
+    if type(value) is float:  # the common case first: this runs ~10 times per load line
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        return float(value)
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _int32(value: object) -> int | None:
+    if type(value) is not int:
+        return None
+    return value if -INT32 <= value <= INT32 else None
+
+
+def _flag(value: object) -> bool | None:
+    return value if type(value) is bool else None
+
+
+def _load_row(load: LoadSample) -> tuple[Any, ...]:
+    load_id = load.load_id
+    if type(load_id) is not str or not 0 < len(load_id) <= MAX_ID_LENGTH or "\x00" in load_id:
+        raise InvalidInput("loadId", f"must be 1-{MAX_ID_LENGTH} characters, without NUL")
+    return (
+        load_id,
+        _text(load.name),
+        _text(load.type),
+        _number(load.capacity_kw),
+        _number(load.current_power_kw),
+        _number(load.shed_capability_kw),
+        _flag(load.enabled),
+        _int32(load.priority),
+        _flag(load.critical),
+        _number(load.breaker_amps),
+        _number(load.current_amps),
+    )
+
+
+def prepare(sample: TelemetrySample) -> Prepared:
+    """Normalise one sample; raises :class:`InvalidInput` for what cannot be stored.
+
+    Values a column cannot hold become NULL (the raw payload keeps them):
+    non-finite or non-numeric kW, out-of-range integers, over-long event ids.
+    NUL characters are removed from text.
+    """
+    validate_ven_id(sample.ven_id)
+    ts = sample.timestamp
+    if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() is None:
+        raise InvalidInput("timestamp", "must be a timezone-aware datetime")
+    ts = ts.astimezone(UTC)
+    event_id = _text(sample.event_id)
+    if event_id is not None and len(event_id) > 64:
+        event_id = None  # not one of ours
+    panel = (
+        _number(sample.used_power_kw),
+        _number(sample.shed_power_kw),
+        _number(sample.requested_reduction_kw),
+        event_id,
+        _number(sample.baseline_power_kw),
+        _number(sample.battery_soc),
+        _number(sample.panel_amperage_rating),
+        _number(sample.panel_voltage),
+        _number(sample.panel_max_kw),
+        _number(sample.current_amps),
+        _number(sample.panel_utilization_percent),
+    )
+    loads: dict[str, tuple[Any, ...]] = {}
+    for load in sample.loads:
+        row = _load_row(load)
+        loads[row[0]] = row  # a circuit listed twice: the later line wins
+    return Prepared(
+        (sample.ven_id, ts), sample, panel, _text(sample.raw_payload), tuple(loads.values())
+    )
+
+
+def newest_per_ven(batch: Iterable[Prepared]) -> list[Prepared]:
+    """Each VEN's newest sample of the batch, in VEN id order (the lock order)."""
+    newest: dict[str, Prepared] = {}
+    for item in batch:
+        current = newest.get(item.key[0])
+        if current is None or current.key[1] < item.key[1]:
+            newest[item.key[0]] = item
+    return [newest[ven_id] for ven_id in sorted(newest)]
+
+
+class SqlTelemetryStore:
+    """Batched, idempotent telemetry ingest (see the module docstring).
+
+    Samples that cannot be stored (invalid VEN or load id, naive timestamp) are
+    returned as refused along with those of unregistered VENs when
+    ``auto_register`` is false; they never fail the rest of the batch.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer: BatchWriter
+        if engine.dialect.name == "postgresql":
+            from adapters.sql.ingest_pg import PostgresBatchWriter
+
+            self._writer = PostgresBatchWriter()
+        else:
+            from adapters.sql.ingest_sqlite import SqliteBatchWriter
+
+            self._writer = SqliteBatchWriter()
+
+    async def append(
+        self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
+    ) -> AppendResult:
+        refused: list[TelemetrySample] = []
+        valid: list[Prepared] = []
+        for sample in samples:
+            try:
+                valid.append(prepare(sample))
+            except (InvalidInput, TypeError, ValueError, AttributeError) as exc:
+                log.warning("refused a telemetry sample from %r: %s", sample.ven_id, exc)
+                refused.append(sample)
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                stored, duplicates, rejected = await self._store(valid, auto_register)
+                break
+            except IntegrityError:
+                if attempt == _RETRIES:
+                    raise
+                log.info("telemetry batch raced another writer; retrying (%d)", attempt)
+        refused.extend(rejected)
+        return AppendResult(stored=stored, duplicates=duplicates, refused=tuple(refused))
+
+    async def _store(
+        self, valid: list[Prepared], auto_register: bool
+    ) -> tuple[int, int, list[TelemetrySample]]:
+        """Returns (stored, duplicates, samples refused as unregistered)."""
+        if not valid:
+            return 0, 0, []
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            async with conn.begin():
+                ven_ids = sorted({item.key[0] for item in valid})
+                rows = await conn.execute(select(vens.c.id).where(vens.c.id.in_(ven_ids)))
+                unknown = set(ven_ids) - {row[0] for row in rows}
+                rejected: list[TelemetrySample] = []
+                if unknown and auto_register:
+                    await self._register(conn, valid, unknown)
+                elif unknown:
+                    rejected = [item.original for item in valid if item.key[0] in unknown]
+                    valid = [item for item in valid if item.key[0] not in unknown]
+                unique: dict[Key, Prepared] = {}
+                for item in valid:
+                    unique.setdefault(item.key, item)  # the first copy of a repeat wins
+                known = await self._writer.existing(conn, list(unique))
+                fresh = [item for key, item in unique.items() if key not in known]
+                if fresh:
+                    await self._writer.write(conn, fresh)
+        return len(fresh), len(valid) - len(fresh), rejected
+
+    async def _register(
+        self, conn: AsyncConnection, batch: Sequence[Prepared], unknown: set[str]
+    ) -> None:
+        first_seen: dict[str, datetime] = {}
+        for item in batch:
+            if item.key[0] in unknown:
+                first_seen.setdefault(item.key[0], item.key[1])
+        rows = [
+            {"id": ven_id, "name": ven_id, "enabled": True, "registered_at": at}
+            for ven_id, at in sorted(first_seen.items())
+        ]
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        for start in range(0, len(rows), 500):
+            # Two workers may register the same VEN at once: the second does nothing.
+            await conn.execute(
+                insert(vens).values(rows[start : start + 500]).on_conflict_do_nothing()
+            )
+        log.info("auto-registered %d VEN(s): %s", len(rows), ", ".join(sorted(first_seen)[:10]))
