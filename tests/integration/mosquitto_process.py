@@ -1,0 +1,135 @@
+"""A Mosquitto process of the test's own (a free port, its own config, optional
+mutual TLS with certificates made by the ``openssl`` command), which a test may
+stop and restart. Skips when ``mosquitto``/``openssl`` are not installed, fails
+instead under GRIDCORE_REQUIRE_SERVICES=1."""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import services_required
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+OPENSSL = shutil.which("openssl")
+
+
+def _require(tool: str | None, name: str) -> str:
+    if tool and Path(tool).exists():
+        return tool
+    if services_required():
+        pytest.fail(f"{name} is not installed and GRIDCORE_REQUIRE_SERVICES=1")
+    pytest.skip(f"{name} is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client
+    certificate, all signed by the CA (EC P-256, valid one day)."""
+    openssl = _require(OPENSSL, "openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=gridcore test CA")  # fmt: skip
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, extra in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=gridcore-{name}")  # fmt: skip
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", *extra)  # fmt: skip
+    return Certificates(
+        ca=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+    )
+
+
+class MosquittoProcess:
+    """``start``/``stop``/``kill`` a broker on ``port``; persistence on, so a
+    restart after ``stop`` keeps persistent sessions and their queued messages."""
+
+    def __init__(self, directory: Path, certs: Certificates | None = None) -> None:
+        self.executable = _require(MOSQUITTO, "mosquitto")
+        self.directory = directory
+        self.port = free_port()
+        self.certs = certs
+        self.process: subprocess.Popen[bytes] | None = None
+        lines = [
+            # Run as whoever runs the tests (as root Mosquitto would switch to the
+            # 'mosquitto' user, who cannot read pytest's private temp directories).
+            f"user {getpass.getuser()}",
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {directory}/",
+            "max_queued_messages 0",  # unlimited: a test counts every message
+            "max_inflight_messages 0",
+            f"log_dest file {directory}/mosquitto.log",
+        ]
+        if certs is not None:
+            lines += [
+                f"cafile {certs.ca}",
+                f"certfile {certs.server_cert}",
+                f"keyfile {certs.server_key}",
+                "require_certificate true",
+                "use_identity_as_username true",
+            ]
+        lines.append("allow_anonymous true")
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(
+            [self.executable, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"mosquitto exited: {err}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: Mosquitto saves its persistence file and exits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
