@@ -60,6 +60,7 @@ class CommandState(enum.StrEnum):
     ACKED = "acked"  # VEN accepted
     REJECTED = "rejected"  # VEN refused
     TIMED_OUT = "timed_out"  # no ACK after every retry
+    CANCELLED = "cancelled"  # never sent: its event ended first
 
     @property
     def is_open(self) -> bool:
@@ -107,6 +108,9 @@ class Command:
     ack_status: str | None = None
     delivered_kw: float | None = None
     late: bool = False
+    # A re-allocation raises a VEN's target with a new command; the old one it
+    # replaces is named here, so delivered kW is counted once per VEN.
+    supersedes: str | None = None
 
     @property
     def response_time(self) -> timedelta | None:
@@ -124,6 +128,21 @@ class Command:
             last_sent_at=now,
             deadline=now + ack_timeout,
         )
+
+    def unsent(self) -> Command:
+        """Undo :meth:`mark_sent` after a publish that failed, so the relay
+        sends it again instead of waiting for the ACK deadline."""
+        attempts = max(self.attempts - 1, 0)
+        return replace(
+            self,
+            state=CommandState.PENDING,
+            attempts=attempts,
+            first_sent_at=self.first_sent_at if attempts else None,
+            deadline=None,
+        )
+
+    def cancel(self) -> Command:
+        return replace(self, state=CommandState.CANCELLED)
 
     def is_overdue(self, now: datetime) -> bool:
         return (

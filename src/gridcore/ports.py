@@ -87,6 +87,12 @@ class EventRepository(Protocol):
 
     async def update(self, event: DrEvent) -> None: ...
 
+    async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
+        """Atomically add ``delta_kw`` (may be negative; the result is floored
+        at 0) to an event's actualReductionKw: several workers may record ACKs
+        of one event at once, so this must not be a read-modify-write."""
+        ...
+
     async def page(
         self,
         *,
@@ -123,6 +129,10 @@ class CommandRepository(Protocol):
 
     async def get(self, correlation_id: str) -> Command | None: ...
 
+    async def get_many(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        """The commands among ``correlation_ids`` that exist, by correlationId."""
+        ...
+
     async def update_many(self, commands: Sequence[Command]) -> None: ...
 
     async def for_event(self, event_id: str) -> list[Command]:
@@ -146,7 +156,7 @@ class CommandRepository(Protocol):
 class AckRepository(Protocol):
     """Every ACK received, matched or not (audit trail), in ``ven_acks``."""
 
-    async def add(self, ack: VenAck) -> None: ...
+    async def add_many(self, acks: Sequence[VenAck]) -> None: ...
 
     async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
         """ACKs of an event, oldest first."""
@@ -238,6 +248,11 @@ class TelemetryQueries(Protocol):
 
     async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats: ...
 
+    async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
+        """kW each online, enabled VEN can shed now, from its loads' latest
+        samples (shed capability of enabled, non-critical loads)."""
+        ...
+
     async def load_type_stats(self) -> list[LoadTypeStats]: ...
 
     async def latest_loads(self, ven_id: str) -> list[Load]:
@@ -290,6 +305,17 @@ class ShadowStore(Protocol):
     async def update(self, ven_id: str, document: Mapping[str, Any], at: datetime) -> None:
         """Merge a shadow update (as a VEN publishes it) into the stored document."""
         ...
+
+
+class DispatchLease(Protocol):
+    """Exclusive right to dispatch: at most one holder among all workers sharing
+    the store at any time; released when the holder dies. ``hold`` is called
+    before every dispatch pass and answers whether this worker holds it now
+    (acquiring it when it is free)."""
+
+    async def hold(self) -> bool: ...
+
+    async def release(self) -> None: ...
 
 
 # --- messaging ---------------------------------------------------------------

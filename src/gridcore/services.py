@@ -4,12 +4,21 @@ rules and save the result. They talk only to ports."""
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from gridcore.correlation import AckMatch, AckOutcome, Command, CommandOp, VenAck, apply_ack
-from gridcore.correlation import new_correlation_id as _correlation_id
+from gridcore.correlation import (
+    AckMatch,
+    AckOutcome,
+    Command,
+    CommandOp,
+    CommandState,
+    VenAck,
+    apply_ack,
+)
+from gridcore.dispatch import end_event_commands
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import DrEvent, new_event_id
 from gridcore.ports import (
@@ -118,80 +127,94 @@ async def stop_event(
     async with uow_factory() as uow:
         event = (await _load_event(uow, event_id)).stop(now)
         await uow.events.update(event)
-        await uow.commands.add_many(await restore_commands(uow, event, ids, now))
+        restores = await end_event_commands(uow, event, ids, now)
         await uow.commit()
-    log.info("event %s stopped", event_id)
+    log.info("event %s stopped; %d restore(s) queued", event_id, len(restores))
     return event
-
-
-async def restore_commands(
-    uow: UnitOfWork, event: DrEvent, ids: IdGenerator, now: datetime
-) -> list[Command]:
-    """One restore per VEN that was sent this event and has none queued yet."""
-    commands = await uow.commands.for_event(event.id)
-    sent_to = {c.ven_id for c in commands if c.op is CommandOp.EVENT and c.attempts > 0}
-    restored = {c.ven_id for c in commands if c.op is CommandOp.RESTORE}
-    return [
-        Command(
-            correlation_id=_correlation_id(event.id, ids.hex8()),
-            ven_id=ven_id,
-            op=CommandOp.RESTORE,
-            created_at=now,
-            event_id=event.id,
-        )
-        for ven_id in sorted(sent_to - restored)
-    ]
 
 
 # --- ACKs ----------------------------------------------------------------
 
 
 async def record_ack(uow_factory: UnitOfWorkFactory, clock: Clock, ack: VenAck) -> AckMatch:
-    """Store an ACK, match it to its command, and update the event's
-    actualReductionKw (the sum of kW delivered per ACK, never a sum over time).
-
-    Every ACK is stored, matched or not: it is the audit trail."""
-    now = clock.now()
-    async with uow_factory() as uow:
-        command: Command | None
-        if ack.correlation_id is not None:
-            command = await uow.commands.get(ack.correlation_id)
-            if command is not None and command.ven_id != ack.ven_id:
-                command = None
-        else:
-            command = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
-        match = apply_ack(command, ack, now)
-        if match.command is not None and ack.event_id is None and match.command.event_id:
-            # Restore ACKs carry no event id; the ledger knows which event it was.
-            ack = replace(ack, event_id=match.command.event_id)
-        await uow.acks.add(ack)
-        if match.changed and match.command is not None:
-            await uow.commands.update_many([match.command])
-            if match.command.op is CommandOp.EVENT and match.command.event_id is not None:
-                await _refresh_actual_reduction(uow, match.command.event_id)
-        await uow.commit()
-    if match.outcome is AckOutcome.UNMATCHED:
-        log.warning(
-            "ACK from %s (correlationId %s) matches no command", ack.ven_id, ack.correlation_id
-        )
-    else:
-        log.info(
-            "ACK %s from %s for %s: %s",
-            match.outcome.value,
-            ack.ven_id,
-            ack.correlation_id,
-            ack.status,
-        )
+    (match,) = await record_acks(uow_factory, clock, [ack])
     return match
 
 
-async def _refresh_actual_reduction(uow: UnitOfWork, event_id: str) -> None:
-    event = await uow.events.get(event_id)
-    if event is None:
-        return
-    commands = await uow.commands.for_event(event_id)
-    delivered_w = sum(to_watts(c.delivered_kw or 0.0) for c in commands if c.op is CommandOp.EVENT)
-    await uow.events.update(event.with_actual_reduction(to_kw(delivered_w)))
+async def record_acks(
+    uow_factory: UnitOfWorkFactory, clock: Clock, acks: Sequence[VenAck]
+) -> list[AckMatch]:
+    """Store a batch of ACKs in one transaction, match each to its command, and
+    add what they deliver to their events' actualReductionKw.
+
+    actualReductionKw is the sum over VENs of the kW their accepted ACKs report
+    (never a sum over time); when a re-allocation raised a VEN's target, its
+    newer ACK replaces the older one's contribution. Every ACK is stored,
+    matched or not: it is the audit trail."""
+    now = clock.now()
+    matches: list[AckMatch] = []
+    async with uow_factory() as uow:
+        known = await uow.commands.get_many([a.correlation_id for a in acks if a.correlation_id])
+        changed: dict[str, Command] = {}
+        deltas: dict[str, int] = defaultdict(int)
+        stored: list[VenAck] = []
+        for ack in acks:
+            command = await _command_for(uow, known, ack)
+            match = apply_ack(command, ack, now)
+            matches.append(match)
+            new = match.command
+            if new is not None and ack.event_id is None and new.event_id:
+                # Restore ACKs carry no event id; the ledger knows which event it was.
+                ack = replace(ack, event_id=new.event_id)
+            stored.append(ack)
+            if not match.changed or new is None:
+                continue
+            known[new.correlation_id] = changed[new.correlation_id] = new
+            if new.op is CommandOp.EVENT and new.event_id is not None:
+                deltas[new.event_id] += await _delivered_delta_w(uow, known, new)
+        await uow.acks.add_many(stored)
+        await uow.commands.update_many(list(changed.values()))
+        for event_id, delta in deltas.items():
+            if delta and await uow.events.get(event_id) is not None:
+                await uow.events.add_actual_reduction(event_id, to_kw(delta))
+        await uow.commit()
+    for ack, match in zip(acks, matches, strict=True):
+        if match.outcome is AckOutcome.UNMATCHED:
+            log.warning(
+                "ACK from %s (correlationId %s) matches no command; stored",
+                ack.ven_id,
+                ack.correlation_id,
+            )
+        else:
+            log.info(
+                "ACK %s from %s for %s (event %s): %s",
+                match.outcome.value,
+                ack.ven_id,
+                ack.correlation_id,
+                ack.event_id,
+                ack.status,
+            )
+    return matches
+
+
+async def _command_for(uow: UnitOfWork, known: dict[str, Command], ack: VenAck) -> Command | None:
+    if ack.correlation_id is not None:
+        command = known.get(ack.correlation_id)
+        # Another VEN echoing someone else's correlationId is not an answer.
+        return command if command is not None and command.ven_id == ack.ven_id else None
+    command = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
+    if command is None:
+        return None
+    return known.setdefault(command.correlation_id, command)
+
+
+async def _delivered_delta_w(uow: UnitOfWork, known: dict[str, Command], new: Command) -> int:
+    delta = to_watts(new.delivered_kw or 0.0)
+    if new.supersedes is not None:
+        old = known.get(new.supersedes) or await uow.commands.get(new.supersedes)
+        if old is not None and old.state is CommandState.ACKED:
+            delta -= to_watts(old.delivered_kw or 0.0)
+    return delta
 
 
 # --- telemetry and rejects -------------------------------------------------

@@ -139,6 +139,10 @@ class InMemoryVenRepository:
         self._loads.apply()
 
 
+def _floor(kw: float, delta: float) -> float:
+    return round(max(kw + delta, 0.0), 3)
+
+
 def _overlaps(event: DrEvent, start: datetime | None, end: datetime | None) -> bool:
     return (start is None or event.end_time > start) and (end is None or event.start_time < end)
 
@@ -146,6 +150,9 @@ def _overlaps(event: DrEvent, start: datetime | None, end: datetime | None) -> b
 class InMemoryEventRepository:
     def __init__(self, state: InMemoryState) -> None:
         self._events = _Overlay(state.events)
+        # Increments of actualReductionKw, applied to the then-current value at
+        # commit, like SQL's `SET x = x + d`: concurrent ACK batches both count.
+        self._deltas: dict[str, float] = {}
 
     async def add(self, event: DrEvent) -> None:
         if self._events.get(event.id) is not None:
@@ -153,12 +160,21 @@ class InMemoryEventRepository:
         self._events.put(event.id, event)
 
     async def get(self, event_id: str) -> DrEvent | None:
-        return self._events.get(event_id)
+        event = self._events.get(event_id)
+        if event is None or event_id not in self._deltas:
+            return event
+        return event.with_actual_reduction(_floor(event.actual_reduction_kw, self._deltas[event_id]))
 
     async def update(self, event: DrEvent) -> None:
         if self._events.get(event.id) is None:
             raise ValueError(f"event {event.id} does not exist")
+        self._deltas.pop(event.id, None)  # the caller's copy already includes them
         self._events.put(event.id, event)
+
+    async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
+        if self._events.get(event_id) is None:
+            raise ValueError(f"event {event_id} does not exist")
+        self._deltas[event_id] = self._deltas.get(event_id, 0.0) + delta_kw
 
     async def page(
         self,
@@ -200,6 +216,14 @@ class InMemoryEventRepository:
 
     def apply(self) -> None:
         self._events.apply()
+        base = self._events.base
+        for event_id, delta in self._deltas.items():
+            event = base.get(event_id)
+            if event is not None:
+                base[event_id] = event.with_actual_reduction(
+                    _floor(event.actual_reduction_kw, delta)
+                )
+        self._deltas = {}
 
 
 class InMemoryCommandRepository:
@@ -218,6 +242,10 @@ class InMemoryCommandRepository:
 
     async def get(self, correlation_id: str) -> Command | None:
         return self._commands.get(correlation_id)
+
+    async def get_many(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        found = ((cid, self._commands.get(cid)) for cid in correlation_ids)
+        return {cid: command for cid, command in found if command is not None}
 
     async def update_many(self, commands: Sequence[Command]) -> None:
         for command in commands:
@@ -265,8 +293,8 @@ class InMemoryAckRepository:
     def _all(self) -> list[VenAck]:
         return [*self._state.acks, *self._added]
 
-    async def add(self, ack: VenAck) -> None:
-        self._added.append(ack)
+    async def add_many(self, acks: Sequence[VenAck]) -> None:
+        self._added.extend(acks)
 
     async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
         acks = sorted((a for a in self._all() if a.event_id == event_id), key=lambda a: a.timestamp)
@@ -317,6 +345,31 @@ class InMemoryDeadLetterRepository:
     def apply(self) -> None:
         self._state.dead_letters.extend(self._added)
         self._added = []
+
+
+class InProcessLease:
+    """Dispatch lease among workers of one process (the demo, tests): the first
+    to ask holds it until it releases it."""
+
+    def __init__(self) -> None:
+        self._holder: object | None = None
+
+    def for_worker(self) -> _WorkerLease:
+        return _WorkerLease(self)
+
+
+class _WorkerLease:
+    def __init__(self, lease: InProcessLease) -> None:
+        self._lease = lease
+
+    async def hold(self) -> bool:
+        if self._lease._holder is None:
+            self._lease._holder = self
+        return self._lease._holder is self
+
+    async def release(self) -> None:
+        if self._lease._holder is self:
+            self._lease._holder = None
 
 
 class InMemoryUnitOfWork:

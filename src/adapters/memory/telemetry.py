@@ -131,6 +131,15 @@ class InMemoryTelemetryQueries:
             average_house_power=round(usage / len(latest), 3) if latest else None,
         )
 
+    async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
+        loads = self._latest_loads_by_ven()
+        return {
+            ven.id: round(available_shed_kw(loads.get(ven.id, [])), 3)
+            for ven in self._state.vens.values()
+            if ven.enabled
+            and connectivity(ven.last_seen_at, now, offline_after) is Connectivity.ONLINE
+        }
+
     async def load_type_stats(self) -> list[LoadTypeStats]:
         totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
         for ven_id, ven_loads in self._latest_loads_by_ven().items():

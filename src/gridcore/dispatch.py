@@ -1,0 +1,385 @@
+"""The dispatcher: turns stored DR events into commands to VENs, and keeps
+them honest until the event ends.
+
+One pass (:meth:`Dispatcher.run_once`) does, in order:
+1. activate events whose start has come: allocate the requested kW over the
+   online VENs (:func:`allocate_shed`) and write one command per VEN into the
+   ledger in the same transaction as the state change (the outbox);
+2. complete events whose end has come, queueing a restore to every VEN that
+   was sent the event (and cancelling event commands never sent);
+3. re-send commands whose ACK is overdue, with the same correlationId, at most
+   ``max_retries`` times, then time them out;
+4. re-allocate the shortfall of rejected, silent or short VENs to VENs with
+   headroom, while time remains;
+5. relay: publish what the outbox holds.
+
+Delivery rule: a command is marked sent (and committed) *before* it is
+published. A worker killed between the two never sends a duplicate; the ACK
+deadline then re-sends it with the same correlationId, so nothing is missed.
+A publish that fails outright is put back in the outbox at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from gridcore.allocation import allocate_shed, allocate_watts
+from gridcore.correlation import Command, CommandOp, CommandState, new_correlation_id
+from gridcore.events import DrEvent, EventStatus
+from gridcore.ports import (
+    Clock,
+    CommandPublisher,
+    DispatchLease,
+    IdGenerator,
+    TelemetryQueries,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from gridcore.quantities import to_kw, to_watts
+
+log = logging.getLogger("gridcore.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    offline_after: timedelta = timedelta(seconds=60)
+    ack_timeout: timedelta = timedelta(seconds=30)
+    max_retries: int = 2
+    # Smaller shortfalls are not worth another round of commands.
+    rebalance_min_kw: float = 0.1
+    # No re-allocation in an event's last moments: the VEN could not act in time.
+    rebalance_min_remaining: timedelta = timedelta(seconds=30)
+    batch_size: int = 10_000
+    max_in_flight: int = 1_000
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    activated: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    published: int = 0
+    retried: int = 0
+    timed_out: int = 0
+    reallocated: int = 0
+    failed: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (
+            self.activated or self.finished or self.published or self.retried or self.timed_out
+        )
+
+
+def _duration_sec(event: DrEvent, now: datetime) -> int:
+    return max(math.ceil(event.remaining(now).total_seconds()), 1)
+
+
+async def end_event_commands(
+    uow: UnitOfWork, event: DrEvent, ids: IdGenerator, now: datetime
+) -> list[Command]:
+    """At an event's end or stop: cancel its event commands still in the outbox,
+    and queue one restore per VEN that was sent the event and has none yet."""
+    commands = await uow.commands.for_event(event.id)
+    unsent = [c.cancel() for c in commands if c.op is CommandOp.EVENT and c.attempts == 0]
+    if unsent:
+        await uow.commands.update_many(unsent)
+    sent_to = {c.ven_id for c in commands if c.op is CommandOp.EVENT and c.attempts > 0}
+    restored = {c.ven_id for c in commands if c.op is CommandOp.RESTORE}
+    restores = [
+        Command(
+            correlation_id=new_correlation_id(event.id, ids.hex8()),
+            ven_id=ven_id,
+            op=CommandOp.RESTORE,
+            created_at=now,
+            event_id=event.id,
+        )
+        for ven_id in sorted(sent_to - restored)
+    ]
+    await uow.commands.add_many(restores)
+    return restores
+
+
+def _latest_per_ven(commands: Sequence[Command]) -> dict[str, Command]:
+    latest: dict[str, Command] = {}
+    for c in sorted(commands, key=lambda c: (c.created_at, c.correlation_id)):
+        if c.op is CommandOp.EVENT:
+            latest[c.ven_id] = c
+    return latest
+
+
+def _expected_w(command: Command) -> int:
+    """What a VEN is counted on for, given its latest event command."""
+    if command.state.is_open:
+        return to_watts(command.shed_kw or 0.0)
+    if command.state is CommandState.ACKED:
+        return to_watts(
+            command.delivered_kw if command.delivered_kw is not None else command.shed_kw or 0.0
+        )
+    return 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        queries: TelemetryQueries,
+        publisher: CommandPublisher,
+        clock: Clock,
+        ids: IdGenerator,
+        policy: DispatchPolicy | None = None,
+        lease: DispatchLease | None = None,
+    ) -> None:
+        self._uow = uow_factory
+        self._queries = queries
+        self._publisher = publisher
+        self._clock = clock
+        self._ids = ids
+        self.policy = policy or DispatchPolicy()
+        self._lease = lease
+
+    async def run_once(self) -> DispatchReport:
+        report = DispatchReport()
+        if self._lease is not None and not await self._lease.hold():
+            return report
+        report.activated = await self.activate_due()
+        report.finished = await self.finish_over()
+        await self.handle_overdue(report)
+        report.reallocated = await self.rebalance()
+        await self.relay(report)
+        return report
+
+    # --- 1. activation --------------------------------------------------
+
+    async def _commitments_w(self, uow: UnitOfWork, active: Sequence[DrEvent]) -> dict[str, int]:
+        """Watts each VEN already owes to other active events (overlapping events
+        must not ask one home for the same kW twice)."""
+        owed: dict[str, int] = {}
+        for event in active:
+            for ven_id, c in _latest_per_ven(await uow.commands.for_event(event.id)).items():
+                owed[ven_id] = owed.get(ven_id, 0) + _expected_w(c)
+        return owed
+
+    async def activate_due(self) -> list[str]:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            due = await uow.events.due(now)
+        if not due:
+            return []
+        available = await self._queries.available_shed(now, self.policy.offline_after)
+        activated = []
+        for candidate in due:
+            async with self._uow() as uow:
+                event = await uow.events.get(candidate.id)
+                if event is None or not event.is_due(now):
+                    continue  # cancelled or activated by someone else meanwhile
+                if event.end_time <= now:
+                    # Its whole window passed while no dispatcher ran: nothing to send.
+                    await uow.events.update(event.activate(now).complete(now))
+                    await uow.commit()
+                    log.warning("event %s: window passed before dispatch; completed", event.id)
+                    continue
+                owed = await self._commitments_w(uow, await uow.events.active())
+                headroom = {v: max(kw - to_kw(owed.get(v, 0)), 0.0) for v, kw in available.items()}
+                shares = allocate_shed(event.requested_reduction_kw, headroom)
+                commands = [
+                    Command(
+                        correlation_id=new_correlation_id(event.id, self._ids.hex8()),
+                        ven_id=ven_id,
+                        op=CommandOp.EVENT,
+                        created_at=now,
+                        event_id=event.id,
+                        shed_kw=kw,
+                        duration_sec=_duration_sec(event, now),
+                    )
+                    for ven_id, kw in sorted(shares.items())
+                    if kw > 0
+                ]
+                await uow.events.update(event.activate(now))
+                await uow.commands.add_many(commands)
+                await uow.commit()
+            activated.append(event.id)
+            allocated = sum(c.shed_kw or 0.0 for c in commands)
+            log.info(
+                "event %s active: %.3f of %.3f kW allocated over %d online VEN(s)",
+                event.id,
+                allocated,
+                event.requested_reduction_kw,
+                len(commands),
+            )
+            if not commands:
+                log.warning("event %s: no online VEN with shed available; nothing sent", event.id)
+        return activated
+
+    # --- 2. end ---------------------------------------------------------
+
+    async def finish_over(self) -> list[str]:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            over = await uow.events.over(now)
+        finished = []
+        for candidate in over:
+            async with self._uow() as uow:
+                event = await uow.events.get(candidate.id)
+                if event is None or not event.is_over(now):
+                    continue
+                await uow.events.update(event.complete(now))
+                restores = await end_event_commands(uow, event, self._ids, now)
+                await uow.commit()
+            finished.append(event.id)
+            log.info("event %s completed; %d restore(s) queued", event.id, len(restores))
+        return finished
+
+    # --- 3. ACK deadlines -------------------------------------------------
+
+    async def handle_overdue(self, report: DispatchReport) -> None:
+        now = self._clock.now()
+        policy = self.policy
+        async with self._uow() as uow:
+            overdue = await uow.commands.overdue(now, policy.batch_size)
+            resend = [
+                c.mark_sent(now, policy.ack_timeout)
+                for c in overdue
+                if c.can_retry(policy.max_retries)
+            ]
+            expired = [c.time_out() for c in overdue if not c.can_retry(policy.max_retries)]
+            await uow.commands.update_many(resend + expired)
+            await uow.commit()
+        for c in expired:
+            log.warning(
+                "command %s to %s (event %s): no ACK after %d send(s); timed out",
+                c.correlation_id,
+                c.ven_id,
+                c.event_id,
+                c.attempts,
+            )
+        for c in resend:
+            log.info(
+                "command %s to %s: no ACK yet; retry %d of %d",
+                c.correlation_id,
+                c.ven_id,
+                c.attempts - 1,
+                policy.max_retries,
+            )
+        report.timed_out += len(expired)
+        report.retried += len(resend)
+        report.failed += await self._publish(resend)
+
+    # --- 4. re-allocation -----------------------------------------------
+
+    async def rebalance(self) -> int:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            active = await uow.events.active()
+        active = [e for e in active if e.remaining(now) >= self.policy.rebalance_min_remaining]
+        if not active:
+            return 0
+        available: dict[str, float] | None = None
+        created = 0
+        for candidate in active:
+            async with self._uow() as uow:
+                event = await uow.events.get(candidate.id)
+                if event is None or event.status is not EventStatus.ACTIVE:
+                    continue
+                latest = _latest_per_ven(await uow.commands.for_event(event.id))
+                if not latest or any(c.state.is_open for c in latest.values()):
+                    continue  # wait for every answer before judging the shortfall
+                gap = to_watts(event.requested_reduction_kw) - sum(
+                    _expected_w(c) for c in latest.values()
+                )
+                if gap < to_watts(self.policy.rebalance_min_kw):
+                    continue
+                if available is None:
+                    available = await self._queries.available_shed(now, self.policy.offline_after)
+                refused = {v for v, c in latest.items() if c.state is not CommandState.ACKED}
+                headroom = {
+                    v: max(to_watts(kw) - (_expected_w(latest[v]) if v in latest else 0), 0)
+                    for v, kw in available.items()
+                    if v not in refused
+                }
+                extra = allocate_watts(min(gap, sum(headroom.values())), headroom)
+                commands = [
+                    Command(
+                        correlation_id=new_correlation_id(event.id, self._ids.hex8()),
+                        ven_id=v,
+                        op=CommandOp.EVENT,
+                        created_at=now,
+                        event_id=event.id,
+                        shed_kw=to_kw((_expected_w(latest[v]) if v in latest else 0) + w),
+                        duration_sec=_duration_sec(event, now),
+                        supersedes=latest[v].correlation_id if v in latest else None,
+                    )
+                    for v, w in sorted(extra.items())
+                    if w > 0
+                ]
+                if not commands:
+                    continue
+                await uow.commands.add_many(commands)
+                await uow.commit()
+            created += len(commands)
+            log.info(
+                "event %s: %.3f kW short; re-allocated to %d VEN(s) with headroom",
+                event.id,
+                to_kw(gap),
+                len(commands),
+            )
+        return created
+
+    # --- 5. relay -------------------------------------------------------
+
+    async def relay(self, report: DispatchReport) -> None:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            pending = await uow.commands.pending(self.policy.batch_size)
+            marked = [c.mark_sent(now, self.policy.ack_timeout) for c in pending]
+            await uow.commands.update_many(marked)
+            await uow.commit()
+        failed = await self._publish(marked)
+        report.published += len(marked) - failed
+        report.failed += failed
+
+    async def _publish(self, commands: Sequence[Command]) -> int:
+        """Publish concurrently (bounded); put the ones that failed back in the outbox."""
+        if not commands:
+            return 0
+        gate = asyncio.Semaphore(self.policy.max_in_flight)
+
+        async def send(command: Command) -> Command | None:
+            async with gate:
+                try:
+                    await self._publisher.publish(command)
+                except Exception as exc:  # any transport failure: retry via the outbox
+                    log.warning(
+                        "publish of %s to %s failed: %s",
+                        command.correlation_id,
+                        command.ven_id,
+                        exc,
+                    )
+                    return command
+            log.info(
+                "sent %s %s to %s (attempt %d)",
+                command.op.value,
+                command.correlation_id,
+                command.ven_id,
+                command.attempts,
+            )
+            return None
+
+        failed = [c for c in await asyncio.gather(*(send(c) for c in commands)) if c is not None]
+        if failed:
+            async with self._uow() as uow:
+                current = await uow.commands.get_many([c.correlation_id for c in failed])
+                back = [
+                    current[c.correlation_id].unsent()
+                    for c in failed
+                    if c.correlation_id in current
+                    and current[c.correlation_id].state is CommandState.SENT
+                    and current[c.correlation_id].attempts == c.attempts
+                ]
+                await uow.commands.update_many(back)
+                await uow.commit()
+        return len(failed)
