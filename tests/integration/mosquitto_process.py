@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from conftest import services_required
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -73,14 +73,21 @@ class TestMosquittoMutualTls(BrokerContract):
             await transport.close()
 
 
+async def _refused(conn: MqttConnection) -> None:
+    try:
+        transport = await AiomqttTransport.connect(conn)
+    except (ConnectionError, ssl.SSLError):
+        return
+    await transport.close()
+    pytest.fail("the broker accepted a client it should have refused")
+
+
 async def test_client_without_certificate_is_refused(
     tls_broker: MosquittoProcess, certificates: Certificates
 ) -> None:
     conn = MqttConnection(host="127.0.0.1", port=tls_broker.port, ca_cert=str(certificates.ca),
                           connect_timeout=5.0)  # fmt: skip
-    with pytest.raises((ConnectionError, ssl.SSLError)):
-        transport = await AiomqttTransport.connect(conn)
-        await transport.close()
+    await _refused(conn)
 
 
 async def test_client_with_a_foreign_certificate_is_refused(
@@ -92,6 +99,4 @@ async def test_client_with_a_foreign_certificate_is_refused(
         client_cert=str(foreign.client_cert), client_key=str(foreign.client_key),
         connect_timeout=5.0,
     )  # fmt: skip
-    with pytest.raises((ConnectionError, ssl.SSLError)):
-        transport = await AiomqttTransport.connect(conn)
-        await transport.close()
+    await _refused(conn)
