@@ -163,7 +163,9 @@ class InMemoryEventRepository:
         event = self._events.get(event_id)
         if event is None or event_id not in self._deltas:
             return event
-        return event.with_actual_reduction(_floor(event.actual_reduction_kw, self._deltas[event_id]))
+        return event.with_actual_reduction(
+            _floor(event.actual_reduction_kw, self._deltas[event_id])
+        )
 
     async def update(self, event: DrEvent) -> None:
         if self._events.get(event.id) is None:
