@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     )
 
     # --- database (backend README: DB_* with DB_PORT 5432, DB_TIMEOUT 30) ---
-    database_url: str | None = Field(default=None, description="Full SQLAlchemy URL; wins over DB_*")
+    database_url: str | None = Field(
+        default=None, description="Full SQLAlchemy URL; wins over DB_*"
+    )
     db_host: str | None = None
     db_port: int = Field(default=5432, ge=1, le=65535)
     db_user: str | None = None
@@ -35,6 +37,68 @@ class Settings(BaseSettings):
     gridcore_auto_register: bool = Field(
         default=True, description="Register unknown VENs on first telemetry (else refuse)"
     )
+
+    # --- MQTT (document 004's backend variables, plus TLS and worker scaling) ---
+    mqtt_enabled: bool = Field(default=True, description="Run the MQTT consumer in the worker")
+    mqtt_broker: str | None = Field(
+        default=None, description="Broker host; unset = the in-memory broker (zero setup)"
+    )
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    iot_endpoint: str | None = Field(
+        default=None, description="AWS IoT Core endpoint; the broker when MQTT_BROKER is unset"
+    )
+    mqtt_client_id: str | None = Field(
+        default=None, description="Stable client id: enables a persistent QoS 1 session"
+    )
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_ca_cert: str | None = Field(default=None, description="CA file; TLS is on when set")
+    mqtt_client_cert: str | None = Field(default=None, description="X.509 client certificate")
+    mqtt_client_key: str | None = Field(default=None, description="Client certificate's key")
+    mqtt_shared_group: str | None = Field(
+        default=None, description="MQTT 5 shared subscription group ($share/<group>/...)"
+    )
+    mqtt_protocol_v5: bool | None = Field(
+        default=None, description="MQTT 5; default: on when MQTT_SHARED_GROUP is set"
+    )
+    mqtt_topic_metering: str = "volttron/metering"
+    mqtt_topic_status: str | None = None
+    mqtt_topic_events: str | None = None
+    mqtt_topic_responses: str | None = None
+    backend_loads_topic: str | None = None
+    mqtt_topics_extra: str | None = Field(
+        default=None,
+        validation_alias="MQTT_TOPICS",
+        description="Comma-separated extra topics to subscribe to",
+    )
+    mqtt_batch_size: int = Field(default=500, ge=1, le=50_000)
+    mqtt_batch_max_delay_ms: float = Field(default=50.0, gt=0)
+    mqtt_max_held_samples: int = Field(default=50_000, ge=1)
+    shadow_store: str = Field(
+        default="local", pattern="^(local|aws)$", description="local: fed by shadow updates"
+    )
+    aws_region: str | None = None
+
+    @property
+    def mqtt_host(self) -> str | None:
+        return self.mqtt_broker or self.iot_endpoint
+
+    @property
+    def mqtt_extra_topics(self) -> list[str]:
+        return [t.strip() for t in (self.mqtt_topics_extra or "").split(",") if t.strip()]
+
+    @property
+    def mqtt_topics(self) -> list[str]:
+        """The document's property: the configured topics that are set."""
+        topics = [
+            self.mqtt_topic_metering,
+            self.mqtt_topic_status,
+            self.mqtt_topic_events,
+            self.mqtt_topic_responses,
+            self.backend_loads_topic,
+            *self.mqtt_extra_topics,
+        ]
+        return [t for t in topics if t]
 
     @model_validator(mode="after")
     def _db_settings_complete(self) -> Settings:

@@ -1,0 +1,261 @@
+"""The ``gridcore worker`` process: the MQTT consumer (and, later, the event
+dispatcher) over adapters chosen from settings.
+
+:class:`Worker` takes its collaborators as arguments, so tests and the
+container hand it in-memory or real adapters alike; the small factory
+functions below build them from :class:`Settings` and are meant to be reused
+by the dependency-injector container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from adapters.memory.broker import InMemoryBroker
+from adapters.mqtt.buffering import RetryPolicy
+from adapters.mqtt.consumer import (
+    ConsumerConfig,
+    ConsumerStats,
+    LoadSnapshotSink,
+    MqttConsumer,
+    StatusSink,
+)
+from adapters.mqtt.topics import (
+    ACK_FILTER,
+    LOADS_FILTER,
+    SHADOW_UPDATE_FILTER,
+    MessageKind,
+    Route,
+    TopicRouter,
+    classify_extra_topic,
+    shared,
+)
+from adapters.mqtt.transport import AiomqttTransport, MqttConnection
+from entrypoints.settings import Settings
+from gridcore.ports import (
+    Clock,
+    MessageTransport,
+    ShadowStore,
+    TelemetryStore,
+    UnitOfWorkFactory,
+)
+
+log = logging.getLogger("entrypoints.worker")
+
+TransportFactory = Callable[[], Awaitable[MessageTransport]]
+SUBSCRIPTION_QOS = 1  # the subscription caps delivery QoS; QoS 0 publishes stay QoS 0
+
+
+# --- factories (reused by the container) ---------------------------------------
+
+
+def subscription_routes(settings: Settings) -> list[Route]:
+    """What the worker subscribes to, and which handler each goes to: the
+    configured topics, ``ven/ack/+`` and ``$aws/things/+/shadow/update``
+    always; loads and status topics when configured. Every filter is shared
+    (``$share/<group>/...``) when ``MQTT_SHARED_GROUP`` is set."""
+    group = settings.mqtt_shared_group
+    routes = [
+        Route(settings.mqtt_topic_metering, MessageKind.TELEMETRY),
+        Route(ACK_FILTER, MessageKind.ACK),
+        Route(SHADOW_UPDATE_FILTER, MessageKind.SHADOW),
+    ]
+    if settings.mqtt_topic_status:
+        routes.append(Route(settings.mqtt_topic_status, MessageKind.STATUS))
+    # The documents leave these two unused; VEN responses to events are ACKs.
+    for topic in (settings.mqtt_topic_events, settings.mqtt_topic_responses):
+        if topic:
+            routes.append(Route(topic, MessageKind.ACK))
+    if settings.backend_loads_topic:
+        loads = settings.backend_loads_topic
+        routes.append(Route(LOADS_FILTER if loads == "ven/loads" else loads, MessageKind.LOADS))
+    routes += [Route(t, classify_extra_topic(t)) for t in settings.mqtt_extra_topics]
+    unique: dict[str, Route] = {}
+    for route in routes:
+        topic_filter = shared(route.topic_filter, group)
+        unique.setdefault(topic_filter, Route(topic_filter, route.kind))
+    return list(unique.values())
+
+
+def mqtt_connection(settings: Settings) -> MqttConnection:
+    host = settings.mqtt_host
+    if host is None:
+        raise ValueError("set MQTT_BROKER (or IOT_ENDPOINT) to use a real broker")
+    mqtt5 = settings.mqtt_protocol_v5
+    return MqttConnection(
+        host=host,
+        port=settings.mqtt_port,
+        client_id=settings.mqtt_client_id,
+        ca_cert=settings.mqtt_ca_cert,
+        client_cert=settings.mqtt_client_cert,
+        client_key=settings.mqtt_client_key,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password,
+        mqtt5=bool(settings.mqtt_shared_group) if mqtt5 is None else mqtt5,
+        persistent=settings.mqtt_client_id is not None,
+    )
+
+
+def transport_factory(settings: Settings, broker: InMemoryBroker | None = None) -> TransportFactory:
+    """aiomqtt when a broker host is configured, else the in-memory broker
+    (one is created unless given: the zero-setup demo shares it)."""
+    if settings.mqtt_host is None:
+        memory = broker or InMemoryBroker()
+
+        async def connect_memory() -> MessageTransport:
+            return memory.connect(settings.mqtt_client_id)
+
+        return connect_memory
+    conn = mqtt_connection(settings)
+
+    async def connect() -> MessageTransport:
+        return await AiomqttTransport.connect(conn)
+
+    return connect
+
+
+def consumer_config(settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        batch_size=settings.mqtt_batch_size,
+        batch_max_delay=settings.mqtt_batch_max_delay_ms / 1000.0,
+        max_held_samples=settings.mqtt_max_held_samples,
+        auto_register=settings.gridcore_auto_register,
+        retry=RetryPolicy(),
+    )
+
+
+def shadow_store(settings: Settings) -> ShadowStore:
+    """``SHADOW_STORE=aws``: AWS IoT Device Shadow through boto3; else a local
+    store fed from ``$aws/things/{venId}/shadow/update``."""
+    if settings.shadow_store == "aws":
+        from adapters.aws.shadows import Boto3ShadowStore
+
+        endpoint = settings.iot_endpoint
+        return Boto3ShadowStore(
+            endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
+        )
+    from adapters.memory.shadows import InMemoryShadowStore
+
+    return InMemoryShadowStore()
+
+
+# --- the worker ------------------------------------------------------------------
+
+
+class Worker:
+    """Connects (retrying until the broker is there), subscribes, and runs the
+    consumer until :meth:`stop`; then writes what it holds and disconnects."""
+
+    def __init__(
+        self,
+        *,
+        transport_factory: TransportFactory,
+        uow_factory: UnitOfWorkFactory,
+        telemetry_store: TelemetryStore,
+        shadow_store: ShadowStore | None,
+        clock: Clock,
+        settings: Settings,
+        status_sink: StatusSink | None = None,
+        load_sink: LoadSnapshotSink | None = None,
+    ) -> None:
+        self._transport_factory = transport_factory
+        self._uow_factory = uow_factory
+        self._telemetry_store = telemetry_store
+        self._shadow_store = shadow_store
+        self._clock = clock
+        self.settings = settings
+        self._status_sink = status_sink
+        self._load_sink = load_sink
+        self.routes = subscription_routes(settings)
+        self.transport: MessageTransport | None = None
+        self.consumer: MqttConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once subscribed
+
+    @property
+    def stats(self) -> ConsumerStats | None:
+        return self.consumer.stats if self.consumer is not None else None
+
+    async def _connect(self) -> MessageTransport | None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                return await self._transport_factory()
+            except (ConnectionError, OSError) as exc:
+                log.warning("broker not reachable (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return None
+
+    async def run(self) -> None:
+        if not self.settings.mqtt_enabled:
+            log.info("MQTT_ENABLED is false: the consumer does not run")
+            await self._stopping.wait()
+            return
+        transport = await self._connect()
+        if transport is None:
+            return
+        self.transport = transport
+        self.consumer = MqttConsumer(
+            transport,
+            TopicRouter(self.routes),
+            uow_factory=self._uow_factory,
+            telemetry_store=self._telemetry_store,
+            shadow_store=self._shadow_store,
+            clock=self._clock,
+            config=consumer_config(self.settings),
+            status_sink=self._status_sink,
+            load_sink=self._load_sink,
+        )
+        try:
+            for route in self.routes:
+                await transport.subscribe(route.topic_filter, SUBSCRIPTION_QOS)
+            self.ready.set()
+            consuming = asyncio.create_task(self.consumer.run(), name="mqtt-consumer")
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+        finally:
+            await transport.close()  # ends messages(): the consumer drains and returns
+        await consuming
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Build the worker's adapters from settings and run until cancelled."""
+    from adapters.sql.engine import create_engine
+    from adapters.sql.telemetry import SqlTelemetryStore
+    from adapters.system import SystemClock
+
+    engine = create_engine(settings.resolved_database_url, timeout=settings.db_timeout)
+    uow_factory = _sql_uow_factory(engine)
+    worker = Worker(
+        transport_factory=transport_factory(settings),
+        uow_factory=uow_factory,
+        telemetry_store=SqlTelemetryStore(engine),
+        shadow_store=shadow_store(settings),
+        clock=SystemClock(),
+        settings=settings,
+    )
+    try:
+        await worker.run()
+    finally:
+        worker.stop()
+        await engine.dispose()
+
+
+def _sql_uow_factory(engine: object) -> UnitOfWorkFactory:
+    """The SQL unit of work, once the SQL adapter provides it."""
+    import adapters.sql as sql
+
+    factory = getattr(sql, "SqlUnitOfWorkFactory", None)
+    if factory is None:
+        raise RuntimeError("adapters.sql has no SqlUnitOfWorkFactory yet")
+    uow_factory: UnitOfWorkFactory = factory(engine)
+    return uow_factory
