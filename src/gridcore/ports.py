@@ -190,11 +190,21 @@ class UnitOfWork(Protocol):
     nothing is kept unless ``commit`` is called; leaving the block without a
     commit (or on an exception) rolls back. Repositories never commit."""
 
-    vens: VenRepository
-    events: EventRepository
-    commands: CommandRepository
-    acks: AckRepository
-    dead_letters: DeadLetterRepository
+    # Read-only properties, so that an adapter's own repository types fit.
+    @property
+    def vens(self) -> VenRepository: ...
+
+    @property
+    def events(self) -> EventRepository: ...
+
+    @property
+    def commands(self) -> CommandRepository: ...
+
+    @property
+    def acks(self) -> AckRepository: ...
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

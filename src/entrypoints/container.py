@@ -1,0 +1,133 @@
+"""The composition root: the one place that knows which adapter serves which
+port. Chosen from settings: ``DATABASE_URL=memory://`` keeps everything in
+process memory, any other URL is SQL (PostgreSQL or SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from adapters.memory.repositories import InMemoryUnitOfWorkFactory, InProcessLease
+from adapters.memory.shadows import InMemoryShadowStore
+from adapters.memory.telemetry import (
+    InMemoryTelemetry,
+    InMemoryTelemetryQueries,
+    InMemoryTelemetryStore,
+)
+from adapters.system import RandomIds, SystemClock
+from entrypoints.settings import Settings
+from gridcore.dispatch import DispatchPolicy
+from gridcore.ports import (
+    DispatchLease,
+    ShadowStore,
+    TelemetryQueries,
+    TelemetryStore,
+    UnitOfWorkFactory,
+)
+
+MEMORY_URL = "memory://"
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Storage:
+    """Every storage port, from one backend, and how to let it go."""
+
+    uow_factory: UnitOfWorkFactory
+    telemetry_store: TelemetryStore
+    telemetry_queries: TelemetryQueries
+    shadows: ShadowStore
+    new_lease: Callable[[], DispatchLease]
+    backend: str
+    ping: Callable[[], Awaitable[None]] = _nothing
+    close: Callable[[], Awaitable[None]] = field(default=_nothing)
+
+
+def memory_storage() -> Storage:
+    uow = InMemoryUnitOfWorkFactory()
+    telemetry = InMemoryTelemetry()
+    lease = InProcessLease()
+    return Storage(
+        uow_factory=uow,
+        telemetry_store=InMemoryTelemetryStore(uow.state, telemetry),
+        telemetry_queries=InMemoryTelemetryQueries(uow.state, telemetry),
+        shadows=InMemoryShadowStore(),
+        new_lease=lease.for_worker,
+        backend="memory",
+    )
+
+
+def sql_storage(url: str, timeout: float) -> Storage:
+    from sqlalchemy import text
+
+    from adapters.sql.engine import create_engine
+    from adapters.sql.lease import PostgresAdvisoryLease
+    from adapters.sql.queries import SqlTelemetryQueries
+    from adapters.sql.shadows import SqlShadowStore
+    from adapters.sql.telemetry import SqlTelemetryStore
+    from adapters.sql.uow import SqlUnitOfWorkFactory
+
+    engine = create_engine(url, timeout=timeout)
+    backend = engine.dialect.name
+    if backend == "postgresql":
+
+        def new_lease() -> DispatchLease:
+            return PostgresAdvisoryLease(engine)
+    else:
+        # SQLite serves one process: workers in it share an in-process lease.
+        new_lease = InProcessLease().for_worker
+
+    async def ping() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    return Storage(
+        uow_factory=SqlUnitOfWorkFactory(engine),
+        telemetry_store=SqlTelemetryStore(engine),
+        telemetry_queries=SqlTelemetryQueries(engine),
+        shadows=SqlShadowStore(engine),
+        new_lease=new_lease,
+        backend=backend,
+        ping=ping,
+        close=engine.dispose,
+    )
+
+
+def build_storage(settings: Settings) -> Storage:
+    url = settings.resolved_database_url
+    if url.startswith(MEMORY_URL):
+        return memory_storage()
+    return sql_storage(url, settings.db_timeout)
+
+
+def dispatch_policy(settings: Settings) -> DispatchPolicy:
+    return DispatchPolicy(
+        offline_after=settings.offline_after,
+        ack_timeout=settings.ack_timeout,
+        max_retries=settings.ack_max_retries,
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    """Built per process by ``create_app`` / the worker / the CLI; nothing at import."""
+
+    settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(RandomIds)
+    storage = providers.Singleton(build_storage, settings=settings)
+    policy = providers.Singleton(dispatch_policy, settings=settings)
+
+
+def container_for(settings: Settings, **overrides: Any) -> Container:
+    """A container for ``settings``; ``overrides`` replace providers by name
+    (``storage=...``, ``clock=...``) for the demo and tests."""
+    container = Container(settings=settings)
+    for name, value in overrides.items():
+        getattr(container, name).override(providers.Object(value))
+    return container
