@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from tests.unit.test_payloads import METERING_004, SHADOW_004
+
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.repositories import InMemoryUnitOfWorkFactory
 from adapters.memory.shadows import InMemoryShadowStore
@@ -14,7 +16,6 @@ from adapters.mqtt.topics import MessageKind
 from adapters.system import ManualClock
 from entrypoints.settings import Settings
 from entrypoints.worker import Worker, subscription_routes, transport_factory
-from tests.unit.test_payloads import METERING_004, SHADOW_004
 
 TIMEOUT = 5.0
 
@@ -56,7 +57,7 @@ async def test_worker_consumes_from_the_in_memory_broker() -> None:
             shadow_store=shadows,
             clock=ManualClock(datetime(2025, 1, 1, tzinfo=UTC)),
             settings=config,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     tasks = [asyncio.create_task(w.run()) for w in workers]
