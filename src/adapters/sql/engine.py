@@ -30,11 +30,13 @@ def _finite(value: Any) -> Any:
 
 def json_dumps(value: Any) -> str:
     """JSON for document columns. NaN and infinities (which Python's json reads
-    but JSON does not have) become null rather than failing the write."""
+    but JSON does not have) become null, and NUL characters (which jsonb
+    cannot hold) are dropped, rather than failing the write."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
     except ValueError:
-        return json.dumps(_finite(value), allow_nan=False, separators=(",", ":"), default=str)
+        text = json.dumps(_finite(value), allow_nan=False, separators=(",", ":"), default=str)
+    return text.replace("\\u0000", "")
 
 
 def dialect_of(url: str) -> str:

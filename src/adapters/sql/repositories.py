@@ -1,0 +1,332 @@
+"""SQL repositories for the storage ports of :mod:`gridcore.ports`.
+
+Each works on the unit of work's connection and never commits. Writes that can
+collide with a unique key run in a SAVEPOINT, so that the port's ``ValueError``
+leaves the surrounding transaction usable (PostgreSQL aborts a transaction on
+any error otherwise).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sql import mapping
+from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
+from gridcore.correlation import Command, CommandState, VenAck
+from gridcore.events import DrEvent, EventStatus
+from gridcore.telemetry import DeadLetter, Page
+from gridcore.ven import Load, Ven
+
+MAX_LIMIT = 1000  # no list query returns more rows than this, whatever is asked
+
+
+def bounded(offset: int, limit: int) -> tuple[int, int]:
+    return max(offset, 0), min(max(limit, 0), MAX_LIMIT)
+
+
+async def _page_of(
+    conn: AsyncConnection, query: Select[Any], offset: int, limit: int
+) -> tuple[int, list[Any]]:
+    """Total count of ``query`` and one bounded slice of it."""
+    offset, limit = bounded(offset, limit)
+    total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    rows = (await conn.execute(query.offset(offset).limit(limit))).mappings().all()
+    return int(total), list(rows)
+
+
+class SqlVenRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def _loads(self, ven_ids: Sequence[str]) -> dict[str, tuple[Load, ...]]:
+        by_ven: dict[str, list[Load]] = defaultdict(list)
+        if ven_ids:
+            rows = await self._conn.execute(
+                select(ven_loads)
+                .where(ven_loads.c.ven_id.in_(ven_ids))
+                .order_by(ven_loads.c.ven_id, ven_loads.c.load_id)
+            )
+            for row in rows.mappings():
+                by_ven[row["ven_id"]].append(mapping.load_from(row))
+        return {ven_id: tuple(loads) for ven_id, loads in by_ven.items()}
+
+    async def get(self, ven_id: str) -> Ven | None:
+        row = (await self._conn.execute(select(vens).where(vens.c.id == ven_id))).mappings().first()
+        if row is None:
+            return None
+        return mapping.ven_from(row, (await self._loads([ven_id])).get(ven_id, ()))
+
+    async def add(self, ven: Ven) -> None:
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(vens.insert().values(mapping.ven_row(ven)))
+        except IntegrityError:
+            raise ValueError(f"VEN {ven.id!r} is already registered") from None
+        if ven.loads:
+            await self._conn.execute(
+                ven_loads.insert(), [mapping.load_row(ven.id, load) for load in ven.loads]
+            )
+
+    async def update(self, ven: Ven) -> None:
+        row = mapping.ven_row(ven)
+        result = await self._conn.execute(
+            update(vens)
+            .where(vens.c.id == ven.id)
+            .values(name=row["name"], lat=row["lat"], lon=row["lon"], enabled=row["enabled"])
+        )
+        if result.rowcount == 0:
+            raise ValueError(f"VEN {ven.id!r} is not registered")
+
+    async def remove(self, ven_id: str) -> bool:
+        # Configured loads go with the VEN (ON DELETE CASCADE); history stays.
+        result = await self._conn.execute(delete(vens).where(vens.c.id == ven_id))
+        return bool(result.rowcount)
+
+    async def page(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
+        total, rows = await _page_of(self._conn, select(vens).order_by(vens.c.id), offset, limit)
+        loads = await self._loads([row["id"] for row in rows])
+        return Page(total, tuple(mapping.ven_from(r, loads.get(r["id"], ())) for r in rows))
+
+    async def save_load(self, ven_id: str, load: Load) -> None:
+        if await self._conn.scalar(select(vens.c.id).where(vens.c.id == ven_id)) is None:
+            raise ValueError(f"VEN {ven_id!r} is not registered")
+        insert = pg_insert if self._conn.dialect.name == "postgresql" else sqlite_insert
+        row = mapping.load_row(ven_id, load)
+        stmt = insert(ven_loads).values(row)
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[ven_loads.c.ven_id, ven_loads.c.load_id],
+                set_={k: stmt.excluded[k] for k in row if k not in ("ven_id", "load_id")},
+            )
+        )
+
+    async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:
+        rows = await self._conn.execute(
+            select(vens.c.id)
+            .where(vens.c.enabled.is_(True), vens.c.last_seen_at >= now - offline_after)
+            .order_by(vens.c.id)
+        )
+        return [row[0] for row in rows]
+
+
+class SqlEventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, event: DrEvent) -> None:
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(events.insert().values(mapping.event_row(event)))
+        except IntegrityError:
+            raise ValueError(f"event {event.id} already exists") from None
+
+    async def get(self, event_id: str) -> DrEvent | None:
+        query = select(events).where(events.c.event_id == event_id)
+        row = (await self._conn.execute(query)).mappings().first()
+        return None if row is None else mapping.event_from(row)
+
+    async def update(self, event: DrEvent) -> None:
+        row = mapping.event_row(event)
+        del row["event_id"]
+        result = await self._conn.execute(
+            update(events).where(events.c.event_id == event.id).values(row)
+        )
+        if result.rowcount == 0:
+            raise ValueError(f"event {event.id} does not exist")
+
+    async def page(
+        self,
+        *,
+        status: EventStatus | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[DrEvent]:
+        conditions: list[ColumnElement[bool]] = []
+        if status is not None:
+            conditions.append(events.c.status == status.value)
+        if start is not None:
+            conditions.append(events.c.end_time > start)
+        if end is not None:
+            conditions.append(events.c.start_time < end)
+        query = (
+            select(events)
+            .where(and_(True, *conditions))
+            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
+        )
+        total, rows = await _page_of(self._conn, query, offset, limit)
+        return Page(total, tuple(mapping.event_from(r) for r in rows))
+
+    async def _list(self, query: Select[Any]) -> list[DrEvent]:
+        return [mapping.event_from(r) for r in (await self._conn.execute(query)).mappings()]
+
+    async def due(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        return await self._list(
+            select(events)
+            .where(events.c.status == EventStatus.SCHEDULED.value, events.c.start_time <= now)
+            .order_by(events.c.start_time, events.c.event_id)
+            .limit(bounded(0, limit)[1])
+        )
+
+    async def over(self, now: datetime, limit: int = 100) -> list[DrEvent]:
+        return await self._list(
+            select(events)
+            .where(events.c.status == EventStatus.ACTIVE.value, events.c.end_time <= now)
+            .order_by(events.c.end_time, events.c.event_id)
+            .limit(bounded(0, limit)[1])
+        )
+
+    async def active(self) -> list[DrEvent]:
+        return await self._list(
+            select(events)
+            .where(events.c.status == EventStatus.ACTIVE.value)
+            .order_by(events.c.start_time, events.c.event_id)
+            .limit(MAX_LIMIT)
+        )
+
+
+class SqlCommandRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def _list(self, query: Select[Any]) -> list[Command]:
+        return [mapping.command_from(r) for r in (await self._conn.execute(query)).mappings()]
+
+    async def add_many(self, commands_: Sequence[Command]) -> None:
+        if not commands_:
+            return
+        ids = [c.correlation_id for c in commands_]
+        if len(set(ids)) != len(ids):
+            raise ValueError("correlationIds repeat within the batch")
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    commands.insert(), [mapping.command_row(c) for c in commands_]
+                )
+        except IntegrityError as exc:
+            # Either a correlationId already in the ledger or an unknown event id.
+            raise ValueError(f"cannot add commands to the ledger: {exc.orig}") from None
+
+    async def get(self, correlation_id: str) -> Command | None:
+        found = await self._list(
+            select(commands).where(commands.c.correlation_id == correlation_id)
+        )
+        return found[0] if found else None
+
+    async def update_many(self, commands_: Sequence[Command]) -> None:
+        for command in commands_:
+            row = mapping.command_row(command)
+            del row["correlation_id"]
+            result = await self._conn.execute(
+                update(commands)
+                .where(commands.c.correlation_id == command.correlation_id)
+                .values(row)
+            )
+            if result.rowcount == 0:
+                raise ValueError(f"correlationId {command.correlation_id} is not in the ledger")
+
+    async def for_event(self, event_id: str) -> list[Command]:
+        return await self._list(
+            select(commands)
+            .where(commands.c.event_id == event_id)
+            .order_by(commands.c.created_at, commands.c.correlation_id)
+        )
+
+    async def pending(self, limit: int = 1000) -> list[Command]:
+        return await self._list(
+            select(commands)
+            .where(commands.c.state == CommandState.PENDING.value)
+            .order_by(commands.c.created_at, commands.c.correlation_id)
+            .limit(bounded(0, limit)[1])
+        )
+
+    async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:
+        return await self._list(
+            select(commands)
+            .where(commands.c.state == CommandState.SENT.value, commands.c.deadline <= now)
+            .order_by(commands.c.deadline, commands.c.correlation_id)
+            .limit(bounded(0, limit)[1])
+        )
+
+    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
+        query = select(commands).where(commands.c.ven_id == ven_id, commands.c.op == op)
+        if event_id is not None:
+            query = query.where(commands.c.event_id == event_id)
+        found = await self._list(
+            query.order_by(commands.c.created_at.desc(), commands.c.correlation_id.desc()).limit(1)
+        )
+        return found[0] if found else None
+
+
+class SqlAckRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, ack: VenAck) -> None:
+        await self._conn.execute(ven_acks.insert().values(mapping.ack_row(ack)))
+
+    async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
+        query = (
+            select(ven_acks)
+            .where(ven_acks.c.event_id == event_id)
+            .order_by(ven_acks.c.timestamp, ven_acks.c.id)
+        )
+        total, rows = await _page_of(self._conn, query, offset, limit)
+        return Page(total, tuple(mapping.ack_from(r) for r in rows))
+
+    async def for_ven(
+        self,
+        ven_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[VenAck]:
+        query = select(ven_acks).where(ven_acks.c.ven_id == ven_id)
+        if start is not None:
+            query = query.where(ven_acks.c.timestamp >= start)
+        if end is not None:
+            query = query.where(ven_acks.c.timestamp < end)
+        query = query.order_by(ven_acks.c.timestamp.desc(), ven_acks.c.id.desc())
+        total, rows = await _page_of(self._conn, query, offset, limit)
+        return Page(total, tuple(mapping.ack_from(r) for r in rows))
+
+
+class SqlDeadLetterRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, letter: DeadLetter) -> None:
+        await self._conn.execute(dead_letters.insert().values(mapping.dead_letter_row(letter)))
+
+    async def count(self) -> int:
+        return int(await self._conn.scalar(select(func.count()).select_from(dead_letters)) or 0)
+
+    async def recent(self, limit: int = 100) -> list[DeadLetter]:
+        rows = await self._conn.execute(
+            select(dead_letters)
+            .order_by(dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
+            .limit(bounded(0, limit)[1])
+        )
+        return [mapping.dead_letter_from(r) for r in rows.mappings()]
+
+
+__all__ = [
+    "MAX_LIMIT",
+    "SqlAckRepository",
+    "SqlCommandRepository",
+    "SqlDeadLetterRepository",
+    "SqlEventRepository",
+    "SqlVenRepository",
+]
