@@ -70,8 +70,15 @@ class DispatchReport:
 
     @property
     def idle(self) -> bool:
+        """Nothing moved: the loop may sleep. (Failures alone count as idle, so a
+        broker outage is retried at the normal pace, not in a hot loop.)"""
         return not (
-            self.activated or self.finished or self.published or self.retried or self.timed_out
+            self.activated
+            or self.finished
+            or self.published
+            or self.retried
+            or self.timed_out
+            or self.reallocated
         )
 
 
@@ -141,6 +148,11 @@ class Dispatcher:
         self._ids = ids
         self.policy = policy or DispatchPolicy()
         self._lease = lease
+
+    async def release(self) -> None:
+        """Give up the dispatch lease (on shutdown), so another worker takes over."""
+        if self._lease is not None:
+            await self._lease.release()
 
     async def run_once(self) -> DispatchReport:
         report = DispatchReport()
