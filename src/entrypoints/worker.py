@@ -127,9 +127,10 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
     )
 
 
-def shadow_store(settings: Settings) -> ShadowStore:
-    """``SHADOW_STORE=aws``: AWS IoT Device Shadow through boto3; else a local
-    store fed from ``$aws/things/{venId}/shadow/update``."""
+def shadow_store(settings: Settings, local: ShadowStore) -> ShadowStore:
+    """``SHADOW_STORE=aws``: AWS IoT Device Shadow through boto3 (AWS feeds it
+    from the VENs' shadow updates itself); else ``local``, the store fed from
+    ``$aws/things/{venId}/shadow/update`` by this worker."""
     if settings.shadow_store == "aws":
         from adapters.aws.shadows import Boto3ShadowStore
 
@@ -137,9 +138,7 @@ def shadow_store(settings: Settings) -> ShadowStore:
         return Boto3ShadowStore(
             endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
         )
-    from adapters.memory.shadows import InMemoryShadowStore
-
-    return InMemoryShadowStore()
+    return local
 
 
 # --- the worker ------------------------------------------------------------------
@@ -229,17 +228,17 @@ class Worker:
 
 async def run_worker(settings: Settings) -> None:
     """Build the worker's adapters from settings and run until cancelled."""
-    from adapters.sql.engine import create_engine
-    from adapters.sql.telemetry import SqlTelemetryStore
     from adapters.system import SystemClock
+    from entrypoints.container import build_storage
 
-    engine = create_engine(settings.resolved_database_url, timeout=settings.db_timeout)
-    uow_factory = _sql_uow_factory(engine)
+    storage = build_storage(settings)
+    # With AWS IoT the service keeps the shadows; the worker does not write them.
+    shadows = None if settings.shadow_store == "aws" else storage.shadows
     worker = Worker(
         transport_factory=transport_factory(settings),
-        uow_factory=uow_factory,
-        telemetry_store=SqlTelemetryStore(engine),
-        shadow_store=shadow_store(settings),
+        uow_factory=storage.uow_factory,
+        telemetry_store=storage.telemetry_store,
+        shadow_store=shadows,
         clock=SystemClock(),
         settings=settings,
     )
@@ -247,15 +246,4 @@ async def run_worker(settings: Settings) -> None:
         await worker.run()
     finally:
         worker.stop()
-        await engine.dispose()
-
-
-def _sql_uow_factory(engine: object) -> UnitOfWorkFactory:
-    """The SQL unit of work, once the SQL adapter provides it."""
-    import adapters.sql as sql
-
-    factory = getattr(sql, "SqlUnitOfWorkFactory", None)
-    if factory is None:
-        raise RuntimeError("adapters.sql has no SqlUnitOfWorkFactory yet")
-    uow_factory: UnitOfWorkFactory = factory(engine)
-    return uow_factory
+        await storage.close()
