@@ -38,8 +38,10 @@ def broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
 async def publish_all(broker: MosquittoProcess, restart_at: int) -> int:
     """Publish COUNT samples at QoS 1, re-sending any publish that fails, and
     stop/restart the broker once. Returns how many publishes were retried."""
-    conn = MqttConnection(host="127.0.0.1", port=broker.port, client_id="ven-restart",
-                          publish_timeout=2.0, reconnect_initial=0.1, reconnect_max=0.5)  # fmt: skip
+    conn = MqttConnection(
+        host="127.0.0.1", port=broker.port, client_id="ven-restart",
+        publish_timeout=2.0, reconnect_initial=0.1, reconnect_max=0.5,
+    )  # fmt: skip
     ven = await AiomqttTransport.connect(conn)
     retried = 0
     try:
