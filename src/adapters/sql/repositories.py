@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -143,6 +143,18 @@ class SqlEventRepository:
         if result.rowcount == 0:
             raise ValueError(f"event {event.id} does not exist")
 
+    async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
+        # One UPDATE computing from the stored value: concurrent ACK handlers
+        # cannot lose each other's deltas (no read-modify-write in Python).
+        total = events.c.actual_reduction_kw + delta_kw
+        result = await self._conn.execute(
+            update(events)
+            .where(events.c.event_id == event_id)
+            .values(actual_reduction_kw=case((total < 0.0, 0.0), else_=total))
+        )
+        if result.rowcount == 0:
+            raise ValueError(f"event {event_id} does not exist")
+
     async def page(
         self,
         *,
@@ -206,8 +218,16 @@ class SqlCommandRepository:
         if not commands_:
             return
         ids = [c.correlation_id for c in commands_]
-        if len(set(ids)) != len(ids):
-            raise ValueError("correlationIds repeat within the batch")
+        seen: set[str] = set()
+        for cid in ids:
+            if cid in seen:
+                raise ValueError(f"correlationId {cid} is already in the ledger")
+            seen.add(cid)
+        taken = await self._conn.scalar(
+            select(commands.c.correlation_id).where(commands.c.correlation_id.in_(ids)).limit(1)
+        )
+        if taken is not None:
+            raise ValueError(f"correlationId {taken} is already in the ledger")
         try:
             async with self._conn.begin_nested():
                 await self._conn.execute(
@@ -222,6 +242,17 @@ class SqlCommandRepository:
             select(commands).where(commands.c.correlation_id == correlation_id)
         )
         return found[0] if found else None
+
+    async def get_many(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        found: dict[str, Command] = {}
+        ids = list(dict.fromkeys(correlation_ids))
+        for start in range(0, len(ids), 500):  # under every driver's parameter limit
+            chunk = ids[start : start + 500]
+            for command in await self._list(
+                select(commands).where(commands.c.correlation_id.in_(chunk))
+            ):
+                found[command.correlation_id] = command
+        return found
 
     async def update_many(self, commands_: Sequence[Command]) -> None:
         for command in commands_:
@@ -272,8 +303,9 @@ class SqlAckRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, ack: VenAck) -> None:
-        await self._conn.execute(ven_acks.insert().values(mapping.ack_row(ack)))
+    async def add_many(self, acks: Sequence[VenAck]) -> None:
+        if acks:
+            await self._conn.execute(ven_acks.insert(), [mapping.ack_row(a) for a in acks])
 
     async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
         query = (

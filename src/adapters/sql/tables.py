@@ -133,6 +133,8 @@ commands = Table(
     Column("ack_status", String(64)),
     Column("delivered_kw", Float),
     Column("late", Boolean, nullable=False),
+    # The command a re-allocation replaced (its delivered kW is counted once).
+    Column("supersedes", String(64)),
     Index(None, "state", "created_at"),  # the outbox: pending, oldest first
     Index(None, "state", "deadline"),  # overdue ACKs
     Index(None, "event_id"),

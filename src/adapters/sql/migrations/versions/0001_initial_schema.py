@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("ack_status", sa.String(length=64), nullable=True),
         sa.Column("delivered_kw", sa.Float(), nullable=True),
         sa.Column("late", sa.Boolean(), nullable=False),
+        sa.Column("supersedes", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["event_id"], ["events.event_id"], name="fk_commands_event_id_events"
         ),

@@ -1,0 +1,64 @@
+"""The storage backends the contract suites run against, behind one fixture.
+
+Every storage port is exercised identically on the in-memory adapter, SQLite
+(a file, migrated with Alembic) and PostgreSQL (a fresh database per test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.memory.repositories import InMemoryState, InMemoryUnitOfWorkFactory
+from adapters.memory.telemetry import (
+    InMemoryTelemetry,
+    InMemoryTelemetryQueries,
+    InMemoryTelemetryStore,
+)
+from adapters.sql.engine import create_engine
+from adapters.sql.migrate import migrate
+from adapters.sql.queries import SqlTelemetryQueries
+from adapters.sql.telemetry import SqlTelemetryStore
+from adapters.sql.uow import SqlUnitOfWorkFactory
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@dataclass
+class Backend:
+    name: str
+    uow: Any  # a UnitOfWorkFactory
+    store: Any  # a TelemetryStore
+    queries: Any  # TelemetryQueries
+
+
+async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    name = request.param
+    if name == "memory":
+        state, telemetry = InMemoryState(), InMemoryTelemetry()
+        yield Backend(
+            name,
+            InMemoryUnitOfWorkFactory(state),
+            InMemoryTelemetryStore(state, telemetry),
+            InMemoryTelemetryQueries(state, telemetry),
+        )
+        return
+    if name == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'gridcore.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    await migrate(url, retries=1, log=lambda _: None)
+    engine = create_engine(url)
+    try:
+        yield Backend(
+            name,
+            SqlUnitOfWorkFactory(engine),
+            SqlTelemetryStore(engine),
+            SqlTelemetryQueries(engine),
+        )
+    finally:
+        await engine.dispose()
