@@ -40,6 +40,22 @@ def _kw(*names: str) -> list[sa.Column[float]]:
     return [sa.Column(name, sa.Float(), nullable=True) for name in names]
 
 
+def _fast_raw_payload_compression() -> None:
+    """Raw payloads (~3 KB each) are compressed out of line; pglz, the default,
+    cost ~10% of ingest throughput, lz4 almost nothing. PostgreSQL only, and
+    only when the server was built with lz4."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    has_lz4 = bind.execute(
+        sa.text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+    ).scalar()
+    if has_lz4:
+        op.execute("ALTER TABLE ven_telemetry ALTER COLUMN raw_payload SET COMPRESSION lz4")
+
+
 def upgrade() -> None:
     op.create_table(
         "vens",
@@ -140,6 +156,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_ven_telemetry_timestamp", "ven_telemetry", ["timestamp"], postgresql_using="brin"
     )
+    _fast_raw_payload_compression()
 
     op.create_table(
         "ven_load_samples",
