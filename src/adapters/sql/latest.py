@@ -1,0 +1,244 @@
+"""Latest-state reads: each VEN's newest message (``ven_latest``) and the load
+rows of that message, merged with the operator's load configuration
+(configuration wins for name, type, capacity, priority, critical). One row per
+VEN plus a primary-key lookup per VEN: never a history scan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, false, func, select, true
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql.repositories import MAX_LIMIT
+from adapters.sql.tables import (
+    PANEL_FIELDS,
+    ven_latest,
+    ven_load_samples,
+    ven_loads,
+    ven_telemetry,
+    vens,
+)
+from gridcore.telemetry import LoadSample, LoadTypeStats, NetworkStats, TelemetrySample
+from gridcore.ven import Load
+
+_LOAD_SAMPLE_FIELDS = (
+    "name",
+    "type",
+    "capacity_kw",
+    "current_power_kw",
+    "shed_capability_kw",
+    "enabled",
+    "priority",
+    "critical",
+    "breaker_amps",
+    "current_amps",
+)
+
+
+def rounded(value: Any) -> float:
+    return round(float(value or 0.0), 3)
+
+
+def _merged_latest_loads() -> Any:
+    """Each VEN's latest load rows merged with configuration, as a subquery with
+    the columns of :class:`gridcore.ven.Load` plus ``ven_id`` and
+    ``effective_capacity_kw`` (the guide's capacity fallback)."""
+    s, c = ven_load_samples.c, ven_loads.c
+    current = func.coalesce(s.current_power_kw, 0.0)
+    shed = func.coalesce(s.shed_capability_kw, 0.0)
+    capacity = func.coalesce(func.nullif(c.capacity_kw, 0.0), s.capacity_kw)
+    return (
+        select(
+            s.ven_id,
+            s.load_id,
+            func.coalesce(func.nullif(c.type, ""), func.nullif(s.type, ""), "other").label("type"),
+            func.coalesce(func.nullif(c.name, ""), s.name).label("name"),
+            capacity.label("capacity_kw"),
+            shed.label("shed_capability_kw"),
+            current.label("current_power_kw"),
+            func.coalesce(c.priority, s.priority).label("priority"),
+            case(
+                (c.ven_id.is_not(None), c.critical), else_=func.coalesce(s.critical, false())
+            ).label("critical"),
+            func.coalesce(s.enabled, true()).label("enabled"),
+            s.breaker_amps,
+            func.coalesce(capacity, case((current > 0, current), else_=0.0) + shed).label(
+                "effective_capacity_kw"
+            ),
+        )
+        .select_from(ven_latest)
+        .join(
+            ven_load_samples,
+            and_(s.ven_id == ven_latest.c.ven_id, s.timestamp == ven_latest.c.timestamp),
+        )
+        .outerjoin(ven_loads, and_(c.ven_id == s.ven_id, c.load_id == s.load_id))
+    )
+
+
+def load_sample(row: Any) -> LoadSample:
+    return LoadSample(load_id=row["load_id"], **{f: row[f] for f in _LOAD_SAMPLE_FIELDS})
+
+
+def sample_from(row: Any, loads: list[LoadSample]) -> TelemetrySample:
+    return TelemetrySample(
+        ven_id=row["ven_id"],
+        timestamp=row["timestamp"],
+        loads=tuple(loads),
+        raw_payload=row["raw_payload"],
+        **{f: row[f] for f in PANEL_FIELDS},
+    )
+
+
+class LatestStateQueries:
+    """The latest-state half of :class:`gridcore.ports.TelemetryQueries`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _all(self, query: Any) -> list[Any]:
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(query)).mappings().all())
+
+    async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats:
+        cutoff = now - offline_after
+        registered = select(
+            func.count().label("vens"),
+            func.coalesce(func.sum(case((vens.c.last_seen_at >= cutoff, 1), else_=0)), 0).label(
+                "online"
+            ),
+        ).select_from(vens)
+        usage = (
+            select(
+                func.sum(func.coalesce(ven_latest.c.used_power_kw, 0.0)).label("usage"),
+                func.count().label("reporting"),
+            )
+            .select_from(ven_latest)
+            .join(vens, vens.c.id == ven_latest.c.ven_id)
+        )
+        loads = _merged_latest_loads().subquery()
+        not_critical = loads.c.critical.is_(False)
+        sheddable = and_(not_critical, loads.c.enabled.is_(True), loads.c.shed_capability_kw > 0)
+        capability = (
+            select(
+                func.sum(case((not_critical, loads.c.effective_capacity_kw), else_=0.0)).label(
+                    "controllable"
+                ),
+                func.sum(case((sheddable, loads.c.shed_capability_kw), else_=0.0)).label(
+                    "potential"
+                ),
+            )
+            .select_from(loads)
+            .join(vens, vens.c.id == loads.c.ven_id)
+        )
+        async with self._engine.connect() as conn:
+            counts = (await conn.execute(registered)).mappings().one()
+            used = (await conn.execute(usage)).mappings().one()
+            power = (await conn.execute(capability)).mappings().one()
+        reporting = int(used["reporting"])
+        return NetworkStats(
+            ven_count=int(counts["vens"]),
+            online_vens=int(counts["online"]),
+            controllable_power_kw=rounded(power["controllable"]),
+            potential_load_reduction_kw=rounded(power["potential"]),
+            household_usage_kw=rounded(used["usage"]),
+            average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
+            if reporting
+            else None,
+        )
+
+    async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
+        loads = _merged_latest_loads().subquery()
+        sheddable = and_(
+            loads.c.critical.is_(False), loads.c.enabled.is_(True), loads.c.shed_capability_kw > 0
+        )
+        shed = func.sum(case((sheddable, loads.c.shed_capability_kw), else_=0.0))
+        rows = await self._all(
+            select(vens.c.id, func.coalesce(shed, 0.0).label("shed"))
+            .select_from(vens)
+            .outerjoin(loads, loads.c.ven_id == vens.c.id)
+            .where(vens.c.enabled.is_(True), vens.c.last_seen_at >= now - offline_after)
+            .group_by(vens.c.id)
+        )
+        return {r["id"]: rounded(r["shed"]) for r in rows}
+
+    async def load_type_stats(self) -> list[LoadTypeStats]:
+        loads = _merged_latest_loads().subquery()
+        rows = await self._all(
+            select(
+                loads.c.type,
+                func.sum(loads.c.effective_capacity_kw).label("capacity"),
+                func.sum(loads.c.shed_capability_kw).label("shed"),
+                func.sum(loads.c.current_power_kw).label("usage"),
+            )
+            .select_from(loads)
+            .join(vens, vens.c.id == loads.c.ven_id)
+            .group_by(loads.c.type)
+            .order_by(loads.c.type)
+        )
+        return [
+            LoadTypeStats(
+                r["type"], rounded(r["capacity"]), rounded(r["shed"]), rounded(r["usage"])
+            )
+            for r in rows
+        ]
+
+    async def latest_loads(self, ven_id: str) -> list[Load]:
+        return (await self.latest_loads_many([ven_id])).get(ven_id, [])
+
+    async def latest_loads_many(self, ven_ids: Sequence[str]) -> dict[str, list[Load]]:
+        wanted = sorted(set(ven_ids))[:MAX_LIMIT]
+        if not wanted:
+            return {}
+        loads = _merged_latest_loads().where(ven_latest.c.ven_id.in_(wanted)).subquery()
+        rows = await self._all(select(loads).order_by(loads.c.ven_id, loads.c.load_id))
+        by_ven: dict[str, list[Load]] = {}
+        for r in rows:
+            by_ven.setdefault(r["ven_id"], []).append(
+                Load(
+                    id=r["load_id"],
+                    type=r["type"],
+                    name=r["name"],
+                    capacity_kw=r["capacity_kw"],
+                    shed_capability_kw=r["shed_capability_kw"],
+                    current_power_kw=r["current_power_kw"],
+                    priority=r["priority"],
+                    critical=bool(r["critical"]),
+                    enabled=bool(r["enabled"]),
+                    breaker_amps=r["breaker_amps"],
+                )
+            )
+        return by_ven
+
+    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
+        wanted = sorted(set(ven_ids))[:MAX_LIMIT]
+        if not wanted:
+            return {}
+        t, s = ven_telemetry.c, ven_load_samples.c
+        async with self._engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(ven_telemetry)
+                        .join(ven_latest, ven_latest.c.telemetry_id == t.id)
+                        .where(ven_latest.c.ven_id.in_(wanted))
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            lines = await conn.execute(
+                select(ven_load_samples)
+                .join(
+                    ven_latest,
+                    and_(ven_latest.c.ven_id == s.ven_id, ven_latest.c.timestamp == s.timestamp),
+                )
+                .where(ven_latest.c.ven_id.in_(wanted))
+                .order_by(s.ven_id, s.load_id)
+            )
+            loads: dict[str, list[LoadSample]] = {}
+            for r in lines.mappings():
+                loads.setdefault(r["ven_id"], []).append(load_sample(r))
+        return {r["ven_id"]: sample_from(r, loads.get(r["ven_id"], [])) for r in rows}
