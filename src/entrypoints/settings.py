@@ -79,6 +79,20 @@ class Settings(BaseSettings):
     )
     aws_region: str | None = None
 
+    # --- REST API access (tokens are secrets: never logged, never echoed) ---
+    gridcore_api_tokens: str | None = Field(
+        default=None, description="Comma-separated scope:token pairs; scope read or control"
+    )
+    gridcore_api_tokens_file: str | None = Field(
+        default=None, description="File with one scope:token pair a line (# comments)"
+    )
+    gridcore_auth: str = Field(
+        default="enabled", pattern="^(enabled|disabled)$", description="disabled: no token checks"
+    )
+    gridcore_cors_origins: str | None = Field(
+        default=None, description="Comma-separated origins allowed by CORS (* for any)"
+    )
+
     @property
     def mqtt_host(self) -> str | None:
         return self.mqtt_broker or self.iot_endpoint

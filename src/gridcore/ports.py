@@ -269,6 +269,17 @@ class TelemetryQueries(Protocol):
         """Each load's latest sample merged with its configuration."""
         ...
 
+    async def latest_loads_many(self, ven_ids: Sequence[str]) -> dict[str, list[Load]]:
+        """``latest_loads`` for several VENs in one round trip (a page of the
+        VEN list); VENs without samples are absent. Loads in id order."""
+        ...
+
+    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
+        """Each VEN's newest panel-level sample (its ``loads`` included), in one
+        round trip; VENs without telemetry are absent. Reads latest state only,
+        never history."""
+        ...
+
     async def history(
         self,
         *,

@@ -158,6 +158,18 @@ class InMemoryTelemetryQueries:
     async def latest_loads(self, ven_id: str) -> list[Load]:
         return sorted(self._latest_loads_by_ven().get(ven_id, []), key=lambda load: load.id)
 
+    async def latest_loads_many(self, ven_ids: Sequence[str]) -> dict[str, list[Load]]:
+        wanted = set(ven_ids)
+        return {
+            ven_id: sorted(loads, key=lambda load: load.id)
+            for ven_id, loads in self._latest_loads_by_ven().items()
+            if ven_id in wanted
+        }
+
+    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
+        wanted = set(ven_ids)
+        return {k: s for k, s in self._latest_samples().items() if k in wanted}
+
     async def history(
         self,
         *,

@@ -1,0 +1,126 @@
+"""Bearer tokens with two scopes: ``read`` for GET, ``control`` for every
+write (a control token may also read).
+
+Configuration: ``GRIDCORE_API_TOKENS`` = comma-separated ``scope:token`` pairs,
+or ``GRIDCORE_API_TOKENS_FILE`` with one pair a line (blank lines and ``#``
+comments allowed); both may be given. ``GRIDCORE_AUTH=disabled`` turns the
+checks off (the demo, bound to 127.0.0.1).
+
+A presented token is compared with every configured token, in constant time
+and without stopping at the first match, so neither the timing nor the
+position of a match tells an attacker anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from entrypoints.settings import Settings
+
+# Below this a token is guessable; refusing it at start-up beats a breach later.
+MIN_TOKEN_LENGTH = 16
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class AuthNotConfigured(RuntimeError):
+    """Auth is on but no token is configured: every request would be refused."""
+
+
+class Scope(enum.StrEnum):
+    READ = "read"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    scope: Scope
+    digest: bytes  # sha256 of the secret: equal lengths for compare_digest
+
+    def __repr__(self) -> str:  # never print a secret, not even its digest
+        return f"ApiToken(scope={self.scope.value})"
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def parse_tokens(
+    text: str, *, separator: str = ",", source: str = "GRIDCORE_API_TOKENS"
+) -> list[ApiToken]:
+    tokens = []
+    for number, raw in enumerate(text.split(separator), start=1):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        scope, sep, secret = entry.partition(":")
+        where = f"{source} entry {number}"
+        if not sep or scope.strip() not in {s.value for s in Scope}:
+            raise ValueError(f"{where}: expected 'read:<token>' or 'control:<token>'")
+        if len(secret.strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"{where}: token shorter than {MIN_TOKEN_LENGTH} characters")
+        tokens.append(ApiToken(Scope(scope.strip()), _digest(secret.strip())))
+    return tokens
+
+
+def tokens_from(settings: Settings) -> list[ApiToken]:
+    tokens = parse_tokens(settings.gridcore_api_tokens or "")
+    if settings.gridcore_api_tokens_file:
+        path = Path(settings.gridcore_api_tokens_file)
+        tokens += parse_tokens(
+            path.read_text(encoding="utf-8"), separator="\n", source=f"{path} line"
+        )
+    return tokens
+
+
+class TokenChecker:
+    def __init__(self, tokens: list[ApiToken], *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._tokens = list(tokens)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenChecker:
+        enabled = settings.gridcore_auth != "disabled"
+        return cls(tokens_from(settings) if enabled else [], enabled=enabled)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._tokens)
+
+    def scope_of(self, presented: str) -> Scope | None:
+        """The broadest scope of the configured tokens equal to ``presented``."""
+        digest = _digest(presented)
+        found: Scope | None = None
+        for token in self._tokens:  # no early exit: constant work per request
+            if hmac.compare_digest(digest, token.digest) and found is not Scope.CONTROL:
+                found = token.scope
+        return found
+
+
+# auto_error=False: a missing header is answered 401 with our message, not 403.
+_bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_API_TOKENS")
+
+
+def authorize(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Router-wide: GET needs read (or control), every other method control."""
+    checker: TokenChecker = request.app.state.tokens
+    if not checker.enabled:
+        return
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "a bearer token is required", headers=challenge)
+    scope = checker.scope_of(credentials.credentials)
+    if scope is None:
+        raise HTTPException(401, "the bearer token is not valid", headers=challenge)
+    if request.method not in _READ_METHODS and scope is not Scope.CONTROL:
+        raise HTTPException(403, "this needs a token with control scope")

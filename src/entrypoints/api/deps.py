@@ -1,0 +1,72 @@
+"""Typed ``Depends`` aliases: routers ask for a port, never for the container.
+
+The container lives on ``app.state`` (built by :func:`create_app`); nothing
+here creates anything at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from entrypoints.container import Container, Storage
+from entrypoints.settings import Settings
+from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
+
+
+def _container(request: Request) -> Container:
+    return cast(Container, request.app.state.container)
+
+
+ContainerDep = Annotated[Container, Depends(_container)]
+
+
+def _storage(container: ContainerDep) -> Storage:
+    return container.storage()
+
+
+StorageDep = Annotated[Storage, Depends(_storage)]
+
+
+def _settings(container: ContainerDep) -> Settings:
+    return container.settings()
+
+
+def _uow(storage: StorageDep) -> UnitOfWorkFactory:
+    return storage.uow_factory
+
+
+def _queries(storage: StorageDep) -> TelemetryQueries:
+    return storage.telemetry_queries
+
+
+def _shadows(storage: StorageDep) -> ShadowStore:
+    return storage.shadows
+
+
+def _clock(container: ContainerDep) -> Clock:
+    return cast(Clock, container.clock())
+
+
+def _ids(container: ContainerDep) -> IdGenerator:
+    return cast(IdGenerator, container.ids())
+
+
+def _offline_after(settings: Annotated[Settings, Depends(_settings)]) -> timedelta:
+    return settings.offline_after
+
+
+def _now(clock: Annotated[Clock, Depends(_clock)]) -> datetime:
+    return clock.now()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
+QueriesDep = Annotated[TelemetryQueries, Depends(_queries)]
+ShadowsDep = Annotated[ShadowStore, Depends(_shadows)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+IdsDep = Annotated[IdGenerator, Depends(_ids)]
+OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
+NowDep = Annotated[datetime, Depends(_now)]

@@ -1,0 +1,87 @@
+"""Domain errors to HTTP answers: NotFound 404, a refused state change 409,
+bad input 422. Every 422 names the field in ``loc`` and in ``message``.
+
+FastAPI's own validation answer echoes the offending input, which may be a
+NaN or bytes that JSON cannot carry (turning a 422 into a 500); this one keeps
+only where, what and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gridcore.errors import DomainError, IllegalTransition, InvalidInput, NotFound
+
+# Where FastAPI says the value came from; the field name is what a client needs.
+_SOURCES = {"body", "query", "path", "header", "cookie"}
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _SOURCES:
+        parts = parts[1:]
+    return ".".join(parts) or "request"
+
+
+def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors)
+    return JSONResponse(status_code=422, content={"detail": errors, "message": message})
+
+
+async def _request_invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "invalid")),
+            "type": str(e.get("type", "value_error")),
+        }
+        for e in exc.errors()
+    ]
+    return unprocessable(errors)
+
+
+async def _invalid_input(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    return unprocessable([{"loc": [exc.field], "msg": exc.message, "type": "value_error"}])
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    # IllegalTransition and any other rule about the current state of things.
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(IllegalTransition, _conflict)
+    app.add_exception_handler(DomainError, _conflict)
+
+
+class Conflict(DomainError):
+    """A request that contradicts what is stored (a VEN id already taken)."""
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# OpenAPI descriptions of the error answers, shared by the routers.
+Responses = dict[int | str, dict[str, Any]]
+AUTH_ERRORS: Responses = {
+    401: {"model": ErrorOut, "description": "No valid bearer token"},
+    403: {"model": ErrorOut, "description": "The token lacks the scope"},
+}
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "Unknown VEN, load or event"}}
+CONFLICT: Responses = {409: {"model": ErrorOut, "description": "Not allowed in the current state"}}

@@ -1,0 +1,58 @@
+"""Network statistics from the latest telemetry, and network history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from entrypoints.api.deps import NowDep, OfflineAfterDep, QueriesDep
+from entrypoints.api.params import End, Granularity, Start, history_window
+from entrypoints.api.schemas import HistoryResponse, LoadTypeStatsOut, NetworkStatsOut
+from entrypoints.api.views import history_point
+from gridcore.telemetry import DEFAULT_GRANULARITY
+
+router = APIRouter(prefix="/stats", tags=["stats"])
+
+
+@router.get("/network")
+async def network_stats(
+    queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
+) -> NetworkStatsOut:
+    """Summary of every VEN's newest telemetry (online = heartbeat within
+    VEN_OFFLINE_AFTER_SECONDS)."""
+    s = await queries.network_stats(now, offline_after)
+    return NetworkStatsOut(
+        ven_count=s.ven_count,
+        controllable_power_kw=s.controllable_power_kw,
+        potential_load_reduction_kw=s.potential_load_reduction_kw,
+        household_usage_kw=s.household_usage_kw,
+        online_vens=s.online_vens,
+        average_house_power=s.average_house_power,
+    )
+
+
+@router.get("/loads")
+async def load_stats(queries: QueriesDep) -> list[LoadTypeStatsOut]:
+    """Each load's newest sample, grouped by load type."""
+    return [
+        LoadTypeStatsOut(
+            type=s.type,
+            total_capacity_kw=s.total_capacity_kw,
+            total_shed_capability_kw=s.total_shed_capability_kw,
+            current_usage_kw=s.current_usage_kw,
+        )
+        for s in await queries.load_type_stats()
+    ]
+
+
+@router.get("/network/history")
+async def network_history(
+    queries: QueriesDep,
+    now: NowDep,
+    start: Start = None,
+    end: End = None,
+    granularity: Granularity = DEFAULT_GRANULARITY,
+) -> HistoryResponse:
+    """Per bucket: the sum over VENs of each VEN's mean used/shed kW in it."""
+    lo, hi, width = history_window(start, end, granularity, now)
+    points = await queries.history(start=lo, end=hi, width=width)
+    return HistoryResponse(points=[history_point(p) for p in points])

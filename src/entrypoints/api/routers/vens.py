@@ -1,0 +1,152 @@
+"""VEN registry and load configuration: ``/api/vens`` and ``/api/vens/{venId}/loads``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Response
+
+from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
+from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
+from entrypoints.api.params import DEFAULT_LIMIT, Limit, LoadIdPath, Offset, VenIdPath
+from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch
+from entrypoints.api.views import load_out, merged_loads, ven_out
+from gridcore import services
+from gridcore.errors import NotFound
+from gridcore.fleet import LoadChanges, configure_load, deregister_ven, update_ven
+from gridcore.ports import TelemetryQueries, UnitOfWorkFactory
+from gridcore.ven import Load, Location, Ven
+
+router = APIRouter(prefix="/vens", tags=["vens"])
+
+
+async def _ven(uow_factory: UnitOfWorkFactory, ven_id: str) -> Ven:
+    async with uow_factory() as uow:
+        return await services.get_ven(uow, ven_id)
+
+
+async def _view(
+    queries: TelemetryQueries, vens: list[Ven], now: datetime, offline_after: timedelta
+) -> list[VenOut]:
+    """Two bulk reads for a whole page of VENs, never one per VEN."""
+    ids = [v.id for v in vens]
+    loads = await queries.latest_loads_many(ids)
+    latest = await queries.latest_samples(ids)
+    return [ven_out(v, loads.get(v.id, []), latest.get(v.id), now, offline_after) for v in vens]
+
+
+@router.get("")
+async def list_vens(
+    uow: UowDep,
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> list[VenOut]:
+    """Registered VENs in id order, a page at a time; the total is in ``X-Total-Count``."""
+    async with uow() as u:
+        page = await u.vens.page(offset=offset, limit=limit)
+    response.headers["X-Total-Count"] = str(page.total_count)
+    return await _view(queries, list(page.items), now, offline_after)
+
+
+@router.post("", status_code=201, responses=CONFLICT)
+async def create_ven(
+    body: VenCreate,
+    uow: UowDep,
+    clock: ClockDep,
+    ids: IdsDep,
+    queries: QueriesDep,
+    offline_after: OfflineAfterDep,
+) -> VenOut:
+    """Register a VEN. Its id is the MQTT client id it publishes with."""
+    ven_id = body.id or f"ven-{ids.hex8()}"
+    async with uow() as u:
+        if await u.vens.get(ven_id) is not None:
+            raise Conflict(f"VEN {ven_id!r} is already registered")
+    location = Location(body.location.lat, body.location.lon) if body.location else None
+    ven = await services.register_ven(uow, clock, ven_id=ven_id, name=body.name, location=location)
+    return (await _view(queries, [ven], clock.now(), offline_after))[0]
+
+
+@router.get("/{venId}", responses=NOT_FOUND)
+async def get_ven(
+    ven_id: VenIdPath, uow: UowDep, queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
+) -> VenOut:
+    return (await _view(queries, [await _ven(uow, ven_id)], now, offline_after))[0]
+
+
+@router.patch("/{venId}", responses=NOT_FOUND)
+async def patch_ven(
+    ven_id: VenIdPath,
+    body: VenPatch,
+    uow: UowDep,
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+) -> VenOut:
+    """Change name, location (``null`` clears it) or enabled; absent fields stay."""
+    sent = body.model_fields_set
+    location = Location(body.location.lat, body.location.lon) if body.location else None
+    ven = await update_ven(
+        uow,
+        ven_id,
+        name=body.name,
+        enabled=body.enabled,
+        **({"location": location} if "location" in sent else {}),
+    )
+    return (await _view(queries, [ven], now, offline_after))[0]
+
+
+@router.delete("/{venId}", status_code=204, responses=NOT_FOUND)
+async def delete_ven(ven_id: VenIdPath, uow: UowDep) -> Response:
+    """Deregister; its telemetry and ACKs are kept for audit."""
+    await deregister_ven(uow, ven_id)
+    return Response(status_code=204)
+
+
+async def _loads(uow: UnitOfWorkFactory, queries: TelemetryQueries, ven_id: str) -> list[Load]:
+    ven = await _ven(uow, ven_id)
+    return merged_loads(ven, await queries.latest_loads(ven_id))
+
+
+@router.get("/{venId}/loads", responses=NOT_FOUND)
+async def list_loads(ven_id: VenIdPath, uow: UowDep, queries: QueriesDep) -> list[LoadOut]:
+    """Each load's newest sample merged with its configuration."""
+    return [load_out(load) for load in await _loads(uow, queries, ven_id)]
+
+
+@router.get("/{venId}/loads/{loadId}", responses=NOT_FOUND)
+async def get_load(
+    ven_id: VenIdPath, load_id: LoadIdPath, uow: UowDep, queries: QueriesDep
+) -> LoadOut:
+    for load in await _loads(uow, queries, ven_id):
+        if load.id == load_id:
+            return load_out(load)
+    raise NotFound("load", f"{ven_id}/{load_id}")
+
+
+@router.patch("/{venId}/loads/{loadId}", responses=NOT_FOUND)
+async def patch_load(
+    ven_id: VenIdPath, load_id: LoadIdPath, body: LoadPatch, uow: UowDep, queries: QueriesDep
+) -> LoadOut:
+    """Persist configuration; it takes precedence over what telemetry reports
+    for name, type, priority, critical and capacity."""
+    await configure_load(
+        uow,
+        queries,
+        ven_id,
+        load_id,
+        LoadChanges(
+            name=body.name,
+            type=body.type,
+            priority=body.priority,
+            critical=body.critical,
+            enabled=body.enabled,
+            capacity_kw=body.capacity_kw,
+            shed_capability_kw=body.shed_capability_kw,
+        ),
+    )
+    return await get_load(ven_id, load_id, uow, queries)

@@ -1,0 +1,212 @@
+"""Domain objects to HTTP models. The rules for what the dashboard sees live
+here: how a VEN's loads are assembled, what its metrics mean, and how an
+event's progress is read from the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from entrypoints.api.schemas import (
+    AckOut,
+    CircuitSnapshotOut,
+    CurtailedCircuit,
+    EventCircuitOut,
+    EventCircuitsResponse,
+    EventDetail,
+    EventOut,
+    LoadOut,
+    LocationBody,
+    TelemetryPoint,
+    TimeseriesPoint,
+    VenEventOut,
+    VenMetrics,
+    VenOut,
+    VenProgress,
+)
+from gridcore.correlation import Command, CommandOp, VenAck
+from gridcore.curtailment import CircuitCurtailment
+from gridcore.events import DrEvent
+from gridcore.quantities import to_kw, to_watts
+from gridcore.telemetry import CircuitSnapshot, HistoryPoint, TelemetrySample
+from gridcore.ven import Connectivity, Load, Ven, available_shed_kw
+
+
+def load_out(load: Load) -> LoadOut:
+    return LoadOut(
+        id=load.id,
+        type=load.type,
+        name=load.name,
+        # The guide's fallback: no configured capacity -> usage + shed capability.
+        capacity_kw=round(load.effective_capacity_kw, 3),
+        shed_capability_kw=load.shed_capability_kw,
+        current_power_kw=load.current_power_kw,
+        priority=load.priority,
+        critical=load.critical,
+        enabled=load.enabled,
+        breaker_amps=load.breaker_amps,
+    )
+
+
+def merged_loads(ven: Ven, reported: Sequence[Load]) -> list[Load]:
+    """Reported loads (already merged with their configuration) plus loads an
+    operator configured that the VEN has not reported yet, in id order."""
+    by_id = {load.id: load for load in ven.loads}
+    by_id.update({load.id: load for load in reported})
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def ven_out(
+    ven: Ven,
+    reported: Sequence[Load],
+    latest: TelemetrySample | None,
+    now: datetime,
+    offline_after: timedelta,
+) -> VenOut:
+    """Status from the heartbeat age. Metrics from the newest sample: panel
+    usage (else the loads' sum), what the loads can shed, the event the VEN
+    says it is in (while online), and the loads it reports switched off."""
+    loads = merged_loads(ven, reported)
+    status = ven.connectivity(now, offline_after)
+    if latest is not None and latest.used_power_kw is not None:
+        power = latest.used_power_kw
+    else:
+        power = to_kw(sum(to_watts(load.current_power_kw) for load in reported))
+    online = status is Connectivity.ONLINE
+    return VenOut(
+        id=ven.id,
+        name=ven.name,
+        status="online" if online else "offline",
+        location=LocationBody(lat=ven.location.lat, lon=ven.location.lon) if ven.location else None,
+        loads=[load_out(load) for load in loads],
+        metrics=VenMetrics(
+            current_power_kw=power,
+            shed_availability_kw=round(available_shed_kw(loads), 3),
+            active_event_id=latest.event_id if latest is not None and online else None,
+            shed_load_ids=sorted(
+                ld.load_id for ld in (latest.loads if latest else ()) if ld.enabled is False
+            ),
+        ),
+    )
+
+
+def event_out(event: DrEvent) -> EventOut:
+    return EventOut(
+        id=event.id,
+        status=event.status.value,
+        start_time=event.start_time,
+        end_time=event.end_time,
+        requested_reduction_kw=event.requested_reduction_kw,
+        actual_reduction_kw=event.actual_reduction_kw,
+    )
+
+
+def event_detail(event: DrEvent, commands: Iterable[Command]) -> EventDetail:
+    """Per VEN: its newest event command (a re-allocation supersedes older
+    ones) and the state of the restore sent at the end, if any."""
+    latest: dict[str, Command] = {}
+    restores: dict[str, Command] = {}
+    for c in sorted(commands, key=lambda c: (c.created_at, c.correlation_id)):
+        if c.op is CommandOp.EVENT:
+            latest[c.ven_id] = c
+        elif c.op is CommandOp.RESTORE:
+            restores[c.ven_id] = c
+    progress = []
+    for ven_id in sorted(latest):
+        c = latest[ven_id]
+        rt = c.response_time
+        progress.append(
+            VenProgress(
+                ven_id=ven_id,
+                correlation_id=c.correlation_id,
+                allocated_kw=c.shed_kw or 0.0,
+                command_state=c.state.value,
+                attempts=c.attempts,
+                ack_status=c.ack_status,
+                delivered_kw=c.delivered_kw,
+                response_time_seconds=rt.total_seconds() if rt is not None else None,
+                restore_state=restores[ven_id].state.value if ven_id in restores else None,
+            )
+        )
+    return EventDetail(**event_out(event).model_dump(), vens=progress)
+
+
+def _curtailed(circuits: Iterable[CircuitCurtailment]) -> list[CurtailedCircuit]:
+    return [CurtailedCircuit(load_id=c.id, name=c.name, shed_kw=c.curtailed_kw) for c in circuits]
+
+
+def ven_event_out(ack: VenAck) -> VenEventOut:
+    return VenEventOut(
+        event_id=ack.event_id,
+        timestamp=ack.timestamp,
+        op=ack.op,
+        status=ack.status,
+        requested_shed_kw=ack.requested_shed_kw,
+        actual_shed_kw=ack.actual_shed_kw,
+        circuits_curtailed=_curtailed(ack.circuits_curtailed),
+    )
+
+
+def ack_out(ack: VenAck) -> AckOut:
+    return AckOut(
+        **ven_event_out(ack).model_dump(), ven_id=ack.ven_id, correlation_id=ack.correlation_id
+    )
+
+
+def event_circuits(event_id: str, acks: Iterable[VenAck]) -> EventCircuitsResponse:
+    """What each circuit gave up for the event: per VEN, its newest accepted
+    event ACK counts (a re-allocated VEN answers again with its new total)."""
+    newest: dict[str, VenAck] = {}
+    for ack in sorted(acks, key=lambda a: a.timestamp):
+        if ack.op == CommandOp.EVENT.value and ack.accepted:
+            newest[ack.ven_id] = ack
+    circuits = [
+        EventCircuitOut(
+            ven_id=ven_id,
+            load_id=c.id,
+            name=c.name,
+            shed_kw=c.curtailed_kw,
+            critical=c.critical,
+        )
+        for ven_id in sorted(newest)
+        for c in newest[ven_id].circuits_curtailed
+    ]
+    total = to_kw(sum(to_watts(c.shed_kw) for c in circuits))
+    return EventCircuitsResponse(event_id=event_id, total_shed_kw=total, circuits=circuits)
+
+
+def telemetry_point(s: TelemetrySample) -> TelemetryPoint:
+    return TelemetryPoint(
+        timestamp=s.timestamp,
+        used_power_kw=s.used_power_kw,
+        shed_power_kw=s.shed_power_kw,
+        requested_reduction_kw=s.requested_reduction_kw,
+        event_id=s.event_id,
+        battery_soc=s.battery_soc,
+        panel_amperage_rating=s.panel_amperage_rating,
+        panel_voltage=s.panel_voltage,
+        panel_max_kw=s.panel_max_kw,
+        current_amps=s.current_amps,
+        panel_utilization_percent=s.panel_utilization_percent,
+    )
+
+
+def snapshot_out(s: CircuitSnapshot) -> CircuitSnapshotOut:
+    return CircuitSnapshotOut(
+        timestamp=s.timestamp,
+        load_id=s.load_id,
+        name=s.name,
+        current_power_kw=s.current_power_kw,
+        shed_capability_kw=s.shed_capability_kw,
+        enabled=s.enabled,
+    )
+
+
+def history_point(p: HistoryPoint) -> TimeseriesPoint:
+    return TimeseriesPoint(
+        timestamp=p.timestamp,
+        used_power_kw=p.used_power_kw,
+        shed_power_kw=p.shed_power_kw,
+        event_id=p.event_id,
+        requested_reduction_kw=p.requested_reduction_kw,
+    )

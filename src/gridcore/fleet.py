@@ -1,0 +1,227 @@
+"""Use cases an operator drives by hand: changing a VEN's registration and its
+loads' configuration, and sending one VEN a command outside the dispatcher.
+
+Manual commands go through the same ledger as dispatched ones: they are
+written PENDING (the outbox) in one transaction and the worker's relay
+publishes them on ``ven/cmd/{venId}``, so a manual command is retried,
+correlated and audited exactly like an automatic one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from gridcore.correlation import Command, CommandOp, new_correlation_id
+from gridcore.errors import DomainError, InvalidInput, NotFound
+from gridcore.events import DrEvent, EventStatus
+from gridcore.ports import Clock, IdGenerator, TelemetryQueries, UnitOfWork, UnitOfWorkFactory
+from gridcore.quantities import require_finite_kw
+from gridcore.ven import Load, Location, Ven
+
+log = logging.getLogger("gridcore.fleet")
+
+# A manual command longer than a day is almost certainly a typo.
+MAX_COMMAND_SECONDS = 24 * 3600
+
+
+class EventNotActive(DomainError):
+    """A command was asked for an event that is not running."""
+
+    def __init__(self, event_id: str, status: str) -> None:
+        super().__init__(f"event {event_id} is {status}; commands need an active event")
+        self.event_id = event_id
+        self.status = status
+
+
+_KEEP = object()  # "leave unchanged", distinct from None ("clear")
+
+
+async def _ven(uow: UnitOfWork, ven_id: str) -> Ven:
+    ven = await uow.vens.get(ven_id)
+    if ven is None:
+        raise NotFound("VEN", ven_id)
+    return ven
+
+
+async def update_ven(
+    uow_factory: UnitOfWorkFactory,
+    ven_id: str,
+    *,
+    name: str | None = None,
+    location: Location | object | None = _KEEP,
+    enabled: bool | None = None,
+) -> Ven:
+    """Change name, location (None clears it) or enabled. A disabled VEN keeps
+    reporting telemetry but is sent no DR event."""
+    async with uow_factory() as uow:
+        ven = await _ven(uow, ven_id)
+        if name is not None:
+            ven = replace(ven, name=name)
+        if location is not _KEEP:
+            ven = replace(ven, location=location if isinstance(location, Location) else None)
+        if enabled is not None:
+            ven = replace(ven, enabled=enabled)
+        await uow.vens.update(ven)
+        await uow.commit()
+    return ven
+
+
+async def deregister_ven(uow_factory: UnitOfWorkFactory, ven_id: str) -> None:
+    """Remove a VEN and its load configuration; its telemetry and ACKs stay (audit).
+    A VEN that keeps reporting is registered again when auto-registration is on."""
+    async with uow_factory() as uow:
+        if not await uow.vens.remove(ven_id):
+            raise NotFound("VEN", ven_id)
+        await uow.commit()
+    log.info("deregistered VEN %s", ven_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadChanges:
+    """Configuration an operator may set on a load; None leaves a field as is."""
+
+    name: str | None = None
+    type: str | None = None
+    priority: int | None = None
+    critical: bool | None = None
+    enabled: bool | None = None
+    capacity_kw: float | None = None
+    shed_capability_kw: float | None = None
+
+
+async def _known_load(
+    uow: UnitOfWork, queries: TelemetryQueries, ven_id: str, load_id: str
+) -> Load:
+    """The load as configured, else as last reported; NotFound when neither."""
+    ven = await _ven(uow, ven_id)
+    configured = next((load for load in ven.loads if load.id == load_id), None)
+    if configured is not None:
+        return configured
+    reported = next((ld for ld in await queries.latest_loads(ven_id) if ld.id == load_id), None)
+    if reported is None:
+        raise NotFound("load", f"{ven_id}/{load_id}")
+    return reported
+
+
+async def configure_load(
+    uow_factory: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    ven_id: str,
+    load_id: str,
+    changes: LoadChanges,
+) -> Load:
+    """Persist a load's configuration. The first change to a load the VEN only
+    reported starts from what it reported; configuration then takes precedence
+    over telemetry for name, type, priority, critical and capacity."""
+    for field, kw in (
+        ("capacityKw", changes.capacity_kw),
+        ("shedCapabilityKw", changes.shed_capability_kw),
+    ):
+        if kw is not None:
+            require_finite_kw(field, kw)
+    async with uow_factory() as uow:
+        load = await _known_load(uow, queries, ven_id, load_id)
+        updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
+        load = replace(load, **{k: v for k, v in updates.items() if v is not None})
+        await uow.vens.save_load(ven_id, load)
+        await uow.commit()
+    log.info("load %s/%s configured", ven_id, load_id)
+    return load
+
+
+def _duration(duration_sec: int | None, event: DrEvent | None, now: datetime) -> int | None:
+    if duration_sec is None:
+        if event is None:
+            return None
+        return max(int(event.remaining(now).total_seconds()), 1)
+    if isinstance(duration_sec, bool) or not 1 <= duration_sec <= MAX_COMMAND_SECONDS:
+        raise InvalidInput("durationSec", f"must be between 1 and {MAX_COMMAND_SECONDS} seconds")
+    return duration_sec
+
+
+async def _running_event(uow: UnitOfWork, event_id: str) -> DrEvent:
+    event = await uow.events.get(event_id)
+    if event is None:
+        raise NotFound("event", event_id)
+    if event.status is not EventStatus.ACTIVE:
+        raise EventNotActive(event_id, event.status.value)
+    return event
+
+
+async def send_event_command(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+    *,
+    ven_id: str,
+    event_id: str,
+    shed_kw: float,
+    duration_sec: int | None = None,
+) -> Command:
+    """Queue a DR event command (``op: event``) for one VEN of an active event,
+    e.g. to top up a VEN by hand. It replaces the VEN's previous command for
+    that event, so what the VEN delivers is counted once."""
+    require_finite_kw("shedKw", shed_kw, positive=True)
+    now = clock.now()
+    async with uow_factory() as uow:
+        await _ven(uow, ven_id)
+        event = await _running_event(uow, event_id)
+        previous = await uow.commands.latest_for(ven_id, CommandOp.EVENT.value, event_id)
+        command = Command(
+            correlation_id=new_correlation_id(event_id, ids.hex8()),
+            ven_id=ven_id,
+            op=CommandOp.EVENT,
+            created_at=now,
+            event_id=event_id,
+            shed_kw=float(shed_kw),
+            duration_sec=_duration(duration_sec, event, now),
+            supersedes=previous.correlation_id if previous is not None else None,
+        )
+        await uow.commands.add_many([command])
+        await uow.commit()
+    log.info("queued event command %s to %s (%.3f kW)", command.correlation_id, ven_id, shed_kw)
+    return command
+
+
+async def shed_load_command(
+    uow_factory: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    clock: Clock,
+    ids: IdGenerator,
+    *,
+    ven_id: str,
+    load_id: str,
+    shed_kw: float | None = None,
+    duration_sec: int | None = None,
+    event_id: str | None = None,
+) -> Command:
+    """Queue a ``shed_load`` command for one load. Without ``shed_kw`` the
+    load's shed capability is asked for; a critical load is never shed."""
+    if shed_kw is not None:
+        require_finite_kw("shedKw", shed_kw, positive=True)
+    now = clock.now()
+    async with uow_factory() as uow:
+        load = await _known_load(uow, queries, ven_id, load_id)
+        if load.critical:
+            raise InvalidInput("loadId", f"load {load_id!r} is critical; it is never shed")
+        event = await _running_event(uow, event_id) if event_id is not None else None
+        kw = shed_kw if shed_kw is not None else load.shed_capability_kw
+        if kw <= 0:
+            raise InvalidInput("shedKw", "the load reports no shed capability; give shedKw")
+        command = Command(
+            correlation_id=new_correlation_id(event_id, ids.hex8()),
+            ven_id=ven_id,
+            op=CommandOp.SHED_LOAD,
+            created_at=now,
+            event_id=event_id,
+            shed_kw=float(kw),
+            duration_sec=_duration(duration_sec, event, now),
+            load_id=load_id,
+        )
+        await uow.commands.add_many([command])
+        await uow.commit()
+    log.info("queued shed_load %s to %s/%s", command.correlation_id, ven_id, load_id)
+    return command
