@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,15 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from adapters.sql.engine import create_engine  # noqa: E402
-from adapters.sql.migrate import migrate  # noqa: E402
-from adapters.sql.telemetry import SqlTelemetryStore  # noqa: E402
-from adapters.sql.uow import SqlUnitOfWorkFactory  # noqa: E402
-from adapters.system import SystemClock  # noqa: E402
-from entrypoints.settings import Settings  # noqa: E402
-from entrypoints.worker import Worker, transport_factory  # noqa: E402
-from gridcore.ports import AppendResult  # noqa: E402
-from gridcore.telemetry import TelemetrySample  # noqa: E402
+from adapters.sql.engine import create_engine
+from adapters.sql.migrate import migrate
+from adapters.sql.telemetry import SqlTelemetryStore
+from adapters.sql.uow import SqlUnitOfWorkFactory
+from adapters.system import SystemClock
+from entrypoints.settings import Settings
+from entrypoints.worker import Worker, transport_factory
+from gridcore.ports import AppendResult
+from gridcore.telemetry import TelemetrySample
 
 PG_HOST = os.environ.get("GRIDCORE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("GRIDCORE_TEST_PG_PORT", "5432"))
@@ -138,6 +139,14 @@ class TimedStore:
         return result
 
 
+async def register_fleet(store: SqlTelemetryStore) -> None:
+    """Steady state: every VEN already registered (first contact is a one-off)."""
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    fleet = [TelemetrySample(ven_id=f"ven-{v:05d}", timestamp=at) for v in range(VENS)]
+    for start in range(0, VENS, 2000):
+        await store.append(fleet[start : start + 2000])
+
+
 def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -177,6 +186,7 @@ async def run(port: int, count: int, rate: float, qos: int, batch: int) -> dict[
     try:
         await migrate(url, retries=3, wait_seconds=0.5)
         engine = create_engine(url)
+        await register_fleet(SqlTelemetryStore(engine))
         store = TimedStore(SqlTelemetryStore(engine))
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]

@@ -119,10 +119,6 @@ class TelemetryWire(_Wire):
     loads: tuple[LoadWire, ...] = ()
 
 
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
-
-
 def merge_loads(
     circuits: tuple[CircuitWire, ...], loads: tuple[LoadWire, ...]
 ) -> tuple[LoadSample, ...]:
@@ -130,6 +126,8 @@ def merge_loads(
     entry (DR view) with the same id describe the same circuit. Where both
     report a value the ``loads`` one wins (it is the DR contract's view).
     Order: circuits as sent, then loads without a circuit."""
+    # Written out long-hand: this runs for every circuit of every message on
+    # the ingest hot path, where helper calls per field cost more than the rest.
     by_id: dict[str, LoadWire] = {load.load_id: load for load in loads}
     merged: list[LoadSample] = []
     seen: set[str] = set()
@@ -138,26 +136,41 @@ def merge_loads(
             continue
         seen.add(c.id)
         ld = by_id.get(c.id)
+        if ld is None:
+            merged.append(
+                LoadSample(
+                    load_id=c.id,
+                    name=c.name,
+                    current_power_kw=c.current_kw,
+                    enabled=c.enabled,
+                    critical=c.critical,
+                    breaker_amps=c.breaker_amps,
+                    current_amps=c.current_amps,
+                )
+            )
+            continue
         merged.append(
             LoadSample(
                 load_id=c.id,
-                name=_first(ld and ld.name, c.name),
-                type=ld.type if ld else None,
-                capacity_kw=ld.capacity_kw if ld else None,
-                current_power_kw=_first(ld and ld.current_power_kw, c.current_kw),
-                shed_capability_kw=ld.shed_capability_kw if ld else None,
-                enabled=_first(ld and ld.enabled, c.enabled),
-                priority=ld.priority if ld else None,
-                critical=_first(ld and ld.critical, c.critical),
+                name=ld.name if ld.name is not None else c.name,
+                type=ld.type,
+                capacity_kw=ld.capacity_kw,
+                current_power_kw=(
+                    ld.current_power_kw if ld.current_power_kw is not None else c.current_kw
+                ),
+                shed_capability_kw=ld.shed_capability_kw,
+                enabled=ld.enabled if ld.enabled is not None else c.enabled,
+                priority=ld.priority,
+                critical=ld.critical if ld.critical is not None else c.critical,
                 breaker_amps=c.breaker_amps,
                 current_amps=c.current_amps,
             )
         )
-    for ld in loads:
-        if ld.load_id in seen:
-            continue
-        seen.add(ld.load_id)
-        merged.append(_load_sample(ld))
+    if len(seen) < len(by_id):
+        for ld in loads:
+            if ld.load_id not in seen:
+                seen.add(ld.load_id)
+                merged.append(_load_sample(ld))
     return tuple(merged)
 
 
