@@ -1,0 +1,92 @@
+"""``run_simulator``: the fleet wired to a broker from :class:`Settings`, for
+the ``gridcore ven`` command and the zero-setup demo."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import replace
+from datetime import datetime
+
+from adapters.memory.broker import InMemoryBroker
+from adapters.mqtt.transport import AiomqttTransport
+from entrypoints.settings import Settings
+from entrypoints.simulator.fleet import Connect, FleetConfig, run_fleet
+from entrypoints.worker import mqtt_connection
+from gridcore.ports import Clock, MessageTransport
+
+
+def local_utc_offset_s() -> float:
+    """This machine's UTC offset now, so simulated homes keep local hours."""
+    offset = datetime.now().astimezone().utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+def connector(settings: Settings, prefix: str, broker: InMemoryBroker | None = None) -> Connect:
+    """How the fleet opens connection number n: to ``broker`` when given (the
+    demo's in-process broker), else to the broker of the ``MQTT_*`` settings.
+
+    Each connection gets its own client id (``{prefix}-sim-{n}-{random}``),
+    never ``MQTT_CLIENT_ID``: reusing the worker's id would make the broker
+    drop the worker (session takeover). Sessions are clean; the transport
+    resubscribes after a reconnect and the backend re-sends unanswered
+    commands.
+    """
+    run_id = secrets.token_hex(3)
+    if broker is not None:
+        memory = broker
+
+        async def connect_memory(n: int) -> MessageTransport:
+            return memory.connect(f"{prefix}-sim-{n}-{run_id}")
+
+        return connect_memory
+    if settings.mqtt_host is None:
+        raise ValueError(
+            "the VEN simulator needs a broker: set MQTT_BROKER (or IOT_ENDPOINT), "
+            "or run `gridcore demo` for the in-process broker"
+        )
+    base = mqtt_connection(settings)
+
+    async def connect_mqtt(n: int) -> MessageTransport:
+        conn = replace(base, client_id=f"{prefix}-sim-{n}-{run_id}", persistent=False)
+        return await AiomqttTransport.connect(conn)
+
+    return connect_mqtt
+
+
+async def run_simulator(
+    settings: Settings,
+    count: int,
+    prefix: str = "ven",
+    seed: int = 0,
+    interval: float = 5.0,
+    reject_fraction: float = 0.0,
+    silent_fraction: float = 0.0,
+    *,
+    broker: InMemoryBroker | None = None,
+    start_index: int = 1,
+    vens_per_connection: int = 500,
+    clock: Clock | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Simulate ``count`` VENs (``{prefix}-1``..) until cancelled.
+
+    Raises ``ValueError`` for bad options or a missing broker setting, and
+    ``ConnectionError`` when the broker cannot be reached. Telemetry goes to
+    ``MQTT_TOPIC_METERING`` (default ``volttron/metering``) so the worker
+    reads what the simulator writes. ``ready`` is set once every VEN listens
+    to its command topic.
+    """
+    config = FleetConfig(
+        count=count,
+        prefix=prefix,
+        seed=seed,
+        interval=interval,
+        reject_fraction=reject_fraction,
+        silent_fraction=silent_fraction,
+        start_index=start_index,
+        vens_per_connection=vens_per_connection,
+        metering_topic=settings.mqtt_topic_metering,
+        utc_offset_s=local_utc_offset_s(),
+    )
+    await run_fleet(config, connector(settings, prefix, broker), clock=clock, ready=ready)
