@@ -65,7 +65,7 @@ def message(ven: int, ts: float) -> bytes:
             "currentAmps": 3.3,
             "enabled": True,
             "critical": i == 1,
-        }  # fmt: skip
+        }
         for i in range(1, 11)
     ]
     loads = [
@@ -78,7 +78,7 @@ def message(ven: int, ts: float) -> bytes:
             "shedCapabilityKw": 0.8,
             "enabled": True,
             "priority": i,
-        }  # fmt: skip
+        }
         for i in range(1, 11)
     ]
     body = {
@@ -205,7 +205,7 @@ async def run(port: int, count: int, rate: float, qos: int, batch: int) -> dict[
         started = time.monotonic()
         pub.start()
         deadline = started + max(120.0, count / 500)
-        while store.stored < count and time.monotonic() < deadline:
+        while store.stored < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.to_thread(pub.join, 30)
         worker.stop()
