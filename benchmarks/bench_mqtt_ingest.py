@@ -203,10 +203,12 @@ async def run(port: int, count: int, rate: float, qos: int, batch: int) -> dict[
         ctx = mp.get_context("spawn")
         pub = ctx.Process(target=publisher, args=(port, count, rate, qos, 0))
         started = time.monotonic()
+        cpu_start = time.process_time()
         pub.start()
         deadline = started + max(120.0, count / 500)
         while store.stored < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        cpu = time.process_time() - cpu_start
         await asyncio.to_thread(pub.join, 30)
         worker.stop()
         await asyncio.wait_for(task, 30)
@@ -220,6 +222,7 @@ async def run(port: int, count: int, rate: float, qos: int, batch: int) -> dict[
             "p50_lag_ms": 1000 * lags[len(lags) // 2] if lags else None,
             "p99_lag_ms": 1000 * lags[int(len(lags) * 0.99)] if lags else None,
             "max_lag_ms": 1000 * lags[-1] if lags else None,
+            "worker_cpu_us_per_msg": 1e6 * cpu / max(store.stored, 1),
             "dead_letters": worker.stats.dead_lettered if worker.stats else None,
         }
     finally:
