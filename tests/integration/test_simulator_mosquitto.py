@@ -1,0 +1,113 @@
+"""The VEN simulator against a real Mosquitto: a real MQTT subscriber sees its
+telemetry and shadows, and the backend's own command publisher gets ACKs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from adapters.mqtt.commands import TransportCommandPublisher
+from adapters.mqtt.payloads import AckWire, TelemetryWire
+from adapters.mqtt.transport import AiomqttTransport, MqttConnection
+from entrypoints.settings import Settings
+from entrypoints.simulator import run_simulator
+from gridcore.correlation import Command, CommandOp
+
+pytestmark = pytest.mark.mosquitto
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def prefix() -> str:
+    """VEN ids no other test (or a simulator left running) uses."""
+    return f"sim{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def observer(mosquitto_address: tuple[str, int]) -> AsyncIterator[AiomqttTransport]:
+    host, port = mosquitto_address
+    transport = await AiomqttTransport.connect(MqttConnection(host=host, port=port))
+    yield transport
+    await transport.close()
+
+
+async def next_matching(
+    transport: AiomqttTransport, topic: str, where: Any = lambda body: True
+) -> dict[str, Any]:
+    async with asyncio.timeout(WAIT):
+        async for message in transport.messages():
+            if message.topic == topic:
+                body = json.loads(message.payload)
+                if where(body):
+                    return body  # type: ignore[no-any-return]
+    raise AssertionError("the observer's stream ended")
+
+
+async def test_a_simulated_fleet_reports_and_answers_over_mosquitto(
+    mosquitto_address: tuple[str, int], observer: AiomqttTransport, prefix: str
+) -> None:
+    host, port = mosquitto_address
+    settings = Settings(_env_file=None, mqtt_broker=host, mqtt_port=port)  # type: ignore[call-arg]
+    await observer.subscribe("volttron/metering", qos=0)
+    await observer.subscribe("ven/ack/+", qos=1)
+    await observer.subscribe(f"$aws/things/{prefix}-1/shadow/update", qos=0)
+    ready = asyncio.Event()
+    simulator = asyncio.create_task(
+        run_simulator(settings, 3, prefix=prefix, seed=7, interval=0.2, vens_per_connection=2,
+                      ready=ready)
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(ready.wait(), WAIT)
+        seen: set[str] = set()
+        async with asyncio.timeout(WAIT):
+            while seen != {f"{prefix}-{n}" for n in (1, 2, 3)}:
+                body = await next_matching(
+                    observer, "volttron/metering", lambda b: b["venId"].startswith(prefix)
+                )
+                TelemetryWire.model_validate_json(json.dumps(body))
+                seen.add(body["venId"])
+        shadow = await next_matching(observer, f"$aws/things/{prefix}-1/shadow/update")
+        assert shadow["state"]["reported"]["panel_voltage"] == 240
+
+        # The backend's own command publisher, so both sides of the contract meet.
+        publisher = TransportCommandPublisher(observer)
+        await publisher.publish(
+            Command(
+                correlation_id="evt-1a2b3c4d-00000001", ven_id=f"{prefix}-2", op=CommandOp.EVENT,
+                created_at=datetime.now(UTC), event_id="evt-1a2b3c4d", shed_kw=0.05,
+                duration_sec=60,
+            )
+        )  # fmt: skip
+        ack = await next_matching(observer, f"ven/ack/{prefix}-2")
+        assert ack["status"] == "accepted" and ack["correlationId"] == "evt-1a2b3c4d-00000001"
+        assert ack["actual_shed_kw"] == pytest.approx(0.05, abs=0.002)
+        assert AckWire.model_validate_json(json.dumps(ack)).circuits_curtailed
+        during = await next_matching(
+            observer, "volttron/metering", lambda b: b["venId"] == f"{prefix}-2" and "eventId" in b
+        )
+        assert during["eventId"] == "evt-1a2b3c4d" and during["requestedReductionKw"] == 0.05
+
+        await observer.publish(
+            f"ven/cmd/{prefix}-3", json.dumps({"op": "ping", "correlationId": "p-1"}).encode(), 1
+        )
+        pong = await next_matching(observer, f"ven/ack/{prefix}-3")
+        assert (pong["status"], pong["correlationId"]) == ("pong", "p-1")
+        assert not simulator.done()
+    finally:
+        simulator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(simulator, WAIT)
+
+
+async def test_the_simulator_says_which_setting_is_missing() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="MQTT_BROKER"):
+        await run_simulator(settings, 1)
