@@ -28,7 +28,7 @@ from adapters.mqtt.topics import (
     TopicRouter,
 )
 from adapters.system import ManualClock
-from gridcore import Command, CommandOp, CommandState, TelemetrySample
+from gridcore import Command, CommandOp, CommandState, DrEvent, TelemetrySample
 from gridcore.ports import AppendResult
 
 T0 = datetime(2025, 10, 20, 15, 0, tzinfo=UTC)
@@ -153,7 +153,12 @@ async def test_ack_matches_its_command(rig: Rig) -> None:
         correlation_id="evt-a1b2c3d4-abc12345", ven_id="volttron_thing", op=CommandOp.EVENT,
         created_at=T0, event_id="evt-a1b2c3d4", shed_kw=5.0, duration_sec=3600,
     ).mark_sent(T0, timedelta(seconds=30))  # fmt: skip
+    event = DrEvent(
+        id="evt-a1b2c3d4", start_time=T0, end_time=T0 + timedelta(hours=1),
+        requested_reduction_kw=10.0, created_at=T0,
+    )  # fmt: skip
     async with rig.uow() as uow:
+        await uow.events.add(event)
         await uow.commands.add_many([command])
         await uow.commit()
     await rig.send("ven/ack/volttron_thing", EVENT_ACK_002)
