@@ -113,6 +113,24 @@ _GRANULARITY = re.compile(r"^([1-9][0-9]{0,5})([smh])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600}
 DEFAULT_GRANULARITY = "5m"
 MAX_BUCKETS = 10_000
+# No list a store returns is longer than this, whatever a caller asks for.
+MAX_PAGE_SIZE = 1000
+
+
+def page_bounds(offset: int, limit: int) -> tuple[int, int]:
+    """``offset`` and ``limit`` clamped to what a store will serve."""
+    return max(offset, 0), min(max(limit, 0), MAX_PAGE_SIZE)
+
+
+def check_history_range(start: datetime, end: datetime, width: timedelta) -> None:
+    """Buckets must be whole seconds and at most ``MAX_BUCKETS`` of them."""
+    seconds = width.total_seconds()
+    if seconds < 1 or seconds != int(seconds):
+        raise InvalidInput("granularity", "must be a whole number of seconds, at least 1")
+    if end > start and (end - start) / width > MAX_BUCKETS:
+        raise InvalidInput(
+            "granularity", f"too fine for this range: more than {MAX_BUCKETS} buckets"
+        )
 
 
 def parse_granularity(text: str) -> timedelta:

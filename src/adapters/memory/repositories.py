@@ -16,7 +16,7 @@ from typing import Generic, Self, TypeVar
 
 from gridcore.correlation import Command, CommandState, VenAck
 from gridcore.events import DrEvent, EventStatus
-from gridcore.telemetry import DeadLetter, Page
+from gridcore.telemetry import DeadLetter, Page, page_bounds
 from gridcore.ven import Connectivity, Load, Ven, connectivity
 
 K = TypeVar("K")
@@ -77,6 +77,7 @@ class _Overlay(Generic[K, V]):
 
 
 def _page(items: Sequence[V], offset: int, limit: int) -> Page[V]:
+    offset, limit = page_bounds(offset, limit)
     return Page(total_count=len(items), items=tuple(items[offset : offset + limit]))
 
 
@@ -229,8 +230,9 @@ class InMemoryEventRepository:
 
 
 class InMemoryCommandRepository:
-    def __init__(self, state: InMemoryState) -> None:
+    def __init__(self, state: InMemoryState, events: InMemoryEventRepository) -> None:
         self._commands = _Overlay(state.commands)
+        self._events = events  # commands of an event must name one that exists
 
     async def add_many(self, commands: Sequence[Command]) -> None:
         seen: set[str] = set()
@@ -238,6 +240,8 @@ class InMemoryCommandRepository:
             cid = command.correlation_id
             if cid in seen or self._commands.get(cid) is not None:
                 raise ValueError(f"correlationId {cid} is already in the ledger")
+            if command.event_id is not None and await self._events.get(command.event_id) is None:
+                raise ValueError(f"{cid}: event {command.event_id} does not exist")
             seen.add(cid)
         for command in commands:
             self._commands.put(command.correlation_id, command)
@@ -384,7 +388,7 @@ class InMemoryUnitOfWork:
     def _begin(self) -> None:
         self.vens = InMemoryVenRepository(self._state)
         self.events = InMemoryEventRepository(self._state)
-        self.commands = InMemoryCommandRepository(self._state)
+        self.commands = InMemoryCommandRepository(self._state, self.events)
         self.acks = InMemoryAckRepository(self._state)
         self.dead_letters = InMemoryDeadLetterRepository(self._state)
 

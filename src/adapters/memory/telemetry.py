@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from adapters.memory.repositories import InMemoryState
+from gridcore.errors import InvalidInput
 from gridcore.ports import AppendResult
 from gridcore.telemetry import (
     CircuitSnapshot,
@@ -23,19 +24,23 @@ from gridcore.telemetry import (
     Page,
     TelemetrySample,
     bucket_start,
+    check_history_range,
+    page_bounds,
 )
 from gridcore.ven import Connectivity, Load, Ven, available_shed_kw, connectivity
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_LIMIT = 1000
 
 
 @dataclass
 class InMemoryTelemetry:
-    """Stored samples by (VEN, timestamp), and each load's latest sample."""
+    """Stored samples by (VEN, timestamp), and each VEN's newest sample.
+
+    A VEN's current loads are the loads of its newest sample (VENs report every
+    circuit in every message), as in the SQL adapter."""
 
     samples: dict[tuple[str, datetime], TelemetrySample] = field(default_factory=dict)
-    latest_load: dict[tuple[str, str], tuple[datetime, LoadSample]] = field(default_factory=dict)
+    latest: dict[str, TelemetrySample] = field(default_factory=dict)
 
 
 class InMemoryTelemetryStore:
@@ -54,18 +59,20 @@ class InMemoryTelemetryStore:
                 if not auto_register:
                     refused.append(sample)
                     continue
-                ven = Ven(id=sample.ven_id, name=sample.ven_id, registered_at=sample.timestamp)
+                try:
+                    ven = Ven(id=sample.ven_id, name=sample.ven_id, registered_at=sample.timestamp)
+                except InvalidInput:
+                    refused.append(sample)  # an id that cannot be a VEN; the rest goes on
+                    continue
             key = (sample.ven_id, sample.timestamp)
             if key in self._telemetry.samples:
                 duplicates += 1
                 continue
             self._telemetry.samples[key] = sample
             self._state.vens[sample.ven_id] = ven.heard_from(sample.timestamp)
-            for load in sample.loads:
-                lkey = (sample.ven_id, load.load_id)
-                current = self._telemetry.latest_load.get(lkey)
-                if current is None or current[0] <= sample.timestamp:
-                    self._telemetry.latest_load[lkey] = (sample.timestamp, load)
+            newest = self._telemetry.latest.get(sample.ven_id)
+            if newest is None or newest.timestamp < sample.timestamp:
+                self._telemetry.latest[sample.ven_id] = sample
             stored += 1
         return AppendResult(stored=stored, duplicates=duplicates, refused=tuple(refused))
 
@@ -93,17 +100,16 @@ class InMemoryTelemetryQueries:
         self._telemetry = telemetry
 
     def _latest_loads_by_ven(self) -> dict[str, list[Load]]:
-        by_ven: dict[str, list[Load]] = defaultdict(list)
-        for (ven_id, load_id), (_, sample) in self._telemetry.latest_load.items():
-            by_ven[ven_id].append(_load_from(sample, self._state.loads.get((ven_id, load_id))))
-        return by_ven
+        return {
+            ven_id: [
+                _load_from(load, self._state.loads.get((ven_id, load.load_id)))
+                for load in sample.loads
+            ]
+            for ven_id, sample in self._telemetry.latest.items()
+        }
 
     def _latest_samples(self) -> dict[str, TelemetrySample]:
-        latest: dict[str, TelemetrySample] = {}
-        for (ven_id, ts), sample in self._telemetry.samples.items():
-            if ven_id not in latest or latest[ven_id].timestamp < ts:
-                latest[ven_id] = sample
-        return latest
+        return self._telemetry.latest
 
     async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats:
         vens = self._state.vens
@@ -179,6 +185,7 @@ class InMemoryTelemetryQueries:
         ven_id: str | None = None,
         load_id: str | None = None,
     ) -> list[HistoryPoint]:
+        check_history_range(start, end, width)
         # bucket -> ven -> [used, shed, requested, n, event ids]
         acc: dict[datetime, dict[str, list[float]]] = defaultdict(dict)
         events: dict[datetime, str] = {}
@@ -236,7 +243,7 @@ class InMemoryTelemetryQueries:
             key=lambda s: s.timestamp,
             reverse=True,
         )
-        return Page(len(rows), tuple(rows[: min(limit, MAX_LIMIT)]))
+        return Page(len(rows), tuple(rows[: page_bounds(0, limit)[1]]))
 
     async def circuit_history(
         self,
@@ -261,4 +268,4 @@ class InMemoryTelemetryQueries:
             for load in sorted(s.loads, key=lambda ld: ld.load_id)
             if load_id is None or load.load_id == load_id
         ]
-        return Page(len(snapshots), tuple(snapshots[: min(limit, MAX_LIMIT)]))
+        return Page(len(snapshots), tuple(snapshots[: page_bounds(0, limit)[1]]))

@@ -4,6 +4,7 @@ the lock with it, and another worker takes over on its next pass."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from sqlalchemy import text
@@ -48,10 +49,8 @@ class PostgresAdvisoryLease:
     async def release(self) -> None:
         if self._conn is None:
             return
-        try:
+        with contextlib.suppress(DBAPIError):  # a dead session took the lock with it
             await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-        except DBAPIError:
-            pass  # the session is gone, and the lock with it
         await self._drop()
 
     async def _drop(self) -> None:

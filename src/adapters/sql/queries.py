@@ -38,14 +38,13 @@ from adapters.sql.tables import (
     ven_load_samples,
     ven_telemetry,
 )
-from gridcore.errors import InvalidInput
 from gridcore.telemetry import (
-    MAX_BUCKETS,
     CircuitSnapshot,
     HistoryPoint,
     LoadSample,
     Page,
     TelemetrySample,
+    check_history_range,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -73,15 +72,9 @@ class SqlTelemetryQueries(LatestStateQueries):
         ven_id: str | None = None,
         load_id: str | None = None,
     ) -> list[HistoryPoint]:
-        seconds = width.total_seconds()
-        if seconds < 1 or seconds != int(seconds):
-            raise InvalidInput("granularity", "must be a whole number of seconds, at least 1")
+        check_history_range(start, end, width)
         if end <= start:
             return []
-        if (end - start) / width > MAX_BUCKETS:
-            raise InvalidInput(
-                "granularity", f"too fine for this range: more than {MAX_BUCKETS} buckets"
-            )
         t = ven_telemetry.c
         source: FromClause
         stamp: ColumnElement[datetime]
@@ -97,7 +90,7 @@ class SqlTelemetryQueries(LatestStateQueries):
             source = ven_load_samples.join(ven_telemetry, t.id == s.telemetry_id)
             stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
             shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
-        bucket = self._bucket(stamp, int(seconds)).label("bucket")
+        bucket = self._bucket(stamp, int(width.total_seconds())).label("bucket")
         n = cast(func.count(), Float)
         per_ven = (
             select(

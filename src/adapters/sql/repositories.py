@@ -23,14 +23,11 @@ from adapters.sql import mapping
 from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
 from gridcore.correlation import Command, CommandState, VenAck
 from gridcore.events import DrEvent, EventStatus
-from gridcore.telemetry import DeadLetter, Page
+from gridcore.telemetry import MAX_PAGE_SIZE, DeadLetter, Page, page_bounds
 from gridcore.ven import Load, Ven
 
-MAX_LIMIT = 1000  # no list query returns more rows than this, whatever is asked
-
-
-def bounded(offset: int, limit: int) -> tuple[int, int]:
-    return max(offset, 0), min(max(limit, 0), MAX_LIMIT)
+MAX_LIMIT = MAX_PAGE_SIZE  # no list query returns more rows than this, whatever is asked
+bounded = page_bounds
 
 
 async def _page_of(
