@@ -1,0 +1,119 @@
+"""Access control: read scope for GET, control scope for writes, 401 without
+a valid token, 403 with the wrong scope; /health is open; serve refuses to
+start with no token unless auth is disabled."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from entrypoints.api import auth
+from entrypoints.api.app import create_app
+from entrypoints.api.auth import AuthNotConfigured, Scope, TokenChecker, parse_tokens
+from entrypoints.api.server import check_access
+from entrypoints.settings import Settings
+
+READ = "read-token-0123456789"
+CONTROL = "control-token-0123456789"
+EVENT = {
+    "startTime": "2030-07-10T15:00:00Z",
+    "endTime": "2030-07-10T17:00:00Z",
+    "requestedReductionKw": 5,
+}
+
+
+def settings(**values: str) -> Settings:
+    return Settings(database_url="memory://", **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings(gridcore_api_tokens=f"read:{READ}, control:{CONTROL}"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_reads_need_a_token_with_read_or_control_scope(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/stats/network")
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert (
+        await client.get("/api/vens", headers=bearer("wrong-token-0123456789"))
+    ).status_code == 401
+    assert (await client.get("/api/vens", headers={"Authorization": READ})).status_code == 401
+    assert (await client.get("/api/vens", headers=bearer(READ))).status_code == 200
+    assert (await client.get("/api/vens", headers=bearer(CONTROL))).status_code == 200
+    # The bare paths of the documents are the same routes, with the same checks.
+    assert (await client.get("/vens")).status_code == 401
+
+
+async def test_writes_need_control_scope(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/events", json=EVENT)).status_code == 401
+    refused = await client.post("/api/events", json=EVENT, headers=bearer(READ))
+    assert refused.status_code == 403
+    assert (await client.get("/api/events", headers=bearer(READ))).json() == []
+    created = await client.post("/api/events", json=EVENT, headers=bearer(CONTROL))
+    assert created.status_code == 201
+
+
+async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json()["status"] == "ok"
+    assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_disabled_auth_lets_everything_through() -> None:
+    app = create_app(settings(gridcore_auth="disabled"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
+        assert (await c.post("/api/events", json=EVENT)).status_code == 201
+
+
+def test_tokens_from_a_file_and_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"# operators\ncontrol:{CONTROL}\n\nread:{READ}\n", encoding="utf-8")
+    checker = TokenChecker.from_settings(
+        settings(gridcore_api_tokens_file=str(path), gridcore_api_tokens=f"read:{'r' * 20}")
+    )
+    assert checker.scope_of(CONTROL) is Scope.CONTROL
+    assert checker.scope_of(READ) is Scope.READ
+    assert checker.scope_of("r" * 20) is Scope.READ
+    assert checker.scope_of(READ[:-1]) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["admin:0123456789abcdef", "0123456789abcdef", "read:short", "control:"]
+)
+def test_malformed_tokens_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="entry 1"):
+        parse_tokens(text)
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every configured token is compared with hmac.compare_digest, even after
+    a match, so timing does not tell which (or whether an early) one matched."""
+    calls: list[tuple[bytes, bytes]] = []
+
+    def compare(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", compare)
+    checker = TokenChecker(parse_tokens(f"control:{CONTROL},read:{READ},read:{'x' * 16}"))
+    assert checker.scope_of(CONTROL) is Scope.CONTROL
+    assert len(calls) == 3
+    assert all(len(a) == len(b) for a, b in calls)  # digests: no length leak
+    assert CONTROL not in repr(parse_tokens(f"control:{CONTROL}"))
+
+
+def test_serve_refuses_to_start_without_tokens() -> None:
+    with pytest.raises(AuthNotConfigured, match="GRIDCORE_API_TOKENS"):
+        check_access(settings(), "127.0.0.1")
+    assert not check_access(settings(gridcore_auth="disabled"), "127.0.0.1").enabled
+    assert check_access(settings(gridcore_api_tokens=f"read:{READ}"), "0.0.0.0").configured
