@@ -204,6 +204,15 @@ class SqlEventRepository:
         )
 
 
+# The dispatcher works in batches larger than an API page: one 10,000-VEN
+# event is relayed in one pass. Still bounded.
+MAX_DISPATCH_BATCH = 20_000
+
+
+def _dispatch_batch(limit: int) -> int:
+    return min(max(limit, 1), MAX_DISPATCH_BATCH)
+
+
 class SqlCommandRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -282,7 +291,7 @@ class SqlCommandRepository:
             select(commands)
             .where(commands.c.state == CommandState.PENDING.value)
             .order_by(commands.c.created_at, commands.c.correlation_id)
-            .limit(bounded(0, limit)[1])
+            .limit(_dispatch_batch(limit))
         )
 
     async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:
@@ -290,7 +299,7 @@ class SqlCommandRepository:
             select(commands)
             .where(commands.c.state == CommandState.SENT.value, commands.c.deadline <= now)
             .order_by(commands.c.deadline, commands.c.correlation_id)
-            .limit(bounded(0, limit)[1])
+            .limit(_dispatch_batch(limit))
         )
 
     async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
