@@ -54,6 +54,8 @@ class DispatchPolicy:
     rebalance_min_kw: float = 0.1
     # No re-allocation in an event's last moments: the VEN could not act in time.
     rebalance_min_remaining: timedelta = timedelta(seconds=30)
+    # Judging shortfalls reads every command of every active event: not every pass.
+    rebalance_every: timedelta = timedelta(seconds=5)
     batch_size: int = 10_000
     max_in_flight: int = 1_000
 
@@ -148,6 +150,7 @@ class Dispatcher:
         self._ids = ids
         self.policy = policy or DispatchPolicy()
         self._lease = lease
+        self._last_rebalance: datetime | None = None
 
     async def release(self) -> None:
         """Give up the dispatch lease (on shutdown), so another worker takes over."""
@@ -283,8 +286,12 @@ class Dispatcher:
 
     # --- 4. re-allocation -----------------------------------------------
 
-    async def rebalance(self) -> int:
+    async def rebalance(self, *, force: bool = False) -> int:
         now = self._clock.now()
+        last = self._last_rebalance
+        if not force and last is not None and now - last < self.policy.rebalance_every:
+            return 0
+        self._last_rebalance = now
         async with self._uow() as uow:
             active = await uow.events.active()
         active = [e for e in active if e.remaining(now) >= self.policy.rebalance_min_remaining]

@@ -226,6 +226,8 @@ async def test_rejection_is_reallocated_to_vens_with_headroom(fleet: Fleet) -> N
     await fleet.ack(by_ven["ven-1"], status="rejected", kw=0)
     await fleet.ack(by_ven["ven-2"])
     await fleet.ack(by_ven["ven-3"], kw=3.0)  # delivered less than asked
+    assert (await fleet.dispatcher.run_once()).reallocated == 0  # judged every 5 s, not now
+    fleet.clock.advance(POLICY.rebalance_every)
     report = await fleet.dispatcher.run_once()
     assert report.reallocated == 2
     topups = {c.ven_id: c for c in fleet.publisher.sent[3:]}
