@@ -15,6 +15,10 @@ Contract beyond the port's:
 - Received messages go straight from paho's callback into one queue as
   ``BrokerMessage``s: no aiomqtt ``Message``/``Topic`` objects and no task per
   message on the receive path (the ingest budget is ~250 us per message).
+- That queue is bounded by ``max_queued``: above it the transport stops
+  reading the socket until the consumer has taken half, so TCP flow control
+  makes the broker hold the rest. A pause longer than the keepalive ends in a
+  reconnect; a persistent session keeps the QoS 1 messages meanwhile.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class MqttConnection:
     publish_timeout: float = 10.0
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
+    max_queued: int = 20_000  # received, not yet consumed: reading pauses here
 
     @property
     def tls(self) -> bool:
@@ -80,11 +85,16 @@ def tls_context(conn: MqttConnection) -> ssl.SSLContext:
 
 
 class _Client(aiomqtt.Client):
-    """aiomqtt's client with a lean receive path into the transport's queue."""
+    """aiomqtt's client with a lean receive path into the transport's queue,
+    and reading paused while that queue is above its high-water mark."""
 
-    def __init__(self, sink: asyncio.Queue[BrokerMessage | None], **kwargs: Any) -> None:
+    def __init__(
+        self, sink: asyncio.Queue[BrokerMessage | None], high_water: int, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._sink = sink
+        self._high_water = high_water
+        self.paused_fd: int | None = None
         self.on_lost: asyncio.Event | None = None
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
@@ -92,9 +102,46 @@ class _Client(aiomqtt.Client):
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         self._sink.put_nowait(BrokerMessage(message.topic, payload, message.qos, message.retain))
+        if self.paused_fd is None and self._sink.qsize() >= self._high_water:
+            self._pause()
+
+    def _pause(self) -> None:
+        # Stop reading the socket: TCP flow control then makes the broker hold
+        # further messages (a persistent session keeps QoS 1 ones across a
+        # keepalive timeout this may cause).
+        sock = self._client.socket()
+        if sock is None:
+            return
+        self.paused_fd = sock.fileno()
+        self._loop.remove_reader(self.paused_fd)
+        log.warning(
+            "receive queue at %d messages: pausing reads from the broker", self._sink.qsize()
+        )
+
+    def resume(self) -> None:
+        fd, self.paused_fd = self.paused_fd, None
+        sock = self._client.socket()
+        if fd is None or sock is None or sock.fileno() != fd:
+            return  # reconnected meanwhile: the new socket already has its reader
+        paho_client = self._client
+
+        def read() -> None:  # as aiomqtt's own reader callback
+            try:
+                while True:
+                    paho_client.loop_read()
+                    pending = getattr(paho_client.socket(), "pending", None)
+                    if pending is None or pending() <= 0:
+                        break
+            except Exception as exc:
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        self._loop.add_reader(fd, read)
+        log.info("receive queue drained: reading from the broker again")
 
     def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
         super()._on_disconnect(*args, **kwargs)
+        self.paused_fd = None
         if self.on_lost is not None:
             self.on_lost.set()
 
@@ -132,7 +179,7 @@ class AiomqttTransport:
         else:
             kwargs["protocol"] = aiomqtt.ProtocolVersion.V311
             kwargs["clean_session"] = not conn.persistent
-        self._client = _Client(self._queue, **kwargs)
+        self._client = _Client(self._queue, conn.max_queued, **kwargs)
         self._client.on_lost = self._lost
 
     @classmethod
@@ -231,11 +278,15 @@ class AiomqttTransport:
 
     async def messages(self) -> AsyncIterator[BrokerMessage]:
         queue = self._queue
+        client = self._client
+        low_water = self.conn.max_queued // 2
         while True:
             try:
                 message = queue.get_nowait()  # the common case under load: no await
             except asyncio.QueueEmpty:
                 message = await queue.get()
+            if client.paused_fd is not None and queue.qsize() <= low_water:
+                client.resume()
             if message is None:
                 queue.put_nowait(None)  # let other iterators end too
                 return
