@@ -66,6 +66,7 @@ async def run_simulator(
     broker: InMemoryBroker | None = None,
     start_index: int = 1,
     vens_per_connection: int = 500,
+    utc_offset_s: float | None = None,
     clock: Clock | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
@@ -74,8 +75,9 @@ async def run_simulator(
     Raises ``ValueError`` for bad options or a missing broker setting, and
     ``ConnectionError`` when the broker cannot be reached. Telemetry goes to
     ``MQTT_TOPIC_METERING`` (default ``volttron/metering``) so the worker
-    reads what the simulator writes. ``ready`` is set once every VEN listens
-    to its command topic.
+    reads what the simulator writes. Homes keep the hours of ``utc_offset_s``
+    (default: this machine's time zone; fix it for runs reproducible across
+    machines). ``ready`` is set once every VEN listens to its command topic.
     """
     config = FleetConfig(
         count=count,
@@ -87,6 +89,6 @@ async def run_simulator(
         start_index=start_index,
         vens_per_connection=vens_per_connection,
         metering_topic=settings.mqtt_topic_metering,
-        utc_offset_s=local_utc_offset_s(),
+        utc_offset_s=local_utc_offset_s() if utc_offset_s is None else utc_offset_s,
     )
     await run_fleet(config, connector(settings, prefix, broker), clock=clock, ready=ready)

@@ -29,8 +29,8 @@ from gridcore.ports import BrokerMessage, Clock, MessageTransport
 log = logging.getLogger("entrypoints.simulator")
 
 COMMAND_QOS = 1
-_MAX_INFLIGHT = 256  # ACK publishes outstanding per connection
-_SUBSCRIBE_CONCURRENCY = 64
+_MAX_INFLIGHT = 8  # ACK publishes in flight per connection: aiomqtt warns above 10 pending calls
+_SUBSCRIBE_CONCURRENCY = 8  # likewise
 
 
 @dataclass(slots=True)
