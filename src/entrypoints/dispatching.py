@@ -5,9 +5,13 @@ again while there is work, and a slower retry while the store is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
+from entrypoints.container import Storage, dispatch_policy
+from entrypoints.settings import Settings
 from gridcore.dispatch import Dispatcher
+from gridcore.ports import Clock, CommandPublisher, IdGenerator
 
 log = logging.getLogger("gridcore.worker.dispatch")
 
@@ -43,7 +47,24 @@ async def run_dispatcher(
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+
+
+def build_dispatcher(
+    storage: Storage,
+    publisher: CommandPublisher,
+    settings: Settings,
+    clock: Clock,
+    ids: IdGenerator,
+) -> Dispatcher:
+    """The dispatcher a worker runs, over the container's storage."""
+    return Dispatcher(
+        storage.uow_factory,
+        storage.telemetry_queries,
+        publisher,
+        clock,
+        ids,
+        dispatch_policy(settings),
+        storage.new_lease(),
+    )
