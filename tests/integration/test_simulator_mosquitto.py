@@ -105,9 +105,3 @@ async def test_a_simulated_fleet_reports_and_answers_over_mosquitto(
         simulator.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(simulator, WAIT)
-
-
-async def test_the_simulator_says_which_setting_is_missing() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="MQTT_BROKER"):
-        await run_simulator(settings, 1)

@@ -15,7 +15,8 @@ import pytest
 
 from adapters.memory.broker import InMemoryBroker, InMemoryTransport
 from adapters.mqtt.payloads import AckWire, to_ven_ack
-from entrypoints.simulator import Behaviour, Fleet, FleetConfig
+from entrypoints.settings import Settings
+from entrypoints.simulator import Behaviour, Fleet, FleetConfig, run_simulator
 from entrypoints.simulator.fleet import assign_behaviours
 from gridcore.ports import BrokerMessage, MessageTransport
 
@@ -348,3 +349,44 @@ async def test_cancelling_the_fleet_closes_its_connections() -> None:
         await asyncio.wait_for(task, WAIT)
     assert len(opened) == 3 and all(t.closed for t in opened)
     assert fleet.stats.reports >= 5
+
+
+# --- run_simulator: wiring from settings ------------------------------------------------------
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def test_run_simulator_on_the_demo_broker_publishes_to_the_configured_metering_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MQTT_TOPIC_METERING", raising=False)
+    broker = InMemoryBroker()
+    worker = broker.connect("worker")
+    await worker.subscribe("site-a/metering")
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        run_simulator(settings(mqtt_topic_metering="site-a/metering"), 3, prefix="demo",
+                      interval=0.05, broker=broker, utc_offset_s=0, ready=ready)
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(ready.wait(), WAIT)
+        seen: set[str] = set()
+        async with asyncio.timeout(WAIT):
+            async for message in worker.messages():
+                seen.add(json.loads(message.payload)["venId"])
+                if len(seen) == 3:
+                    break
+        assert seen == {"demo-1", "demo-2", "demo-3"}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_run_simulator_says_which_setting_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MQTT_BROKER", "IOT_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="MQTT_BROKER"):
+        await run_simulator(settings(), 1)
