@@ -481,12 +481,24 @@ async def test_manual_commands_go_through_the_outbox(rig: Rig) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "field"),
     [
-        ("GET", "/api/stats/network/history?start=2024-01-02&end=2024-01-01", None, "end"),
+        (
+            "GET",
+            "/api/stats/network/history?start=2024-01-02T00:00&end=2024-01-01T00:00",
+            None,
+            "end",
+        ),
         ("GET", "/api/stats/network/history?granularity=5d", None, "granularity"),
-        ("GET", "/api/stats/network/history?start=2000-01-01&granularity=1s", None, "granularity"),
+        (
+            "GET",
+            "/api/stats/network/history?start=2000-01-01T00:00&granularity=1s",
+            None,
+            "granularity",
+        ),
         ("GET", "/api/vens?limit=0", None, "limit"),
         ("GET", "/api/vens?limit=100000", None, "limit"),
         ("GET", "/api/vens/ven-001/telemetry?start=yesterday", None, "start"),
+        ("GET", "/api/vens/ven-001/telemetry?start=1729700000", None, "start"),
+        ("GET", "/api/vens/ven-001/telemetry?start=2024-01-01", None, "start"),
         ("POST", "/api/events", {"startTime": "2030-01-01T00:00:00Z"}, "endTime"),
         (
             "POST",

@@ -8,13 +8,16 @@ only where, what and why.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridcore.errors import DomainError, IllegalTransition, InvalidInput, NotFound
 
@@ -34,8 +37,46 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors, "message": message})
 
 
-async def _request_invalid(_: Request, exc: Exception) -> JSONResponse:
+def _methods_for_path(request: Request, *, static_only: bool = False) -> set[str]:
+    """Methods the OpenAPI document lists for this request's path (Starlette
+    names only the first matching route's in ``Allow``, and the routes of one
+    path are split by method)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if static_only and "{" in template:
+            continue
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), request.url.path):
+            methods |= {m.upper() for m in operations}
+    return methods
+
+
+def _not_allowed(methods: set[str]) -> JSONResponse:
+    return JSONResponse(
+        status_code=405,
+        content={"detail": "Method Not Allowed"},
+        headers={"Allow": ", ".join(sorted(methods))},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # A fixed path (/api/events/current) wins over a template that also matches.
+        methods = _methods_for_path(request, static_only=True) or _methods_for_path(request)
+        return _not_allowed(methods)
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (bytes that are not JSON): bad input.
+        return unprocessable([{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}])
+    return await http_exception_handler(request, exc)
+
+
+async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    # DELETE /api/events/current reaches DELETE /api/events/{eventId} and fails
+    # its pattern; the truth is that /api/events/current has no DELETE.
+    static = _methods_for_path(request, static_only=True)
+    if static and request.method not in static:
+        return _not_allowed(static)
     errors = [
         {
             "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
@@ -63,6 +104,7 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)

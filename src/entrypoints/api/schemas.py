@@ -8,6 +8,7 @@ zone is read as UTC; every timestamp is answered in UTC with ``Z``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -41,12 +43,31 @@ def iso_z(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-_DATE_TIME = {"type": "string", "format": "date-time"}
+# ISO 8601 date and time; seconds, fraction and zone optional (no zone: UTC).
+# Written out so that the OpenAPI document says exactly what is accepted:
+# no bare dates, no Unix numbers (which pydantic would otherwise take).
+ISO_DATE_TIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+_ISO = re.compile(ISO_DATE_TIME)
+
+
+def iso_only(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO.match(value):
+        raise ValueError("must be an ISO 8601 date-time such as 2025-10-20T15:00:00Z")
+    return value
+
+
 UtcDateTime = Annotated[
     datetime,
+    BeforeValidator(iso_only),
     AfterValidator(as_utc),
     PlainSerializer(iso_z, return_type=str),
-    WithJsonSchema(_DATE_TIME),
+    WithJsonSchema({"type": "string", "pattern": ISO_DATE_TIME}, mode="validation"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 
 Kw = Annotated[float, Strict(), Field(ge=0, le=1e9, allow_inf_nan=False)]
