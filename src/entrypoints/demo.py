@@ -16,18 +16,14 @@ from pathlib import Path
 import uvicorn
 
 from adapters.memory.broker import InMemoryBroker
-from adapters.mqtt.commands import TransportCommandPublisher
 from adapters.sql.migrate import migrate
 from entrypoints.api.app import create_app
 from entrypoints.container import container_for
-from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
 from entrypoints.simulator import run_simulator
-from entrypoints.worker import Worker, transport_factory
+from entrypoints.worker import Worker, run_dispatch, transport_factory
 
 log = logging.getLogger("gridcore.demo")
-
-DEMO_CLIENT = "gridcore-demo-dispatcher"
 
 
 class _ApiServer(uvicorn.Server):
@@ -95,8 +91,6 @@ async def run_demo(
         clock=container.clock(),
         settings=settings,
     )
-    publisher = TransportCommandPublisher(broker.connect(DEMO_CLIENT))
-    dispatcher = build_dispatcher(storage, publisher, settings, container.clock(), container.ids())
     server = _ApiServer(
         uvicorn.Config(
             create_app(settings, container),
@@ -115,7 +109,10 @@ async def run_demo(
 
     tasks = [
         asyncio.create_task(worker.run(), name="worker"),
-        asyncio.create_task(run_dispatcher(dispatcher, stop), name="dispatcher"),
+        asyncio.create_task(
+            run_dispatch(settings, storage, container.clock(), container.ids(), stop, broker),
+            name="dispatcher",
+        ),
         asyncio.create_task(
             run_simulator(settings, vens, prefix="ven", seed=1, broker=broker), name="vens"
         ),

@@ -1,5 +1,5 @@
-"""The ``gridcore worker`` process: the MQTT consumer (and, later, the event
-dispatcher) over adapters chosen from settings.
+"""The ``gridcore worker`` process: the MQTT consumer and the event
+dispatcher over adapters chosen from settings.
 
 :class:`Worker` takes its collaborators as arguments, so tests and the
 container hand it in-memory or real adapters alike; the small factory
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 
 from adapters.memory.broker import InMemoryBroker
 from adapters.mqtt.buffering import RetryPolicy
+from adapters.mqtt.commands import TransportCommandPublisher
 from adapters.mqtt.consumer import (
     ConsumerConfig,
     ConsumerStats,
@@ -34,9 +37,12 @@ from adapters.mqtt.topics import (
     shared,
 )
 from adapters.mqtt.transport import AiomqttTransport, MqttConnection
+from entrypoints.container import Storage, container_for
+from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
 from gridcore.ports import (
     Clock,
+    IdGenerator,
     MessageTransport,
     ShadowStore,
     TelemetryStore,
@@ -226,12 +232,67 @@ class Worker:
         self._stopping.set()
 
 
-async def run_worker(settings: Settings) -> None:
-    """Build the worker's adapters from settings and run until cancelled."""
-    from adapters.system import SystemClock
-    from entrypoints.container import build_storage
+def command_transport_factory(
+    settings: Settings, broker: InMemoryBroker | None = None
+) -> TransportFactory:
+    """The dispatcher's own connection for commands: separate from the
+    consumer's persistent session (a client id may be connected only once),
+    and needing no session of its own since the outbox re-sends what failed."""
+    if settings.mqtt_host is None:
+        return transport_factory(settings, broker)
+    base = mqtt_connection(settings)
+    client_id = f"{base.client_id}-dispatch" if base.client_id else None
+    conn = dataclasses.replace(base, client_id=client_id, persistent=False, mqtt5=False)
 
-    storage = build_storage(settings)
+    async def connect() -> MessageTransport:
+        return await AiomqttTransport.connect(conn)
+
+    return connect
+
+
+async def connect_with_retry(
+    factory: TransportFactory, stop: asyncio.Event
+) -> MessageTransport | None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await factory()
+        except (ConnectionError, OSError) as exc:
+            log.warning("broker not reachable for commands (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+async def run_dispatch(
+    settings: Settings,
+    storage: Storage,
+    clock: Clock,
+    ids: IdGenerator,
+    stop: asyncio.Event,
+    broker: InMemoryBroker | None = None,
+) -> None:
+    """The dispatcher of the worker, publishing over its own connection."""
+    if not settings.event_command_enabled:
+        log.info("EVENT_COMMAND_ENABLED is false: this worker dispatches no events")
+        return
+    transport = await connect_with_retry(command_transport_factory(settings, broker), stop)
+    if transport is None:
+        return
+    try:
+        publisher = TransportCommandPublisher(transport)
+        await run_dispatcher(build_dispatcher(storage, publisher, settings, clock, ids), stop)
+    finally:
+        await transport.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Build the worker's adapters from settings; run the consumer and the
+    dispatcher until SIGINT/SIGTERM, then stop both cleanly."""
+    container = container_for(settings)
+    storage = container.storage()
+    clock = container.clock()
     # With AWS IoT the service keeps the shadows; the worker does not write them.
     shadows = None if settings.shadow_store == "aws" else storage.shadows
     worker = Worker(
@@ -239,11 +300,26 @@ async def run_worker(settings: Settings) -> None:
         uow_factory=storage.uow_factory,
         telemetry_store=storage.telemetry_store,
         shadow_store=shadows,
-        clock=SystemClock(),
+        clock=clock,
         settings=settings,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("worker starting: storage %s, broker %s", storage.backend,
+             settings.mqtt_host or "in-memory")  # fmt: skip
+    consuming = asyncio.create_task(worker.run(), name="consumer")
+    dispatching = asyncio.create_task(
+        run_dispatch(settings, storage, clock, container.ids(), stop), name="dispatcher"
+    )
     try:
-        await worker.run()
+        await stop.wait()
     finally:
+        log.info("worker stopping")
+        stop.set()
         worker.stop()
+        await asyncio.gather(consuming, dispatching, return_exceptions=True)
         await storage.close()
+        log.info("worker stopped")

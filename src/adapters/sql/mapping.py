@@ -97,7 +97,8 @@ def event_from(row: RowMapping) -> DrEvent:
         end_time=row["end_time"],
         requested_reduction_kw=row["requested_reduction_kw"],
         status=EventStatus(row["status"]),
-        actual_reduction_kw=row["actual_reduction_kw"],
+        # Increments of float kW drift (4.994999...); kW to the watt is what is meant.
+        actual_reduction_kw=round(row["actual_reduction_kw"], 3),
         created_at=row["created_at"],
         activated_at=row["activated_at"],
         ended_at=row["ended_at"],
