@@ -497,6 +497,7 @@ async def test_manual_commands_go_through_the_outbox(rig: Rig) -> None:
         ("GET", "/api/vens?limit=0", None, "limit"),
         ("GET", "/api/vens?limit=100000", None, "limit"),
         ("GET", "/api/vens/ven-001/telemetry?start=yesterday", None, "start"),
+        ("GET", "/api/vens/ven-001/circuits/history?loadId=circuit_3", None, "loadId"),
         ("GET", "/api/vens/ven-001/telemetry?start=1729700000", None, "start"),
         ("GET", "/api/vens/ven-001/telemetry?start=2024-01-01", None, "start"),
         ("POST", "/api/events", {"startTime": "2030-01-01T00:00:00Z"}, "endTime"),

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.routers import events, health, stats, ven_data, vens
+from entrypoints.api.strict import known_query_parameters
 from entrypoints.container import Container, container_for
 from entrypoints.settings import Settings
 
@@ -74,7 +75,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.tokens = TokenChecker.from_settings(settings)
     install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=AUTH_ERRORS)
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(authorize), Depends(known_query_parameters)],
+        responses=AUTH_ERRORS,
+    )
     for area in (stats.router, vens.router, ven_data.router, events.router):
         api.include_router(area)
     app.include_router(api)

@@ -108,7 +108,7 @@ class TokenChecker:
 _bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_API_TOKENS")
 
 
-def authorize(
+async def authorize(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

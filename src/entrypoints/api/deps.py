@@ -1,4 +1,6 @@
 """Typed ``Depends`` aliases: routers ask for a port, never for the container.
+They are ``async def``: FastAPI runs a plain ``def`` dependency in a worker
+thread, which costs more than the lookup itself.
 
 The container lives on ``app.state`` (built by :func:`create_app`); nothing
 here creates anything at import time.
@@ -16,49 +18,49 @@ from entrypoints.settings import Settings
 from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
 
 
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
     return cast(Container, request.app.state.container)
 
 
 ContainerDep = Annotated[Container, Depends(_container)]
 
 
-def _storage(container: ContainerDep) -> Storage:
+async def _storage(container: ContainerDep) -> Storage:
     return container.storage()
 
 
 StorageDep = Annotated[Storage, Depends(_storage)]
 
 
-def _settings(container: ContainerDep) -> Settings:
+async def _settings(container: ContainerDep) -> Settings:
     return container.settings()
 
 
-def _uow(storage: StorageDep) -> UnitOfWorkFactory:
+async def _uow(storage: StorageDep) -> UnitOfWorkFactory:
     return storage.uow_factory
 
 
-def _queries(storage: StorageDep) -> TelemetryQueries:
+async def _queries(storage: StorageDep) -> TelemetryQueries:
     return storage.telemetry_queries
 
 
-def _shadows(storage: StorageDep) -> ShadowStore:
+async def _shadows(storage: StorageDep) -> ShadowStore:
     return storage.shadows
 
 
-def _clock(container: ContainerDep) -> Clock:
+async def _clock(container: ContainerDep) -> Clock:
     return cast(Clock, container.clock())
 
 
-def _ids(container: ContainerDep) -> IdGenerator:
+async def _ids(container: ContainerDep) -> IdGenerator:
     return cast(IdGenerator, container.ids())
 
 
-def _offline_after(settings: Annotated[Settings, Depends(_settings)]) -> timedelta:
+async def _offline_after(settings: Annotated[Settings, Depends(_settings)]) -> timedelta:
     return settings.offline_after
 
 
-def _now(clock: Annotated[Clock, Depends(_clock)]) -> datetime:
+async def _now(clock: Annotated[Clock, Depends(_clock)]) -> datetime:
     return clock.now()
 
 
