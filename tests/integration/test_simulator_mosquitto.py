@@ -105,3 +105,9 @@ async def test_a_simulated_fleet_reports_and_answers_over_mosquitto(
         simulator.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(simulator, WAIT)
+
+
+async def test_an_unreachable_broker_is_a_connection_error() -> None:
+    settings = Settings(_env_file=None, mqtt_broker="127.0.0.1", mqtt_port=1)  # type: ignore[call-arg]
+    with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:1\b"):
+        await asyncio.wait_for(run_simulator(settings, 2), WAIT)

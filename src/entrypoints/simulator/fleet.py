@@ -135,9 +135,7 @@ class Fleet:
                 self._shards.append(
                     VenShard(transports[c], members, interval=config.interval, clock=self._clock)
                 )
-            async with asyncio.TaskGroup() as group:
-                for shard in self._shards:
-                    group.create_task(shard.subscribe())
+            await asyncio.gather(*(shard.subscribe() for shard in self._shards))
             log.info(
                 "simulating %d VEN(s) %s..%s on %d connection(s): %d rejecting, %d silent, "
                 "telemetry every %.3g s",

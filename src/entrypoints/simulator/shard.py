@@ -70,9 +70,9 @@ class VenShard:
             async with gate:
                 await self._transport.subscribe(topic, COMMAND_QOS)
 
-        async with asyncio.TaskGroup() as group:
-            for topic in self._by_topic:
-                group.create_task(one(topic))
+        # gather, not a TaskGroup: a refused subscription surfaces as itself
+        # (ConnectionError), which the command line reports, not as a group.
+        await asyncio.gather(*(one(topic) for topic in self._by_topic))
 
     async def run(self) -> None:
         """Serve commands and send telemetry until cancelled."""
