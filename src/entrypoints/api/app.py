@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.routers import events, health, stats, ven_data, vens
-from entrypoints.api.strict import known_query_parameters
+from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.container import Container, container_for
 from entrypoints.settings import Settings
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.tokens = TokenChecker.from_settings(settings)
     install_error_handlers(app)
+    app.add_exception_handler(WrongMethod, wrong_method)
 
     api = APIRouter(
         prefix=API_PREFIX,

@@ -37,7 +37,7 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors, "message": message})
 
 
-def _methods_for_path(request: Request, *, static_only: bool = False) -> set[str]:
+def methods_for_path(request: Request, *, static_only: bool = False) -> set[str]:
     """Methods the OpenAPI document lists for this request's path (Starlette
     names only the first matching route's in ``Allow``, and the routes of one
     path are split by method)."""
@@ -50,7 +50,7 @@ def _methods_for_path(request: Request, *, static_only: bool = False) -> set[str
     return methods
 
 
-def _not_allowed(methods: set[str]) -> JSONResponse:
+def not_allowed(methods: set[str]) -> JSONResponse:
     return JSONResponse(
         status_code=405,
         content={"detail": "Method Not Allowed"},
@@ -62,8 +62,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 405:
         # A fixed path (/api/events/current) wins over a template that also matches.
-        methods = _methods_for_path(request, static_only=True) or _methods_for_path(request)
-        return _not_allowed(methods)
+        methods = methods_for_path(request, static_only=True) or methods_for_path(request)
+        return not_allowed(methods)
     if exc.status_code == 400:
         # FastAPI's "error parsing the body" (bytes that are not JSON): bad input.
         return unprocessable([{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}])
@@ -74,9 +74,9 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # DELETE /api/events/current reaches DELETE /api/events/{eventId} and fails
     # its pattern; the truth is that /api/events/current has no DELETE.
-    static = _methods_for_path(request, static_only=True)
+    static = methods_for_path(request, static_only=True)
     if static and request.method not in static:
-        return _not_allowed(static)
+        return not_allowed(static)
     errors = [
         {
             "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],

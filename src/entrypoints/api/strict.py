@@ -1,13 +1,17 @@
-"""Unknown query parameters are refused (422 naming them), not ignored: a
-typo such as ``?loadId=`` for ``?load_id=`` would otherwise silently answer
-every circuit instead of one."""
+"""Requests are held to the document: unknown query parameters are refused
+(422 naming them), not ignored, since a typo such as ``?loadId=`` for
+``?load_id=`` would otherwise silently answer every circuit instead of one;
+and a method a fixed path does not have is 405 even when a templated path
+would take it (``DELETE /api/events/current`` is not ``DELETE /api/events/{eventId}``)."""
 
 from __future__ import annotations
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from entrypoints.api.errors import methods_for_path, not_allowed
 from gridcore.errors import InvalidInput
 
 
@@ -28,7 +32,16 @@ def _declared(route: APIRoute) -> frozenset[str]:
     return names
 
 
+class WrongMethod(Exception):
+    def __init__(self, allowed: set[str]) -> None:
+        super().__init__("method not allowed")
+        self.allowed = allowed
+
+
 async def known_query_parameters(request: Request) -> None:
+    fixed = methods_for_path(request, static_only=True)
+    if fixed and request.method not in fixed:
+        raise WrongMethod(fixed)
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -36,3 +49,8 @@ async def known_query_parameters(request: Request) -> None:
     if unknown:
         allowed = ", ".join(sorted(_declared(route))) or "none"
         raise InvalidInput(unknown[0], f"unknown query parameter (this endpoint takes: {allowed})")
+
+
+async def wrong_method(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WrongMethod)
+    return not_allowed(exc.allowed)
