@@ -71,7 +71,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from entrypoints.worker import run_worker
 
-    _run(lambda: run_worker(_settings()))
+    settings = _settings()
+    if settings.mqtt_host is None:
+        # An in-memory broker only makes sense inside one process (the demo).
+        raise UsageError(
+            "no broker configured: set MQTT_BROKER (Mosquitto, EMQX...) or IOT_ENDPOINT "
+            "(AWS IoT Core, with MQTT_CA_CERT, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY); "
+            "`gridcore demo` runs everything in one process without one"
+        )
+    _run(lambda: run_worker(settings))
 
 
 def cmd_ven(args: argparse.Namespace) -> None:
