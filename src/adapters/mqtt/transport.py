@@ -266,7 +266,7 @@ class AiomqttTransport:
         if value >= 0x80:
             self._subscriptions.pop(topic_filter, None)
             raise ConnectionError(f"broker refused the subscription to {topic_filter}: {code}")
-        log.info("subscribed to %s (QoS %d)", topic_filter, qos)
+        log.debug("subscribed to %s (QoS %d)", topic_filter, qos)
 
     async def unsubscribe(self, topic_filter: str) -> None:
         self._subscriptions.pop(topic_filter, None)
