@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-from entrypoints.api.schemas import (
+from entrypoints.api.fields import (
     EVENT_ID_PATTERN,
     LOAD_ID_PATTERN,
     VEN_ID_PATTERN,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 
 from entrypoints.api.deps import ClockDep, IdsDep, NowDep, QueriesDep, ShadowsDep, UowDep
 from entrypoints.api.errors import CONFLICT, NOT_FOUND
+from entrypoints.api.fields import LOAD_ID_PATTERN
 from entrypoints.api.params import (
     DEFAULT_LIMIT,
     End,
@@ -20,7 +21,6 @@ from entrypoints.api.params import (
     history_window,
 )
 from entrypoints.api.schemas import (
-    LOAD_ID_PATTERN,
     AcksResponse,
     CircuitHistoryResponse,
     CommandAccepted,
