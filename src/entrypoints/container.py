@@ -10,6 +10,11 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from adapters.memory.reports import (
+    InMemoryLoadSnapshotStore,
+    InMemoryReports,
+    InMemoryVenStatusStore,
+)
 from adapters.memory.repositories import InMemoryUnitOfWorkFactory, InProcessLease
 from adapters.memory.shadows import InMemoryShadowStore
 from adapters.memory.telemetry import (
@@ -22,10 +27,12 @@ from entrypoints.settings import Settings
 from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
+    LoadSnapshotStore,
     ShadowStore,
     TelemetryQueries,
     TelemetryStore,
     UnitOfWorkFactory,
+    VenStatusStore,
 )
 
 MEMORY_URL = "memory://"
@@ -45,6 +52,8 @@ class Storage:
     shadows: ShadowStore
     new_lease: Callable[[], DispatchLease]
     backend: str
+    statuses: VenStatusStore | None = None
+    load_snapshots: LoadSnapshotStore | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -53,6 +62,7 @@ def memory_storage() -> Storage:
     uow = InMemoryUnitOfWorkFactory()
     telemetry = InMemoryTelemetry()
     lease = InProcessLease()
+    reports = InMemoryReports()
     return Storage(
         uow_factory=uow,
         telemetry_store=InMemoryTelemetryStore(uow.state, telemetry),
@@ -60,6 +70,8 @@ def memory_storage() -> Storage:
         shadows=InMemoryShadowStore(),
         new_lease=lease.for_worker,
         backend="memory",
+        statuses=InMemoryVenStatusStore(uow.state, reports),
+        load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
     )
 
 
@@ -69,6 +81,7 @@ def sql_storage(url: str, timeout: float) -> Storage:
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import PostgresAdvisoryLease
     from adapters.sql.queries import SqlTelemetryQueries
+    from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
     from adapters.sql.shadows import SqlShadowStore
     from adapters.sql.telemetry import SqlTelemetryStore
     from adapters.sql.uow import SqlUnitOfWorkFactory
@@ -94,6 +107,8 @@ def sql_storage(url: str, timeout: float) -> Storage:
         shadows=SqlShadowStore(engine),
         new_lease=new_lease,
         backend=backend,
+        statuses=SqlVenStatusStore(engine),
+        load_snapshots=SqlLoadSnapshotStore(engine),
         ping=ping,
         close=engine.dispose,
     )

@@ -90,6 +90,8 @@ async def run_demo(
         shadow_store=storage.shadows,
         clock=container.clock(),
         settings=settings,
+        status_sink=storage.statuses,
+        load_sink=storage.load_snapshots,
     )
     server = _ApiServer(
         uvicorn.Config(

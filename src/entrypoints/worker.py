@@ -302,6 +302,8 @@ async def run_worker(settings: Settings) -> None:
         shadow_store=shadows,
         clock=clock,
         settings=settings,
+        status_sink=storage.statuses,
+        load_sink=storage.load_snapshots,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

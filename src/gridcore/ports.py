@@ -14,6 +14,7 @@ from typing import Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
+from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.telemetry import (
     CircuitSnapshot,
     DeadLetter,
@@ -314,6 +315,46 @@ class TelemetryQueries(Protocol):
         limit: int = 100,
     ) -> Page[CircuitSnapshot]:
         """Circuit snapshots newest first."""
+        ...
+
+
+class VenStatusStore(Protocol):
+    """VEN status messages (``ven_statuses``), see :mod:`gridcore.reports`.
+
+    ``record_statuses`` stores a batch in one transaction and returns how many
+    were new: a report already stored (same VEN, timestamp and status: a QoS 1
+    re-delivery) is skipped. Reports of unregistered VENs are stored too but
+    register nothing. Each registered VEN's heartbeat advances to its newest
+    report that ``is_heartbeat`` (never backwards)."""
+
+    async def record_statuses(self, reports: Sequence[VenStatusReport]) -> int: ...
+
+    async def latest_statuses(self, ven_ids: Sequence[str]) -> dict[str, VenStatusReport]:
+        """Each VEN's newest report (by timestamp; the later stored wins a tie),
+        in one round trip; VENs without reports are absent."""
+        ...
+
+    async def statuses(self, ven_id: str, *, limit: int = 100) -> list[VenStatusReport]:
+        """A VEN's reports, newest first, at most ``limit`` (capped at
+        ``MAX_PAGE_SIZE``)."""
+        ...
+
+
+class LoadSnapshotStore(Protocol):
+    """Load snapshots (``ven/loads/{venId}`` -> ``load_snapshots``, one row per
+    load), see :mod:`gridcore.reports`.
+
+    ``record_snapshots`` stores a batch in one transaction and returns how many
+    load rows were new: a (VEN, timestamp, load) already stored is skipped.
+    Snapshots of unregistered VENs are stored but register nothing; a
+    registered VEN's heartbeat advances to its newest snapshot. They do not
+    change the VEN's current loads (those come from telemetry)."""
+
+    async def record_snapshots(self, snapshots: Sequence[LoadSnapshot]) -> int: ...
+
+    async def latest_snapshots(self, ven_ids: Sequence[str]) -> dict[str, LoadSnapshot]:
+        """Each VEN's newest snapshot with its loads in id order, in one round
+        trip; VENs without snapshots are absent."""
         ...
 
 

@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+from adapters.memory.reports import (
+    InMemoryLoadSnapshotStore,
+    InMemoryReports,
+    InMemoryVenStatusStore,
+)
 from adapters.memory.repositories import InMemoryState, InMemoryUnitOfWorkFactory
 from adapters.memory.telemetry import (
     InMemoryTelemetry,
@@ -22,6 +27,7 @@ from adapters.memory.telemetry import (
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
 from adapters.sql.queries import SqlTelemetryQueries
+from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
 from adapters.sql.telemetry import SqlTelemetryStore
 from adapters.sql.uow import SqlUnitOfWorkFactory
 
@@ -34,17 +40,21 @@ class Backend:
     uow: Any  # a UnitOfWorkFactory
     store: Any  # a TelemetryStore
     queries: Any  # TelemetryQueries
+    statuses: Any = None  # VenStatusStore
+    snapshots: Any = None  # LoadSnapshotStore
 
 
 async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     name = request.param
     if name == "memory":
-        state, telemetry = InMemoryState(), InMemoryTelemetry()
+        state, telemetry, reports = InMemoryState(), InMemoryTelemetry(), InMemoryReports()
         yield Backend(
             name,
             InMemoryUnitOfWorkFactory(state),
             InMemoryTelemetryStore(state, telemetry),
             InMemoryTelemetryQueries(state, telemetry),
+            InMemoryVenStatusStore(state, reports),
+            InMemoryLoadSnapshotStore(state, reports),
         )
         return
     if name == "sqlite":
@@ -59,6 +69,8 @@ async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             SqlUnitOfWorkFactory(engine),
             SqlTelemetryStore(engine),
             SqlTelemetryQueries(engine),
+            SqlVenStatusStore(engine),
+            SqlLoadSnapshotStore(engine),
         )
     finally:
         await engine.dispose()

@@ -5,7 +5,9 @@ parsed once, and handed to a gridcore use case, or dead-lettered.
   ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced);
 - ACKs (``ven/ack/{venId}``) -> ``record_ack`` (ledger match, ``ven_acks``);
 - shadow updates (``$aws/things/{venId}/shadow/update``) -> ``ShadowStore.update``;
-- status messages and load snapshots -> their sinks, when configured.
+- status messages (``ven_statuses``) and load snapshots (``ven/loads/{venId}``)
+  -> their stores (:class:`StatusSink`, :class:`LoadSnapshotSink`), when
+  configured, in batches (:mod:`adapters.mqtt.report_batching`).
 
 A message that is oversize, not UTF-8 JSON, fails validation, or names a VEN
 other than its topic's goes to the dead-letter table with topic, raw bytes,
@@ -19,9 +21,8 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -46,7 +47,9 @@ from adapters.mqtt.payloads import (
     to_telemetry_sample,
     to_ven_ack,
 )
+from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
+from gridcore.errors import InvalidInput
 from gridcore.ports import (
     BrokerMessage,
     Clock,
@@ -55,26 +58,25 @@ from gridcore.ports import (
     TelemetryStore,
     UnitOfWorkFactory,
 )
+from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.services import record_ack
-from gridcore.telemetry import DeadLetter, LoadSample
+from gridcore.telemetry import DeadLetter
 
 log = logging.getLogger("adapters.mqtt.consumer")
 
 
 class StatusSink(Protocol):
-    """Where VEN status transitions go (``ven_statuses``)."""
+    """Where VEN status reports go (``ven_statuses``): the write half of
+    :class:`gridcore.ports.VenStatusStore`."""
 
-    async def record_status(
-        self, ven_id: str, status: str, at: datetime, details: Mapping[str, Any] | None, raw: str
-    ) -> None: ...
+    async def record_statuses(self, reports: Sequence[VenStatusReport]) -> int: ...
 
 
 class LoadSnapshotSink(Protocol):
-    """Where ``ven/loads/{venId}`` snapshots go (load state)."""
+    """Where ``ven/loads/{venId}`` snapshots go (``load_snapshots``): the write
+    half of :class:`gridcore.ports.LoadSnapshotStore`."""
 
-    async def record_loads(
-        self, ven_id: str, at: datetime, loads: Sequence[LoadSample], raw: str
-    ) -> None: ...
+    async def record_snapshots(self, snapshots: Sequence[LoadSnapshot]) -> int: ...
 
 
 class RejectedMessageError(Exception):
@@ -140,9 +142,21 @@ class MqttConsumer:
         self._uow_factory = uow_factory
         self._shadows = shadow_store
         self._clock = clock
-        self._status_sink = status_sink
-        self._load_sink = load_sink
         cfg = self.config
+        self.statuses: ReportBatcher[VenStatusReport] | None = None
+        self.snapshots: ReportBatcher[LoadSnapshot] | None = None
+        if status_sink is not None:
+            self.statuses = ReportBatcher(
+                "status", status_sink.record_statuses, uow_factory, clock,
+                batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
+                max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
+            )  # fmt: skip
+        if load_sink is not None:
+            self.snapshots = ReportBatcher(
+                "load snapshot", load_sink.record_snapshots, uow_factory, clock,
+                batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
+                max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
+            )  # fmt: skip
         self.batcher = TelemetryBatcher(
             telemetry_store, uow_factory, clock,
             batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
@@ -159,11 +173,17 @@ class MqttConsumer:
             asyncio.create_task(self.batcher.run(), name="telemetry-writer"),
             asyncio.create_task(self.writes.run(), name="write-queue"),
         ]
+        writers += [
+            asyncio.create_task(reports.run(), name=f"{reports.what}-writer")
+            for reports in self._report_batchers()
+        ]
         try:
             async for message in self._transport.messages():
                 await self.handle(message)
         finally:
             self.batcher.close()
+            for reports in self._report_batchers():
+                reports.close()
             await self.writes.close()
             done, pending = await asyncio.wait(writers, timeout=self.config.drain_timeout)
             for task in pending:
@@ -181,7 +201,12 @@ class MqttConsumer:
     async def flushed(self) -> None:
         """Wait until everything handled so far has been written."""
         await self.batcher.flushed()
+        for reports in self._report_batchers():
+            await reports.flushed()
         await self.writes.flushed()
+
+    def _report_batchers(self) -> list[ReportBatcher[Any]]:
+        return [b for b in (self.statuses, self.snapshots) if b is not None]
 
     async def handle(self, message: BrokerMessage) -> None:
         """Route one message. Never raises for bad input."""
@@ -256,30 +281,31 @@ class MqttConsumer:
         elif kind is MessageKind.LOADS:
             snap = LoadSnapshotWire.model_validate_json(text)
             self._check_ven(routed, snap.ven_id)
-            sink = self._load_sink
-            if sink is None:
+            if self.snapshots is None:
                 self.stats.unstored[kind] += 1
                 return
-            loads = snap.load_samples()
-
-            async def store_loads() -> None:
-                await sink.record_loads(snap.ven_id, snap.timestamp, loads, text)
-
-            await self._hold("load snapshot", store_loads, message)
+            try:
+                snapshot = LoadSnapshot(
+                    snap.ven_id, snap.timestamp, snap.load_samples(), _raw_loads(text)
+                )
+            except InvalidInput as exc:
+                raise RejectedMessageError("invalid", str(exc)) from None
+            self.snapshots.add(snapshot, message.topic, message.payload)
+            await self.snapshots.wait_for_room()
         elif kind is MessageKind.STATUS:
             status = StatusWire.model_validate_json(text)
             self._check_ven(routed, status.ven_id)
-            status_sink = self._status_sink
-            if status_sink is None:
+            if self.statuses is None:
                 self.stats.unstored[kind] += 1
                 return
-
-            async def store_status() -> None:
-                await status_sink.record_status(
-                    status.ven_id, status.status, status.timestamp or now, status.details, text
+            try:
+                report = VenStatusReport(
+                    status.ven_id, status.status, status.timestamp or now, status.details
                 )
-
-            await self._hold("status", store_status, message)
+            except InvalidInput as exc:
+                raise RejectedMessageError("invalid", str(exc)) from None
+            self.statuses.add(report, message.topic, message.payload)
+            await self.statuses.wait_for_room()
 
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
         await self.writes.put(HeldWrite(what, run, message.topic, message.payload))
@@ -294,6 +320,17 @@ class MqttConsumer:
             await write_dead_letter(self._uow_factory, letter)
 
         await self.writes.put(HeldWrite("dead letter", store, message.topic, message.payload))
+
+
+def _raw_loads(text: str) -> dict[str, dict[str, Any]]:
+    """Each load's entry of a snapshot as sent, unknown fields included, by id
+    (the payload has been validated: ``loads`` is a list of objects with an id)."""
+    raw: dict[str, dict[str, Any]] = {}
+    for entry in _json_object(text).get("loads") or ():
+        load_id = entry.get("loadId", entry.get("load_id", entry.get("id")))
+        if isinstance(load_id, str):
+            raw[load_id] = entry
+    return raw
 
 
 def _json_object(text: str) -> dict[str, Any]:

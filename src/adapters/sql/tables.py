@@ -201,6 +201,28 @@ ven_statuses = Table(
     Index(None, "ven_id", "timestamp"),
 )
 
+# ``ven/loads/{venId}``: the document's columns, plus the load line's other
+# fields so a snapshot reads back whole. Keyed by (ven_id, timestamp, load_id)
+# as the load samples are: a re-delivered snapshot is stored once.
+load_snapshots = Table(
+    "load_snapshots",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("load_id", LOAD_ID, nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("name", String(255)),
+    Column("type", String(64)),
+    Column("capacity_kw", Float),
+    Column("current_power_kw", Float),
+    Column("shed_capability_kw", Float),
+    Column("enabled", Boolean),
+    Column("priority", Integer),
+    Column("critical", Boolean),
+    Column("raw_payload", Document),
+    UniqueConstraint("ven_id", "timestamp", "load_id"),
+)
+
 ven_acks = Table(
     "ven_acks",
     metadata,
