@@ -38,17 +38,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_queries
 from bench_ingest import CIRCUITS, Database
 from bench_queries import T0, generate
-
-# bench_queries names VENs with format('ven-%05s'), which PostgreSQL pads with
-# spaces ('ven-    7'): not a valid VEN id (it goes in MQTT topics), so the
-# API would refuse to list them. Zero-padded here.
-_fill = bench_queries.fill_sql
-bench_queries.fill_sql = lambda: _fill().replace(  # type: ignore[assignment]
-    "format('ven-%%05s', v)", "'ven-' || lpad(v::text, 5, '0')"
-)
 
 DAY_VEN = "ven-day"
 DAY_STEPS = 86_400 // 5

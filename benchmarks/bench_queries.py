@@ -44,13 +44,13 @@ T0 = datetime(2025, 10, 20, tzinfo=UTC)
 # The generated data: VEN v's message number s is at T0 + 5 s * s.
 FILL = """
 INSERT INTO vens (id, name, enabled, registered_at, last_seen_at)
-SELECT format('ven-%%05s', v), format('VEN %%s', v), true, %(t0)s,
+SELECT 'ven-' || lpad(v::text, 5, '0'), format('VEN %%s', v), true, %(t0)s,
        %(t0)s + make_interval(secs => 5 * (%(steps)s - 1))
 FROM generate_series(0, %(vens)s - 1) AS v;
 
 INSERT INTO ven_telemetry (id, ven_id, timestamp, used_power_kw, shed_power_kw,
     requested_reduction_kw, event_id, panel_max_kw, raw_payload)
-SELECT v * %(steps)s + s + 1, format('ven-%%05s', v), %(t0)s + make_interval(secs => 5 * s),
+SELECT v * %(steps)s + s + 1, 'ven-' || lpad(v::text, 5, '0'), %(t0)s + make_interval(secs => 5 * s),
        5 + (v + s) %% 7, CASE WHEN s %% 720 < 60 THEN 2.5 ELSE 0 END,
        CASE WHEN s %% 720 < 60 THEN 5 END,
        CASE WHEN s %% 720 < 60 THEN 'evt-0000' || lpad(to_hex(s / 720), 4, '0') END,

@@ -386,3 +386,17 @@ def test_restore_ping_and_shed_load_commands() -> None:
         command_payload(_command(CommandOp.EVENT, event_id="evt-a1b2c3d4"))
     with pytest.raises(ValueError, match="needs"):
         command_payload(_command(CommandOp.SHED_LOAD, shed_kw=1.0))
+
+
+def test_loads_without_a_circuit_are_kept_when_circuits_are_as_many() -> None:
+    """Two circuits and two other loads: four lines, none dropped."""
+    from adapters.mqtt.payloads import CircuitWire, LoadWire, merge_loads
+
+    circuits = tuple(
+        CircuitWire.model_validate({"id": f"c{i}", "currentKw": 1.0}) for i in (1, 2)
+    )
+    loads = tuple(
+        LoadWire.model_validate({"loadId": f"l{i}", "currentPowerKw": 2.0}) for i in (1, 2)
+    )
+    merged = merge_loads(circuits, loads)
+    assert [m.load_id for m in merged] == ["c1", "c2", "l1", "l2"]

@@ -131,6 +131,7 @@ def merge_loads(
     by_id: dict[str, LoadWire] = {load.load_id: load for load in loads}
     merged: list[LoadSample] = []
     seen: set[str] = set()
+    matched = 0  # loads that had a circuit of the same id
     for c in circuits:
         if c.id in seen:
             continue
@@ -149,6 +150,7 @@ def merge_loads(
                 )
             )
             continue
+        matched += 1
         merged.append(
             LoadSample(
                 load_id=c.id,
@@ -166,7 +168,7 @@ def merge_loads(
                 current_amps=c.current_amps,
             )
         )
-    if len(seen) < len(by_id):
+    if matched < len(by_id):
         for ld in loads:
             if ld.load_id not in seen:
                 seen.add(ld.load_id)
