@@ -50,7 +50,8 @@ FROM generate_series(0, %(vens)s - 1) AS v;
 
 INSERT INTO ven_telemetry (id, ven_id, timestamp, used_power_kw, shed_power_kw,
     requested_reduction_kw, event_id, panel_max_kw, raw_payload)
-SELECT v * %(steps)s + s + 1, 'ven-' || lpad(v::text, 5, '0'), %(t0)s + make_interval(secs => 5 * s),
+SELECT v * %(steps)s + s + 1, 'ven-' || lpad(v::text, 5, '0'),
+       %(t0)s + make_interval(secs => 5 * s),
        5 + (v + s) %% 7, CASE WHEN s %% 720 < 60 THEN 2.5 ELSE 0 END,
        CASE WHEN s %% 720 < 60 THEN 5 END,
        CASE WHEN s %% 720 < 60 THEN 'evt-0000' || lpad(to_hex(s / 720), 4, '0') END,
