@@ -34,6 +34,25 @@ _V_TS: BindParameter[datetime] = bindparam("v_ts", type_=UtcDateTime())
 
 
 class SqliteBatchWriter:
+    async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ven_ids), _CHUNK):
+            chunk = ven_ids[start : start + _CHUNK]
+            known.update(
+                row[0] for row in await conn.execute(select(vens.c.id).where(vens.c.id.in_(chunk)))
+            )
+        return known
+
+    async def register(self, conn: AsyncConnection, first_seen: Sequence[Key]) -> None:
+        if first_seen:
+            await conn.execute(
+                insert(vens).on_conflict_do_nothing(),
+                [
+                    {"id": ven_id, "name": ven_id, "enabled": True, "registered_at": at}
+                    for ven_id, at in first_seen
+                ],
+            )
+
     async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
         found: set[Key] = set()
         pair = tuple_(ven_telemetry.c.ven_id, ven_telemetry.c.timestamp)

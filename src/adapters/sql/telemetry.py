@@ -17,14 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.engine import SQLITE_BEGIN
-from adapters.sql.tables import vens
 from gridcore.errors import InvalidInput
 from gridcore.ports import AppendResult
 from gridcore.telemetry import LoadSample, TelemetrySample
@@ -57,9 +53,18 @@ class Prepared:
 class BatchWriter(Protocol):
     """The dialect-specific part of an append, inside the caller's transaction."""
 
+    async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
+        """Which of these VENs (sorted, unique) are registered. May lock their
+        rows, in id order, so that concurrent appends for a VEN take turns."""
+        ...
+
+    async def register(self, conn: AsyncConnection, first_seen: Sequence[Key]) -> None:
+        """Register VENs (id, first seen), sorted by id; one already registered
+        (by a concurrent writer) is left alone. Locks them as ``known_vens`` does."""
+        ...
+
     async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
-        """Which of these (VEN, timestamp) keys are already stored. May lock the
-        VENs' rows first so that concurrent appends for a VEN take turns."""
+        """Which of these (VEN, timestamp) keys are already stored."""
         ...
 
     async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
@@ -84,32 +89,33 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _int32(value: object) -> int | None:
-    if type(value) is not int:
-        return None
-    return value if -INT32 <= value <= INT32 else None
-
-
-def _flag(value: object) -> bool | None:
-    return value if type(value) is bool else None
-
-
 def _load_row(load: LoadSample) -> tuple[Any, ...]:
+    """One load line as column values: text through ``_text``, kW through
+    ``_number``, flags only if bool, priority only if an int32. Written out
+    because it runs for every load line of every message (~10 per message): the
+    common values (None, str without NUL, finite float) are settled inline
+    without a call. ``x - x == 0.0`` holds for a finite float, not NaN or inf."""
     load_id = load.load_id
     if type(load_id) is not str or not 0 < len(load_id) <= MAX_ID_LENGTH or "\x00" in load_id:
         raise InvalidInput("loadId", f"must be 1-{MAX_ID_LENGTH} characters, without NUL")
+    name, kind = load.name, load.type
+    cap, cur, shed = load.capacity_kw, load.current_power_kw, load.shed_capability_kw
+    breaker, amps = load.breaker_amps, load.current_amps
+    enabled, priority, critical = load.enabled, load.priority, load.critical
     return (
         load_id,
-        _text(load.name),
-        _text(load.type),
-        _number(load.capacity_kw),
-        _number(load.current_power_kw),
-        _number(load.shed_capability_kw),
-        _flag(load.enabled),
-        _int32(load.priority),
-        _flag(load.critical),
-        _number(load.breaker_amps),
-        _number(load.current_amps),
+        name if name is None or (type(name) is str and "\x00" not in name) else _text(name),
+        kind if kind is None or (type(kind) is str and "\x00" not in kind) else _text(kind),
+        cap if cap is None or (type(cap) is float and cap - cap == 0.0) else _number(cap),
+        cur if cur is None or (type(cur) is float and cur - cur == 0.0) else _number(cur),
+        shed if shed is None or (type(shed) is float and shed - shed == 0.0) else _number(shed),
+        enabled if type(enabled) is bool else None,
+        priority if type(priority) is int and -INT32 <= priority <= INT32 else None,
+        critical if type(critical) is bool else None,
+        breaker
+        if breaker is None or (type(breaker) is float and breaker - breaker == 0.0)
+        else _number(breaker),
+        amps if amps is None or (type(amps) is float and amps - amps == 0.0) else _number(amps),
     )
 
 
@@ -124,7 +130,8 @@ def prepare(sample: TelemetrySample) -> Prepared:
     ts = sample.timestamp
     if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() is None:
         raise InvalidInput("timestamp", "must be a timezone-aware datetime")
-    ts = ts.astimezone(UTC)
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
     event_id = _text(sample.event_id)
     if event_id is not None and len(event_id) > 64:
         event_id = None  # not one of ours
@@ -212,8 +219,7 @@ class SqlTelemetryStore:
             await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             async with conn.begin():
                 ven_ids = sorted({item.key[0] for item in valid})
-                rows = await conn.execute(select(vens.c.id).where(vens.c.id.in_(ven_ids)))
-                unknown = set(ven_ids) - {row[0] for row in rows}
+                unknown = set(ven_ids) - await self._writer.known_vens(conn, ven_ids)
                 rejected: list[TelemetrySample] = []
                 if unknown and auto_register:
                     await self._register(conn, valid, unknown)
@@ -236,14 +242,8 @@ class SqlTelemetryStore:
         for item in batch:
             if item.key[0] in unknown:
                 first_seen.setdefault(item.key[0], item.key[1])
-        rows = [
-            {"id": ven_id, "name": ven_id, "enabled": True, "registered_at": at}
-            for ven_id, at in sorted(first_seen.items())
-        ]
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        for start in range(0, len(rows), 500):
-            # Two workers may register the same VEN at once: the second does nothing.
-            await conn.execute(
-                insert(vens).values(rows[start : start + 500]).on_conflict_do_nothing()
-            )
-        log.info("auto-registered %d VEN(s): %s", len(rows), ", ".join(sorted(first_seen)[:10]))
+        # Two workers may register the same VEN at once: the second does nothing.
+        await self._writer.register(conn, sorted(first_seen.items()))
+        log.info(
+            "auto-registered %d VEN(s): %s", len(first_seen), ", ".join(sorted(first_seen)[:10])
+        )
