@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gridcore.ports import Clock, TelemetryStore, UnitOfWorkFactory
 from gridcore.services import ingest_telemetry
@@ -217,12 +218,22 @@ Job = Callable[[], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class HeldWrite:
     """One write other than telemetry: what to run, and what to dead-letter
-    if it turns out to be poison."""
+    if it turns out to be poison.
+
+    A write with a ``batch`` job (ACKs) may be stored together with the
+    writes of the same job queued right behind it, in one call (one
+    transaction): ``batch`` gets their ``item``s in arrival order. ``run``
+    stores the write alone; it is what a failing batch falls back to."""
 
     what: str
     run: Job
     topic: str
     payload: bytes
+    batch: BatchJob | None = None
+    item: Any = None
+
+
+BatchJob = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 class WriteQueue:
@@ -235,6 +246,7 @@ class WriteQueue:
         clock: Clock,
         *,
         max_held: int = 10_000,
+        max_batch: int = 2_000,
         retry: RetryPolicy | None = None,
         stats: WriteStats | None = None,
     ) -> None:
@@ -243,6 +255,7 @@ class WriteQueue:
         self.retry = retry or RetryPolicy()
         self.stats = stats or WriteStats()
         self._queue: asyncio.Queue[HeldWrite | None] = asyncio.Queue(max_held)
+        self.max_batch = max_batch
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -262,11 +275,50 @@ class WriteQueue:
         await self._queue.put(None)
 
     async def run(self) -> None:
-        while (write := await self._queue.get()) is not None:
-            await self._write(write)
-            self._pending -= 1
+        queue = self._queue
+        after: list[HeldWrite | None] = []  # taken from the queue, not of the batch
+        while (write := after.pop() if after else await queue.get()) is not None:
+            group = [write]
+            # Batchable writes queued right behind this one go with it: under load
+            # (ACKs from a whole fleet at once) one transaction stores hundreds.
+            while write.batch is not None and len(group) < self.max_batch and not queue.empty():
+                following = queue.get_nowait()
+                if following is None or following.batch != write.batch:
+                    after.append(following)
+                    break
+                group.append(following)
+            if len(group) == 1:
+                await self._write(write)
+            else:
+                await self._write_batch(group)
+            self._pending -= len(group)
             if self._pending == 0:
                 self._idle.set()
+
+    async def _write_batch(self, group: list[HeldWrite]) -> None:
+        batch = group[0].batch
+        assert batch is not None
+        what = group[0].what
+        for failures in range(1, POISON_AFTER + 1):
+            try:
+                await batch([w.item for w in group])
+            except Exception as exc:
+                self.stats.failures += 1
+                delay = self.retry.delay(failures)
+                log.warning(
+                    "%s write of %d failed (%s: %s); holding %d writes, retry %d in %.1fs",
+                    what, len(group), type(exc).__name__, exc,
+                    self._queue.qsize() + len(group), failures, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            if failures > 1:
+                log.info("%s write recovered after %d failure(s)", what, failures - 1)
+            self.stats.counts[what] = self.stats.counts.get(what, 0) + len(group)
+            return
+        # Still failing: one at a time, so that one poison write cannot hold the rest.
+        for write in group:
+            await self._write(write)
 
     async def _write(self, write: HeldWrite) -> None:
         failures = 0

@@ -3,7 +3,8 @@ parsed once, and handed to a gridcore use case, or dead-lettered.
 
 - telemetry (``volttron/metering``, extra telemetry topics) -> batched
   ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced);
-- ACKs (``ven/ack/{venId}``) -> ``record_ack`` (ledger match, ``ven_acks``);
+- ACKs (``ven/ack/{venId}``) -> ``record_acks``, in batches of what arrived
+  together (ledger match, ``ven_acks``: one transaction per batch);
 - shadow updates (``$aws/things/{venId}/shadow/update``) -> ``ShadowStore.update``;
 - status messages (``ven_statuses``) and load snapshots (``ven/loads/{venId}``)
   -> their stores (:class:`StatusSink`, :class:`LoadSnapshotSink`), when
@@ -49,6 +50,7 @@ from adapters.mqtt.payloads import (
 )
 from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
+from gridcore.correlation import VenAck
 from gridcore.errors import InvalidInput
 from gridcore.ports import (
     BrokerMessage,
@@ -59,7 +61,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
 )
 from gridcore.reports import LoadSnapshot, VenStatusReport
-from gridcore.services import record_ack
+from gridcore.services import record_ack, record_acks
 from gridcore.telemetry import DeadLetter
 
 log = logging.getLogger("adapters.mqtt.consumer")
@@ -264,7 +266,9 @@ class MqttConsumer:
             async def store_ack() -> None:
                 await record_ack(self._uow_factory, self._clock, ack)
 
-            await self._hold("ack", store_ack, message)
+            await self.writes.put(
+                HeldWrite("ack", store_ack, message.topic, message.payload, self._store_acks, ack)
+            )
         elif kind is MessageKind.SHADOW:
             ShadowUpdateWire.model_validate_json(text)
             if not routed.ven_id:
@@ -306,6 +310,9 @@ class MqttConsumer:
                 raise RejectedMessageError("invalid", str(exc)) from None
             self.statuses.add(report, message.topic, message.payload)
             await self.statuses.wait_for_room()
+
+    async def _store_acks(self, acks: Sequence[VenAck]) -> None:
+        await record_acks(self._uow_factory, self._clock, acks)
 
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
         await self.writes.put(HeldWrite(what, run, message.topic, message.payload))

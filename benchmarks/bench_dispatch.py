@@ -1,0 +1,375 @@
+"""Benchmark: dispatching one DR event to 10,000 online VENs over Mosquitto,
+and taking their 10,000 ACKs back into PostgreSQL.
+
+The worker is composed as ``gridcore worker`` composes it (the MQTT consumer
+:class:`entrypoints.worker.Worker` and the dispatcher of
+:func:`entrypoints.worker.run_dispatch`: ``Dispatcher`` with the PostgreSQL
+lease, ``TransportCommandPublisher`` over its own ``AiomqttTransport``), in
+this process. A second process (paho) stands for the fleet: it subscribes to
+``ven/cmd/#`` and, when told to, publishes one ACK per command on
+``ven/ack/{venId}`` as fast as it can at QoS 1.
+
+1. dispatch: ``--vens`` VENs are made online by writing their telemetry
+   through ``SqlTelemetryStore`` (3 kW of sheddable load each); an event of
+   1 kW per VEN is created to start ``--lead`` seconds later. Reported: from
+   the event's start time to the LAST command received by the subscriber.
+2. ACKs: from the first ACK published to every one of them stored (the
+   ledger's commands ACKed and the ``ven_acks`` rows, counted in SQL).
+
+Usage: ``python benchmarks/bench_dispatch.py [--vens 10000] [--profile out.prof]``
+Needs ``mosquitto`` on PATH (started with its own config: unlimited queues)
+or ``--mqtt-port`` of a running broker, and PostgreSQL (GRIDCORE_TEST_PG_* or
+127.0.0.1:5432); creates and drops its own database. VEN ids are unique per
+run, so a shared broker is fine. A stock Mosquitto (``max_queued_messages``
+1000 per client) drops part of a 10,000-ACK burst before the worker reads
+it; those commands are then re-sent at their ACK deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import multiprocessing as mp
+import os
+import pstats
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from adapters.sql.migrate import migrate
+from adapters.system import RandomIds, SystemClock
+from entrypoints.container import Storage, sql_storage
+from entrypoints.settings import Settings
+from entrypoints.worker import Worker, run_dispatch, transport_factory
+from gridcore.services import create_event
+from gridcore.telemetry import LoadSample, TelemetrySample
+
+PG_HOST = os.environ.get("GRIDCORE_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("GRIDCORE_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("GRIDCORE_TEST_PG_USER", "postgres")
+TIMEOUT = 120.0
+
+
+# --- the fleet: another process ------------------------------------------------------------
+
+
+def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connection) -> None:
+    """Counts commands on ``ven/cmd/#`` for this run's VENs; on "ack", publishes
+    one accepted ACK per event command. Reports times with ``time.time()``."""
+    import threading
+
+    import paho.mqtt.client as paho
+
+    lock = threading.Lock()
+    commands: dict[str, dict[str, Any]] = {}
+    received = {"event": 0, "other": 0, "first": 0.0, "last": 0.0}
+    all_in = threading.Event()
+    topic_prefix = f"ven/cmd/{prefix}"
+
+    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if not message.topic.startswith(topic_prefix):
+            return  # someone else's VEN on a shared broker
+        now = time.time()
+        body = json.loads(message.payload)
+        with lock:
+            if body["op"] != "event":
+                received["other"] += 1
+                return
+            received["event"] += 1
+            received["first"] = received["first"] or now
+            received["last"] = now
+            commands[body["venId"]] = body
+            if len(commands) >= count:
+                all_in.set()
+
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-sub")
+    sub.on_message = on_message
+    sub.connect(host, port)
+    sub.subscribe("ven/cmd/#", qos=1)
+    sub.loop_start()
+    pipe.send(("subscribed",))
+    if not all_in.wait(TIMEOUT):
+        pipe.send(("timeout", dict(received), len(commands)))
+        return
+    time.sleep(1.0)  # anything arriving after the last VEN's command is a duplicate
+    with lock:
+        pipe.send(("commands", dict(received), len(commands)))
+    if pipe.recv() != "ack":
+        return
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-pub")
+    pub.max_inflight_messages_set(1000)
+    pub.max_queued_messages_set(0)
+    pub.connect(host, port)
+    pub.loop_start()
+    time.sleep(0.2)
+    infos = []
+    first = time.time()
+    for ven_id, cmd in commands.items():
+        ack = {
+            "op": "event", "status": "accepted", "venId": ven_id,
+            "correlationId": cmd["correlationId"], "event_id": cmd["event_id"],
+            "requested_shed_kw": cmd["shed_kw"], "actual_shed_kw": cmd["shed_kw"],
+            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }  # fmt: skip
+        infos.append(pub.publish(f"ven/ack/{ven_id}", json.dumps(ack).encode(), qos=1))
+    for info in infos:
+        info.wait_for_publish(TIMEOUT)
+    pipe.send(("acked", first, time.time()))
+    pub.loop_stop()
+    sub.loop_stop()
+
+
+def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = directory / "mosquitto.conf"
+    config.write_text(
+        f"user {os.environ.get('USER') or 'root'}\nlistener {port} 127.0.0.1\n"
+        "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+    )
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(config)], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start")
+
+
+# --- the database ---------------------------------------------------------------------------
+
+
+def admin() -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+    )
+
+
+def fresh_database() -> tuple[str, str]:
+    name = f"gridcore_bench_dispatch_{uuid.uuid4().hex[:8]}"
+    with admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def make_online(storage: Storage, prefix: str, count: int) -> None:
+    """Telemetry for every VEN, through the SQL adapter's store (registers them)."""
+    now = datetime.now(UTC)
+    loads = (
+        LoadSample("ev", "EV charger", "ev", 7.2, 3.0, 3.0, True, 1, False),
+        LoadSample("hvac", "HVAC", "hvac", 5.0, 2.0, 2.0, True, 9, True),  # critical: never shed
+    )
+    samples = [
+        TelemetrySample(f"{prefix}{n:05d}", now, used_power_kw=5.0, loads=loads)
+        for n in range(count)
+    ]
+    for start in range(0, count, 2000):
+        await storage.telemetry_store.append(samples[start : start + 2000], auto_register=True)
+
+
+async def wait_stored(url: str, event_id: str, count: int) -> tuple[float, int, int]:
+    """Poll until ``count`` commands of the event are ACKed and ``count``
+    ``ven_acks`` rows are there; returns when that was seen, and the counts."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    deadline = time.monotonic() + TIMEOUT
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT (SELECT count(*) FROM commands WHERE event_id = %s AND state = 'acked'),"
+                " (SELECT count(*) FROM ven_acks WHERE event_id = %s)",
+                (event_id, event_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            acked, rows = int(row[0]), int(row[1])
+            if acked >= count and rows >= count:
+                return time.time(), acked, rows
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {acked} commands ACKed, {rows} ACK rows after {TIMEOUT}s")
+            await asyncio.sleep(0.01)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    vens: int
+    dispatch_s: float
+    first_command_s: float
+    commands: int
+    duplicates: int
+    ack_s: float
+    acks_published_s: float
+    acked: int
+    ack_rows: int
+    actual_reduction_kw: float
+
+
+async def wait_pipe(pipe: Connection) -> tuple[Any, ...]:
+    deadline = time.monotonic() + TIMEOUT
+    while not pipe.poll():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the fleet process did not answer")
+        await asyncio.sleep(0.005)
+    message: tuple[Any, ...] = pipe.recv()
+    return message
+
+
+async def run(args: argparse.Namespace, url: str) -> Result:
+    await migrate(url, retries=3, wait_seconds=0.5, log=lambda line: None)
+    prefix = f"b{uuid.uuid4().hex[:6]}-"
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url, mqtt_broker=args.mqtt_host, mqtt_port=args.mqtt_port,
+        mqtt_client_id=f"{prefix}worker", mqtt_topic_metering=f"bench/{prefix}metering",
+        ack_timeout_seconds=120, ven_offline_after_seconds=600,
+    )  # fmt: skip
+    storage = sql_storage(settings.resolved_database_url, settings.db_timeout)
+    clock = SystemClock()
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    fleet = ctx.Process(
+        target=fleet_process, args=(args.mqtt_host, args.mqtt_port, prefix, args.vens, theirs)
+    )
+    stop = asyncio.Event()
+    worker = Worker(
+        transport_factory=transport_factory(settings), uow_factory=storage.uow_factory,
+        telemetry_store=storage.telemetry_store, shadow_store=storage.shadows,
+        clock=clock, settings=settings,
+    )  # fmt: skip
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await make_online(storage, prefix, args.vens)
+        fleet.start()
+        await wait_pipe(ours)
+        tasks.append(asyncio.create_task(worker.run()))
+        tasks.append(asyncio.create_task(run_dispatch(settings, storage, clock, RandomIds(), stop)))
+        await asyncio.wait_for(worker.ready.wait(), TIMEOUT)
+        await asyncio.sleep(1.0)  # the dispatcher has taken the lease and idles
+        start = clock.now() + timedelta(seconds=args.lead)
+        event = await create_event(
+            storage.uow_factory, clock, RandomIds(), start_time=start,
+            end_time=start + timedelta(minutes=10), requested_reduction_kw=float(args.vens),
+        )  # fmt: skip
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        got = await wait_pipe(ours)
+        if got[0] != "commands":
+            raise RuntimeError(f"not every VEN got its command: {got}")
+        _, received, distinct = got
+        ours.send("ack")
+        stored_at, acked, ack_rows = await wait_stored(url, event.id, distinct)
+        got = await wait_pipe(ours)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        _, first_ack, last_ack_published = got
+        async with storage.uow_factory() as uow:
+            stored = await uow.events.get(event.id)
+        t0 = start.timestamp()
+        return Result(
+            vens=args.vens,
+            dispatch_s=received["last"] - t0,
+            first_command_s=received["first"] - t0,
+            commands=received["event"],
+            duplicates=received["event"] - distinct,
+            ack_s=stored_at - first_ack,
+            acks_published_s=last_ack_published - first_ack,
+            acked=acked,
+            ack_rows=ack_rows,
+            actual_reduction_kw=stored.actual_reduction_kw if stored else float("nan"),
+        )
+    finally:
+        stop.set()
+        worker.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        await storage.close()
+        if fleet.is_alive():
+            fleet.terminate()
+        fleet.join(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vens", type=int, default=10_000, help="online VENs (10000)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat, fresh database each (1)")
+    parser.add_argument(
+        "--lead", type=float, default=1.0, help="the event starts N s after its creation (1)"
+    )
+    parser.add_argument("--mqtt-host", default="127.0.0.1")
+    parser.add_argument("--mqtt-port", type=int, default=None,
+                        help="use this running broker (default: start mosquitto)")  # fmt: skip
+    parser.add_argument("--log-level", default="INFO", help="the worker's log level (INFO)")
+    parser.add_argument("--log-file", default=None, help="worker log (default: a temp file)")
+    parser.add_argument("--profile", default=None, help="cProfile both phases into this file")
+    args = parser.parse_args()
+    log_file = args.log_file or tempfile.mkstemp(prefix="bench_dispatch_", suffix=".log")[1]
+    logging.basicConfig(
+        level=args.log_level,
+        filename=log_file,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    print(f"worker log: {log_file}", flush=True)
+    with tempfile.TemporaryDirectory() as directory:
+        broker = None
+        if args.mqtt_port is None:
+            broker, args.mqtt_port = start_mosquitto(Path(directory))
+        try:
+            for n in range(args.runs):
+                report(n, run_once(args))
+        finally:
+            if broker is not None:
+                broker.terminate()
+                broker.wait(10)
+
+
+def run_once(args: argparse.Namespace) -> Result:
+    name, url = fresh_database()
+    try:
+        return asyncio.run(run(args, url))
+    finally:
+        drop_database(name)
+
+
+def report(n: int, result: Result) -> None:
+    print(
+        f"run {n + 1}: {result.vens} VENs | start -> last command {result.dispatch_s:.3f} s "
+        f"(first {result.first_command_s:.3f} s), {result.commands} commands, "
+        f"{result.duplicates} duplicates | first ACK published -> all stored "
+        f"{result.ack_s:.3f} s (publishing took {result.acks_published_s:.3f} s), "
+        f"{result.acked} commands ACKed, {result.ack_rows} ven_acks rows, "
+        f"actualReductionKw {result.actual_reduction_kw:.1f}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
