@@ -37,7 +37,8 @@ async def last_seen(backend: Backend, ven_id: str) -> datetime | None:
     async with backend.uow() as uow:
         ven = await uow.vens.get(ven_id)
     assert ven is not None
-    return ven.last_seen_at
+    seen: datetime | None = ven.last_seen_at
+    return seen
 
 
 def status(ven_id: str, at: datetime, value: str = "online", **details: object) -> VenStatusReport:
