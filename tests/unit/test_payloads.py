@@ -392,9 +392,7 @@ def test_loads_without_a_circuit_are_kept_when_circuits_are_as_many() -> None:
     """Two circuits and two other loads: four lines, none dropped."""
     from adapters.mqtt.payloads import CircuitWire, LoadWire, merge_loads
 
-    circuits = tuple(
-        CircuitWire.model_validate({"id": f"c{i}", "currentKw": 1.0}) for i in (1, 2)
-    )
+    circuits = tuple(CircuitWire.model_validate({"id": f"c{i}", "currentKw": 1.0}) for i in (1, 2))
     loads = tuple(
         LoadWire.model_validate({"loadId": f"l{i}", "currentPowerKw": 2.0}) for i in (1, 2)
     )
