@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -78,9 +79,28 @@ class MqttConnection:
 
 
 def tls_context(conn: MqttConnection) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=conn.ca_cert)
+    """TLS settings from the certificate files; a missing or unreadable file is
+    reported with the setting that names it."""
+    files = (
+        ("MQTT_CA_CERT", conn.ca_cert),
+        ("MQTT_CLIENT_CERT", conn.client_cert),
+        ("MQTT_CLIENT_KEY", conn.client_key),
+    )
+    for setting, path in files:
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{setting}={path}: no such file")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=conn.ca_cert)
+    except ssl.SSLError as exc:
+        raise ValueError(f"MQTT_CA_CERT={conn.ca_cert}: not a CA certificate ({exc})") from exc
     if conn.client_cert is not None:
-        context.load_cert_chain(conn.client_cert, conn.client_key)
+        try:
+            context.load_cert_chain(conn.client_cert, conn.client_key)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                "MQTT_CLIENT_CERT/MQTT_CLIENT_KEY: certificate and key do not load"
+                f" together ({exc})"
+            ) from exc
     return context
 
 
@@ -216,7 +236,15 @@ class AiomqttTransport:
         try:
             await transport._open()
         except aiomqtt.MqttError as exc:
-            raise ConnectionError(f"MQTT connect to {conn.host}:{conn.port} failed: {exc}") from exc
+            hint = ""
+            if conn.tls and ("SSL" in str(exc) or "certificate" in str(exc).lower()):
+                hint = (
+                    " (the TLS handshake failed: check that MQTT_CA_CERT signed the broker's"
+                    " certificate and that the broker accepts MQTT_CLIENT_CERT)"
+                )
+            raise ConnectionError(
+                f"MQTT connect to {conn.host}:{conn.port} failed: {exc}{hint}"
+            ) from exc
         transport._supervisor = asyncio.create_task(transport._supervise(), name="mqtt-reconnect")
         log.info("connected to %s:%d as %s%s", conn.host, conn.port, transport.client_id,
                  " (TLS)" if conn.tls else "")  # fmt: skip
