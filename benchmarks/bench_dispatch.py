@@ -231,6 +231,24 @@ class Result:
     actual_reduction_kw: float
 
 
+class Profiler:
+    """cProfile of one phase, into ``{prefix}.{phase}`` (nothing without a prefix)."""
+
+    def __init__(self, prefix: str | None, phase: str) -> None:
+        self.path = f"{prefix}.{phase}" if prefix else None
+        self.profile = cProfile.Profile() if prefix else None
+        if self.profile is not None:
+            self.profile.enable()
+
+    def done(self) -> None:
+        if self.profile is None:
+            return
+        self.profile.disable()
+        self.profile.dump_stats(self.path)
+        print(f"profile of this phase: {self.path}", file=sys.stderr)
+        pstats.Stats(self.profile, stream=sys.stderr).sort_stats("tottime").print_stats(15)
+
+
 async def wait_pipe(pipe: Connection) -> tuple[Any, ...]:
     deadline = time.monotonic() + TIMEOUT
     while not pipe.poll():
@@ -277,20 +295,17 @@ async def run(args: argparse.Namespace, url: str) -> Result:
             storage.uow_factory, clock, RandomIds(), start_time=start,
             end_time=start + timedelta(minutes=10), requested_reduction_kw=float(args.vens),
         )  # fmt: skip
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
+        profiler = Profiler(args.profile, "dispatch")
         got = await wait_pipe(ours)
+        profiler.done()
         if got[0] != "commands":
             raise RuntimeError(f"not every VEN got its command: {got}")
         _, received, distinct = got
+        profiler = Profiler(args.profile, "acks")
         ours.send("ack")
         stored_at, acked, ack_rows = await wait_stored(url, event.id, distinct)
+        profiler.done()
         got = await wait_pipe(ours)
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         _, first_ack, last_ack_published = got
         async with storage.uow_factory() as uow:
             stored = await uow.events.get(event.id)
@@ -329,7 +344,9 @@ def main() -> None:
                         help="use this running broker (default: start mosquitto)")  # fmt: skip
     parser.add_argument("--log-level", default="INFO", help="the worker's log level (INFO)")
     parser.add_argument("--log-file", default=None, help="worker log (default: a temp file)")
-    parser.add_argument("--profile", default=None, help="cProfile both phases into this file")
+    parser.add_argument(
+        "--profile", default=None, help="cProfile each phase into PROFILE.dispatch, PROFILE.acks"
+    )
     args = parser.parse_args()
     log_file = args.log_file or tempfile.mkstemp(prefix="bench_dispatch_", suffix=".log")[1]
     logging.basicConfig(

@@ -247,6 +247,7 @@ class WriteQueue:
         *,
         max_held: int = 10_000,
         max_batch: int = 2_000,
+        batch_delay: float = 0.02,
         retry: RetryPolicy | None = None,
         stats: WriteStats | None = None,
     ) -> None:
@@ -256,6 +257,7 @@ class WriteQueue:
         self.stats = stats or WriteStats()
         self._queue: asyncio.Queue[HeldWrite | None] = asyncio.Queue(max_held)
         self.max_batch = max_batch
+        self.batch_delay = batch_delay
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -279,14 +281,14 @@ class WriteQueue:
         after: list[HeldWrite | None] = []  # taken from the queue, not of the batch
         while (write := after.pop() if after else await queue.get()) is not None:
             group = [write]
-            # Batchable writes queued right behind this one go with it: under load
-            # (ACKs from a whole fleet at once) one transaction stores hundreds.
-            while write.batch is not None and len(group) < self.max_batch and not queue.empty():
-                following = queue.get_nowait()
-                if following is None or following.batch != write.batch:
-                    after.append(following)
-                    break
-                group.append(following)
+            if write.batch is not None:
+                # Batchable writes queued behind this one go with it, and those
+                # arriving within ``batch_delay``: when a fleet ACKs an event at
+                # once, one transaction stores hundreds (an ACK waits 20 ms at most).
+                self._gather(group, after)
+                if len(group) < self.max_batch and not after and self.batch_delay > 0:
+                    await asyncio.sleep(self.batch_delay)
+                    self._gather(group, after)
             if len(group) == 1:
                 await self._write(write)
             else:
@@ -294,6 +296,17 @@ class WriteQueue:
             self._pending -= len(group)
             if self._pending == 0:
                 self._idle.set()
+
+    def _gather(self, group: list[HeldWrite], after: list[HeldWrite | None]) -> None:
+        """Move the queued writes of ``group``'s batch job into it, up to
+        ``max_batch``; the first write of another kind goes to ``after``."""
+        queue = self._queue
+        while len(group) < self.max_batch and not queue.empty():
+            following = queue.get_nowait()
+            if following is None or following.batch != group[0].batch:
+                after.append(following)
+                return
+            group.append(following)
 
     async def _write_batch(self, group: list[HeldWrite]) -> None:
         batch = group[0].batch
