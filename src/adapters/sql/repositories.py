@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Boolean,
     Column,
@@ -36,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql import mapping
+from adapters.sql.engine import json_dumps
 from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
 from adapters.sql.types import UtcDateTime
 from gridcore.correlation import Command, CommandState, VenAck
@@ -246,7 +248,10 @@ def _pg_type(column: Column[Any]) -> str:
 
 _COMMAND_COLUMNS = [c.name for c in commands.columns]
 _COMMAND_TYPES = [_pg_type(c) for c in commands.columns]
-_COMMAND_COPY_COLUMNS = ", ".join(_COMMAND_COLUMNS)
+# ven_acks without its generated id and created_at.
+_ACK_DOCUMENTS = ("circuits_curtailed", "raw_payload")
+_ACK_COLUMNS = [c.name for c in ven_acks.columns if c.name not in ("id", "created_at")]
+_ACK_TYPES = ["jsonb" if n in _ACK_DOCUMENTS else _pg_type(ven_acks.c[n]) for n in _ACK_COLUMNS]
 # Rows to update are copied here first (one per session; emptied after each use).
 _PG_UPDATE_TABLE = "commands_update"
 _PG_CREATE_UPDATE_TABLE = (
@@ -272,12 +277,27 @@ def _command_tuples(commands_: Sequence[Command]) -> list[tuple[Any, ...]]:
 
 
 async def _pg_copy_commands(conn: AsyncConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    await _pg_copy(conn, table, _COMMAND_COLUMNS, _COMMAND_TYPES, rows)
+
+
+async def _pg_copy(
+    conn: AsyncConnection,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Binary COPY of ``rows`` on the unit of work's connection (same transaction)."""
+    if not conn.in_transaction():
+        # Begin as SQLAlchemy's autobegin would, or the unit of work's commit,
+        # seeing no transaction, would do nothing and the pool roll the COPY back.
+        await conn.begin()
     raw = await conn.get_raw_connection()
     pg = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
     async with pg.cursor() as cur:
-        statement = f"COPY {table} ({_COMMAND_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         async with cur.copy(statement) as copy:
-            copy.set_types(_COMMAND_TYPES)
+            copy.set_types(list(types))
             format_row = copy.formatter.write_row
             for row in rows:
                 if data := format_row(row):
@@ -397,8 +417,26 @@ class SqlAckRepository:
         self._conn = conn
 
     async def add_many(self, acks: Sequence[VenAck]) -> None:
-        if acks:
-            await self._conn.execute(ven_acks.insert(), [mapping.ack_row(a) for a in acks])
+        if not acks:
+            return
+        rows = [mapping.ack_row(a) for a in acks]
+        if self._conn.dialect.name != "postgresql":
+            await self._conn.execute(ven_acks.insert(), rows)
+            return
+        # A fleet's ACKs for an event arrive together: binary COPY, as the ledger.
+        for row in rows:
+            stamp = row["timestamp"]
+            if stamp.utcoffset() is None:
+                raise ValueError(f"naive datetime {stamp!r}: timestamps must be timezone-aware")
+            for name in _ACK_DOCUMENTS:
+                row[name] = Jsonb(row[name], dumps=json_dumps)
+        await _pg_copy(
+            self._conn,
+            "ven_acks",
+            _ACK_COLUMNS,
+            _ACK_TYPES,
+            [tuple(row[name] for name in _ACK_COLUMNS) for row in rows],
+        )
 
     async def for_event(self, event_id: str, offset: int = 0, limit: int = 100) -> Page[VenAck]:
         query = (
