@@ -9,9 +9,10 @@ One pass (:meth:`Dispatcher.run_once`) does, in order:
    was sent the event (and cancelling event commands never sent);
 3. re-send commands whose ACK is overdue, with the same correlationId, at most
    ``max_retries`` times, then time them out;
-4. re-allocate the shortfall of rejected, silent or short VENs to VENs with
-   headroom, while time remains;
-5. relay: publish what the outbox holds.
+4. relay: publish what the outbox holds (before step 5, which reads every
+   command of every active event: a new event's commands do not wait for it);
+5. re-allocate the shortfall of rejected, silent or short VENs to VENs with
+   headroom, while time remains, and relay those commands.
 
 Delivery rule: a command is marked sent (and committed) *before* it is
 published. A worker killed between the two never sends a duplicate; the ACK
@@ -164,8 +165,12 @@ class Dispatcher:
         report.activated = await self.activate_due()
         report.finished = await self.finish_over()
         await self.handle_overdue(report)
-        report.reallocated = await self.rebalance()
+        # Relay before judging shortfalls: that reads every command of every
+        # active event, and a new event's commands must not wait for it.
         await self.relay(report)
+        report.reallocated = await self.rebalance()
+        if report.reallocated:
+            await self.relay(report)
         return report
 
     # --- 1. activation --------------------------------------------------
