@@ -75,6 +75,7 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     import threading
 
     import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
     lock = threading.Lock()
     commands: dict[str, dict[str, Any]] = {}
@@ -98,7 +99,7 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
             if len(commands) >= count:
                 all_in.set()
 
-    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-sub")
+    sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-sub")
     sub.on_message = on_message
     sub.connect(host, port)
     sub.subscribe("ven/cmd/#", qos=1)
@@ -112,7 +113,7 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
         pipe.send(("commands", dict(received), len(commands)))
     if pipe.recv() != "ack":
         return
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-pub")
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-pub")
     pub.max_inflight_messages_set(1000)
     pub.max_queued_messages_set(0)
     pub.connect(host, port)
@@ -241,7 +242,7 @@ class Profiler:
             self.profile.enable()
 
     def done(self) -> None:
-        if self.profile is None:
+        if self.profile is None or self.path is None:
             return
         self.profile.disable()
         self.profile.dump_stats(self.path)
