@@ -291,10 +291,10 @@ class Dispatcher:
 
     # --- 4. re-allocation -----------------------------------------------
 
-    async def rebalance(self, *, force: bool = False) -> int:
+    async def rebalance(self) -> int:
         now = self._clock.now()
         last = self._last_rebalance
-        if not force and last is not None and now - last < self.policy.rebalance_every:
+        if last is not None and now - last < self.policy.rebalance_every:
             return 0
         self._last_rebalance = now
         async with self._uow() as uow:
