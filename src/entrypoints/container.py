@@ -79,7 +79,7 @@ def sql_storage(url: str, timeout: float) -> Storage:
     from sqlalchemy import text
 
     from adapters.sql.engine import create_engine
-    from adapters.sql.lease import PostgresAdvisoryLease
+    from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
     from adapters.sql.queries import SqlTelemetryQueries
     from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
     from adapters.sql.shadows import SqlShadowStore
@@ -92,9 +92,14 @@ def sql_storage(url: str, timeout: float) -> Storage:
 
         def new_lease() -> DispatchLease:
             return PostgresAdvisoryLease(engine)
-    else:
-        # SQLite serves one process: workers in it share an in-process lease.
+    elif engine.url.database in (None, "", ":memory:"):
+        # An in-memory SQLite database lives in one process: so does its lease.
         new_lease = InProcessLease().for_worker
+    else:
+        lock_path = f"{engine.url.database}.dispatch-lock"
+
+        def new_lease() -> DispatchLease:
+            return FileLockLease(lock_path)
 
     async def ping() -> None:
         async with engine.connect() as conn:

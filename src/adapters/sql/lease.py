@@ -1,11 +1,15 @@
-"""The dispatch lease on PostgreSQL: a session-level advisory lock held on a
-connection of its own. When the holder dies, PostgreSQL drops its session and
-the lock with it, and another worker takes over on its next pass."""
+"""Dispatch leases: at most one worker dispatches at a time.
+
+On PostgreSQL a session-level advisory lock held on a connection of its own:
+when the holder dies, PostgreSQL drops its session and the lock with it, and
+another worker takes over on its next pass. On SQLite a file lock."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -60,3 +64,32 @@ class PostgresAdvisoryLease:
                 await conn.close()
             except DBAPIError:
                 await conn.invalidate()
+
+
+class FileLockLease:
+    """The dispatch lease for SQLite: an exclusive ``flock`` on a file beside the
+    database. SQLite's users are processes of one machine, and the kernel drops
+    the lock when its holder dies, so a second worker takes over then."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    async def hold(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        log.info("this worker holds the dispatch lease (%s)", self._path)
+        return True
+
+    async def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
