@@ -171,7 +171,7 @@ async def test_a_report_the_store_always_refuses_is_dead_lettered(rig: ReportRig
             return await super().record_snapshots(snapshots)
 
     assert rig.consumer.snapshots is not None
-    rig.consumer.snapshots._write = Refusing(rig.uow.state, rig.reports).record_snapshots
+    rig.consumer.snapshots._write_items = Refusing(rig.uow.state, rig.reports).record_snapshots
     await rig.send("ven/loads/v1", LOADS_004.replace("ven-001", "v1"))
     await rig.send("ven/loads/poison", LOADS_004.replace("ven-001", "poison"))
     await rig.settle()

@@ -23,13 +23,15 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from gridcore.ports import Clock, TelemetryStore, UnitOfWorkFactory
 from gridcore.services import ingest_telemetry
 from gridcore.telemetry import DeadLetter, TelemetrySample
 
 log = logging.getLogger("adapters.mqtt.consumer")
+
+T = TypeVar("T")
 
 # After this many consecutive failures of the same single item, probe whether the
 # database is up by dead-lettering it.
@@ -62,37 +64,37 @@ async def write_dead_letter(uow_factory: UnitOfWorkFactory, letter: DeadLetter) 
         await uow.commit()
 
 
-class TelemetryBatcher:
-    """Collects samples; writes them in batches of up to ``batch_size`` (more
-    when a backlog built up, up to ``max_batch``), at the latest ``max_delay``
-    seconds after the first sample of a batch arrived."""
+class HeldBatches(Generic[T]):
+    """Holds items and writes them in batches of up to ``batch_size`` (more when
+    a backlog built up, up to ``max_batch``), at the latest ``max_delay``
+    seconds after the first item of a batch arrived, under the module's
+    contract. Subclasses say how a batch is written (``_write``) and what a
+    poison item's dead letter holds (``_letter``)."""
+
+    what = "item"
 
     def __init__(
         self,
-        store: TelemetryStore,
         uow_factory: UnitOfWorkFactory,
         clock: Clock,
         *,
         batch_size: int = 500,
         max_delay: float = 0.05,
-        max_batch: int = 5000,
+        max_batch: int | None = None,
         max_held: int = 50_000,
-        auto_register: bool = True,
         retry: RetryPolicy | None = None,
         stats: WriteStats | None = None,
     ) -> None:
-        self._store = store
         self._uow_factory = uow_factory
         self._clock = clock
         self.batch_size = batch_size
         self.max_delay = max_delay
-        self.max_batch = max(max_batch, batch_size)
+        self.max_batch = max(max_batch or batch_size, batch_size)
         self.max_held = max_held
-        self.auto_register = auto_register
         self.retry = retry or RetryPolicy()
         self.stats = stats or WriteStats()
-        self._held: deque[TelemetrySample] = deque()
-        self._first_at: float | None = None
+        self._held: deque[T] = deque()
+        self._first_at = 0.0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -100,21 +102,27 @@ class TelemetryBatcher:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    async def _write(self, batch: list[T]) -> None:
+        raise NotImplementedError
+
+    def _letter(self, item: T, exc: Exception) -> tuple[str, bytes, str]:
+        """(topic, raw bytes, reason) of the dead letter for a poison item."""
+        raise NotImplementedError
+
     @property
     def held(self) -> int:
         return len(self._held)
 
-    def add(self, sample: TelemetrySample) -> None:
-        """Hold a sample for the next batch (never blocks; see ``wait_for_room``)."""
+    def _hold(self, item: T) -> None:
+        """Hold an item for the next batch (never blocks; see ``wait_for_room``)."""
         if not self._held:
             self._first_at = asyncio.get_running_loop().time()
-        self._held.append(sample)
+        self._held.append(item)
         self._idle.clear()
         if len(self._held) >= self.batch_size or len(self._held) == 1:
-            self._wake.set()  # a full batch, or the first sample starting the delay clock
-        if len(self._held) >= self.max_held:
-            if self._room.is_set():
-                log.warning("telemetry buffer full (%d samples held): pausing receive", self.held)
+            self._wake.set()  # a full batch, or the first item starting the delay clock
+        if len(self._held) >= self.max_held and self._room.is_set():
+            log.warning("%s buffer full (%d held): pausing receive", self.what, self.held)
             self._room.clear()
 
     async def wait_for_room(self) -> None:
@@ -143,7 +151,7 @@ class TelemetryBatcher:
                 await self._wake.wait()
                 continue
             if failures == 0 and not self._closing and len(self._held) < self.batch_size:
-                remaining = (self._first_at or loop.time()) + self.max_delay - loop.time()
+                remaining = self._first_at + self.max_delay - loop.time()
                 if remaining > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -152,9 +160,7 @@ class TelemetryBatcher:
             count = min(limit, len(self._held))
             batch = [self._held[i] for i in range(count)]
             try:
-                result = await ingest_telemetry(
-                    self._store, batch, auto_register=self.auto_register
-                )
+                await self._write(batch)
             except Exception as exc:  # the database, whatever its driver raises
                 failures += 1
                 self.stats.failures += 1
@@ -163,29 +169,19 @@ class TelemetryBatcher:
                     failures = 0
                     continue
                 if failures >= 2:
-                    limit = max(1, count // 2)  # isolate a poison sample, if it is one
+                    limit = max(1, count // 2)  # isolate a poison item, if it is one
                 delay = self.retry.delay(failures)
                 log.warning(
-                    "telemetry write failed (%s: %s); holding %d samples, retry %d in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    self.held,
-                    failures,
-                    delay,
-                )
+                    "%s write failed (%s: %s); holding %d, retry %d in %.1fs",
+                    self.what, type(exc).__name__, exc, self.held, failures, delay,
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
             if failures:
-                log.info("telemetry write recovered after %d failure(s)", failures)
+                log.info("%s write recovered after %d failure(s)", self.what, failures)
             failures = 0
             limit = self.max_batch
             self._take(count)
-            self.stats.stored += result.stored
-            self.stats.duplicates += result.duplicates
-            if result.refused:
-                self.stats.refused += len(result.refused)
-                for sample in result.refused:
-                    await self._dead_letter(sample, "refused: VEN is not registered")
 
     def _take(self, count: int) -> None:
         for _ in range(count):
@@ -193,23 +189,74 @@ class TelemetryBatcher:
         if self._held:
             self._first_at = asyncio.get_running_loop().time()
         if len(self._held) < self.max_held and not self._room.is_set():
-            log.info("telemetry buffer has room again (%d held): resuming receive", self.held)
+            log.info("%s buffer has room again (%d held): resuming receive", self.what, self.held)
             self._room.set()
 
-    async def _poison(self, sample: TelemetrySample, exc: Exception) -> bool:
-        reason = f"store refused the sample: {type(exc).__name__}: {exc}"[:1000]
+    async def _poison(self, item: T, exc: Exception) -> bool:
+        topic, payload, reason = self._letter(item, exc)
         try:
-            await self._dead_letter(sample, reason)
+            await write_dead_letter(
+                self._uow_factory, DeadLetter(topic, payload, reason[:1000], self._clock.now())
+            )
         except Exception:
-            return False  # the database is down, not the sample bad: keep holding it
+            return False  # the database is down, not the item bad: keep holding it
         self.stats.poisoned += 1
+        self.stats.dead_letters_written += 1
+        log.error("%s on %s dead-lettered after repeated failures: %s", self.what, topic, reason)
         return True
 
-    async def _dead_letter(self, sample: TelemetrySample, reason: str) -> None:
-        payload = (sample.raw_payload or "").encode()
-        letter = DeadLetter("telemetry", payload, reason, self._clock.now())
-        await write_dead_letter(self._uow_factory, letter)
-        self.stats.dead_letters_written += 1
+
+class TelemetryBatcher(HeldBatches[TelemetrySample]):
+    """Telemetry samples, stored through the batched, idempotent store. A sample
+    the store refuses (an unknown VEN under allow-list registration) is
+    dead-lettered."""
+
+    what = "telemetry"
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        batch_size: int = 500,
+        max_delay: float = 0.05,
+        max_batch: int = 5000,
+        max_held: int = 50_000,
+        auto_register: bool = True,
+        retry: RetryPolicy | None = None,
+        stats: WriteStats | None = None,
+    ) -> None:
+        super().__init__(
+            uow_factory, clock, batch_size=batch_size, max_delay=max_delay,
+            max_batch=max_batch, max_held=max_held, retry=retry, stats=stats,
+        )  # fmt: skip
+        self._store = store
+        self.auto_register = auto_register
+
+    def add(self, sample: TelemetrySample) -> None:
+        self._hold(sample)
+
+    async def _write(self, batch: list[TelemetrySample]) -> None:
+        result = await ingest_telemetry(self._store, batch, auto_register=self.auto_register)
+        # Refused samples are dead-lettered before the batch counts as written:
+        # if that fails, the batch is retried, and the store skips what it has.
+        for sample in result.refused:
+            letter = DeadLetter(
+                "telemetry",
+                (sample.raw_payload or "").encode(),
+                "refused: VEN is not registered",
+                self._clock.now(),
+            )
+            await write_dead_letter(self._uow_factory, letter)
+            self.stats.dead_letters_written += 1
+        self.stats.stored += result.stored
+        self.stats.duplicates += result.duplicates
+        self.stats.refused += len(result.refused)
+
+    def _letter(self, item: TelemetrySample, exc: Exception) -> tuple[str, bytes, str]:
+        reason = f"store refused the sample: {type(exc).__name__}: {exc}"
+        return "telemetry", (item.raw_payload or "").encode(), reason
 
 
 Job = Callable[[], Awaitable[None]]
