@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.unit.test_payloads import METERING_004
 
 from adapters.mqtt.commands import command_payload
 from adapters.mqtt.payloads import AckWire, TelemetryWire, to_telemetry_sample, to_ven_ack
@@ -35,53 +36,8 @@ T0 = datetime.fromtimestamp(TS, UTC)
 
 # --- the documents' examples -------------------------------------------------------
 
-METERING = {  # 004, volttron/metering
-    "venId": "ven-001",
-    "timestamp": TS,
-    "usedPowerKw": 8.2,
-    "shedPowerKw": 4.8,
-    "requestedReductionKw": 5.0,
-    "eventId": "evt-123",
-    "baselinePowerKw": 13.0,
-    "batterySOC": 85.5,
-    "panelAmperageRating": 200,
-    "panelVoltage": 240,
-    "panelMaxKw": 48.0,
-    "currentAmps": 34.2,
-    "panelUtilizationPercent": 17.1,
-    "circuits": [
-        {
-            "id": "circuit_1",
-            "name": "Main HVAC",
-            "breakerAmps": 30,
-            "currentKw": 2.1,
-            "currentAmps": 8.75,
-            "enabled": True,
-            "critical": False,
-        },
-        {
-            "id": "circuit_3",
-            "name": "Pool Pump",
-            "breakerAmps": 20,
-            "currentKw": 0.0,
-            "currentAmps": 0.0,
-            "enabled": False,
-            "critical": False,
-        },
-    ],
-    "loads": [
-        {
-            "loadId": "circuit_1",
-            "name": "Main HVAC",
-            "type": "hvac",
-            "capacityKw": 5.0,
-            "currentPowerKw": 2.1,
-            "shedCapabilityKw": 5.0,
-            "enabled": True,
-            "priority": 2,
-        }
-    ],
-}
+METERING = json.loads(METERING_004)  # 004, volttron/metering, verbatim
+
 TELEMETRY_EXAMPLE = {  # 000, GET /api/vens/{venId}/telemetry
     "timestamp": "2025-10-20T15:30:05Z",
     "usedPowerKw": 8.2,
