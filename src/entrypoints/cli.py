@@ -63,9 +63,13 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from entrypoints.api.auth import AuthNotConfigured
     from entrypoints.api.server import serve
 
-    serve(_settings(), host=args.host, port=args.port)
+    try:
+        serve(_settings(), host=args.host, port=args.port)
+    except AuthNotConfigured as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
