@@ -35,9 +35,6 @@ import logging
 import multiprocessing as mp
 import os
 import pstats
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +48,8 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from brokers import start_mosquitto
 
 from adapters.sql.migrate import migrate
 from adapters.system import RandomIds, SystemClock
@@ -134,27 +133,6 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     pipe.send(("acked", first, time.time()))
     pub.loop_stop()
     sub.loop_stop()
-
-
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = directory / "mosquitto.conf"
-    config.write_text(
-        f"user {os.environ.get('USER') or 'root'}\nlistener {port} 127.0.0.1\n"
-        "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-    )
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(config)], stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start")
 
 
 # --- the database ---------------------------------------------------------------------------

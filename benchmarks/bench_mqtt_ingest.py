@@ -22,9 +22,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +34,8 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from brokers import start_mosquitto
 
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
@@ -145,26 +144,6 @@ async def register_fleet(store: SqlTelemetryStore) -> None:
     fleet = [TelemetrySample(ven_id=f"ven-{v:05d}", timestamp=at) for v in range(VENS)]
     for start in range(0, VENS, 2000):
         await store.append(fleet[start : start + 2000])
-
-
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = directory / "mosquitto.conf"
-    config.write_text(
-        f"user {os.environ.get('USER') or 'root'}\nlistener {port} 127.0.0.1\n"
-        "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-    )
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(config)], stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def fresh_database() -> tuple[str, str]:
