@@ -11,11 +11,21 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
+# The lock file: every session installs these exact versions (`nox -s lock` rewrites it).
+LOCK = "constraints.txt"
+LOCK_HEADER = """\
+# The lock file: the exact version of every package the nox sessions install (the
+# project's dependencies, all its dependency groups, and nox itself), as a pip
+# constraints file (`pip install -c constraints.txt ...`). CPython 3.11 on Linux.
+# Do not edit by hand: after changing dependencies in pyproject.toml, regenerate it
+# with `python3 -m nox -s lock` (a fresh venv, installed unconstrained, `pip freeze`).
+"""
+
 
 def _install(session: nox.Session, *groups: str) -> None:
-    session.install("-e", ".")
+    session.install("-c", LOCK, "-e", ".")
     for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+        session.install("-c", LOCK, *nox.project.dependency_groups(PYPROJECT, group))
 
 
 @nox.session
@@ -56,3 +66,24 @@ def demo(session: nox.Session) -> None:
     """The whole system in one process: SQLite, in-memory broker, simulated VENs."""
     _install(session)
     session.run("gridcore", "demo", *session.posargs)
+
+
+@nox.session(default=False, reuse_venv=False)
+def lock(session: nox.Session) -> None:
+    """Rewrite constraints.txt: install the project, every dependency group and nox into
+    a fresh venv without the lock, and freeze what got installed."""
+    requirements: list[str] = []
+    for group in PYPROJECT["dependency-groups"]:
+        for requirement in nox.project.dependency_groups(PYPROJECT, group):
+            if requirement not in requirements:
+                requirements.append(requirement)
+    session.install("-e", ".", *requirements, "nox")
+    frozen = session.run(
+        "python", "-m", "pip", "freeze", "--exclude-editable", silent=True, stderr=None
+    )
+    pins = [line for line in str(frozen).splitlines() if "==" in line]
+    if not pins:  # e.g. under --install-only, where run() runs nothing
+        session.error(f"pip freeze gave no pins; {LOCK} left as it was")
+    with open(LOCK, "w") as lock_file:
+        lock_file.write(LOCK_HEADER + "\n".join(pins) + "\n")
+    session.log(f"{LOCK}: {len(pins)} packages pinned")
