@@ -23,6 +23,7 @@ from typing import Any
 
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.errors import NotFound, RetriesExhausted
+from gridcore.quantities import to_watts
 
 CORRELATION_ID = re.compile(r"^(evt-[0-9a-f]{8}|cmd)-[0-9a-f]{8}\Z")
 DEFAULT_ACK_TIMEOUT = timedelta(seconds=30)
@@ -38,6 +39,17 @@ def new_correlation_id(event_id: str | None, hex8: str) -> str:
     if not CORRELATION_ID.match(correlation_id):
         raise ValueError(f"cannot build a correlationId from {event_id!r} and {hex8!r}")
     return correlation_id
+
+
+def event_command_id(event_id: str, sequence: int) -> str:
+    """The correlationId of an event's ``sequence``-th command (0-based): unique
+    within the event by construction, where 32 random bits are not (a
+    10,000-VEN event would collide about once in a hundred activations). Every
+    command of an event is created under that event's lock, so the sequence is
+    the number of commands the event already has."""
+    if not 0 <= sequence <= 0xFFFFFFFF:
+        raise ValueError(f"command sequence {sequence} does not fit in 8 hex digits")
+    return new_correlation_id(event_id, f"{sequence:08x}")
 
 
 def event_id_of(correlation_id: str) -> str | None:
@@ -196,32 +208,103 @@ def apply_ack(command: Command | None, ack: VenAck, now: datetime) -> AckMatch:
     return AckMatch(outcome, command.acknowledge(ack, now))
 
 
-def fallback_match(candidates: Iterable[Command], ack: VenAck) -> Command | None:
-    """For an ACK without correlationId: the newest command to that VEN with the
-    same op and (when the ACK names one) the same event."""
+def newest_command(
+    candidates: Iterable[Command], ven_id: str, op: str, event_id: str | None
+) -> Command | None:
+    """The newest command of ``op`` to ``ven_id`` (of ``event_id`` when given):
+    the ledger's order is (created_at, correlationId)."""
     best: Command | None = None
     for command in candidates:
-        if command.ven_id != ack.ven_id or command.op.value != ack.op:
+        if command.ven_id != ven_id or command.op.value != op:
             continue
-        if ack.event_id is not None and command.event_id != ack.event_id:
+        if event_id is not None and command.event_id != event_id:
             continue
-        if best is None or (command.created_at, command.correlation_id) > (
-            best.created_at,
-            best.correlation_id,
-        ):
+        if best is None or _order(command) > _order(best):
             best = command
     return best
 
 
-class CommandLedger:
-    """Commands sent, keyed by correlationId; an in-memory aggregate.
+def fallback_match(candidates: Iterable[Command], ack: VenAck) -> Command | None:
+    """For an ACK without correlationId: the newest command to that VEN with the
+    same op and (when the ACK names one) the same event."""
+    return newest_command(candidates, ack.ven_id, ack.op, ack.event_id)
 
-    The SQL adapter persists the same :class:`Command` records; the rules
-    (:func:`apply_ack`, :meth:`Command.mark_sent`, retries) are shared.
+
+def _order(command: Command) -> tuple[datetime, str]:
+    return (command.created_at, command.correlation_id)
+
+
+def latest_per_ven(
+    commands: Iterable[Command], op: CommandOp = CommandOp.EVENT
+) -> dict[str, Command]:
+    """Each VEN's newest command of ``op``: for event commands, the one a
+    re-allocation left in force (it supersedes the older ones)."""
+    latest: dict[str, Command] = {}
+    for command in commands:
+        if command.op is op:
+            held = latest.get(command.ven_id)
+            if held is None or _order(command) > _order(held):
+                latest[command.ven_id] = command
+    return latest
+
+
+def expected_w(command: Command) -> int:
+    """What a VEN is counted on for, given its newest event command: the kW asked
+    while unanswered, what it reported once it accepted, nothing once it refused,
+    went silent or was cancelled."""
+    if command.state.is_open:
+        return to_watts(command.shed_kw or 0.0)
+    if command.state is CommandState.ACKED:
+        return to_watts(
+            command.delivered_kw if command.delivered_kw is not None else command.shed_kw or 0.0
+        )
+    return 0
+
+
+def delivered_w(commands: Iterable[Command]) -> int:
+    """actualReductionKw of one event, in watts: the sum over VENs of what the
+    VEN's newest accepted event command reports (a re-allocated VEN's newer
+    ACK replaces its older one; an ACK is never summed over time)."""
+    newest: dict[str, Command] = {}
+    for command in commands:
+        if command.op is CommandOp.EVENT and command.state is CommandState.ACKED:
+            held = newest.get(command.ven_id)
+            if held is None or _order(command) > _order(held):
+                newest[command.ven_id] = command
+    return sum(to_watts(c.delivered_kw or 0.0) for c in newest.values())
+
+
+def owed_w(commands: Iterable[Command]) -> dict[str, int]:
+    """Watts each VEN is counted on for across the events of ``commands`` (pass
+    the commands of every active event): overlapping events must not ask one
+    home for the same kW twice. Activation and re-allocation both use it."""
+    by_event: dict[str | None, list[Command]] = {}
+    for command in commands:
+        by_event.setdefault(command.event_id, []).append(command)
+    owed: dict[str, int] = {}
+    for event_commands in by_event.values():
+        for ven_id, command in latest_per_ven(event_commands).items():
+            owed[ven_id] = owed.get(ven_id, 0) + expected_w(command)
+    return owed
+
+
+class CommandLedger:
+    """Commands keyed by correlationId: the aggregate through which every change
+    to commands goes, in production as in the tests.
+
+    A use case loads the commands it is about to change into a ledger, inside
+    a transaction that holds their event's lock (see
+    :meth:`gridcore.ports.EventRepository.lock`), lets the ledger apply the
+    rules (:func:`apply_ack`, :meth:`Command.mark_sent`, bounded retries that
+    never reopen an answered command), and writes back :meth:`changed` and
+    :meth:`added`. Methods that speak for a whole event (:meth:`end_event`,
+    :meth:`next_id`) need every command of that event loaded.
     """
 
     def __init__(
         self,
+        commands: Iterable[Command] = (),
+        *,
         ack_timeout: timedelta = DEFAULT_ACK_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
@@ -230,6 +313,12 @@ class CommandLedger:
         self.ack_timeout = ack_timeout
         self.max_retries = max_retries
         self._commands: dict[str, Command] = {}
+        self._added: list[str] = []
+        self._changed: dict[str, None] = {}  # insertion-ordered set
+        for command in commands:
+            if command.correlation_id in self._commands:
+                raise ValueError(f"correlationId {command.correlation_id} loaded twice")
+            self._commands[command.correlation_id] = command
 
     def __len__(self) -> int:
         return len(self._commands)
@@ -253,17 +342,52 @@ class CommandLedger:
             if c.event_id == event_id and (ven_id is None or c.ven_id == ven_id)
         ]
 
+    # --- what to write back ---------------------------------------------------
+
+    def added(self) -> list[Command]:
+        """Commands recorded into this ledger, in the order they were recorded."""
+        return [self._commands[cid] for cid in self._added]
+
+    def changed(self) -> list[Command]:
+        """Loaded commands whose state this ledger changed."""
+        added = set(self._added)
+        return [self._commands[cid] for cid in self._changed if cid not in added]
+
+    def _put(self, command: Command) -> Command:
+        self._commands[command.correlation_id] = command
+        self._changed[command.correlation_id] = None
+        return command
+
+    # --- the rules ----------------------------------------------------------------
+
+    def next_id(self, event_id: str) -> str:
+        """A correlationId for a new command of ``event_id`` (every command of
+        the event loaded): unique within the event by construction."""
+        return event_command_id(event_id, len(self.for_event(event_id)))
+
     def record(self, command: Command) -> Command:
         """Add a new command (normally PENDING, then :meth:`sent`)."""
         if command.correlation_id in self._commands:
             raise ValueError(f"correlationId {command.correlation_id} is already in the ledger")
         self._commands[command.correlation_id] = command
+        self._added.append(command.correlation_id)
         return command
 
     def sent(self, correlation_id: str, now: datetime) -> Command:
-        command = self.get(correlation_id).mark_sent(now, self.ack_timeout)
-        self._commands[correlation_id] = command
-        return command
+        """Mark a command published. Only a command in the outbox is: one that
+        another pass sent, or that was answered, meanwhile is returned as is."""
+        command = self.get(correlation_id)
+        if command.state is not CommandState.PENDING:
+            return command
+        return self._put(command.mark_sent(now, self.ack_timeout))
+
+    def unsent(self, correlation_id: str, attempts: int) -> Command:
+        """Put a command whose publish failed back in the outbox, unless it
+        moved on since it was marked sent (answered, or sent again)."""
+        command = self.get(correlation_id)
+        if command.state is not CommandState.SENT or command.attempts != attempts:
+            return command
+        return self._put(command.unsent())
 
     def match(self, ack: VenAck, now: datetime) -> AckMatch:
         command: Command | None = None
@@ -276,7 +400,7 @@ class CommandLedger:
             command = fallback_match(self._commands.values(), ack)
         result = apply_ack(command, ack, now)
         if result.changed and result.command is not None:
-            self._commands[result.command.correlation_id] = result.command
+            self._put(result.command)
         return result
 
     def overdue(self, now: datetime) -> list[Command]:
@@ -289,15 +413,51 @@ class CommandLedger:
         """Re-send an overdue command with the same correlationId.
 
         Raises :class:`RetriesExhausted` (and times the command out) when it has
-        already been sent ``1 + max_retries`` times. A command answered in the
-        meantime (the ACK raced the retry) is returned unchanged, not re-opened.
+        already been sent ``1 + max_retries`` times. A command that is no longer
+        overdue (the ACK raced the retry, or another pass retried it) is
+        returned unchanged, never re-opened.
         """
         command = self.get(correlation_id)
-        if command.state in (CommandState.ACKED, CommandState.REJECTED):
+        if not command.is_overdue(now):
             return command
         if not command.can_retry(self.max_retries):
-            self._commands[correlation_id] = command.time_out()
+            self._put(command.time_out())
             raise RetriesExhausted(
                 f"{correlation_id}: no ACK from {command.ven_id} after {command.attempts} sends"
             )
-        return self.sent(correlation_id, now)
+        return self._put(command.mark_sent(now, self.ack_timeout))
+
+    def end_event(self, event_id: str, now: datetime) -> list[Command]:
+        """At an event's end or stop: cancel its event commands still in the
+        outbox, and record one restore per VEN that was sent the event and has
+        none yet (so a stop racing the completion cannot restore twice).
+        Returns the restores."""
+        commands = self.for_event(event_id)
+        for c in commands:
+            if c.op is CommandOp.EVENT and c.attempts == 0 and c.state.is_open:
+                self._put(c.cancel())
+        sent_to = {c.ven_id for c in commands if c.op is CommandOp.EVENT and c.attempts > 0}
+        restored = {c.ven_id for c in commands if c.op is CommandOp.RESTORE}
+        return [
+            self.record(
+                Command(
+                    correlation_id=self.next_id(event_id),
+                    ven_id=ven_id,
+                    op=CommandOp.RESTORE,
+                    created_at=now,
+                    event_id=event_id,
+                )
+            )
+            for ven_id in sorted(sent_to - restored)
+        ]
+
+    # --- what the event is owed ---------------------------------------------------
+
+    def latest_per_ven(self, event_id: str) -> dict[str, Command]:
+        return latest_per_ven(self.for_event(event_id))
+
+    def delivered_w(self, event_id: str) -> int:
+        return delivered_w(self.for_event(event_id))
+
+    def owed_w(self) -> dict[str, int]:
+        return owed_w(self._commands.values())

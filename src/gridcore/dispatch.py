@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gridcore.allocation import allocate_shed, allocate_watts
-from gridcore.correlation import Command, CommandOp, CommandState, new_correlation_id
+from gridcore.correlation import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    Command,
+    CommandLedger,
+    CommandOp,
+    CommandState,
+    expected_w,
+)
+from gridcore.errors import RetriesExhausted
 from gridcore.events import DrEvent, EventStatus
 from gridcore.ports import (
     Clock,
@@ -89,48 +98,36 @@ def _duration_sec(event: DrEvent, now: datetime) -> int:
     return max(math.ceil(event.remaining(now).total_seconds()), 1)
 
 
-async def end_event_commands(
-    uow: UnitOfWork, event: DrEvent, ids: IdGenerator, now: datetime
-) -> list[Command]:
-    """At an event's end or stop: cancel its event commands still in the outbox,
-    and queue one restore per VEN that was sent the event and has none yet."""
-    commands = await uow.commands.for_event(event.id)
-    unsent = [c.cancel() for c in commands if c.op is CommandOp.EVENT and c.attempts == 0]
-    if unsent:
-        await uow.commands.update_many(unsent)
-    sent_to = {c.ven_id for c in commands if c.op is CommandOp.EVENT and c.attempts > 0}
-    restored = {c.ven_id for c in commands if c.op is CommandOp.RESTORE}
-    restores = [
-        Command(
-            correlation_id=new_correlation_id(event.id, ids.hex8()),
-            ven_id=ven_id,
-            op=CommandOp.RESTORE,
-            created_at=now,
-            event_id=event.id,
-        )
-        for ven_id in sorted(sent_to - restored)
-    ]
-    await uow.commands.add_many(restores)
+async def end_event_commands(uow: UnitOfWork, event: DrEvent, now: datetime) -> list[Command]:
+    """At an event's end or stop (the caller holds the event's lock): cancel its
+    event commands still in the outbox, and queue one restore per VEN that was
+    sent the event and has none yet."""
+    ledger = CommandLedger(await uow.commands.for_event(event.id))
+    restores = ledger.end_event(event.id, now)
+    await uow.commands.update_many(ledger.changed())
+    await uow.commands.add_many(ledger.added())
     return restores
 
 
-def _latest_per_ven(commands: Sequence[Command]) -> dict[str, Command]:
-    latest: dict[str, Command] = {}
-    for c in sorted(commands, key=lambda c: (c.created_at, c.correlation_id)):
-        if c.op is CommandOp.EVENT:
-            latest[c.ven_id] = c
-    return latest
-
-
-def _expected_w(command: Command) -> int:
-    """What a VEN is counted on for, given its latest event command."""
-    if command.state.is_open:
-        return to_watts(command.shed_kw or 0.0)
-    if command.state is CommandState.ACKED:
-        return to_watts(
-            command.delivered_kw if command.delivered_kw is not None else command.shed_kw or 0.0
-        )
-    return 0
+async def locked_ledger(
+    uow: UnitOfWork,
+    candidates: Sequence[Command],
+    *,
+    ack_timeout: timedelta = DEFAULT_ACK_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> CommandLedger:
+    """The ledger of ``candidates`` as they are now, with their events locked
+    (commands outside an event locked themselves). ``candidates`` were read
+    before the lock: another transaction may have moved them since, so
+    decisions are taken on this fresh copy only."""
+    await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
+    loose = await uow.commands.lock([c.correlation_id for c in candidates if c.event_id is None])
+    current = await uow.commands.get_many(
+        [c.correlation_id for c in candidates if c.event_id is not None]
+    )
+    return CommandLedger(
+        [*current.values(), *loose.values()], ack_timeout=ack_timeout, max_retries=max_retries
+    )
 
 
 class Dispatcher:
@@ -175,14 +172,12 @@ class Dispatcher:
 
     # --- 1. activation --------------------------------------------------
 
-    async def _commitments_w(self, uow: UnitOfWork, active: Sequence[DrEvent]) -> dict[str, int]:
-        """Watts each VEN already owes to other active events (overlapping events
-        must not ask one home for the same kW twice)."""
-        owed: dict[str, int] = {}
-        for event in active:
-            for ven_id, c in _latest_per_ven(await uow.commands.for_event(event.id)).items():
-                owed[ven_id] = owed.get(ven_id, 0) + _expected_w(c)
-        return owed
+    async def _allocation_ledger(self, uow: UnitOfWork, event_id: str) -> CommandLedger:
+        """Every command of every active event and of ``event_id``, read under
+        the allocation lock: what each VEN already owes, so overlapping events
+        never ask one home for the same kW twice."""
+        active = [e.id for e in await uow.events.active()]
+        return CommandLedger(await uow.commands.for_events([*active, event_id]))
 
     async def activate_due(self) -> list[str]:
         now = self._clock.now()
@@ -194,32 +189,36 @@ class Dispatcher:
         activated = []
         for candidate in due:
             async with self._uow() as uow:
-                event = await uow.events.get(candidate.id)
+                await uow.commands.lock_allocation()
+                event = (await uow.events.lock([candidate.id])).get(candidate.id)
                 if event is None or not event.is_due(now):
                     continue  # cancelled or activated by someone else meanwhile
                 if event.end_time <= now:
                     # Its whole window passed while no dispatcher ran: nothing to send.
-                    await uow.events.update(event.activate(now).complete(now))
+                    finished = event.activate(now).complete(now)
+                    await uow.events.save_status(finished, EventStatus.SCHEDULED)
                     await uow.commit()
                     log.warning("event %s: window passed before dispatch; completed", event.id)
                     continue
-                owed = await self._commitments_w(uow, await uow.events.active())
+                ledger = await self._allocation_ledger(uow, event.id)
+                owed = ledger.owed_w()
                 headroom = {v: max(kw - to_kw(owed.get(v, 0)), 0.0) for v, kw in available.items()}
                 shares = allocate_shed(event.requested_reduction_kw, headroom)
-                commands = [
-                    Command(
-                        correlation_id=new_correlation_id(event.id, self._ids.hex8()),
-                        ven_id=ven_id,
-                        op=CommandOp.EVENT,
-                        created_at=now,
-                        event_id=event.id,
-                        shed_kw=kw,
-                        duration_sec=_duration_sec(event, now),
-                    )
-                    for ven_id, kw in sorted(shares.items())
-                    if kw > 0
-                ]
-                await uow.events.update(event.activate(now))
+                for ven_id, kw in sorted(shares.items()):
+                    if kw > 0:
+                        ledger.record(
+                            Command(
+                                correlation_id=ledger.next_id(event.id),
+                                ven_id=ven_id,
+                                op=CommandOp.EVENT,
+                                created_at=now,
+                                event_id=event.id,
+                                shed_kw=kw,
+                                duration_sec=_duration_sec(event, now),
+                            )
+                        )
+                commands = ledger.added()
+                await uow.events.save_status(event.activate(now), EventStatus.SCHEDULED)
                 await uow.commands.add_many(commands)
                 await uow.commit()
             activated.append(event.id)
@@ -244,11 +243,11 @@ class Dispatcher:
         finished = []
         for candidate in over:
             async with self._uow() as uow:
-                event = await uow.events.get(candidate.id)
+                event = (await uow.events.lock([candidate.id])).get(candidate.id)
                 if event is None or not event.is_over(now):
-                    continue
-                await uow.events.update(event.complete(now))
-                restores = await end_event_commands(uow, event, self._ids, now)
+                    continue  # stopped (or completed) by someone else meanwhile
+                await uow.events.save_status(event.complete(now), EventStatus.ACTIVE)
+                restores = await end_event_commands(uow, event, now)
                 await uow.commit()
             finished.append(event.id)
             log.info("event %s completed; %d restore(s) queued", event.id, len(restores))
@@ -256,18 +255,29 @@ class Dispatcher:
 
     # --- 3. ACK deadlines -------------------------------------------------
 
+    async def _locked(self, uow: UnitOfWork, candidates: Sequence[Command]) -> CommandLedger:
+        return await locked_ledger(
+            uow,
+            candidates,
+            ack_timeout=self.policy.ack_timeout,
+            max_retries=self.policy.max_retries,
+        )
+
     async def handle_overdue(self, report: DispatchReport) -> None:
         now = self._clock.now()
         policy = self.policy
+        resend: list[Command] = []
+        expired: list[Command] = []
         async with self._uow() as uow:
-            overdue = await uow.commands.overdue(now, policy.batch_size)
-            resend = [
-                c.mark_sent(now, policy.ack_timeout)
-                for c in overdue
-                if c.can_retry(policy.max_retries)
-            ]
-            expired = [c.time_out() for c in overdue if not c.can_retry(policy.max_retries)]
-            await uow.commands.update_many(resend + expired)
+            ledger = await self._locked(uow, await uow.commands.overdue(now, policy.batch_size))
+            # Decided on the locked copy: an ACK that landed since the overdue
+            # query is kept, and the command is not sent again.
+            for command in ledger.overdue(now):
+                try:
+                    resend.append(ledger.retry(command.correlation_id, now))
+                except RetriesExhausted:
+                    expired.append(ledger.get(command.correlation_id))
+            await uow.commands.update_many(ledger.changed())
             await uow.commit()
         for c in expired:
             log.warning(
@@ -306,40 +316,47 @@ class Dispatcher:
         created = 0
         for candidate in active:
             async with self._uow() as uow:
-                event = await uow.events.get(candidate.id)
+                await uow.commands.lock_allocation()
+                event = (await uow.events.lock([candidate.id])).get(candidate.id)
                 if event is None or event.status is not EventStatus.ACTIVE:
-                    continue
-                latest = _latest_per_ven(await uow.commands.for_event(event.id))
+                    continue  # stopped or completed meanwhile: nothing more to send
+                ledger = await self._allocation_ledger(uow, event.id)
+                latest = ledger.latest_per_ven(event.id)
                 if not latest or any(c.state.is_open for c in latest.values()):
                     continue  # wait for every answer before judging the shortfall
                 gap = to_watts(event.requested_reduction_kw) - sum(
-                    _expected_w(c) for c in latest.values()
+                    expected_w(c) for c in latest.values()
                 )
                 if gap < to_watts(self.policy.rebalance_min_kw):
                     continue
                 if available is None:
                     available = await self._queries.available_shed(now, self.policy.offline_after)
+                # Headroom is what a VEN can shed less what it owes every active
+                # event (this one included): the same count activation uses.
+                owed = ledger.owed_w()
                 refused = {v for v, c in latest.items() if c.state is not CommandState.ACKED}
                 headroom = {
-                    v: max(to_watts(kw) - (_expected_w(latest[v]) if v in latest else 0), 0)
+                    v: max(to_watts(kw) - owed.get(v, 0), 0)
                     for v, kw in available.items()
                     if v not in refused
                 }
                 extra = allocate_watts(min(gap, sum(headroom.values())), headroom)
-                commands = [
-                    Command(
-                        correlation_id=new_correlation_id(event.id, self._ids.hex8()),
-                        ven_id=v,
-                        op=CommandOp.EVENT,
-                        created_at=now,
-                        event_id=event.id,
-                        shed_kw=to_kw((_expected_w(latest[v]) if v in latest else 0) + w),
-                        duration_sec=_duration_sec(event, now),
-                        supersedes=latest[v].correlation_id if v in latest else None,
-                    )
-                    for v, w in sorted(extra.items())
-                    if w > 0
-                ]
+                for v, w in sorted(extra.items()):
+                    if w > 0:
+                        held = latest.get(v)
+                        ledger.record(
+                            Command(
+                                correlation_id=ledger.next_id(event.id),
+                                ven_id=v,
+                                op=CommandOp.EVENT,
+                                created_at=now,
+                                event_id=event.id,
+                                shed_kw=to_kw((expected_w(held) if held else 0) + w),
+                                duration_sec=_duration_sec(event, now),
+                                supersedes=held.correlation_id if held else None,
+                            )
+                        )
+                commands = ledger.added()
                 if not commands:
                     continue
                 await uow.commands.add_many(commands)
@@ -358,8 +375,10 @@ class Dispatcher:
     async def relay(self, report: DispatchReport) -> None:
         now = self._clock.now()
         async with self._uow() as uow:
-            pending = await uow.commands.pending(self.policy.batch_size)
-            marked = [c.mark_sent(now, self.policy.ack_timeout) for c in pending]
+            ledger = await self._locked(uow, await uow.commands.pending(self.policy.batch_size))
+            for command in ledger.commands():
+                ledger.sent(command.correlation_id, now)
+            marked = ledger.changed()
             await uow.commands.update_many(marked)
             await uow.commit()
         failed = await self._publish(marked)
@@ -396,14 +415,10 @@ class Dispatcher:
         failed = [c for c in await asyncio.gather(*(send(c) for c in commands)) if c is not None]
         if failed:
             async with self._uow() as uow:
-                current = await uow.commands.get_many([c.correlation_id for c in failed])
-                back = [
-                    current[c.correlation_id].unsent()
-                    for c in failed
-                    if c.correlation_id in current
-                    and current[c.correlation_id].state is CommandState.SENT
-                    and current[c.correlation_id].attempts == c.attempts
-                ]
-                await uow.commands.update_many(back)
+                ledger = await self._locked(uow, failed)
+                for c in failed:
+                    if c.correlation_id in ledger:
+                        ledger.unsent(c.correlation_id, c.attempts)
+                await uow.commands.update_many(ledger.changed())
                 await uow.commit()
         return len(failed)

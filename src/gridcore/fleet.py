@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from gridcore.correlation import Command, CommandOp, new_correlation_id
+from gridcore.correlation import Command, CommandOp, event_command_id, new_correlation_id
 from gridcore.errors import DomainError, InvalidInput, NotFound
 from gridcore.events import DrEvent, EventStatus
 from gridcore.ports import Clock, IdGenerator, TelemetryQueries, UnitOfWork, UnitOfWorkFactory
@@ -143,12 +143,26 @@ def _duration(duration_sec: int | None, event: DrEvent | None, now: datetime) ->
 
 
 async def _running_event(uow: UnitOfWork, event_id: str) -> DrEvent:
-    event = await uow.events.get(event_id)
+    """The active event, locked: its commands are added to under its lock (their
+    correlationIds count them), and a stop cannot slip in between."""
+    event = (await uow.events.lock([event_id])).get(event_id)
     if event is None:
         raise NotFound("event", event_id)
     if event.status is not EventStatus.ACTIVE:
         raise EventNotActive(event_id, event.status.value)
     return event
+
+
+async def _new_command_id(uow: UnitOfWork, ids: IdGenerator, event_id: str | None) -> str:
+    """An event's next correlationId (the caller holds the event's lock), or a
+    random ``cmd-`` one drawn again on the rare collision with a stored one."""
+    if event_id is not None:
+        return event_command_id(event_id, await uow.commands.count_for_event(event_id))
+    for _ in range(8):
+        correlation_id = new_correlation_id(None, ids.hex8())
+        if await uow.commands.get(correlation_id) is None:
+            return correlation_id
+    raise RuntimeError("no free cmd- correlationId after 8 draws: is the id generator random?")
 
 
 async def send_event_command(
@@ -168,10 +182,11 @@ async def send_event_command(
     now = clock.now()
     async with uow_factory() as uow:
         await _ven(uow, ven_id)
+        await uow.commands.lock_allocation()
         event = await _running_event(uow, event_id)
         previous = await uow.commands.latest_for(ven_id, CommandOp.EVENT.value, event_id)
         command = Command(
-            correlation_id=new_correlation_id(event_id, ids.hex8()),
+            correlation_id=await _new_command_id(uow, ids, event_id),
             ven_id=ven_id,
             op=CommandOp.EVENT,
             created_at=now,
@@ -212,7 +227,7 @@ async def shed_load_command(
         if kw <= 0:
             raise InvalidInput("shedKw", "the load reports no shed capability; give shedKw")
         command = Command(
-            correlation_id=new_correlation_id(event_id, ids.hex8()),
+            correlation_id=await _new_command_id(uow, ids, event_id),
             ven_id=ven_id,
             op=CommandOp.SHED_LOAD,
             created_at=now,

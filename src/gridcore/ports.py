@@ -80,18 +80,38 @@ class VenRepository(Protocol):
 
 
 class EventRepository(Protocol):
-    """DR events. ``update`` stores a new state of an existing event."""
+    """DR events.
+
+    Several workers and the API change events at once (PostgreSQL at READ
+    COMMITTED). The rule that keeps them correct: a transaction that changes an
+    event's lifecycle, adds or changes its commands, or changes its
+    actualReductionKw first takes the event's lock (:meth:`lock`) and only then
+    reads what it decides on. Such transactions on one event run one after the
+    other; the lifecycle and the delivered kW are written by separate methods
+    that touch only their own columns."""
 
     async def add(self, event: DrEvent) -> None: ...
 
     async def get(self, event_id: str) -> DrEvent | None: ...
 
-    async def update(self, event: DrEvent) -> None: ...
+    async def lock(self, event_ids: Sequence[str]) -> dict[str, DrEvent]:
+        """Lock these events until the transaction ends (waiting for whoever
+        holds one), and return them as they are once locked; unknown ids are
+        absent. Locks are taken in id order, so two transactions locking
+        overlapping sets never deadlock."""
+        ...
+
+    async def save_status(self, event: DrEvent, previous: EventStatus) -> None:
+        """Store ``event``'s lifecycle (status, activatedAt, endedAt) and
+        nothing else, if its stored status is still ``previous``; otherwise
+        raise :class:`~gridcore.errors.IllegalTransition` from the stored
+        status (someone else moved it first)."""
+        ...
 
     async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
         """Atomically add ``delta_kw`` (may be negative; the result is floored
-        at 0) to an event's actualReductionKw: several workers may record ACKs
-        of one event at once, so this must not be a read-modify-write."""
+        at 0) to an event's actualReductionKw, in one statement that computes
+        from the stored value."""
         ...
 
     async def page(
@@ -136,8 +156,31 @@ class CommandRepository(Protocol):
 
     async def update_many(self, commands: Sequence[Command]) -> None: ...
 
-    async def for_event(self, event_id: str) -> list[Command]:
-        """Every command of an event (event commands and its restores)."""
+    async def for_event(self, event_id: str, ven_ids: Sequence[str] | None = None) -> list[Command]:
+        """Every command of an event (event commands and its restores), or
+        only those to ``ven_ids``; in (created_at, correlationId) order."""
+        ...
+
+    async def for_events(self, event_ids: Sequence[str]) -> list[Command]:
+        """Every command of these events, in one round trip."""
+        ...
+
+    async def count_for_event(self, event_id: str) -> int:
+        """How many commands an event has (its next command's sequence)."""
+        ...
+
+    async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        """Lock commands outside any event (``cmd-...``) until the transaction
+        ends, in correlationId order, and return them as they are once locked.
+        Commands of an event are guarded by the event's lock instead; take
+        event locks first."""
+        ...
+
+    async def lock_allocation(self) -> None:
+        """Until the transaction ends, be the only transaction allocating shed
+        to VENs (activation, re-allocation, a manual event command): what a VEN
+        already owes is read and added to in one step, so two allocations never
+        promise the same kW of one home twice."""
         ...
 
     async def pending(self, limit: int = 1000) -> list[Command]:

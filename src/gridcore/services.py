@@ -9,15 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from gridcore.correlation import (
-    AckMatch,
-    AckOutcome,
-    Command,
-    CommandOp,
-    CommandState,
-    VenAck,
-    apply_ack,
-)
+from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
 from gridcore.dispatch import end_event_commands
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import DrEvent, new_event_id
@@ -29,7 +21,7 @@ from gridcore.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from gridcore.quantities import to_kw, to_watts
+from gridcore.quantities import to_kw
 from gridcore.telemetry import DeadLetter, TelemetrySample
 from gridcore.ven import Location, Ven
 
@@ -101,8 +93,8 @@ async def create_event(
     return event
 
 
-async def _load_event(uow: UnitOfWork, event_id: str) -> DrEvent:
-    event = await uow.events.get(event_id)
+async def _locked_event(uow: UnitOfWork, event_id: str) -> DrEvent:
+    event = (await uow.events.lock([event_id])).get(event_id)
     if event is None:
         raise NotFound("event", event_id)
     return event
@@ -111,26 +103,29 @@ async def _load_event(uow: UnitOfWork, event_id: str) -> DrEvent:
 async def cancel_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: str) -> DrEvent:
     """Cancel a scheduled event; nothing was sent, so nothing is restored."""
     async with uow_factory() as uow:
-        event = (await _load_event(uow, event_id)).cancel(clock.now())
-        await uow.events.update(event)
+        event = await _locked_event(uow, event_id)
+        cancelled = event.cancel(clock.now())
+        await uow.events.save_status(cancelled, event.status)
         await uow.commit()
     log.info("event %s cancelled", event_id)
-    return event
+    return cancelled
 
 
 async def stop_event(
     uow_factory: UnitOfWorkFactory, clock: Clock, ids: IdGenerator, event_id: str
 ) -> DrEvent:
     """Stop an active event now, and queue a restore to every VEN it was sent
-    to (in the same transaction: the outbox)."""
+    to (in the same transaction: the outbox). Under the event's lock: a stop
+    racing the event's completion, or an ACK, waits for it and sees its result."""
     now = clock.now()
     async with uow_factory() as uow:
-        event = (await _load_event(uow, event_id)).stop(now)
-        await uow.events.update(event)
-        restores = await end_event_commands(uow, event, ids, now)
+        event = await _locked_event(uow, event_id)
+        stopped = event.stop(now)
+        await uow.events.save_status(stopped, event.status)
+        restores = await end_event_commands(uow, stopped, now)
         await uow.commit()
     log.info("event %s stopped; %d restore(s) queued", event_id, len(restores))
-    return event
+    return stopped
 
 
 # --- ACKs ----------------------------------------------------------------
@@ -147,35 +142,32 @@ async def record_acks(
     """Store a batch of ACKs in one transaction, match each to its command, and
     add what they deliver to their events' actualReductionKw.
 
-    actualReductionKw is the sum over VENs of the kW their accepted ACKs report
-    (never a sum over time); when a re-allocation raised a VEN's target, its
-    newer ACK replaces the older one's contribution. Every ACK is stored,
-    matched or not: it is the audit trail."""
+    actualReductionKw is the sum over VENs of the kW their newest accepted ACK
+    reports (never a sum over time; see :func:`gridcore.correlation.delivered_w`).
+    The commands the ACKs answer are matched under their events' locks, and
+    the change in delivered kW is computed from the commands this transaction
+    changed: the same ACK handled by two workers at once counts once. Every ACK
+    is stored, matched or not: it is the audit trail."""
     now = clock.now()
-    matches: list[AckMatch] = []
     async with uow_factory() as uow:
-        known = await uow.commands.get_many([a.correlation_id for a in acks if a.correlation_id])
-        changed: dict[str, Command] = {}
-        deltas: dict[str, int] = defaultdict(int)
+        ledger = await _ack_ledger(uow, acks)
+        events = {c.event_id for c in ledger.commands() if c.event_id is not None}
+        before = {event_id: ledger.delivered_w(event_id) for event_id in events}
+        matches: list[AckMatch] = []
         stored: list[VenAck] = []
         for ack in acks:
-            command = await _command_for(uow, known, ack)
-            match = apply_ack(command, ack, now)
+            match = ledger.match(ack, now)
             matches.append(match)
             new = match.command
             if new is not None and ack.event_id is None and new.event_id:
                 # Restore ACKs carry no event id; the ledger knows which event it was.
                 ack = replace(ack, event_id=new.event_id)
             stored.append(ack)
-            if not match.changed or new is None:
-                continue
-            known[new.correlation_id] = changed[new.correlation_id] = new
-            if new.op is CommandOp.EVENT and new.event_id is not None:
-                deltas[new.event_id] += await _delivered_delta_w(uow, known, new)
         await uow.acks.add_many(stored)
-        await uow.commands.update_many(list(changed.values()))
-        for event_id, delta in deltas.items():
-            if delta and await uow.events.get(event_id) is not None:
+        await uow.commands.update_many(ledger.changed())
+        for event_id in sorted(events):
+            delta = ledger.delivered_w(event_id) - before[event_id]
+            if delta:
                 await uow.events.add_actual_reduction(event_id, to_kw(delta))
         await uow.commit()
     for ack, match in zip(acks, matches, strict=True):
@@ -197,24 +189,28 @@ async def record_acks(
     return matches
 
 
-async def _command_for(uow: UnitOfWork, known: dict[str, Command], ack: VenAck) -> Command | None:
-    if ack.correlation_id is not None:
-        command = known.get(ack.correlation_id)
-        # Another VEN echoing someone else's correlationId is not an answer.
-        return command if command is not None and command.ven_id == ack.ven_id else None
-    command = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
-    if command is None:
-        return None
-    return known.setdefault(command.correlation_id, command)
-
-
-async def _delivered_delta_w(uow: UnitOfWork, known: dict[str, Command], new: Command) -> int:
-    delta = to_watts(new.delivered_kw or 0.0)
-    if new.supersedes is not None:
-        old = known.get(new.supersedes) or await uow.commands.get(new.supersedes)
-        if old is not None and old.state is CommandState.ACKED:
-            delta -= to_watts(old.delivered_kw or 0.0)
-    return delta
+async def _ack_ledger(uow: UnitOfWork, acks: Sequence[VenAck]) -> CommandLedger:
+    """The commands ``acks`` may answer, locked and re-read: for each (event,
+    VEN) an ACK touches, every command of that VEN in that event (what the
+    VEN delivers to the event is decided over all of them)."""
+    candidates = list(
+        (await uow.commands.get_many([a.correlation_id for a in acks if a.correlation_id])).values()
+    )
+    for ack in acks:
+        if ack.correlation_id is None:
+            found = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
+            if found is not None:
+                candidates.append(found)
+    await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
+    loose = await uow.commands.lock([c.correlation_id for c in candidates if c.event_id is None])
+    vens_by_event: dict[str, set[str]] = defaultdict(set)
+    for c in candidates:
+        if c.event_id is not None:
+            vens_by_event[c.event_id].add(c.ven_id)
+    loaded = list(loose.values())
+    for event_id, ven_ids in sorted(vens_by_event.items()):
+        loaded += await uow.commands.for_event(event_id, sorted(ven_ids))
+    return CommandLedger(loaded)
 
 
 # --- telemetry and rejects -------------------------------------------------

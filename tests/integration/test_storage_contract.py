@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from storage_contract import BACKENDS, Backend, open_backend
 
-from gridcore.correlation import Command, CommandOp, CommandState, VenAck
+from gridcore.correlation import Command, CommandOp, CommandState, VenAck, newest_command
+from gridcore.errors import IllegalTransition
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent, EventStatus
 from gridcore.telemetry import DeadLetter
@@ -190,37 +191,34 @@ async def test_online_ids(backend: Backend) -> None:
 # --- events ------------------------------------------------------------------------
 
 
-async def test_event_round_trip_and_update(backend: Backend) -> None:
+async def test_event_round_trip_lifecycle_and_delivered_kw(backend: Backend) -> None:
     async with backend.uow() as uow:
         await uow.events.add(event())
         with pytest.raises(ValueError, match="evt-00000001"):
             await uow.events.add(event())
         with pytest.raises(ValueError, match="evt-00000002"):
-            await uow.events.update(event(2))
+            await uow.events.save_status(event(2).activate(T0), EventStatus.SCHEDULED)
         await uow.commit()
-    later = event().activate(T0).with_actual_reduction(4.8)
     async with backend.uow() as uow:
         assert await uow.events.get("evt-00000001") == event()
-        await uow.events.update(later)
+        await uow.events.add_actual_reduction("evt-00000001", 4.8)
+        await uow.commit()
+    active = event().activate(T0)
+    async with backend.uow() as uow:
+        assert await uow.events.lock(["evt-00000404", "evt-00000001"]) == {
+            "evt-00000001": event().with_actual_reduction(4.8)
+        }
+        # The lifecycle write leaves the delivered kW alone (an ACK owns it).
+        await uow.events.save_status(active, EventStatus.SCHEDULED)
         await uow.commit()
     async with backend.uow() as uow:
-        assert await uow.events.get("evt-00000001") == later
+        assert await uow.events.get("evt-00000001") == active.with_actual_reduction(4.8)
         assert await uow.events.get("evt-00000404") is None
+        # Conditional on the status seen: someone else moved it first.
+        with pytest.raises(IllegalTransition, match="is active; it cannot become cancelled"):
+            await uow.events.save_status(event().cancel(T0), EventStatus.SCHEDULED)
         await uow.events.add_actual_reduction("evt-00000001", 1.2)
         await uow.events.add_actual_reduction("evt-00000001", -0.5)
-        with pytest.raises(ValueError, match="evt-00000404"):
-            await uow.events.add_actual_reduction("evt-00000404", 1.0)
-        await uow.commit()
-    async with backend.uow() as uow:
-        got = await uow.events.get("evt-00000001")
-        assert got is not None and got.actual_reduction_kw == pytest.approx(5.5)
-        await uow.events.add_actual_reduction("evt-00000001", -10.0)  # floored at 0
-        await uow.commit()
-    async with backend.uow() as uow:
-        got = await uow.events.get("evt-00000001")
-        assert got is not None and got.actual_reduction_kw == 0.0
-
-
 async def test_event_queries(backend: Backend) -> None:
     e1 = event(1, start=T0)  # scheduled, due at T0
     e2 = event(2, start=T0 + timedelta(hours=2)).activate(T0)  # active, ends T0+3h
@@ -318,6 +316,27 @@ async def test_ledger_queries(backend: Backend) -> None:
         assert await uow.commands.latest_for("ven-001", "event", "evt-00000002") == c4
         assert await uow.commands.latest_for("ven-001", "restore", None) == c5
         assert await uow.commands.latest_for("ven-001", "ping", None) is None
+        # The SQL query is the domain's fallback rule, on the same commands.
+        stored = [c1, c2, c3, c4, c5]
+        for ven_id in ("ven-001", "ven-002"):
+            for op in ("event", "restore", "ping"):
+                for event_id in (None, "evt-00000001", "evt-00000002"):
+                    assert await uow.commands.latest_for(ven_id, op, event_id) == newest_command(
+                        stored, ven_id, op, event_id
+                    )
+        assert await uow.commands.for_event("evt-00000001", ["ven-002"]) == [
+            c for c in await uow.commands.for_event("evt-00000001") if c.ven_id == "ven-002"
+        ]
+        assert await uow.commands.for_event("evt-00000001", []) == []
+        assert await uow.commands.for_events(["evt-00000002", "evt-00000001"]) == sorted(
+            [c1, c2, c3, c4, c5], key=lambda c: (c.created_at, c.correlation_id)
+        )
+        assert await uow.commands.count_for_event("evt-00000001") == 4
+        assert await uow.commands.count_for_event("evt-00000404") == 0
+        assert await uow.commands.lock([c4.correlation_id, "cmd-00000404"]) == {
+            c4.correlation_id: c4
+        }
+        await uow.commands.lock_allocation()
         assert await uow.commands.get_many(
             [c1.correlation_id, "cmd-00000000", c4.correlation_id]
         ) == {

@@ -333,3 +333,76 @@ async def test_event_whose_window_passed_is_completed_without_commands(fleet: Fl
     event = await fleet.get_event(event_id)
     assert event is not None and event.status is EventStatus.COMPLETED
     assert fleet.publisher.sent == []
+
+
+async def test_reallocation_counts_what_a_ven_owes_other_active_events(fleet: Fleet) -> None:
+    """ven-1 can shed 10 kW; it owes 5 to the first event. When ven-2 refuses the
+    second event, its shortfall must not land on ven-1 beyond ven-1's remaining 5."""
+    await fleet.report("ven-1", 10)
+    await fleet.report("ven-2", 10)
+    first = await fleet.event(10)
+    await fleet.dispatcher.run_once()
+    for command in list(fleet.publisher.sent):
+        await fleet.ack(command)
+    second = await fleet.event(10)
+    await fleet.dispatcher.run_once()
+    by_ven = {c.ven_id: c for c in fleet.publisher.sent if c.event_id == second}
+    assert {v: c.shed_kw for v, c in by_ven.items()} == {"ven-1": 5.0, "ven-2": 5.0}
+    await fleet.ack(by_ven["ven-1"])
+    await fleet.ack(by_ven["ven-2"], status="rejected", kw=0)
+    fleet.clock.advance(POLICY.rebalance_every)
+    await fleet.report("ven-1", 10)
+    await fleet.report("ven-2", 10)
+    report = await fleet.dispatcher.run_once()
+    assert report.reallocated == 0  # ven-1 owes 5 + 5 already: no headroom left
+    owed: dict[str, float] = {}
+    for event_id in (first, second):
+        for c in await fleet.commands(event_id):
+            if c.state is CommandState.ACKED:
+                owed[c.ven_id] = owed.get(c.ven_id, 0.0) + (c.delivered_kw or 0.0)
+    assert owed == {"ven-1": 10.0, "ven-2": 5.0}
+
+
+class ConstantIds:
+    """An id generator that always draws the same value: the worst luck."""
+
+    def hex8(self) -> str:
+        return "0000abcd"
+
+
+async def test_correlation_ids_are_unique_within_an_event_by_construction(fleet: Fleet) -> None:
+    dispatcher = Dispatcher(
+        fleet.uow, fleet.dispatcher._queries, fleet.publisher, fleet.clock, ConstantIds(), POLICY
+    )
+    for n in range(200):
+        await fleet.report(f"ven-{n:03}", 1)
+    event_id = await fleet.event(150)
+    report = await dispatcher.run_once()
+    assert report.activated == [event_id] and report.published == 200
+    services_stop = await services.stop_event(fleet.uow, fleet.clock, ConstantIds(), event_id)
+    assert services_stop.status is EventStatus.STOPPED
+    commands = await fleet.commands(event_id)
+    ids = [c.correlation_id for c in commands]
+    assert len(ids) == len(set(ids)) == 400  # 200 event commands, 200 restores
+    assert ids[0] == f"{event_id}-00000000" and f"{event_id}-0000018f" in ids
+
+
+async def test_an_ack_lost_in_a_crash_costs_one_retry_and_counts_once(fleet: Fleet) -> None:
+    """The worker acknowledges an ACK to the broker before its batch commits (see
+    docs/decisions.md): a crash in between loses it. The command is re-sent once
+    with the same correlationId and the VEN's repeated answer is counted."""
+    await fleet.report("ven-1", 8)
+    event_id = await fleet.event(5)
+    await fleet.dispatcher.run_once()
+    (first,) = fleet.publisher.sent  # its ACK is lost: never recorded
+    fleet.clock.advance(POLICY.ack_timeout)
+    report = await fleet.dispatcher.run_once()
+    assert report.retried == 1 and len(fleet.publisher.sent) == 2
+    resent = fleet.publisher.sent[1]
+    assert resent.correlation_id == first.correlation_id and resent.attempts == 2
+    assert (await fleet.ack(resent)).outcome is AckOutcome.MATCHED
+    assert (await fleet.ack(resent)).outcome is AckOutcome.DUPLICATE
+    fleet.clock.advance(POLICY.ack_timeout * 3)
+    assert (await fleet.dispatcher.run_once()).idle  # answered: never sent again
+    event = await fleet.get_event(event_id)
+    assert event is not None and event.actual_reduction_kw == 5.0

@@ -104,7 +104,7 @@ async def test_stop_queues_one_restore_per_ven_that_was_sent_the_event(uow, cloc
     ids = SequentialIds()
     event = await _event(uow, clock, ids)
     async with uow() as tx:
-        await tx.events.update(event.activate(clock.now()))
+        await tx.events.save_status(event.activate(clock.now()), EventStatus.SCHEDULED)
         await tx.commit()
     await _send_event_command(uow, event.id, "ven-1", clock, "0000aaaa")
     await _send_event_command(uow, event.id, "ven-2", clock, "0000bbbb")
@@ -151,7 +151,7 @@ async def test_restore_ack_without_event_id_is_matched_and_attributed(uow, clock
     ids = SequentialIds()
     event = await _event(uow, clock, ids)
     async with uow() as tx:
-        await tx.events.update(event.activate(clock.now()))
+        await tx.events.save_status(event.activate(clock.now()), EventStatus.SCHEDULED)
         await tx.commit()
     await _send_event_command(uow, event.id, "ven-1", clock, "0000aaaa")
     await services.stop_event(uow, clock, ids, event.id)
@@ -187,7 +187,7 @@ async def test_unmatched_ack_is_still_stored(uow, clock) -> None:
 async def test_uncommitted_work_is_rolled_back(uow, clock) -> None:
     event = await _event(uow, clock, SequentialIds())
     async with uow() as tx:
-        await tx.events.update(event.activate(clock.now()))
+        await tx.events.save_status(event.activate(clock.now()), EventStatus.SCHEDULED)
         # no commit
     async with uow() as tx:
         stored = await tx.events.get(event.id)

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from gridcore.correlation import Command, CommandState, VenAck
+from gridcore.correlation import Command, CommandState, VenAck, newest_command
+from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
 from gridcore.telemetry import DeadLetter, Page, page_bounds
 from gridcore.ven import Connectivity, Load, Ven, connectivity
@@ -168,11 +169,26 @@ class InMemoryEventRepository:
             _floor(event.actual_reduction_kw, self._deltas[event_id])
         )
 
-    async def update(self, event: DrEvent) -> None:
-        if self._events.get(event.id) is None:
+    async def lock(self, event_ids: Sequence[str]) -> dict[str, DrEvent]:
+        # One coroutine at a time, never suspended inside a use case: nothing to wait for.
+        found = {event_id: await self.get(event_id) for event_id in sorted(set(event_ids))}
+        return {event_id: e for event_id, e in found.items() if e is not None}
+
+    async def save_status(self, event: DrEvent, previous: EventStatus) -> None:
+        stored = self._events.get(event.id)
+        if stored is None:
             raise ValueError(f"event {event.id} does not exist")
-        self._deltas.pop(event.id, None)  # the caller's copy already includes them
-        self._events.put(event.id, event)
+        if stored.status is not previous:
+            raise IllegalTransition(event.id, stored.status.value, event.status.value)
+        self._events.put(
+            event.id,
+            replace(
+                stored,
+                status=event.status,
+                activated_at=event.activated_at,
+                ended_at=event.ended_at,
+            ),
+        )
 
     async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
         if self._events.get(event_id) is None:
@@ -259,11 +275,32 @@ class InMemoryCommandRepository:
                 raise ValueError(f"correlationId {command.correlation_id} is not in the ledger")
             self._commands.put(command.correlation_id, command)
 
-    async def for_event(self, event_id: str) -> list[Command]:
+    async def for_event(self, event_id: str, ven_ids: Sequence[str] | None = None) -> list[Command]:
+        wanted = None if ven_ids is None else set(ven_ids)
         return sorted(
-            (c for c in self._commands.values() if c.event_id == event_id),
+            (
+                c
+                for c in self._commands.values()
+                if c.event_id == event_id and (wanted is None or c.ven_id in wanted)
+            ),
             key=lambda c: (c.created_at, c.correlation_id),
         )
+
+    async def for_events(self, event_ids: Sequence[str]) -> list[Command]:
+        wanted = set(event_ids)
+        return sorted(
+            (c for c in self._commands.values() if c.event_id in wanted),
+            key=lambda c: (c.created_at, c.correlation_id),
+        )
+
+    async def count_for_event(self, event_id: str) -> int:
+        return sum(1 for c in self._commands.values() if c.event_id == event_id)
+
+    async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        return await self.get_many(sorted(set(correlation_ids)))
+
+    async def lock_allocation(self) -> None:
+        return None  # use cases never suspend inside a unit of work here
 
     async def pending(self, limit: int = 1000) -> list[Command]:
         return sorted(
@@ -278,14 +315,7 @@ class InMemoryCommandRepository:
         )[:limit]
 
     async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
-        candidates = [
-            c
-            for c in self._commands.values()
-            if c.ven_id == ven_id
-            and c.op.value == op
-            and (event_id is None or c.event_id == event_id)
-        ]
-        return max(candidates, key=lambda c: (c.created_at, c.correlation_id), default=None)
+        return newest_command(self._commands.values(), ven_id, op, event_id)
 
     def apply(self) -> None:
         self._commands.apply()

@@ -41,6 +41,7 @@ from adapters.sql.engine import json_dumps
 from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
 from adapters.sql.types import UtcDateTime
 from gridcore.correlation import Command, CommandState, VenAck
+from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
 from gridcore.telemetry import MAX_PAGE_SIZE, DeadLetter, Page, page_bounds
 from gridcore.ven import Load, Ven
@@ -150,14 +151,34 @@ class SqlEventRepository:
         row = (await self._conn.execute(query)).mappings().first()
         return None if row is None else mapping.event_from(row)
 
-    async def update(self, event: DrEvent) -> None:
-        row = mapping.event_row(event)
-        del row["event_id"]
+    async def lock(self, event_ids: Sequence[str]) -> dict[str, DrEvent]:
+        ids = sorted(set(event_ids))
+        if not ids:
+            return {}
+        # FOR UPDATE in id order (the lock is taken as rows come out of the sort):
+        # two transactions locking overlapping sets queue instead of deadlocking.
+        # SQLite ignores it: its transactions already hold the database's write lock.
+        query = (
+            select(events)
+            .where(events.c.event_id.in_(ids))
+            .order_by(events.c.event_id)
+            .with_for_update()
+        )
+        return {e.id: e for e in await self._list(query)}
+
+    async def save_status(self, event: DrEvent, previous: EventStatus) -> None:
         result = await self._conn.execute(
-            update(events).where(events.c.event_id == event.id).values(row)
+            update(events)
+            .where(events.c.event_id == event.id, events.c.status == previous.value)
+            .values(
+                status=event.status.value, activated_at=event.activated_at, ended_at=event.ended_at
+            )
         )
         if result.rowcount == 0:
-            raise ValueError(f"event {event.id} does not exist")
+            stored = await self.get(event.id)
+            if stored is None:
+                raise ValueError(f"event {event.id} does not exist")
+            raise IllegalTransition(event.id, stored.status.value, event.status.value)
 
     async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
         # One UPDATE computing from the stored value: concurrent ACK handlers
@@ -222,6 +243,10 @@ class SqlEventRepository:
             .limit(MAX_LIMIT)
         )
 
+
+# pg_advisory_xact_lock key that serializes shed allocation ("gridallo" in ASCII);
+# not the dispatch lease's key (lease.py), which a worker holds for hours.
+ALLOCATION_LOCK_KEY = 0x67726964616C6C6F
 
 # The dispatcher works in batches larger than an API page: one 10,000-VEN
 # event is relayed in one pass. Still bounded.
@@ -379,12 +404,50 @@ class SqlCommandRepository:
             missing = next(c.correlation_id for c in latest if c.correlation_id not in known)
             raise ValueError(f"correlationId {missing} is not in the ledger")
 
-    async def for_event(self, event_id: str) -> list[Command]:
+    async def for_event(self, event_id: str, ven_ids: Sequence[str] | None = None) -> list[Command]:
+        query = select(commands).where(commands.c.event_id == event_id)
+        if ven_ids is None:
+            return await self._list(
+                query.order_by(commands.c.created_at, commands.c.correlation_id)
+            )
+        found: list[Command] = []
+        ids = sorted(set(ven_ids))
+        for start in range(0, len(ids), 500):  # under every driver's parameter limit
+            found += await self._list(query.where(commands.c.ven_id.in_(ids[start : start + 500])))
+        return sorted(found, key=lambda c: (c.created_at, c.correlation_id))
+
+    async def for_events(self, event_ids: Sequence[str]) -> list[Command]:
+        if not event_ids:
+            return []
         return await self._list(
             select(commands)
-            .where(commands.c.event_id == event_id)
+            .where(commands.c.event_id.in_(sorted(set(event_ids))))
             .order_by(commands.c.created_at, commands.c.correlation_id)
         )
+
+    async def count_for_event(self, event_id: str) -> int:
+        query = select(func.count()).select_from(commands).where(commands.c.event_id == event_id)
+        return int(await self._conn.scalar(query) or 0)
+
+    async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
+        ids = sorted(set(correlation_ids))
+        found: dict[str, Command] = {}
+        for start in range(0, len(ids), 500):  # chunks in order: the locks stay ordered
+            query = (
+                select(commands)
+                .where(commands.c.correlation_id.in_(ids[start : start + 500]))
+                .order_by(commands.c.correlation_id)
+                .with_for_update()
+            )
+            found.update((c.correlation_id, c) for c in await self._list(query))
+        return found
+
+    async def lock_allocation(self) -> None:
+        # A transaction-scoped advisory lock: released at commit or rollback, so
+        # a worker that dies mid-allocation cannot leave it held. SQLite's
+        # transactions are serial already.
+        if self._conn.dialect.name == "postgresql":
+            await self._conn.execute(select(func.pg_advisory_xact_lock(ALLOCATION_LOCK_KEY)))
 
     async def pending(self, limit: int = 1000) -> list[Command]:
         return await self._list(

@@ -24,7 +24,7 @@ from entrypoints.api.schemas import (
     VenOut,
     VenProgress,
 )
-from gridcore.correlation import Command, CommandOp, VenAck
+from gridcore.correlation import Command, CommandOp, VenAck, latest_per_ven
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent
 from gridcore.quantities import to_kw, to_watts
@@ -104,13 +104,9 @@ def event_out(event: DrEvent) -> EventOut:
 def event_detail(event: DrEvent, commands: Iterable[Command]) -> EventDetail:
     """Per VEN: its newest event command (a re-allocation supersedes older
     ones) and the state of the restore sent at the end, if any."""
-    latest: dict[str, Command] = {}
-    restores: dict[str, Command] = {}
-    for c in sorted(commands, key=lambda c: (c.created_at, c.correlation_id)):
-        if c.op is CommandOp.EVENT:
-            latest[c.ven_id] = c
-        elif c.op is CommandOp.RESTORE:
-            restores[c.ven_id] = c
+    commands = list(commands)
+    latest = latest_per_ven(commands)
+    restores = latest_per_ven(commands, CommandOp.RESTORE)
     progress = []
     for ven_id in sorted(latest):
         c = latest[ven_id]
