@@ -12,8 +12,8 @@ import pytest
 from storage_contract import BACKENDS, Backend, open_backend
 
 from gridcore.correlation import Command, CommandOp, CommandState, VenAck, newest_command
-from gridcore.errors import IllegalTransition
 from gridcore.curtailment import CircuitCurtailment
+from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
 from gridcore.telemetry import DeadLetter
 from gridcore.ven import Load, Location, Ven
@@ -219,6 +219,8 @@ async def test_event_round_trip_lifecycle_and_delivered_kw(backend: Backend) -> 
             await uow.events.save_status(event().cancel(T0), EventStatus.SCHEDULED)
         await uow.events.add_actual_reduction("evt-00000001", 1.2)
         await uow.events.add_actual_reduction("evt-00000001", -0.5)
+
+
 async def test_event_queries(backend: Backend) -> None:
     e1 = event(1, start=T0)  # scheduled, due at T0
     e2 = event(2, start=T0 + timedelta(hours=2)).activate(T0)  # active, ends T0+3h
