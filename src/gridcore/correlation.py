@@ -52,13 +52,6 @@ def event_command_id(event_id: str, sequence: int) -> str:
     return new_correlation_id(event_id, f"{sequence:08x}")
 
 
-def event_id_of(correlation_id: str) -> str | None:
-    """The event a correlationId was minted for, if it follows gridcore's format."""
-    if correlation_id.startswith("evt-") and CORRELATION_ID.match(correlation_id):
-        return correlation_id[:12]
-    return None
-
-
 class CommandOp(enum.StrEnum):
     EVENT = "event"
     RESTORE = "restore"

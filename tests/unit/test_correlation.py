@@ -22,7 +22,7 @@ from gridcore import (
     apply_ack,
     new_correlation_id,
 )
-from gridcore.correlation import CORRELATION_ID, event_id_of
+from gridcore.correlation import CORRELATION_ID, event_command_id
 
 T0 = datetime(2025, 10, 20, 15, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=30)
@@ -104,21 +104,6 @@ def test_commands_outside_an_event_use_cmd_prefix() -> None:
 def test_malformed_correlation_ids_are_refused(event_id: str, hex8: str) -> None:
     with pytest.raises(ValueError, match="correlationId"):
         new_correlation_id(event_id, hex8)
-
-
-@pytest.mark.parametrize(
-    ("correlation_id", "event_id"),
-    [
-        ("evt-a1b2c3d4-abc12345", "evt-a1b2c3d4"),
-        ("cmd-abc12345", None),
-        ("evt-a1b2c3d4", None),
-        ("evt-a1b2c3d4-abc1234", None),
-        ("evt-a1b2c3d4-abc12345\n", None),
-        ("something-else", None),
-    ],
-)
-def test_event_id_of(correlation_id: str, event_id: str | None) -> None:
-    assert event_id_of(correlation_id) == event_id
 
 
 def test_correlation_id_pattern_is_anchored_at_both_ends() -> None:
@@ -377,6 +362,91 @@ def test_for_event_filters_by_event_and_ven() -> None:
     assert len(ledger.commands()) == 3
 
 
+def test_event_command_ids_count_the_event_s_commands() -> None:
+    assert event_command_id(EVENT, 0) == f"{EVENT}-00000000"
+    assert event_command_id(EVENT, 0xFFFFFFFF) == f"{EVENT}-ffffffff"
+    with pytest.raises(ValueError, match="sequence"):
+        event_command_id(EVENT, 1 << 32)
+    ledger = ledger_with(command(event_command_id(EVENT, 0)), command(event_command_id(EVENT, 1)))
+    assert ledger.next_id(EVENT) == f"{EVENT}-00000002"
+    assert ledger.next_id("evt-0000ffff") == "evt-0000ffff-00000000"
+
+
+def test_only_a_command_in_the_outbox_is_marked_sent() -> None:
+    ledger = ledger_with(command())  # sent once at T0
+    again = ledger.sent(CID, T0 + TIMEOUT)
+    assert again.attempts == 1 and again.last_sent_at == T0  # another pass sent it first
+    assert ledger.changed() == []
+
+
+def test_a_failed_publish_goes_back_to_the_outbox_unless_the_command_moved_on() -> None:
+    ledger = ledger_with(command(), command(f"{EVENT}-00000001", ven_id="ven-2"))
+    ledger.match(ack(), T0)  # answered while its publish was failing
+    assert ledger.unsent(CID, attempts=1).state is CommandState.ACKED
+    assert ledger.unsent(f"{EVENT}-00000001", attempts=2).state is CommandState.SENT  # resent
+    back = ledger.unsent(f"{EVENT}-00000001", attempts=1)
+    assert (back.state, back.attempts) == (CommandState.PENDING, 0)
+
+
+def test_ending_an_event_cancels_the_unsent_and_restores_each_ven_reached_once() -> None:
+    ledger = CommandLedger(ack_timeout=TIMEOUT)
+    for n, ven_id in enumerate(["ven-1", "ven-2", "ven-3"]):
+        ledger.record(command(event_command_id(EVENT, n), ven_id=ven_id))
+    ledger.sent(event_command_id(EVENT, 0), T0)
+    ledger.sent(event_command_id(EVENT, 1), T0)
+    ledger.match(ack(event_command_id(EVENT, 1), ven_id="ven-2", status="rejected"), T0)
+    loaded = CommandLedger(ledger.commands())  # as a later transaction reads them
+    restores = loaded.end_event(EVENT, T0 + timedelta(minutes=5))
+    assert [(r.ven_id, r.op, r.correlation_id) for r in restores] == [
+        ("ven-1", CommandOp.RESTORE, f"{EVENT}-00000003"),
+        ("ven-2", CommandOp.RESTORE, f"{EVENT}-00000004"),
+    ]
+    assert [(c.ven_id, c.state) for c in loaded.changed()] == [("ven-3", CommandState.CANCELLED)]
+    assert loaded.added() == restores
+    assert CommandLedger(loaded.commands()).end_event(EVENT, T0 + timedelta(minutes=6)) == []
+
+
+def answered(cid: str, ven_id: str, minute: int, state: CommandState, kw: float | None) -> Command:
+    return Command(
+        correlation_id=cid,
+        ven_id=ven_id,
+        op=CommandOp.EVENT,
+        created_at=T0 + timedelta(minutes=minute),
+        event_id=cid[:12],
+        shed_kw=4.0,
+        state=state,
+        attempts=1,
+        delivered_kw=kw,
+    )
+
+
+def test_delivered_kw_is_each_ven_s_newest_accepted_answer_summed_once() -> None:
+    ledger = CommandLedger(
+        [
+            answered(f"{EVENT}-00000000", "ven-1", 0, CommandState.ACKED, 3.0),
+            answered(f"{EVENT}-00000001", "ven-1", 1, CommandState.ACKED, 3.5),  # re-allocated
+            answered(f"{EVENT}-00000002", "ven-2", 0, CommandState.ACKED, 2.0),
+            answered(f"{EVENT}-00000003", "ven-2", 1, CommandState.REJECTED, 0.0),  # refused more
+            answered(f"{EVENT}-00000004", "ven-3", 0, CommandState.SENT, None),
+            answered("evt-0000ffff-00000000", "ven-3", 0, CommandState.ACKED, 9.0),
+        ]
+    )
+    assert ledger.delivered_w(EVENT) == 5_500  # 3.5 (newest of ven-1) + 2.0 (kept by ven-2)
+    assert ledger.delivered_w("evt-0000ffff") == 9_000
+
+
+def test_what_a_ven_owes_sums_its_newest_command_over_events() -> None:
+    ledger = CommandLedger(
+        [
+            answered(f"{EVENT}-00000000", "ven-1", 0, CommandState.ACKED, 3.0),
+            answered(f"{EVENT}-00000001", "ven-1", 1, CommandState.SENT, None),  # asks 4.0
+            answered("evt-0000ffff-00000000", "ven-1", 0, CommandState.ACKED, 2.5),
+            answered("evt-0000ffff-00000001", "ven-2", 0, CommandState.TIMED_OUT, None),
+        ]
+    )
+    assert ledger.owed_w() == {"ven-1": 6_500, "ven-2": 0}
+
+
 # --- the ledger as a state machine ------------------------------------------------
 
 VENS = ["ven-1", "ven-2", "ven-3"]
@@ -399,6 +469,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model: dict[str, CommandState] = {}
         self.answered: dict[str, Command] = {}
         self.ven_of: dict[str, str] = {}
+        self.event_of: dict[str, str] = {}
 
     def _cids(self) -> list[str]:
         return sorted(self.model)
@@ -407,12 +478,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def send(self, ven_id: str) -> None:
         self.serial += 1
         event_id = f"evt-{self.serial:08x}"
-        cid = new_correlation_id(event_id, f"{self.serial * 2654435761 % 2**32:08x}")
+        cid = event_command_id(event_id, 0)
         self.ledger.record(command(cid, ven_id=ven_id, event_id=event_id, created_at=self.now))
         sent = self.ledger.sent(cid, self.now)
         assert (sent.attempts, sent.deadline) == (1, self.now + self.timeout)
         self.model[cid] = CommandState.SENT
         self.ven_of[cid] = ven_id
+        self.event_of[cid] = event_id
 
     def _expect_ack(self, cid: str, result_outcome: AckOutcome, accepted: bool) -> None:
         state = self.model[cid]
@@ -443,7 +515,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def ack_without_correlation_id(self, data: st.DataObject) -> None:
         cid = data.draw(st.sampled_from(self._cids()))
         result = self.ledger.match(
-            ack(None, ven_id=self.ven_of[cid], event_id=event_id_of(cid)), self.now
+            ack(None, ven_id=self.ven_of[cid], event_id=self.event_of[cid]), self.now
         )
         assert result.command is not None
         assert result.command.correlation_id == cid
@@ -515,7 +587,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert len(self.ledger) == len(self.model)
         for cid in self.model:
             assert self.ledger.get(cid).correlation_id == cid
-            assert event_id_of(cid) == self.ledger.get(cid).event_id
+            assert self.event_of[cid] == self.ledger.get(cid).event_id
 
     @invariant()
     def overdue_is_exactly_the_sent_commands_past_deadline(self) -> None:
