@@ -268,12 +268,6 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
 
-class RegistrationPolicy(Protocol):
-    """Whether telemetry from an unknown VEN registers it or is refused."""
-
-    def admits(self, ven_id: str) -> bool: ...
-
-
 class TelemetryStore(Protocol):
     """Batched, idempotent telemetry ingest.
 

@@ -228,7 +228,8 @@ async def ingest_telemetry(
 
 
 async def record_dead_letter(uow_factory: UnitOfWorkFactory, letter: DeadLetter) -> None:
+    """Keep a rejected message (topic, raw bytes, reason) for the operator; the
+    caller logs it with what it knows of why."""
     async with uow_factory() as uow:
         await uow.dead_letters.add(letter)
         await uow.commit()
-    log.warning("dead letter on %s: %s", letter.topic, letter.reason)

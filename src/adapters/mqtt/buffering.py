@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gridcore.ports import Clock, TelemetryStore, UnitOfWorkFactory
-from gridcore.services import ingest_telemetry
+from gridcore.services import ingest_telemetry, record_dead_letter
 from gridcore.telemetry import DeadLetter, TelemetrySample
 
 log = logging.getLogger("adapters.mqtt.consumer")
@@ -56,12 +56,6 @@ class WriteStats:
     poisoned: int = 0
     dead_letters_written: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-
-
-async def write_dead_letter(uow_factory: UnitOfWorkFactory, letter: DeadLetter) -> None:
-    async with uow_factory() as uow:
-        await uow.dead_letters.add(letter)
-        await uow.commit()
 
 
 class HeldBatches(Generic[T]):
@@ -195,7 +189,7 @@ class HeldBatches(Generic[T]):
     async def _poison(self, item: T, exc: Exception) -> bool:
         topic, payload, reason = self._letter(item, exc)
         try:
-            await write_dead_letter(
+            await record_dead_letter(
                 self._uow_factory, DeadLetter(topic, payload, reason[:1000], self._clock.now())
             )
         except Exception:
@@ -248,7 +242,7 @@ class TelemetryBatcher(HeldBatches[TelemetrySample]):
                 "refused: VEN is not registered",
                 self._clock.now(),
             )
-            await write_dead_letter(self._uow_factory, letter)
+            await record_dead_letter(self._uow_factory, letter)
             self.stats.dead_letters_written += 1
         self.stats.stored += result.stored
         self.stats.duplicates += result.duplicates
@@ -413,7 +407,7 @@ class WriteQueue:
         reason = f"{write.what} write failed: {type(exc).__name__}: {exc}"[:1000]
         letter = DeadLetter(write.topic, write.payload, reason, self._clock.now())
         try:
-            await write_dead_letter(self._uow_factory, letter)
+            await record_dead_letter(self._uow_factory, letter)
         except Exception:
             return False
         self.stats.poisoned += 1

@@ -35,7 +35,6 @@ from adapters.mqtt.buffering import (
     TelemetryBatcher,
     WriteQueue,
     WriteStats,
-    write_dead_letter,
 )
 from adapters.mqtt.payloads import (
     AckWire,
@@ -61,7 +60,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
 )
 from gridcore.reports import LoadSnapshot, VenStatusReport
-from gridcore.services import record_ack, record_acks
+from gridcore.services import record_ack, record_acks, record_dead_letter
 from gridcore.telemetry import DeadLetter
 
 log = logging.getLogger("adapters.mqtt.consumer")
@@ -324,7 +323,7 @@ class MqttConsumer:
         log.warning("dead letter on %s: %s", message.topic, reason)
 
         async def store() -> None:
-            await write_dead_letter(self._uow_factory, letter)
+            await record_dead_letter(self._uow_factory, letter)
 
         await self.writes.put(HeldWrite("dead letter", store, message.topic, message.payload))
 

@@ -39,10 +39,6 @@ def json_dumps(value: Any) -> str:
     return text.replace("\\u0000", "")
 
 
-def dialect_of(url: str) -> str:
-    return make_url(url).get_backend_name()
-
-
 def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = False) -> AsyncEngine:
     """An engine for ``postgresql+psycopg://...`` or ``sqlite+aiosqlite:///...``.
 

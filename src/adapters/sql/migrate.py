@@ -133,8 +133,3 @@ async def downgrade(url: str, revision: str = "base") -> None:
             await conn.commit()
     finally:
         await engine.dispose()
-
-
-def migrate_sync(url: str, **options: object) -> None:
-    """:func:`migrate` for synchronous callers (the command line)."""
-    asyncio.run(migrate(url, **options))  # type: ignore[arg-type]
