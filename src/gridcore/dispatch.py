@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -111,22 +111,27 @@ async def end_event_commands(uow: UnitOfWork, event: DrEvent, now: datetime) -> 
 
 async def locked_ledger(
     uow: UnitOfWork,
-    candidates: Sequence[Command],
+    read: Callable[[], Awaitable[Sequence[Command]]],
     *,
     ack_timeout: timedelta = DEFAULT_ACK_TIMEOUT,
     max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> CommandLedger:
-    """The ledger of ``candidates`` as they are now, with their events locked
-    (commands outside an event locked themselves). ``candidates`` were read
-    before the lock: another transaction may have moved them since, so
-    decisions are taken on this fresh copy only."""
-    await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
+    """The commands ``read`` returns, as they are once their events are locked
+    (commands outside an event locked themselves): read, lock what they belong
+    to, read again, and keep what the locks cover. A command another
+    transaction moved meanwhile is seen as it is now (or no longer returned),
+    so decisions are taken on the fresh copy only."""
+    candidates = await read()
+    events = await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
     loose = await uow.commands.lock([c.correlation_id for c in candidates if c.event_id is None])
-    current = await uow.commands.get_many(
-        [c.correlation_id for c in candidates if c.event_id is not None]
-    )
     return CommandLedger(
-        [*current.values(), *loose.values()], ack_timeout=ack_timeout, max_retries=max_retries
+        [
+            c
+            for c in await read()
+            if (c.event_id in events if c.event_id is not None else c.correlation_id in loose)
+        ],
+        ack_timeout=ack_timeout,
+        max_retries=max_retries,
     )
 
 
@@ -255,12 +260,11 @@ class Dispatcher:
 
     # --- 3. ACK deadlines -------------------------------------------------
 
-    async def _locked(self, uow: UnitOfWork, candidates: Sequence[Command]) -> CommandLedger:
+    async def _locked(
+        self, uow: UnitOfWork, read: Callable[[], Awaitable[Sequence[Command]]]
+    ) -> CommandLedger:
         return await locked_ledger(
-            uow,
-            candidates,
-            ack_timeout=self.policy.ack_timeout,
-            max_retries=self.policy.max_retries,
+            uow, read, ack_timeout=self.policy.ack_timeout, max_retries=self.policy.max_retries
         )
 
     async def handle_overdue(self, report: DispatchReport) -> None:
@@ -269,7 +273,7 @@ class Dispatcher:
         resend: list[Command] = []
         expired: list[Command] = []
         async with self._uow() as uow:
-            ledger = await self._locked(uow, await uow.commands.overdue(now, policy.batch_size))
+            ledger = await self._locked(uow, lambda: uow.commands.overdue(now, policy.batch_size))
             # Decided on the locked copy: an ACK that landed since the overdue
             # query is kept, and the command is not sent again.
             for command in ledger.overdue(now):
@@ -375,7 +379,7 @@ class Dispatcher:
     async def relay(self, report: DispatchReport) -> None:
         now = self._clock.now()
         async with self._uow() as uow:
-            ledger = await self._locked(uow, await uow.commands.pending(self.policy.batch_size))
+            ledger = await self._locked(uow, lambda: uow.commands.pending(self.policy.batch_size))
             for command in ledger.commands():
                 ledger.sent(command.correlation_id, now)
             marked = ledger.changed()
@@ -415,7 +419,12 @@ class Dispatcher:
         failed = [c for c in await asyncio.gather(*(send(c) for c in commands)) if c is not None]
         if failed:
             async with self._uow() as uow:
-                ledger = await self._locked(uow, failed)
+                ids = [c.correlation_id for c in failed]
+
+                async def current() -> list[Command]:
+                    return list((await uow.commands.get_many(ids)).values())
+
+                ledger = await self._locked(uow, current)
                 for c in failed:
                     if c.correlation_id in ledger:
                         ledger.unsent(c.correlation_id, c.attempts)
