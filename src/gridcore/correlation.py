@@ -308,10 +308,15 @@ class CommandLedger:
         self._commands: dict[str, Command] = {}
         self._added: list[str] = []
         self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._per_event: dict[str | None, int] = {}  # how many commands each event has
         for command in commands:
             if command.correlation_id in self._commands:
                 raise ValueError(f"correlationId {command.correlation_id} loaded twice")
-            self._commands[command.correlation_id] = command
+            self._hold(command)
+
+    def _hold(self, command: Command) -> None:
+        self._commands[command.correlation_id] = command
+        self._per_event[command.event_id] = self._per_event.get(command.event_id, 0) + 1
 
     def __len__(self) -> int:
         return len(self._commands)
@@ -356,13 +361,13 @@ class CommandLedger:
     def next_id(self, event_id: str) -> str:
         """A correlationId for a new command of ``event_id`` (every command of
         the event loaded): unique within the event by construction."""
-        return event_command_id(event_id, len(self.for_event(event_id)))
+        return event_command_id(event_id, self._per_event.get(event_id, 0))
 
     def record(self, command: Command) -> Command:
         """Add a new command (normally PENDING, then :meth:`sent`)."""
         if command.correlation_id in self._commands:
             raise ValueError(f"correlationId {command.correlation_id} is already in the ledger")
-        self._commands[command.correlation_id] = command
+        self._hold(command)
         self._added.append(command.correlation_id)
         return command
 
