@@ -137,7 +137,7 @@ commands = Table(
     Column("supersedes", String(64)),
     Index(None, "state", "created_at"),  # the outbox: pending, oldest first
     Index(None, "state", "deadline"),  # overdue ACKs
-    Index(None, "event_id"),
+    Index(None, "event_id", "ven_id"),  # an event's commands; an ACK batch's VENs in it
     Index(None, "ven_id", "op", "created_at"),  # ACKs without correlationId
 )
 
