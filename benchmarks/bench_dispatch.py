@@ -266,7 +266,7 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         fleet.start()
         await wait_pipe(ours)
         tasks.append(asyncio.create_task(worker.run()))
-        tasks.append(asyncio.create_task(run_dispatch(settings, storage, clock, RandomIds(), stop)))
+        tasks.append(asyncio.create_task(run_dispatch(settings, storage, clock, stop)))
         await asyncio.wait_for(worker.ready.wait(), TIMEOUT)
         await asyncio.sleep(1.0)  # the dispatcher has taken the lease and idles
         start = clock.now() + timedelta(seconds=args.lead)

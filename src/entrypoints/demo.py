@@ -112,7 +112,7 @@ async def run_demo(
     tasks = [
         asyncio.create_task(worker.run(), name="worker"),
         asyncio.create_task(
-            run_dispatch(settings, storage, container.clock(), container.ids(), stop, broker),
+            run_dispatch(settings, storage, container.clock(), stop, broker),
             name="dispatcher",
         ),
         asyncio.create_task(

@@ -11,7 +11,7 @@ import logging
 from entrypoints.container import Storage, dispatch_policy
 from entrypoints.settings import Settings
 from gridcore.dispatch import Dispatcher
-from gridcore.ports import Clock, CommandPublisher, IdGenerator
+from gridcore.ports import Clock, CommandPublisher
 
 log = logging.getLogger("gridcore.worker.dispatch")
 
@@ -56,7 +56,6 @@ def build_dispatcher(
     publisher: CommandPublisher,
     settings: Settings,
     clock: Clock,
-    ids: IdGenerator,
 ) -> Dispatcher:
     """The dispatcher a worker runs, over the container's storage."""
     return Dispatcher(
@@ -64,7 +63,6 @@ def build_dispatcher(
         storage.telemetry_queries,
         publisher,
         clock,
-        ids,
         dispatch_policy(settings),
         storage.new_lease(),
     )

@@ -42,7 +42,6 @@ from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
 from gridcore.ports import (
     Clock,
-    IdGenerator,
     MessageTransport,
     ShadowStore,
     TelemetryStore,
@@ -269,7 +268,6 @@ async def run_dispatch(
     settings: Settings,
     storage: Storage,
     clock: Clock,
-    ids: IdGenerator,
     stop: asyncio.Event,
     broker: InMemoryBroker | None = None,
 ) -> None:
@@ -282,7 +280,7 @@ async def run_dispatch(
         return
     try:
         publisher = TransportCommandPublisher(transport)
-        await run_dispatcher(build_dispatcher(storage, publisher, settings, clock, ids), stop)
+        await run_dispatcher(build_dispatcher(storage, publisher, settings, clock), stop)
     finally:
         await transport.close()
 
@@ -314,7 +312,7 @@ async def run_worker(settings: Settings) -> None:
              settings.mqtt_host or "in-memory")  # fmt: skip
     consuming = asyncio.create_task(worker.run(), name="consumer")
     dispatching = asyncio.create_task(
-        run_dispatch(settings, storage, clock, container.ids(), stop), name="dispatcher"
+        run_dispatch(settings, storage, clock, stop), name="dispatcher"
     )
     try:
         await stop.wait()

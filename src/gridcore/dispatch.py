@@ -45,7 +45,6 @@ from gridcore.ports import (
     Clock,
     CommandPublisher,
     DispatchLease,
-    IdGenerator,
     TelemetryQueries,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -142,7 +141,6 @@ class Dispatcher:
         queries: TelemetryQueries,
         publisher: CommandPublisher,
         clock: Clock,
-        ids: IdGenerator,
         policy: DispatchPolicy | None = None,
         lease: DispatchLease | None = None,
     ) -> None:
@@ -150,7 +148,6 @@ class Dispatcher:
         self._queries = queries
         self._publisher = publisher
         self._clock = clock
-        self._ids = ids
         self.policy = policy or DispatchPolicy()
         self._lease = lease
         self._last_rebalance: datetime | None = None

@@ -111,9 +111,7 @@ async def cancel_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: s
     return cancelled
 
 
-async def stop_event(
-    uow_factory: UnitOfWorkFactory, clock: Clock, ids: IdGenerator, event_id: str
-) -> DrEvent:
+async def stop_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: str) -> DrEvent:
     """Stop an active event now, and queue a restore to every VEN it was sent
     to (in the same transaction: the outbox). Under the event's lock: a stop
     racing the event's completion, or an ACK, waits for it and sees its result."""

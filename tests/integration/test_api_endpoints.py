@@ -160,7 +160,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     storage: Storage = container.storage()
     published = RecordingPublisher()
     dispatcher = Dispatcher(
-        storage.uow_factory, storage.telemetry_queries, published, clock, ids, container.policy()
+        storage.uow_factory, storage.telemetry_queries, published, clock, container.policy()
     )
     app = create_app(settings, container)
     transport = httpx.ASGITransport(app=app)

@@ -147,9 +147,7 @@ class Fleet:
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
 
     def dispatcher(self, uow: Any = None) -> Dispatcher:
-        return Dispatcher(
-            uow or self.uow, self.available, self.publisher, self.clock, self.ids, POLICY
-        )
+        return Dispatcher(uow or self.uow, self.available, self.publisher, self.clock, POLICY)
 
     def gated(self, gate: Gate) -> Callable[[], GatedUnitOfWork]:
         return lambda: GatedUnitOfWork(self.engine, gate)
@@ -263,7 +261,7 @@ async def test_an_ack_landing_while_the_event_ends_is_kept(fleet: Fleet, end: st
 
     async def ending(uow: Any) -> Any:
         if end == "stop":
-            return await services.stop_event(uow, fleet.clock, fleet.ids, event.id)
+            return await services.stop_event(uow, fleet.clock, event.id)
         return await fleet.dispatcher(uow).finish_over()
 
     async def acking(uow: Any) -> list[AckMatch]:
@@ -366,7 +364,7 @@ async def test_a_stop_racing_the_completion_queues_one_restore_per_ven(
     fleet.clock.advance(timedelta(minutes=10))
 
     async def stopping(uow: Any) -> DrEvent:
-        return await services.stop_event(uow, fleet.clock, fleet.ids, event.id)
+        return await services.stop_event(uow, fleet.clock, event.id)
 
     async def completing(uow: Any) -> list[str]:
         return await fleet.dispatcher(uow).finish_over()
@@ -388,7 +386,7 @@ async def test_a_reallocation_racing_a_stop_sends_nothing_more(fleet: Fleet) -> 
     )
 
     async def stopping(uow: Any) -> DrEvent:
-        return await services.stop_event(uow, fleet.clock, fleet.ids, event.id)
+        return await services.stop_event(uow, fleet.clock, event.id)
 
     async def reallocating(uow: Any) -> int:
         return await fleet.dispatcher(uow).rebalance()
@@ -483,7 +481,7 @@ async def test_randomised_acks_stops_completions_and_passes_keep_every_invariant
 
     async def stop(event: DrEvent) -> None:
         with contextlib.suppress(IllegalTransition):  # already over: the API's 409
-            await services.stop_event(fleet.uow, fleet.clock, fleet.ids, event.id)
+            await services.stop_event(fleet.uow, fleet.clock, event.id)
 
     for round_ in range(30):
         if round_ % 8 == 0:

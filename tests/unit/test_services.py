@@ -108,7 +108,7 @@ async def test_stop_queues_one_restore_per_ven_that_was_sent_the_event(uow, cloc
         await tx.commit()
     await _send_event_command(uow, event.id, "ven-1", clock, "0000aaaa")
     await _send_event_command(uow, event.id, "ven-2", clock, "0000bbbb")
-    stopped = await services.stop_event(uow, clock, ids, event.id)
+    stopped = await services.stop_event(uow, clock, event.id)
     assert stopped.status is EventStatus.STOPPED
     async with uow() as tx:
         restores = [c for c in await tx.commands.for_event(event.id) if c.op is CommandOp.RESTORE]
@@ -154,7 +154,7 @@ async def test_restore_ack_without_event_id_is_matched_and_attributed(uow, clock
         await tx.events.save_status(event.activate(clock.now()), EventStatus.SCHEDULED)
         await tx.commit()
     await _send_event_command(uow, event.id, "ven-1", clock, "0000aaaa")
-    await services.stop_event(uow, clock, ids, event.id)
+    await services.stop_event(uow, clock, event.id)
     ack = VenAck(ven_id="ven-1", op="restore", status="success", timestamp=clock.now())
     async with uow() as tx:
         restore = next(

@@ -114,9 +114,9 @@ async def get_event(event_id: EventIdPath, uow: UowDep) -> EventDetail:
 
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})
-async def stop_event(event_id: EventIdPath, uow: UowDep, clock: ClockDep, ids: IdsDep) -> EventOut:
+async def stop_event(event_id: EventIdPath, uow: UowDep, clock: ClockDep) -> EventOut:
     """Stop an active event now; a restore is queued to every VEN it reached."""
-    return event_out(await services.stop_event(uow, clock, ids, event_id))
+    return event_out(await services.stop_event(uow, clock, event_id))
 
 
 @router.delete("/{eventId}", responses={**NOT_FOUND, **CONFLICT})
