@@ -134,6 +134,30 @@ async def locked_ledger(
     )
 
 
+def _ask(
+    ledger: CommandLedger,
+    event: DrEvent,
+    ven_id: str,
+    shed_kw: float,
+    now: datetime,
+    supersedes: Command | None = None,
+) -> Command:
+    """Record an event command asking ``ven_id`` for ``shed_kw`` until the event
+    ends; a re-allocation's raised target replaces the VEN's previous command."""
+    return ledger.record(
+        Command(
+            correlation_id=ledger.next_id(event.id),
+            ven_id=ven_id,
+            op=CommandOp.EVENT,
+            created_at=now,
+            event_id=event.id,
+            shed_kw=shed_kw,
+            duration_sec=_duration_sec(event, now),
+            supersedes=supersedes.correlation_id if supersedes else None,
+        )
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -208,17 +232,7 @@ class Dispatcher:
                 shares = allocate_shed(event.requested_reduction_kw, headroom)
                 for ven_id, kw in sorted(shares.items()):
                     if kw > 0:
-                        ledger.record(
-                            Command(
-                                correlation_id=ledger.next_id(event.id),
-                                ven_id=ven_id,
-                                op=CommandOp.EVENT,
-                                created_at=now,
-                                event_id=event.id,
-                                shed_kw=kw,
-                                duration_sec=_duration_sec(event, now),
-                            )
-                        )
+                        _ask(ledger, event, ven_id, kw, now)
                 commands = ledger.added()
                 await uow.events.save_status(event.activate(now), EventStatus.SCHEDULED)
                 await uow.commands.add_many(commands)
@@ -345,18 +359,8 @@ class Dispatcher:
                 for v, w in sorted(extra.items()):
                     if w > 0:
                         held = latest.get(v)
-                        ledger.record(
-                            Command(
-                                correlation_id=ledger.next_id(event.id),
-                                ven_id=v,
-                                op=CommandOp.EVENT,
-                                created_at=now,
-                                event_id=event.id,
-                                shed_kw=to_kw((expected_w(held) if held else 0) + w),
-                                duration_sec=_duration_sec(event, now),
-                                supersedes=held.correlation_id if held else None,
-                            )
-                        )
+                        mine = expected_w(held) if held else 0
+                        _ask(ledger, event, v, to_kw(mine + w), now, supersedes=held)
                 commands = ledger.added()
                 if not commands:
                     continue
