@@ -242,14 +242,13 @@ class DispatchMachine(RuleBasedStateMachine):
                 actual_shed_kw=0.0,
             )
         cap = to_watts(command.shed_kw or 0.0)
-        store = self.read()
-        if not command.state.is_open and store[command.event_id or ""][0].status is (
-            EventStatus.ACTIVE
-        ):
-            headroom = to_watts(FLEET[command.ven_id]) - self.owed_elsewhere_w(
-                store, command.ven_id, command.event_id
-            )
-            cap = max(min(cap, headroom), 0)
+        if not command.state.is_open:
+            store = self.read()
+            if store[command.event_id or ""][0].status is EventStatus.ACTIVE:
+                headroom = to_watts(FLEET[command.ven_id]) - self.owed_elsewhere_w(
+                    store, command.ven_id, command.event_id
+                )
+                cap = max(min(cap, headroom), 0)
         watts = data.draw(st.integers(0, cap), label="actual shed W")
         return VenAck(
             command.ven_id,
