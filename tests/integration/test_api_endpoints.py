@@ -487,6 +487,22 @@ async def test_manual_commands_go_through_the_outbox(rig: Rig) -> None:
             },
             "requestedReductionKw",
         ),
+        # Offsets at the calendar's edge overflow in UTC: 422, not 500 (issue 11).
+        ("GET", "/api/events/history?start=9999-12-31T23:59:59-23:59", None, "start"),
+        ("GET", "/api/stats/network/history?start=9999-12-31T23:59:59-23:59", None, "start"),
+        ("GET", "/api/vens/ven-001/telemetry?end=0001-01-01T00:00:00%2B01:00", None, "end"),
+        ("GET", "/api/vens/ven-001/history?start=9999-12-31T23:59:59-23:59", None, "start"),
+        ("GET", "/api/vens/ven-001/events?start=9999-12-31T23:59:59-23:59", None, "start"),
+        (
+            "POST",
+            "/api/events",
+            {
+                "startTime": "9999-12-31T23:59:59-23:59",
+                "endTime": "2030-01-01T01:00:00Z",
+                "requestedReductionKw": 1,
+            },
+            "startTime",
+        ),
         ("POST", "/api/vens", {"name": "x", "location": {"lat": 91, "lon": 0}}, "location.lat"),
         ("POST", "/api/vens", {"name": "x", "id": "a/b"}, "id"),
         ("PATCH", "/api/vens/ven-001/loads/circuit_1", {"priority": "high"}, "priority"),

@@ -25,6 +25,7 @@ from adapters.mqtt.topics import (
     SHADOW_UPDATE_FILTER,
     MessageKind,
     Route,
+    Routed,
     TopicRouter,
 )
 from adapters.system import ManualClock
@@ -72,7 +73,7 @@ class OutageUow(InMemoryUnitOfWorkFactory):
 
 
 class Rig:
-    def __init__(self, batch_size: int = 10) -> None:
+    def __init__(self, batch_size: int = 10, router: TopicRouter | None = None) -> None:
         self.broker = InMemoryBroker()
         self.uow = OutageUow()
         self.telemetry = InMemoryTelemetry()
@@ -87,7 +88,7 @@ class Rig:
             retry=RetryPolicy(initial_delay=0.01, max_delay=0.05),
         )  # fmt: skip
         self.consumer = MqttConsumer(
-            self.transport, TopicRouter(ROUTES), uow_factory=self.uow,
+            self.transport, router or TopicRouter(ROUTES), uow_factory=self.uow,
             telemetry_store=self.store, shadow_store=self.shadows, clock=self.clock,
             config=config,
         )  # fmt: skip
@@ -184,6 +185,10 @@ BAD = [
     ("invalid", "ven/ack/v1", b'{"op":"event"}'),
     ("invalid", "ven/ack/v1", b'{"op":"event","status":"ok","circuits_curtailed":[{"id":"a"}]}'),
     ("invalid", "$aws/things/v1/shadow/update", b'{"reported":{}}'),
+    # Offsets at the calendar's edge overflow when converted to UTC (issue 11).
+    ("invalid", METERING, b'{"venId":"v1","timestamp":"9999-12-31T23:59:59-23:59"}'),
+    ("invalid", "ven/ack/v1", b'{"op":"ping","status":"pong","ts":"0001-01-01T00:00:00+01:00"}'),
+    ("invalid", METERING, b'{"venId":"v1","timestamp":"1900-01-01T00:00:00Z"}'),
 ]
 
 
@@ -202,6 +207,32 @@ async def test_bad_messages_are_dead_lettered_between_good_ones(
     assert letter.reason.startswith(category)
     assert letter.received_at == T0
     assert rig.consumer.stats.rejected[category] == 1
+
+
+class BrokenRouter(TopicRouter):
+    """A router with a bug for one topic: what no validation foresaw."""
+
+    def route(self, topic: str) -> Routed | None:
+        if topic.endswith("/boom"):
+            raise KeyError(topic)
+        return super().route(topic)
+
+
+async def test_an_unforeseen_failure_dead_letters_that_message_and_the_loop_goes_on() -> None:
+    r = Rig(router=BrokenRouter(ROUTES))
+    await r.start()
+    await r.send(METERING, metering("v1", 0))
+    await r.send("ven/telemetry/boom", metering("boom", 1))
+    await r.send(METERING, metering("v1", 2))
+    await r.settle()
+    await r.stop()
+    assert len(r.telemetry.samples) == 2
+    (letter,) = r.uow.state.dead_letters
+    assert (letter.topic, letter.reason) == (
+        "ven/telemetry/boom",
+        "internal: KeyError: 'ven/telemetry/boom'",
+    )
+    assert r.consumer.stats.rejected["internal"] == 1
 
 
 async def test_unrouted_topic_is_dead_lettered() -> None:

@@ -212,8 +212,8 @@ class MqttConsumer:
     async def handle(self, message: BrokerMessage) -> None:
         """Route one message. Never raises for bad input."""
         self.stats.received += 1
-        routed = self._router.route(message.topic)
         try:
+            routed = self._router.route(message.topic)
             if routed is None:
                 raise RejectedMessageError("no route", f"nothing handles topic {message.topic!r}")
             self.stats.by_kind[routed.kind] += 1
@@ -238,6 +238,13 @@ class MqttConsumer:
             await self._reject(message, rejection)
         except RejectedMessageError as exc:
             await self._reject(message, exc)
+        except Exception as exc:
+            # A message no rule above foresaw must not stop the loop (and with
+            # it every VEN's data): it is kept with what went wrong, and logged
+            # with its traceback, because it is a gap in validation to close.
+            log.exception("message on %s failed unexpectedly; dead-lettered", message.topic)
+            detail = f"{type(exc).__name__}: {exc}"
+            await self._reject(message, RejectedMessageError("internal", detail))
 
     @staticmethod
     def _check_ven(routed: Routed, payload_ven: str | None) -> None:

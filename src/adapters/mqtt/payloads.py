@@ -30,11 +30,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator
 from gridcore.correlation import VenAck
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.telemetry import LoadSample, TelemetrySample
+from gridcore.timestamps import REPORTED_EARLIEST, REPORTED_LATEST, to_utc
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 # Bounds of a plausible VEN clock: before 2000 or after 2100 is a bug, not data.
-_MIN_EPOCH = 946_684_800.0
-_MAX_EPOCH = 4_102_444_800.0
+_MIN_EPOCH = REPORTED_EARLIEST.timestamp()
+_MAX_EPOCH = REPORTED_LATEST.timestamp()
 
 
 class PayloadTooLargeError(ValueError):
@@ -55,9 +56,7 @@ def _timestamp(value: object) -> datetime:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        return to_utc(parsed, REPORTED_EARLIEST, REPORTED_LATEST)
     if isinstance(value, datetime):  # Python callers (tests, simulator)
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     raise ValueError("a timestamp is epoch seconds or an ISO 8601 string")

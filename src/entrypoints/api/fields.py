@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gridcore.timestamps import to_utc
+
 # Far enough for any real schedule, and keeps date arithmetic from overflowing.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -33,10 +35,12 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 def as_utc(value: datetime) -> datetime:
     """Naive input is UTC (documented); aware input is converted to UTC."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not EARLIEST <= value < LATEST:
-        raise ValueError("must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z")
-    return value
+    try:
+        return to_utc(value, EARLIEST, LATEST)
+    except ValueError:
+        raise ValueError(
+            "must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z in UTC"
+        ) from None
 
 
 def iso_z(value: datetime) -> str:
