@@ -241,30 +241,43 @@ def latest_per_ven(
     return latest
 
 
-def expected_w(command: Command) -> int:
-    """What a VEN is counted on for, given its newest event command: the kW asked
-    while unanswered, what it reported once it accepted, nothing once it refused,
-    went silent or was cancelled."""
-    if command.state.is_open:
-        return to_watts(command.shed_kw or 0.0)
-    if command.state is CommandState.ACKED:
-        return to_watts(
-            command.delivered_kw if command.delivered_kw is not None else command.shed_kw or 0.0
-        )
-    return 0
+def _delivered(command: Command) -> int:
+    kw = command.delivered_kw if command.delivered_kw is not None else command.shed_kw
+    return to_watts(kw or 0.0)
 
 
-def delivered_w(commands: Iterable[Command]) -> int:
-    """actualReductionKw of one event, in watts: the sum over VENs of what the
-    VEN's newest accepted event command reports (a re-allocated VEN's newer
-    ACK replaces its older one; an ACK is never summed over time)."""
+def expected_per_ven(commands: Iterable[Command]) -> dict[str, int]:
+    """Per VEN, the watts one event counts on it for: while its newest event
+    command is unanswered, what that command asks; once answered, what its
+    newest accepted command delivered (a refused top-up leaves the earlier
+    delivery standing, as in :func:`delivered_w`); nothing if it never accepted."""
+    commands = list(commands)
+    accepted = _newest_accepted(commands)
+    expected: dict[str, int] = {}
+    for ven_id, latest in latest_per_ven(commands).items():
+        if latest.state.is_open:
+            expected[ven_id] = to_watts(latest.shed_kw or 0.0)
+        else:
+            held = accepted.get(ven_id)
+            expected[ven_id] = _delivered(held) if held is not None else 0
+    return expected
+
+
+def _newest_accepted(commands: Iterable[Command]) -> dict[str, Command]:
     newest: dict[str, Command] = {}
     for command in commands:
         if command.op is CommandOp.EVENT and command.state is CommandState.ACKED:
             held = newest.get(command.ven_id)
             if held is None or _order(command) > _order(held):
                 newest[command.ven_id] = command
-    return sum(to_watts(c.delivered_kw or 0.0) for c in newest.values())
+    return newest
+
+
+def delivered_w(commands: Iterable[Command]) -> int:
+    """actualReductionKw of one event, in watts: the sum over VENs of what the
+    VEN's newest accepted event command reports (a re-allocated VEN's newer
+    ACK replaces its older one; an ACK is never summed over time)."""
+    return sum(_delivered(c) for c in _newest_accepted(commands).values())
 
 
 def owed_w(commands: Iterable[Command]) -> dict[str, int]:
@@ -276,8 +289,8 @@ def owed_w(commands: Iterable[Command]) -> dict[str, int]:
         by_event.setdefault(command.event_id, []).append(command)
     owed: dict[str, int] = {}
     for event_commands in by_event.values():
-        for ven_id, command in latest_per_ven(event_commands).items():
-            owed[ven_id] = owed.get(ven_id, 0) + expected_w(command)
+        for ven_id, watts in expected_per_ven(event_commands).items():
+            owed[ven_id] = owed.get(ven_id, 0) + watts
     return owed
 
 
@@ -432,8 +445,11 @@ class CommandLedger:
         Returns the restores."""
         commands = self.for_event(event_id)
         for c in commands:
-            if c.op is CommandOp.EVENT and c.attempts == 0 and c.state.is_open:
-                self._put(c.cancel())
+            if c.op is CommandOp.EVENT and c.state.is_open:
+                # Never sent: cancelled. Sent and unanswered: no more retries (a
+                # re-send after the restore would start the VEN shedding again);
+                # an ACK that still comes is recorded as late.
+                self._put(c.cancel() if c.attempts == 0 else c.time_out())
         sent_to = {c.ven_id for c in commands if c.op is CommandOp.EVENT and c.attempts > 0}
         restored = {c.ven_id for c in commands if c.op is CommandOp.RESTORE}
         return [
@@ -456,6 +472,9 @@ class CommandLedger:
 
     def delivered_w(self, event_id: str) -> int:
         return delivered_w(self.for_event(event_id))
+
+    def expected_per_ven(self, event_id: str) -> dict[str, int]:
+        return expected_per_ven(self.for_event(event_id))
 
     def owed_w(self) -> dict[str, int]:
         return owed_w(self._commands.values())

@@ -37,7 +37,6 @@ from gridcore.correlation import (
     CommandLedger,
     CommandOp,
     CommandState,
-    expected_w,
 )
 from gridcore.errors import RetriesExhausted
 from gridcore.events import DrEvent, EventStatus
@@ -339,9 +338,8 @@ class Dispatcher:
                 latest = ledger.latest_per_ven(event.id)
                 if not latest or any(c.state.is_open for c in latest.values()):
                     continue  # wait for every answer before judging the shortfall
-                gap = to_watts(event.requested_reduction_kw) - sum(
-                    expected_w(c) for c in latest.values()
-                )
+                expected = ledger.expected_per_ven(event.id)
+                gap = to_watts(event.requested_reduction_kw) - sum(expected.values())
                 if gap < to_watts(self.policy.rebalance_min_kw):
                     continue
                 if available is None:
@@ -358,9 +356,8 @@ class Dispatcher:
                 extra = allocate_watts(min(gap, sum(headroom.values())), headroom)
                 for v, w in sorted(extra.items()):
                     if w > 0:
-                        held = latest.get(v)
-                        mine = expected_w(held) if held else 0
-                        _ask(ledger, event, v, to_kw(mine + w), now, supersedes=held)
+                        mine = expected.get(v, 0)
+                        _ask(ledger, event, v, to_kw(mine + w), now, supersedes=latest.get(v))
                 commands = ledger.added()
                 if not commands:
                     continue

@@ -388,7 +388,7 @@ def test_a_failed_publish_goes_back_to_the_outbox_unless_the_command_moved_on() 
     assert (back.state, back.attempts) == (CommandState.PENDING, 0)
 
 
-def test_ending_an_event_cancels_the_unsent_and_restores_each_ven_reached_once() -> None:
+def test_ending_an_event_cancels_the_unsent_stops_retries_and_restores_each_ven_once() -> None:
     ledger = CommandLedger(ack_timeout=TIMEOUT)
     for n, ven_id in enumerate(["ven-1", "ven-2", "ven-3"]):
         ledger.record(command(event_command_id(EVENT, n), ven_id=ven_id))
@@ -401,7 +401,12 @@ def test_ending_an_event_cancels_the_unsent_and_restores_each_ven_reached_once()
         ("ven-1", CommandOp.RESTORE, f"{EVENT}-00000003"),
         ("ven-2", CommandOp.RESTORE, f"{EVENT}-00000004"),
     ]
-    assert [(c.ven_id, c.state) for c in loaded.changed()] == [("ven-3", CommandState.CANCELLED)]
+    # ven-1 was sent and never answered: no more retries once restored.
+    assert [(c.ven_id, c.state) for c in loaded.changed()] == [
+        ("ven-1", CommandState.TIMED_OUT),
+        ("ven-3", CommandState.CANCELLED),
+    ]
+    assert loaded.overdue(T0 + timedelta(days=1)) == []
     assert loaded.added() == restores
     assert CommandLedger(loaded.commands()).end_event(EVENT, T0 + timedelta(minutes=6)) == []
 
@@ -433,6 +438,8 @@ def test_delivered_kw_is_each_ven_s_newest_accepted_answer_summed_once() -> None
     )
     assert ledger.delivered_w(EVENT) == 5_500  # 3.5 (newest of ven-1) + 2.0 (kept by ven-2)
     assert ledger.delivered_w("evt-0000ffff") == 9_000
+    # What allocation counts on: the same deliveries, and the ask of what is unanswered.
+    assert ledger.expected_per_ven(EVENT) == {"ven-1": 3_500, "ven-2": 2_000, "ven-3": 4_000}
 
 
 def test_what_a_ven_owes_sums_its_newest_command_over_events() -> None:

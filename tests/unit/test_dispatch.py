@@ -395,3 +395,21 @@ async def test_an_ack_lost_in_a_crash_costs_one_retry_and_counts_once(fleet: Fle
     assert (await fleet.dispatcher.run_once()).idle  # answered: never sent again
     event = await fleet.get_event(event_id)
     assert event is not None and event.actual_reduction_kw == 5.0
+
+
+async def test_an_unanswered_event_command_is_not_resent_after_the_stop(fleet: Fleet) -> None:
+    """A retry after the restore would start the VEN shedding again."""
+    await fleet.report("ven-1", 8)
+    event_id = await fleet.event(5)
+    await fleet.dispatcher.run_once()
+    (sent,) = fleet.publisher.sent
+    await services.stop_event(fleet.uow, fleet.clock, event_id)
+    await fleet.dispatcher.run_once()
+    assert [c.op for c in fleet.publisher.sent] == [CommandOp.EVENT, CommandOp.RESTORE]
+    fleet.clock.advance(POLICY.ack_timeout * 4)
+    await fleet.dispatcher.run_once()
+    assert [c.op for c in fleet.publisher.to("ven-1")] == [CommandOp.EVENT]  # no retry
+    assert len(fleet.publisher.to("ven-1", CommandOp.RESTORE)) == 2  # the restore's own retries
+    (event_command,) = [c for c in await fleet.commands(event_id) if c.op is CommandOp.EVENT]
+    assert event_command.state is CommandState.TIMED_OUT
+    assert (await fleet.ack(sent)).outcome is AckOutcome.LATE  # still recorded if it comes
