@@ -164,6 +164,10 @@ class Command:
         delivered = ack.actual_shed_kw
         if delivered is None and ack.accepted and self.op is CommandOp.EVENT:
             delivered = sum(c.curtailed_kw for c in ack.circuits_curtailed) or None
+        if delivered is not None and self.shed_kw is not None:
+            # A VEN is credited with at most what it was asked for (a report of
+            # 999999999 kW is a bug or a lie); its raw report stays in ven_acks.
+            delivered = min(delivered, self.shed_kw)
         return replace(
             self,
             state=CommandState.ACKED if ack.accepted else CommandState.REJECTED,
@@ -172,6 +176,9 @@ class Command:
             delivered_kw=delivered if ack.accepted else 0.0,
             late=self.state is CommandState.TIMED_OUT,
         )
+
+
+_OPS = frozenset(op.value for op in CommandOp)
 
 
 class AckOutcome(enum.StrEnum):
@@ -194,6 +201,9 @@ class AckMatch:
 def apply_ack(command: Command | None, ack: VenAck, now: datetime) -> AckMatch:
     """The one rule for what an ACK does to the command it matched."""
     if command is None:
+        return AckMatch(AckOutcome.UNMATCHED, None)
+    if ack.op != command.op.value and ack.op in _OPS:
+        # An `event` ACK is no answer to a restore (and so on); stored for audit.
         return AckMatch(AckOutcome.UNMATCHED, None)
     if command.state in (CommandState.ACKED, CommandState.REJECTED):
         return AckMatch(AckOutcome.DUPLICATE, command)

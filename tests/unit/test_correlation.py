@@ -362,6 +362,22 @@ def test_for_event_filters_by_event_and_ven() -> None:
     assert len(ledger.commands()) == 3
 
 
+def test_a_vens_report_is_credited_at_most_what_it_was_asked() -> None:
+    ledger = ledger_with(command())  # asks 5.0 kW
+    result = ledger.match(ack(actual_shed_kw=999_999_999.0), T0)
+    assert result.outcome is AckOutcome.MATCHED
+    assert ledger.get(CID).delivered_kw == 5.0
+
+
+def test_an_ack_of_another_op_is_no_answer() -> None:
+    restore = command(f"{EVENT}-00000001", op=CommandOp.RESTORE)
+    ledger = ledger_with(restore)
+    result = ledger.match(ack(restore.correlation_id, op="event"), T0)
+    assert result.outcome is AckOutcome.UNMATCHED
+    assert ledger.get(restore.correlation_id).state is CommandState.SENT
+    assert ledger.match(ack(restore.correlation_id, op="restore"), T0).changed
+
+
 def test_event_command_ids_count_the_event_s_commands() -> None:
     assert event_command_id(EVENT, 0) == f"{EVENT}-00000000"
     assert event_command_id(EVENT, 0xFFFFFFFF) == f"{EVENT}-ffffffff"

@@ -189,6 +189,7 @@ BAD = [
     ("invalid", METERING, b'{"venId":"v1","timestamp":"9999-12-31T23:59:59-23:59"}'),
     ("invalid", "ven/ack/v1", b'{"op":"ping","status":"pong","ts":"0001-01-01T00:00:00+01:00"}'),
     ("invalid", METERING, b'{"venId":"v1","timestamp":"1900-01-01T00:00:00Z"}'),
+    ("invalid", "ven/ack/v1", b'{"op":"event","status":"accepted","actual_shed_kw":-5000}'),
 ]
 
 

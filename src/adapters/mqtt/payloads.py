@@ -75,6 +75,11 @@ def _alias(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
 
 
+def _kw_alias(*names: str) -> Any:
+    """A kW a VEN reports about itself: no VEN sheds negative kW."""
+    return Field(default=None, ge=0, validation_alias=AliasChoices(*names))
+
+
 # --- telemetry: volttron/metering -------------------------------------------
 
 
@@ -250,8 +255,8 @@ class AckWire(_Wire):
     ven_id: str | None = _alias("venId", "ven_id")
     correlation_id: str | None = _alias("correlationId", "correlation_id")
     event_id: str | None = _alias("event_id", "eventId")
-    requested_shed_kw: float | None = _alias("requested_shed_kw", "requestedShedKw")
-    actual_shed_kw: float | None = _alias("actual_shed_kw", "actualShedKw")
+    requested_shed_kw: float | None = _kw_alias("requested_shed_kw", "requestedShedKw")
+    actual_shed_kw: float | None = _kw_alias("actual_shed_kw", "actualShedKw")
     circuits_curtailed: tuple[CurtailedCircuitWire, ...] | None = _alias(
         "circuits_curtailed", "circuitsCurtailed"
     )
