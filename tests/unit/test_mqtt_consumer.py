@@ -190,6 +190,10 @@ BAD = [
     ("invalid", "ven/ack/v1", b'{"op":"ping","status":"pong","ts":"0001-01-01T00:00:00+01:00"}'),
     ("invalid", METERING, b'{"venId":"v1","timestamp":"1900-01-01T00:00:00Z"}'),
     ("invalid", "ven/ack/v1", b'{"op":"event","status":"accepted","actual_shed_kw":-5000}'),
+    # What the ledger cannot look up or store fails the ACK alone, at the edge.
+    ("invalid", "ven/ack/v1", b'{"op":"event","status":"accepted","correlationId":"c\\u0000"}'),
+    ("invalid", "ven/ack/v1", b'{"op":"ev\\u0000","status":"accepted"}'),
+    ("invalid", "ven/ack/" + "v" * 200, b'{"op":"ping","status":"pong"}'),
 ]
 
 

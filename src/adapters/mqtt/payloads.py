@@ -31,6 +31,7 @@ from gridcore.correlation import VenAck
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.telemetry import LoadSample, TelemetrySample
 from gridcore.timestamps import REPORTED_EARLIEST, REPORTED_LATEST, to_utc
+from gridcore.ven import validate_ven_id
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 # Bounds of a plausible VEN clock: before 2000 or after 2100 is a bug, not data.
@@ -265,7 +266,14 @@ class AckWire(_Wire):
 
 def to_ven_ack(wire: AckWire, ven_id: str, raw_text: str, received_at: datetime) -> VenAck:
     """``ven_id`` comes from the topic (the consumer has checked the payload's
-    ``venId``, when present, agrees)."""
+    ``venId``, when present, agrees). Raises ``ValueError`` for what the ledger
+    cannot look up or store: a malformed VEN id, NUL characters in the fields
+    that select the command (PostgreSQL text cannot hold them)."""
+    validate_ven_id(ven_id)
+    for name, value in (("op", wire.op), ("correlationId", wire.correlation_id),
+                        ("eventId", wire.event_id)):  # fmt: skip
+        if value is not None and "\x00" in value:
+            raise ValueError(f"{name} contains a NUL character")
     raw = json.loads(raw_text)
     return VenAck(
         ven_id=ven_id,
