@@ -1,15 +1,16 @@
 """Commands to VENs, their ACKs, and the ledger that pairs them.
 
 Every command carries ``correlationId`` = ``{eventId}-{8 hex}`` (the DR event
-flow document's ``evt-a1b2c3d4-abc12345``); commands outside an event use
-``cmd-{8 hex}``. A VEN echoes it in its ACK. Old VENs may omit it: then the ACK
+flow document's ``evt-a1b2c3d4-abc12345``), the hex being the command's
+sequence number within its event; commands outside an event use
+``cmd-{8 random hex}``. A VEN echoes it in its ACK. Old VENs may omit it: then the ACK
 is matched by VEN + event id (+ op), and for a restore without event id by VEN
 + op, to the newest such command.
 
 A command that is not ACKed before its deadline is re-sent with the SAME
 correlationId, at most ``max_retries`` times; VENs must treat a repeat as
-idempotent. After that it is timed out. An ACK that comes after the time-out is
-still recorded (the VEN did act), flagged late.
+idempotent. After that, or when its event ends, it is timed out. An ACK that
+comes after the time-out is still recorded (the VEN did act), flagged late.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ One pass (:meth:`Dispatcher.run_once`) does, in order:
    online VENs (:func:`allocate_shed`) and write one command per VEN into the
    ledger in the same transaction as the state change (the outbox);
 2. complete events whose end has come, queueing a restore to every VEN that
-   was sent the event (and cancelling event commands never sent);
+   was sent the event (cancelling event commands never sent, and no longer
+   retrying unanswered ones);
 3. re-send commands whose ACK is overdue, with the same correlationId, at most
    ``max_retries`` times, then time them out;
 4. relay: publish what the outbox holds (before step 5, which reads every
@@ -98,8 +99,8 @@ def _duration_sec(event: DrEvent, now: datetime) -> int:
 
 async def end_event_commands(uow: UnitOfWork, event: DrEvent, now: datetime) -> list[Command]:
     """At an event's end or stop (the caller holds the event's lock): cancel its
-    event commands still in the outbox, and queue one restore per VEN that was
-    sent the event and has none yet."""
+    event commands still in the outbox, stop retrying the unanswered ones, and
+    queue one restore per VEN that was sent the event and has none yet."""
     ledger = CommandLedger(await uow.commands.for_event(event.id))
     restores = ledger.end_event(event.id, now)
     await uow.commands.update_many(ledger.changed())
