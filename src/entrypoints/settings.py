@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     gridcore_cors_origins: str | None = Field(
         default=None, description="Comma-separated origins allowed by CORS (* for any)"
     )
+    gridcore_max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the API reads; larger ones get 413 unread",
+    )
 
     @property
     def mqtt_host(self) -> str | None:

@@ -117,3 +117,44 @@ def test_serve_refuses_to_start_without_tokens() -> None:
         check_access(settings(), "127.0.0.1")
     assert not check_access(settings(gridcore_auth="disabled"), "127.0.0.1").enabled
     assert check_access(settings(gridcore_api_tokens=f"read:{READ}"), "0.0.0.0").configured
+
+
+# --- refused before the body is read (issue 11) -----------------------------------
+
+
+class Body:
+    """A streamed request body of ``chunks`` x 64 KiB that counts what was read."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.read = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            self.read += 1
+            yield b"x" * 65536
+
+
+async def test_a_request_without_a_token_is_refused_before_its_body_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    body = Body(1600)  # 100 MB
+    refused = await client.post("/api/events", content=body)
+    assert refused.status_code == 401
+    assert body.read <= 1
+
+
+async def test_a_body_over_the_limit_is_413_declared_or_streamed() -> None:
+    app = create_app(
+        settings(gridcore_api_tokens=f"control:{CONTROL}", gridcore_max_body_bytes="100000")
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
+        declared = await c.post("/api/events", content=b"{" * 200_000, headers=bearer(CONTROL))
+        assert declared.status_code == 413
+        assert "GRIDCORE_MAX_BODY_BYTES" in declared.json()["detail"]
+        streamed = Body(1600)
+        chunked = await c.post("/api/events", content=streamed, headers=bearer(CONTROL))
+        assert chunked.status_code == 413 and streamed.read <= 3
+        # Under the limit, the request goes through as before.
+        assert (await c.post("/api/events", json=EVENT, headers=bearer(CONTROL))).status_code == 201

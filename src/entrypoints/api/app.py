@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
+from entrypoints.api.gate import RequestGate
 from entrypoints.api.routers import events, health, stats, ven_data, vens
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.container import Container, container_for
@@ -86,6 +87,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(api)
     app.include_router(health.router)
 
+    # Middleware added first runs innermost: the gate sees /api paths (after
+    # PathCompatibility) and CORS answers preflights before the gate asks for a token.
+    app.add_middleware(
+        RequestGate, tokens=app.state.tokens, max_body_bytes=settings.gridcore_max_body_bytes
+    )
     origins = _cors_origins(settings)
     if origins:
         app.add_middleware(

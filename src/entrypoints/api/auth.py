@@ -108,19 +108,36 @@ class TokenChecker:
 _bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_API_TOKENS")
 
 
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def refusal(
+    checker: TokenChecker, method: str, authorization: str | None
+) -> tuple[int, str] | None:
+    """Why a request with this ``Authorization`` header may not go on (status,
+    message), or None. GET needs read (or control), every other method control."""
+    if not checker.enabled:
+        return None
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return 401, "a bearer token is required"
+    scope = checker.scope_of(presented.strip())
+    if scope is None:
+        return 401, "the bearer token is not valid"
+    if method not in _READ_METHODS and scope is not Scope.CONTROL:
+        return 403, "this needs a token with control scope"
+    return None
+
+
 async def authorize(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],  # for OpenAPI
 ) -> None:
-    """Router-wide: GET needs read (or control), every other method control."""
-    checker: TokenChecker = request.app.state.tokens
-    if not checker.enabled:
-        return
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "a bearer token is required", headers=challenge)
-    scope = checker.scope_of(credentials.credentials)
-    if scope is None:
-        raise HTTPException(401, "the bearer token is not valid", headers=challenge)
-    if request.method not in _READ_METHODS and scope is not Scope.CONTROL:
-        raise HTTPException(403, "this needs a token with control scope")
+    """Router-wide token check (the request gate already made it before the
+    body was read; this keeps it for any route mounted without the gate)."""
+    failure = refusal(
+        request.app.state.tokens, request.method, request.headers.get("authorization")
+    )
+    if failure is not None:
+        status, message = failure
+        raise HTTPException(status, message, headers=CHALLENGE if status == 401 else None)
