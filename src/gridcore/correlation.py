@@ -275,13 +275,7 @@ def expected_per_ven(commands: Iterable[Command]) -> dict[str, int]:
 
 
 def _newest_accepted(commands: Iterable[Command]) -> dict[str, Command]:
-    newest: dict[str, Command] = {}
-    for command in commands:
-        if command.op is CommandOp.EVENT and command.state is CommandState.ACKED:
-            held = newest.get(command.ven_id)
-            if held is None or _order(command) > _order(held):
-                newest[command.ven_id] = command
-    return newest
+    return latest_per_ven(c for c in commands if c.state is CommandState.ACKED)
 
 
 def delivered_w(commands: Iterable[Command]) -> int:
