@@ -108,6 +108,17 @@ async def end_event_commands(uow: UnitOfWork, event: DrEvent, now: datetime) -> 
     return restores
 
 
+async def lock_owners(
+    uow: UnitOfWork, commands: Sequence[Command]
+) -> tuple[dict[str, DrEvent], dict[str, Command]]:
+    """Take the locks that guard ``commands``: their events' rows, then (after
+    them, so the order is always the same) the rows of those outside any
+    event. Returns the events and the event-less commands as they are once locked."""
+    events = await uow.events.lock([c.event_id for c in commands if c.event_id is not None])
+    loose = await uow.commands.lock([c.correlation_id for c in commands if c.event_id is None])
+    return events, loose
+
+
 async def locked_ledger(
     uow: UnitOfWork,
     read: Callable[[], Awaitable[Sequence[Command]]],
@@ -120,9 +131,7 @@ async def locked_ledger(
     to, read again, and keep what the locks cover. A command another
     transaction moved meanwhile is seen as it is now (or no longer returned),
     so decisions are taken on the fresh copy only."""
-    candidates = await read()
-    events = await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
-    loose = await uow.commands.lock([c.correlation_id for c in candidates if c.event_id is None])
+    events, loose = await lock_owners(uow, await read())
     return CommandLedger(
         [
             c

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
-from gridcore.dispatch import end_event_commands
+from gridcore.dispatch import end_event_commands, lock_owners
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import DrEvent, new_event_id
 from gridcore.ports import (
@@ -199,8 +199,7 @@ async def _ack_ledger(uow: UnitOfWork, acks: Sequence[VenAck]) -> CommandLedger:
             found = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
             if found is not None:
                 candidates.append(found)
-    await uow.events.lock([c.event_id for c in candidates if c.event_id is not None])
-    loose = await uow.commands.lock([c.correlation_id for c in candidates if c.event_id is None])
+    _, loose = await lock_owners(uow, candidates)
     vens_by_event: dict[str, set[str]] = defaultdict(set)
     for c in candidates:
         if c.event_id is not None:
