@@ -90,7 +90,10 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     # Middleware added first runs innermost: the gate sees /api paths (after
     # PathCompatibility) and CORS answers preflights before the gate asks for a token.
     app.add_middleware(
-        RequestGate, tokens=app.state.tokens, max_body_bytes=settings.gridcore_max_body_bytes
+        RequestGate,
+        prefix=API_PREFIX,
+        tokens=app.state.tokens,
+        max_body_bytes=settings.gridcore_max_body_bytes,
     )
     origins = _cors_origins(settings)
     if origins:

@@ -2,7 +2,7 @@
 
 FastAPI reads and parses a body before it runs the route's dependencies, so a
 100 MB POST without a token used to be read in full (8 s, +600 MB) before its
-401, stalling everyone else. The gate answers first: a request to ``/api``
+401, stalling everyone else. The gate answers first: a request under ``/api``
 without a valid token gets its 401/403 at once, and a body over
 ``max_body_bytes`` its 413, whether it declares its length or streams it.
 """
@@ -17,8 +17,11 @@ from entrypoints.api.auth import CHALLENGE, TokenChecker, refusal
 
 
 class RequestGate:
-    def __init__(self, app: ASGIApp, *, tokens: TokenChecker, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, prefix: str, tokens: TokenChecker, max_body_bytes: int
+    ) -> None:
         self.app = app
+        self.prefix = prefix  # the paths that need a token
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
 
@@ -28,7 +31,7 @@ class RequestGate:
             return
         headers = Headers(scope=scope)
         path: str = scope["path"]
-        if path == "/api" or path.startswith("/api/"):
+        if path == self.prefix or path.startswith(self.prefix + "/"):
             failure = refusal(self.tokens, scope["method"], headers.get("authorization"))
             if failure is not None:
                 status, message = failure
