@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.dispatch_machine import FixedShed
+from tests.unit.test_dispatch import RecordingPublisher
 
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
@@ -118,23 +120,10 @@ class GatedUnitOfWork:
 # --- the fleet ---------------------------------------------------------------------
 
 
-@dataclass
-class FixedAvailability:
-    """TelemetryQueries as the dispatcher uses it: what each VEN can shed."""
-
-    kw: dict[str, float]
-
-    async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
-        return dict(self.kw)
-
-
-@dataclass
-class RecordingPublisher:
-    sent: list[Command] = field(default_factory=list)
-
+class YieldingPublisher(RecordingPublisher):
     async def publish(self, command: Command) -> None:
         await asyncio.sleep(0)  # a real publish yields to the loop
-        self.sent.append(command)
+        await super().publish(command)
 
 
 @dataclass
@@ -143,8 +132,8 @@ class Fleet:
     uow: SqlUnitOfWorkFactory
     clock: ManualClock
     ids: SequentialIds
-    available: FixedAvailability
-    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    available: FixedShed
+    publisher: RecordingPublisher = field(default_factory=YieldingPublisher)
 
     def dispatcher(self, uow: Any = None) -> Dispatcher:
         return Dispatcher(uow or self.uow, self.available, self.publisher, self.clock, POLICY)
@@ -196,7 +185,7 @@ async def fleet(postgres_url: str) -> AsyncIterator[Fleet]:
             SqlUnitOfWorkFactory(engine),
             ManualClock(T0),
             SequentialIds(),
-            FixedAvailability({"ven-1": 10.0, "ven-2": 10.0}),
+            FixedShed({"ven-1": 10.0, "ven-2": 10.0}),
         )
     finally:
         await engine.dispose()
@@ -467,7 +456,7 @@ async def test_randomised_acks_stops_completions_and_passes_keep_every_invariant
     fleet: Fleet, seed: int
 ) -> None:
     rng = random.Random(seed)
-    fleet.available.kw = {f"ven-{n:02}": rng.choice([2.0, 3.0, 5.0]) for n in range(12)}
+    fleet.available = FixedShed({f"ven-{n:02}": rng.choice([2.0, 3.0, 5.0]) for n in range(12)})
     vens = VenModel(rng)
     dispatchers = [fleet.dispatcher(), fleet.dispatcher()]  # two workers, no lease
     events: list[DrEvent] = []
