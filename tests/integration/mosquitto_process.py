@@ -75,7 +75,9 @@ class MosquittoProcess:
     """``start``/``stop``/``kill`` a broker on ``port``; persistence on, so a
     restart after ``stop`` keeps persistent sessions and their queued messages."""
 
-    def __init__(self, directory: Path, certs: Certificates | None = None) -> None:
+    def __init__(
+        self, directory: Path, certs: Certificates | None = None, *, stock_limits: bool = False
+    ) -> None:
         self.executable = _require(MOSQUITTO, "mosquitto")
         self.directory = directory
         self.port = free_port()
@@ -88,10 +90,10 @@ class MosquittoProcess:
             f"listener {self.port} 127.0.0.1",
             "persistence true",
             f"persistence_location {directory}/",
-            "max_queued_messages 0",  # unlimited: a test counts every message
-            "max_inflight_messages 0",
             f"log_dest file {directory}/mosquitto.log",
         ]
+        if not stock_limits:  # else Mosquitto's defaults: 20 in flight, 1000 queued per client
+            lines += ["max_queued_messages 0", "max_inflight_messages 0"]  # a test counts all
         if certs is not None:
             lines += [
                 f"cafile {certs.ca}",
