@@ -5,6 +5,7 @@ names of the original documents: DB_*, DATABASE_URL, MQTT_*, EVENT_COMMAND_ENABL
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, model_validator
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
     mqtt_topic_events: str | None = None
     mqtt_topic_responses: str | None = None
     backend_loads_topic: str | None = None
+    # Whether telemetry is read from the shared metering topic (the documents'
+    # VENs publish there, but it carries no identity: any client may name any
+    # venId), from ven/telemetry/{venId} (where a broker ACL can bind the topic
+    # to the client's certificate and the consumer checks the payload agrees),
+    # or both (migrating a fleet; a sample sent on both is stored once).
+    gridcore_telemetry_topics: Literal["shared", "per-ven", "both"] = Field(
+        default="shared",
+        description="shared: MQTT_TOPIC_METERING; per-ven: ven/telemetry/+ only; both",
+    )
     mqtt_topics_extra: str | None = Field(
         default=None,
         validation_alias="MQTT_TOPICS",

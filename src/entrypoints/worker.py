@@ -30,6 +30,7 @@ from adapters.mqtt.topics import (
     ACK_FILTER,
     LOADS_FILTER,
     SHADOW_UPDATE_FILTER,
+    TELEMETRY_FILTER,
     MessageKind,
     Route,
     TopicRouter,
@@ -60,14 +61,33 @@ SUBSCRIPTION_QOS = 1  # the subscription caps delivery QoS; QoS 0 publishes stay
 def subscription_routes(settings: Settings) -> list[Route]:
     """What the worker subscribes to, and which handler each goes to: the
     configured topics, ``ven/ack/+`` and ``$aws/things/+/shadow/update``
-    always; loads and status topics when configured. Every filter is shared
+    always; loads and status topics when configured. Telemetry comes from
+    the metering topic, ``ven/telemetry/+``, or both, by
+    ``GRIDCORE_TELEMETRY_TOPICS``. Every filter is shared
     (``$share/<group>/...``) when ``MQTT_SHARED_GROUP`` is set."""
     group = settings.mqtt_shared_group
-    routes = [
-        Route(settings.mqtt_topic_metering, MessageKind.TELEMETRY),
-        Route(ACK_FILTER, MessageKind.ACK),
-        Route(SHADOW_UPDATE_FILTER, MessageKind.SHADOW),
-    ]
+    telemetry = settings.gridcore_telemetry_topics
+    extras = [Route(t, classify_extra_topic(t)) for t in settings.mqtt_extra_topics]
+    if telemetry == "per-ven":
+        # A telemetry topic with no VEN level lets any client report for any
+        # venId: consuming one would undo what per-ven mode is for.
+        anonymous = [
+            r.topic_filter
+            for r in extras
+            if r.kind is MessageKind.TELEMETRY and "+" not in r.topic_filter.split("/")
+        ]
+        if anonymous:
+            raise ValueError(
+                "GRIDCORE_TELEMETRY_TOPICS=per-ven takes telemetry only from topics that "
+                f"name the VEN, but MQTT_TOPICS has {', '.join(anonymous)}: remove it, "
+                "or set GRIDCORE_TELEMETRY_TOPICS=both"
+            )
+    routes: list[Route] = []
+    if telemetry != "per-ven":
+        routes.append(Route(settings.mqtt_topic_metering, MessageKind.TELEMETRY))
+    if telemetry != "shared":
+        routes.append(Route(TELEMETRY_FILTER, MessageKind.TELEMETRY))
+    routes += [Route(ACK_FILTER, MessageKind.ACK), Route(SHADOW_UPDATE_FILTER, MessageKind.SHADOW)]
     if settings.mqtt_topic_status:
         routes.append(Route(settings.mqtt_topic_status, MessageKind.STATUS))
     # The documents leave these two unused; VEN responses to events are ACKs.
@@ -77,7 +97,7 @@ def subscription_routes(settings: Settings) -> list[Route]:
     if settings.backend_loads_topic:
         loads = settings.backend_loads_topic
         routes.append(Route(LOADS_FILTER if loads == "ven/loads" else loads, MessageKind.LOADS))
-    routes += [Route(t, classify_extra_topic(t)) for t in settings.mqtt_extra_topics]
+    routes += extras
     unique: dict[str, Route] = {}
     for route in routes:
         topic_filter = shared(route.topic_filter, group)
