@@ -63,12 +63,12 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from entrypoints.api.auth import AuthNotConfigured
+    from entrypoints.api.auth import AccessRefused
     from entrypoints.api.server import serve
 
     try:
-        serve(_settings(), host=args.host, port=args.port)
-    except AuthNotConfigured as exc:
+        serve(_settings(), host=args.host, port=args.port, open_access=args.insecure_open_access)
+    except AccessRefused as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -111,9 +111,21 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from entrypoints.api.auth import AccessRefused
     from entrypoints.demo import run_demo
 
-    _run(lambda: run_demo(host=args.host, port=args.port, vens=args.vens, database=args.db))
+    try:
+        _run(
+            lambda: run_demo(
+                host=args.host,
+                port=args.port,
+                vens=args.vens,
+                database=args.db,
+                open_access=args.insecure_open_access,
+            )
+        )
+    except AccessRefused as exc:
+        raise UsageError(str(exc)) from None
 
 
 # --- parser ------------------------------------------------------------------
@@ -131,6 +143,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _open_access_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure-open-access",
+        action="store_true",
+        help="with access control off, listen on a --host other than loopback anyway: anyone "
+        "who reaches it can read and control the fleet (or GRIDCORE_ALLOW_OPEN_ACCESS=true)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the REST API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    _open_access_flag(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run the MQTT consumer and the event dispatcher")
@@ -185,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
     p.add_argument("--vens", type=_positive_int, default=50, help="simulated VENs (50)")
     p.add_argument("--db", default="gridcore-demo.db", help="SQLite file (gridcore-demo.db)")
+    _open_access_flag(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

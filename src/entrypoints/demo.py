@@ -2,7 +2,8 @@
 
 A SQLite file (kept between runs), the in-memory broker, the worker (consumer
 and dispatcher), simulated VENs, and the API on http://127.0.0.1:8000 with
-access control off (it binds to loopback only)."""
+access control off: it binds to loopback, and refuses any other ``--host``
+without ``--insecure-open-access`` (or GRIDCORE_ALLOW_OPEN_ACCESS=true)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import uvicorn
 from adapters.memory.broker import InMemoryBroker
 from adapters.sql.migrate import migrate
 from entrypoints.api.app import create_app
+from entrypoints.api.server import check_access
 from entrypoints.container import container_for
 from entrypoints.settings import Settings
 from entrypoints.simulator import run_simulator
@@ -72,9 +74,15 @@ Ctrl-C stops it; running it again keeps the data.
 
 
 async def run_demo(
-    *, host: str = "127.0.0.1", port: int = 8000, vens: int = 50, database: str = "gridcore-demo.db"
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    vens: int = 50,
+    database: str = "gridcore-demo.db",
+    open_access: bool = False,
 ) -> None:
     settings = demo_settings(database)
+    check_access(settings, host, open_access=open_access, demo=True)  # before any work
     print(f"preparing the SQLite database {database} ...", flush=True)
     await migrate(settings.resolved_database_url, retries=1, log=lambda line: print(line))
 

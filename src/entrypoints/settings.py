@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     gridcore_auth: str = Field(
         default="enabled", pattern="^(enabled|disabled)$", description="disabled: no token checks"
     )
+    gridcore_allow_open_access: bool = Field(
+        default=False,
+        description="Allow GRIDCORE_AUTH=disabled on a non-loopback address (else refused)",
+    )
     gridcore_cors_origins: str | None = Field(
         default=None, description="Comma-separated origins allowed by CORS (* for any)"
     )

@@ -1,6 +1,7 @@
 """`gridcore serve` as a real process over a real socket: it refuses to start
-without a token, serves with one, and a control token drives an event from
-POST to GET against a migrated SQLite file."""
+without a token, or with access control off on every interface, serves with a
+token, and a control token drives an event from POST to GET against a migrated
+SQLite file."""
 
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert "GRIDCORE_API_TOKENS" in result.stderr
 
 
+def test_serve_refuses_no_access_control_on_every_interface(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [GRIDCORE, "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        env=_env(tmp_path, GRIDCORE_AUTH="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert "GRIDCORE_AUTH=disabled and 0.0.0.0 is not a loopback address" in result.stderr
+    assert "--insecure-open-access" in result.stderr
+
+
 def test_serve_with_tokens_over_a_socket(server: str) -> None:
     start = datetime.now(UTC) + timedelta(hours=1)
     body = {
@@ -87,3 +102,7 @@ def test_serve_with_tokens_over_a_socket(server: str) -> None:
         event = client.get(f"/api/events/{created.json()['id']}", headers=read).json()
         assert event["status"] == "scheduled" and event["vens"] == []
         assert client.get("/events", headers=read).json()[0]["id"] == event["id"]
+        # The documentation needs the read token too; /health never does.
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/docs", auth=("", READ)).status_code == 200
+        assert "/api/events" in client.get("/openapi.json", headers=read).json()["paths"]

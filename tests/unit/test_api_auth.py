@@ -1,9 +1,11 @@
 """Access control: read scope for GET, control scope for writes, 401 without
-a valid token, 403 with the wrong scope; /health is open; serve refuses to
+a valid token, 403 with the wrong scope; the docs pages need a read token too
+(bearer, or the browser's Basic password); /health is open; serve refuses to
 start with no token unless auth is disabled."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,11 +70,54 @@ async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/ready")).status_code == 200
 
 
+DOCS = ["/openapi.json", "/docs", "/docs/", "/redoc", "/docs/oauth2-redirect"]
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+@pytest.mark.parametrize("path", DOCS)
+async def test_docs_need_a_read_token(client: httpx.AsyncClient, path: str) -> None:
+    missing = await client.get(path)
+    assert missing.status_code == 401
+    # A browser asks for it by itself: any user name, the token as the password.
+    assert missing.headers["WWW-Authenticate"].startswith('Basic realm="gridcore API"')
+    assert "password" in missing.json()["detail"]
+    for headers, status in [
+        (basic("me", "wrong-token-0123456789"), 401),
+        (bearer(READ), 200),
+        (basic("", READ), 200),
+        (basic("operator", CONTROL), 200),
+    ]:
+        assert (await client.get(path, headers=headers)).status_code == status
+
+
+async def test_the_api_takes_no_basic_credentials(client: httpx.AsyncClient) -> None:
+    """A browser re-sends Basic credentials on any site's request: only the
+    read-only docs take them, never /api."""
+    refused = await client.get("/api/vens", headers=basic("me", READ))
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Basic", "Basic !!!not-base64", "Basic " + base64.b64encode(b"\xff:x").decode()],
+)
+def test_unusable_basic_credentials_present_no_token(header: str | None) -> None:
+    assert auth.presented_token(header, basic=True) is None
+    assert auth.presented_token("Basic " + base64.b64encode(b"u:tok").decode()) is None
+    assert auth.presented_token("bearer  tok ", basic=True) == "tok"
+
+
 async def test_disabled_auth_lets_everything_through() -> None:
     app = create_app(settings(gridcore_auth="disabled"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
         assert (await c.post("/api/events", json=EVENT)).status_code == 201
+        for path in DOCS:
+            assert (await c.get(path)).status_code == 200
 
 
 def test_tokens_from_a_file_and_the_variable(tmp_path: Path) -> None:

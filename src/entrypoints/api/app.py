@@ -89,9 +89,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     # Middleware added first runs innermost: the gate sees /api paths (after
     # PathCompatibility) and CORS answers preflights before the gate asks for a token.
+    # The docs pages and /openapi.json need a read token too; /health stays open.
     app.add_middleware(
         RequestGate,
         prefix=API_PREFIX,
+        docs=[url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url],
         tokens=app.state.tokens,
         max_body_bytes=settings.gridcore_max_body_bytes,
     )

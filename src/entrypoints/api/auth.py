@@ -4,7 +4,14 @@ write (a control token may also read).
 Configuration: ``GRIDCORE_API_TOKENS`` = comma-separated ``scope:token`` pairs,
 or ``GRIDCORE_API_TOKENS_FILE`` with one pair a line (blank lines and ``#``
 comments allowed); both may be given. ``GRIDCORE_AUTH=disabled`` turns the
-checks off (the demo, bound to 127.0.0.1).
+checks off (the demo, bound to 127.0.0.1; another address needs an explicit
+opt-in, see ``entrypoints.api.server``).
+
+The API takes ``Authorization: Bearer <token>`` only. The documentation pages
+(``/docs``, ``/redoc``, ``/openapi.json``) take the same token also as the
+password of HTTP Basic, which a browser asks for by itself: they are read-only,
+so a browser re-sending those credentials on another site's behalf (which is
+why the API never accepts them) can change nothing.
 
 A presented token is compared with every configured token, in constant time
 and without stopping at the first match, so neither the timing nor the
@@ -13,6 +20,8 @@ position of a match tells an attacker anything.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -30,8 +39,16 @@ MIN_TOKEN_LENGTH = 16
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class AuthNotConfigured(RuntimeError):
+class AccessRefused(RuntimeError):
+    """The access configuration is unsafe or unusable: the API must not start."""
+
+
+class AuthNotConfigured(AccessRefused):
     """Auth is on but no token is configured: every request would be refused."""
+
+
+class OpenAccessRefused(AccessRefused):
+    """Auth is off on an address other machines reach, without an explicit opt-in."""
 
 
 class Scope(enum.StrEnum):
@@ -109,19 +126,40 @@ _bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_AP
 
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# The documentation pages: a browser asks for the token itself (as a password).
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="gridcore API", charset="UTF-8"'}
+
+
+def presented_token(authorization: str | None, *, basic: bool = False) -> str | None:
+    """The token of an ``Authorization`` header: ``Bearer <token>``, or with
+    ``basic`` the password of ``Basic base64(<any user>:<token>)``."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "basic" and basic:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        credentials = decoded.partition(":")[2]
+    elif scheme.lower() != "bearer":
+        return None
+    return credentials or None
 
 
 def refusal(
-    checker: TokenChecker, method: str, authorization: str | None
+    checker: TokenChecker, method: str, authorization: str | None, *, basic: bool = False
 ) -> tuple[int, str] | None:
     """Why a request with this ``Authorization`` header may not go on (status,
-    message), or None. GET needs read (or control), every other method control."""
+    message), or None. GET needs read (or control), every other method control.
+    ``basic``: the token may also come as an HTTP Basic password (docs pages)."""
     if not checker.enabled:
         return None
-    scheme, _, presented = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = presented_token(authorization, basic=basic)
+    if presented is None:
+        if basic:
+            return 401, "a read token is required: the browser asks for it as the password"
         return 401, "a bearer token is required"
-    scope = checker.scope_of(presented.strip())
+    scope = checker.scope_of(presented)
     if scope is None:
         return 401, "the bearer token is not valid"
     if method not in _READ_METHODS and scope is not Scope.CONTROL:

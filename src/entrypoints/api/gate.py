@@ -5,23 +5,40 @@ FastAPI reads and parses a body before it runs the route's dependencies, so a
 401, stalling everyone else. The gate answers first: a request under ``/api``
 without a valid token gets its 401/403 at once, and a body over
 ``max_body_bytes`` its 413, whether it declares its length or streams it.
+
+The documentation pages (``docs``: the OpenAPI document, Swagger UI, ReDoc)
+need a read token too, as a bearer token or as an HTTP Basic password (see
+``entrypoints.api.auth``); ``/health`` stays open for probes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from entrypoints.api.auth import CHALLENGE, TokenChecker, refusal
+from entrypoints.api.auth import BASIC_CHALLENGE, CHALLENGE, TokenChecker, refusal
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
 
 
 class RequestGate:
     def __init__(
-        self, app: ASGIApp, *, prefix: str, tokens: TokenChecker, max_body_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        prefix: str,
+        docs: Iterable[str],
+        tokens: TokenChecker,
+        max_body_bytes: int,
     ) -> None:
         self.app = app
         self.prefix = prefix  # the paths that need a token
+        self.docs = tuple(docs)  # the documentation paths (and what is under them)
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
 
@@ -31,11 +48,13 @@ class RequestGate:
             return
         headers = Headers(scope=scope)
         path: str = scope["path"]
-        if path == self.prefix or path.startswith(self.prefix + "/"):
-            failure = refusal(self.tokens, scope["method"], headers.get("authorization"))
+        docs = any(_under(path, root) for root in self.docs)
+        if docs or _under(path, self.prefix):
+            authorization = headers.get("authorization")
+            failure = refusal(self.tokens, scope["method"], authorization, basic=docs)
             if failure is not None:
                 status, message = failure
-                extra = CHALLENGE if status == 401 else None
+                extra = (BASIC_CHALLENGE if docs else CHALLENGE) if status == 401 else None
                 await JSONResponse({"detail": message}, status, extra)(scope, receive, send)
                 return
         declared = headers.get("content-length")

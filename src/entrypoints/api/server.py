@@ -8,10 +8,12 @@ import logging
 import uvicorn
 
 from entrypoints.api.app import create_app
-from entrypoints.api.auth import AuthNotConfigured, TokenChecker
+from entrypoints.api.auth import AuthNotConfigured, OpenAccessRefused, TokenChecker
 from entrypoints.settings import Settings
 
 log = logging.getLogger("entrypoints.api.server")
+
+OPT_IN = "--insecure-open-access (or GRIDCORE_ALLOW_OPEN_ACCESS=true)"
 
 
 def _loopback(host: str) -> bool:
@@ -23,9 +25,28 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def check_access(settings: Settings, host: str) -> TokenChecker:
+def open_access_refusal(host: str, *, opted_in: bool, demo: bool = False) -> str | None:
+    """Why an API without access control may not listen on ``host`` (one line
+    saying what to do), or None: only a loopback address is safe, unless the
+    operator opted in explicitly. A host name other than localhost counts as
+    reachable: what it resolves to is not ours to guess."""
+    if opted_in or _loopback(host):
+        return None
+    what = "the demo has no access control" if demo else "GRIDCORE_AUTH=disabled"
+    tokens = "" if demo else "set GRIDCORE_API_TOKENS and drop GRIDCORE_AUTH=disabled, or "
+    return (
+        f"{what} and {host} is not a loopback address: anyone who reaches it could read "
+        f"and control the fleet; {tokens}bind --host 127.0.0.1, or accept that with {OPT_IN}"
+    )
+
+
+def check_access(
+    settings: Settings, host: str, *, open_access: bool = False, demo: bool = False
+) -> TokenChecker:
     """Refuse to serve a control API that anyone could drive: with auth on,
-    at least one token must be configured (malformed ones are refused too)."""
+    at least one token must be configured (malformed ones are refused too);
+    with auth off, only on loopback unless ``open_access`` (the CLI flag) or
+    GRIDCORE_ALLOW_OPEN_ACCESS says otherwise."""
     checker = TokenChecker.from_settings(settings)
     if checker.enabled and not checker.configured:
         raise AuthNotConfigured(
@@ -34,13 +55,26 @@ def check_access(settings: Settings, host: str) -> TokenChecker:
             "on a trusted machine"
         )
     if not checker.enabled:
-        level = logging.WARNING if not _loopback(host) else logging.INFO
-        log.log(level, "API access control is DISABLED (GRIDCORE_AUTH=disabled) on %s", host)
+        opted_in = open_access or settings.gridcore_allow_open_access
+        refused = open_access_refusal(host, opted_in=opted_in, demo=demo)
+        if refused is not None:
+            raise OpenAccessRefused(refused)
+        if _loopback(host):
+            log.info("API access control is disabled (GRIDCORE_AUTH=disabled) on %s", host)
+        else:
+            log.warning(
+                "API access control is DISABLED on %s, opted in with %s: anyone who "
+                "reaches it can read and control the fleet",
+                host,
+                OPT_IN,
+            )
     return checker
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    check_access(settings, host)
+def serve(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, *, open_access: bool = False
+) -> None:
+    check_access(settings, host, open_access=open_access)
     app = create_app(settings)
     # uvicorn's own logging config would replace the CLI's; keep the CLI's.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=True)
