@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,30 +46,62 @@ class Certificates:
     client_key: Path
 
 
+_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    openssl = _require(OPENSSL, "openssl")
+    subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory, timeout=30)
+
+
+def _signed(directory: Path, name: str, common_name: str, *extra: str) -> tuple[Path, Path]:
+    """``name.crt`` and ``name.key`` for ``/CN=common_name``, signed by the CA
+    in ``directory`` (EC P-256, valid one day)."""
+    _openssl(directory, "req", *_EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={common_name}")  # fmt: skip
+    _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", *extra)  # fmt: skip
+    return directory / f"{name}.crt", directory / f"{name}.key"
+
+
 def make_certificates(directory: Path) -> Certificates:
     """A CA, a server certificate for 127.0.0.1/localhost and a client
     certificate, all signed by the CA (EC P-256, valid one day)."""
-    openssl = _require(OPENSSL, "openssl")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory, timeout=30)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-        "-subj", "/CN=gridcore test CA")  # fmt: skip
+    _openssl(directory, "req", "-x509", *_EC_KEY, "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "1", "-subj", "/CN=gridcore test CA")  # fmt: skip
     (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, extra in (("server", ["-extfile", "server.ext"]), ("client", [])):
-        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN=gridcore-{name}")  # fmt: skip
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", *extra)  # fmt: skip
-    return Certificates(
-        ca=directory / "ca.crt",
-        server_cert=directory / "server.crt",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.crt",
-        client_key=directory / "client.key",
+    server_cert, server_key = _signed(
+        directory, "server", "gridcore-server", "-extfile", "server.ext"
     )
+    client_cert, client_key = _signed(directory, "client", "gridcore-client")
+    return Certificates(directory / "ca.crt", server_cert, server_key, client_cert, client_key)
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    cert: Path
+    key: Path
+
+
+def client_certificate(certs: Certificates, common_name: str) -> ClientCertificate:
+    """Another client certificate from ``certs``' CA, for ``common_name``: the
+    identity a broker with ``use_identity_as_username`` gives the client."""
+    return ClientCertificate(*_signed(certs.ca.parent, f"client-{common_name}", common_name))
+
+
+def deployment_config(path: Path, paths: Mapping[str, Path]) -> list[str]:
+    """The directives of a shipped Mosquitto configuration, for a test broker:
+    comments and ``listener`` lines dropped (the broker's own listener comes
+    first), and each deployment path in ``paths`` replaced by the test's file.
+    A path the file does not name is an error, so that the test keeps up with
+    the shipped file."""
+    text = path.read_text()
+    for deployed, local in paths.items():
+        if deployed not in text:
+            raise ValueError(f"{path} does not name {deployed}")
+        text = text.replace(deployed, str(local))
+    lines = [line.strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", "listener "))]
 
 
 class MosquittoProcess:
@@ -76,8 +109,16 @@ class MosquittoProcess:
     restart after ``stop`` keeps persistent sessions and their queued messages."""
 
     def __init__(
-        self, directory: Path, certs: Certificates | None = None, *, stock_limits: bool = False
+        self,
+        directory: Path,
+        certs: Certificates | None = None,
+        *,
+        stock_limits: bool = False,
+        access: Sequence[str] | None = None,
     ) -> None:
+        """``access``: the listener's TLS and access directives (say, from
+        :func:`deployment_config`), instead of the default: mutual TLS with
+        ``certs`` when given, and anonymous clients allowed."""
         self.executable = _require(MOSQUITTO, "mosquitto")
         self.directory = directory
         self.port = free_port()
@@ -94,15 +135,18 @@ class MosquittoProcess:
         ]
         if not stock_limits:  # else Mosquitto's defaults: 20 in flight, 1000 queued per client
             lines += ["max_queued_messages 0", "max_inflight_messages 0"]  # a test counts all
-        if certs is not None:
-            lines += [
-                f"cafile {certs.ca}",
-                f"certfile {certs.server_cert}",
-                f"keyfile {certs.server_key}",
-                "require_certificate true",
-                "use_identity_as_username true",
-            ]
-        lines.append("allow_anonymous true")
+        if access is not None:
+            lines += access
+        else:
+            if certs is not None:
+                lines += [
+                    f"cafile {certs.ca}",
+                    f"certfile {certs.server_cert}",
+                    f"keyfile {certs.server_key}",
+                    "require_certificate true",
+                    "use_identity_as_username true",
+                ]
+            lines.append("allow_anonymous true")
         self.config = directory / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
