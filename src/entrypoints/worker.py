@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from adapters.memory.broker import InMemoryBroker
 from adapters.mqtt.buffering import RetryPolicy
@@ -124,6 +127,46 @@ def mqtt_connection(settings: Settings) -> MqttConnection:
     )
 
 
+def consumer_client_id(settings: Settings) -> str | None:
+    """``MQTT_CLIENT_ID``, else a stable default: the broker keeps the worker's
+    session (its subscriptions and the QoS 1 messages arriving meanwhile)
+    across restarts of the worker and of a broker with persistence on. The
+    default names the host and digests the subscriptions, so that a worker
+    whose topics changed starts a session of its own instead of inheriting
+    the old one's filters. Two workers on one host with the same settings
+    would take the session from each other: they need MQTT_CLIENT_IDs of
+    their own, as does every member of a shared group (MQTT_SHARED_GROUP),
+    which gets no default."""
+    if settings.mqtt_client_id:
+        return settings.mqtt_client_id
+    if settings.mqtt_shared_group:
+        return None
+    filters = "\n".join(sorted(route.topic_filter for route in subscription_routes(settings)))
+    digest = hashlib.sha256(filters.encode()).hexdigest()[:8]
+    return f"gridcore-worker-{socket.gethostname()[:40]}-{digest}"
+
+
+def consumer_connection(settings: Settings) -> MqttConnection:
+    """The consumer's connection: a persistent session under
+    :func:`consumer_client_id`; ACKs and shadow updates acknowledged to the
+    broker only once stored (they are few, and a lost ACK times its command
+    out); reconnecting at least every second, since a broker holds at most
+    ``max_queued_messages`` (1,000 on a stock Mosquitto) for it meanwhile."""
+    client_id = consumer_client_id(settings)
+    settled = tuple(
+        route.topic_filter
+        for route in subscription_routes(settings)
+        if route.kind in (MessageKind.ACK, MessageKind.SHADOW)
+    )
+    return dataclasses.replace(
+        mqtt_connection(settings),
+        client_id=client_id,
+        persistent=client_id is not None,
+        settle_after_store=settled,
+        reconnect_max=1.0,
+    )
+
+
 def transport_factory(settings: Settings, broker: InMemoryBroker | None = None) -> TransportFactory:
     """aiomqtt when a broker host is configured, else the in-memory broker
     (one is created unless given: the zero-setup demo shares it)."""
@@ -134,7 +177,7 @@ def transport_factory(settings: Settings, broker: InMemoryBroker | None = None) 
             return memory.connect(settings.mqtt_client_id)
 
         return connect_memory
-    conn = mqtt_connection(settings)
+    conn = consumer_connection(settings)
 
     async def connect() -> MessageTransport:
         return await AiomqttTransport.connect(conn)
@@ -239,6 +282,7 @@ class Worker:
             for route in self.routes:
                 await transport.subscribe(route.topic_filter, SUBSCRIPTION_QOS)
             self.ready.set()
+            log.info("consuming %s", ", ".join(r.topic_filter for r in self.routes))
             consuming = asyncio.create_task(self.consumer.run(), name="mqtt-consumer")
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -260,7 +304,8 @@ def command_transport_factory(
     if settings.mqtt_host is None:
         return transport_factory(settings, broker)
     base = mqtt_connection(settings)
-    client_id = f"{base.client_id}-dispatch" if base.client_id else None
+    consumer_id = consumer_client_id(settings)
+    client_id = f"{consumer_id}-dispatch" if consumer_id else None
     conn = dataclasses.replace(base, client_id=client_id, persistent=False, mqtt5=False)
 
     async def connect() -> MessageTransport:
@@ -334,12 +379,42 @@ async def run_worker(settings: Settings) -> None:
     dispatching = asyncio.create_task(
         run_dispatch(settings, storage, clock, stop), name="dispatcher"
     )
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    failure: str | None = None
     try:
-        await stop.wait()
+        running: set[asyncio.Task[Any]] = {consuming, dispatching, stopping}
+        while failure is None and not stop.is_set():
+            _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            failure = _failure(consuming, dispatching, stopped=stop.is_set())
+        if failure is not None:
+            log.error("%s; the worker exits", failure)
     finally:
         log.info("worker stopping")
         stop.set()
         worker.stop()
-        await asyncio.gather(consuming, dispatching, return_exceptions=True)
+        await asyncio.gather(consuming, dispatching, stopping, return_exceptions=True)
         await storage.close()
         log.info("worker stopped")
+    if failure is not None:
+        # Exit non-zero, so that a supervisor restarts it: a live process that
+        # stopped consuming would look healthy while every VEN's data is lost.
+        raise WorkerFailedError(failure)
+
+
+class WorkerFailedError(RuntimeError):
+    """The consumer or the dispatcher ended without being asked to."""
+
+
+def _failure(
+    consuming: asyncio.Task[None], dispatching: asyncio.Task[None], *, stopped: bool
+) -> str | None:
+    """Why the worker must exit, if a part of it ended on its own: a part that
+    raised, or the consumer returning (the dispatcher returns when disabled)."""
+    for name, task in (("the MQTT consumer", consuming), ("the dispatcher", dispatching)):
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("%s failed", name, exc_info=exc)
+            return f"{name} failed: {type(exc).__name__}: {exc}"
+    if consuming.done() and not stopped:
+        return "the MQTT consumer ended unexpectedly"
+    return None

@@ -6,8 +6,8 @@ suites in ``tests/integration`` hold every adapter to it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -422,10 +422,16 @@ class DispatchLease(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BrokerMessage:
+    """A received message. ``settle``, when set, tells the broker the message
+    is taken care of (its QoS 1 PUBACK): call it once what the message carries
+    is committed, or dead-lettered; until then the broker redelivers it to a
+    persistent session after a crash. None: acknowledged on receipt."""
+
     topic: str
     payload: bytes
     qos: int = 0
     retain: bool = False
+    settle: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class MessageTransport(Protocol):

@@ -264,7 +264,9 @@ class HeldWrite:
     A write with a ``batch`` job (ACKs) may be stored together with the
     writes of the same job queued right behind it, in one call (one
     transaction): ``batch`` gets their ``item``s in arrival order. ``run``
-    stores the write alone; it is what a failing batch falls back to."""
+    stores the write alone; it is what a failing batch falls back to.
+    ``settle`` (the message's, see ``BrokerMessage``) is called once the
+    write is committed or the write dead-lettered."""
 
     what: str
     run: Job
@@ -272,6 +274,11 @@ class HeldWrite:
     payload: bytes
     batch: BatchJob | None = None
     item: Any = None
+    settle: Callable[[], None] | None = None
+
+    def done(self) -> None:
+        if self.settle is not None:
+            self.settle()
 
 
 BatchJob = Callable[[Sequence[Any]], Awaitable[None]]
@@ -369,6 +376,8 @@ class WriteQueue:
             if failures > 1:
                 log.info("%s write recovered after %d failure(s)", what, failures - 1)
             self.stats.counts[what] = self.stats.counts.get(what, 0) + len(group)
+            for write in group:
+                write.done()
             return
         # Still failing: one at a time, so that one poison write cannot hold the rest.
         for write in group:
@@ -383,6 +392,7 @@ class WriteQueue:
                 failures += 1
                 self.stats.failures += 1
                 if failures >= POISON_AFTER and await self._poison(write, exc):
+                    write.done()
                     return
                 delay = self.retry.delay(failures)
                 log.warning(
@@ -399,6 +409,7 @@ class WriteQueue:
             if failures:
                 log.info("%s write recovered after %d failure(s)", write.what, failures)
             self.stats.counts[write.what] = self.stats.counts.get(write.what, 0) + 1
+            write.done()
             return
 
     async def _poison(self, write: HeldWrite, exc: Exception) -> bool:

@@ -223,6 +223,7 @@ class MqttConsumer:
                 wire = TelemetryWire.model_validate_json(text)
                 self._check_ven(routed, wire.ven_id)
                 self.batcher.add(to_telemetry_sample(wire, text))
+                _settle(message)
                 await self.batcher.wait_for_room()
             else:
                 await self._handle_other(message, routed, text)
@@ -273,7 +274,15 @@ class MqttConsumer:
                 await record_ack(self._uow_factory, self._clock, ack)
 
             await self.writes.put(
-                HeldWrite("ack", store_ack, message.topic, message.payload, self._store_acks, ack)
+                HeldWrite(
+                    "ack",
+                    store_ack,
+                    message.topic,
+                    message.payload,
+                    batch=self._store_acks,
+                    item=ack,
+                    settle=message.settle,
+                )
             )
         elif kind is MessageKind.SHADOW:
             ShadowUpdateWire.model_validate_json(text)
@@ -282,6 +291,7 @@ class MqttConsumer:
             shadows, ven, document = self._shadows, routed.ven_id, _json_object(text)
             if shadows is None:
                 self.stats.unstored[kind] += 1
+                _settle(message)
                 return
 
             async def store_shadow() -> None:
@@ -293,6 +303,7 @@ class MqttConsumer:
             self._check_ven(routed, snap.ven_id)
             if self.snapshots is None:
                 self.stats.unstored[kind] += 1
+                _settle(message)
                 return
             try:
                 snapshot = LoadSnapshot(
@@ -301,12 +312,14 @@ class MqttConsumer:
             except InvalidInput as exc:
                 raise RejectedMessageError("invalid", str(exc)) from None
             self.snapshots.add(snapshot, message.topic, message.payload)
+            _settle(message)
             await self.snapshots.wait_for_room()
         elif kind is MessageKind.STATUS:
             status = StatusWire.model_validate_json(text)
             self._check_ven(routed, status.ven_id)
             if self.statuses is None:
                 self.stats.unstored[kind] += 1
+                _settle(message)
                 return
             try:
                 report = VenStatusReport(
@@ -315,13 +328,16 @@ class MqttConsumer:
             except InvalidInput as exc:
                 raise RejectedMessageError("invalid", str(exc)) from None
             self.statuses.add(report, message.topic, message.payload)
+            _settle(message)
             await self.statuses.wait_for_room()
 
     async def _store_acks(self, acks: Sequence[VenAck]) -> None:
         await record_acks(self._uow_factory, self._clock, acks)
 
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
-        await self.writes.put(HeldWrite(what, run, message.topic, message.payload))
+        await self.writes.put(
+            HeldWrite(what, run, message.topic, message.payload, settle=message.settle)
+        )
 
     async def _reject(self, message: BrokerMessage, rejection: RejectedMessageError) -> None:
         self.stats.rejected[rejection.category] += 1
@@ -332,7 +348,18 @@ class MqttConsumer:
         async def store() -> None:
             await record_dead_letter(self._uow_factory, letter)
 
-        await self.writes.put(HeldWrite("dead letter", store, message.topic, message.payload))
+        await self.writes.put(
+            HeldWrite("dead letter", store, message.topic, message.payload, settle=message.settle)
+        )
+
+
+def _settle(message: BrokerMessage) -> None:
+    """Acknowledge a message to the broker once held for a batch: telemetry,
+    status and load snapshots are not held back for their commit (the
+    broker's in-flight window would wait for the database); the transport
+    acknowledges those on receipt unless configured otherwise."""
+    if message.settle is not None:
+        message.settle()
 
 
 def _raw_loads(text: str) -> dict[str, dict[str, Any]]:

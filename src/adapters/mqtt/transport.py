@@ -19,6 +19,12 @@ Contract beyond the port's:
   reading the socket until the consumer has taken half, so TCP flow control
   makes the broker hold the rest. A pause longer than the keepalive ends in a
   reconnect; a persistent session keeps the QoS 1 messages meanwhile.
+- QoS 1 messages on the ``settle_after_store`` filters are acknowledged to the
+  broker (PUBACK) only when the consumer calls their ``settle``, after its
+  commit: a crash before it leaves them with the broker, which redelivers
+  them to the persistent session. Every other message is acknowledged on
+  receipt, so that the broker's in-flight window (20 messages on a stock
+  Mosquitto) never waits for a database write.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import contextlib
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +43,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from adapters.mqtt.topics import match_levels, unshared
 from gridcore.ports import BrokerMessage
 
 log = logging.getLogger("adapters.mqtt.transport")
@@ -64,6 +71,8 @@ class MqttConnection:
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     max_queued: int = 20_000  # received, not yet consumed: reading pauses here
+    # Topic filters whose QoS 1 messages are acknowledged only once settled.
+    settle_after_store: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -109,13 +118,23 @@ class _Client(aiomqtt.Client):
     and reading paused while that queue is above its high-water mark."""
 
     def __init__(
-        self, sink: asyncio.Queue[BrokerMessage | None], high_water: int, **kwargs: Any
+        self,
+        sink: asyncio.Queue[BrokerMessage | None],
+        high_water: int,
+        settle_after_store: tuple[str, ...] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._sink = sink
         self._high_water = high_water
         self.paused_fd: int | None = None
         self.on_lost: asyncio.Event | None = None
+        self._settled_filters = tuple(unshared(f) for f in settle_after_store)
+        if self._settled_filters:
+            self._client.manual_ack_set(True)
+        # Counts connections: a PUBACK belongs to the connection that received
+        # the message (message ids restart with each one).
+        self.connection = 0
         # The dispatcher keeps up to a thousand QoS 1 publishes in flight.
         self.pending_calls_threshold = 5_000
 
@@ -147,9 +166,29 @@ class _Client(aiomqtt.Client):
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        self._sink.put_nowait(BrokerMessage(message.topic, payload, message.qos, message.retain))
+        settle = None
+        if self._settled_filters and message.qos > 0:
+            if any(match_levels(f, message.topic) is not None for f in self._settled_filters):
+                settle = self._settler(client, message.mid, message.qos)
+            else:
+                client.ack(message.mid, message.qos)
+        self._sink.put_nowait(
+            BrokerMessage(message.topic, payload, message.qos, message.retain, settle)
+        )
         if self.paused_fd is None and self._sink.qsize() >= self._high_water:
             self._pause()
+
+    def _settler(self, client: paho.Client, mid: int, qos: int) -> Callable[[], None]:
+        connection = self.connection
+
+        def settle() -> None:
+            # After a reconnect the id may name another message: the broker
+            # redelivers this one to the session instead (stored twice at
+            # worst, which the stores skip).
+            if self.connection == connection:
+                client.ack(mid, qos)
+
+        return settle
 
     def _pause(self) -> None:
         # Stop reading the socket: TCP flow control then makes the broker hold
@@ -163,6 +202,14 @@ class _Client(aiomqtt.Client):
         log.warning(
             "receive queue at %d messages: pausing reads from the broker", self._sink.qsize()
         )
+
+    def forget_disconnect(self) -> None:
+        """aiomqtt keeps why the connection dropped in a future that only its
+        own context manager reads; the transport logs it instead, so mark it
+        read (else asyncio logs "Future exception was never retrieved")."""
+        lost = self._disconnected
+        if lost.done() and not lost.cancelled():
+            lost.exception()
 
     def resume(self) -> None:
         fd, self.paused_fd = self.paused_fd, None
@@ -187,6 +234,7 @@ class _Client(aiomqtt.Client):
 
     def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
         super()._on_disconnect(*args, **kwargs)
+        self.connection += 1
         self.paused_fd = None
         if self.on_lost is not None:
             self.on_lost.set()
@@ -225,7 +273,7 @@ class AiomqttTransport:
         else:
             kwargs["protocol"] = aiomqtt.ProtocolVersion.V311
             kwargs["clean_session"] = not conn.persistent
-        self._client = _Client(self._queue, conn.max_queued, **kwargs)
+        self._client = _Client(self._queue, conn.max_queued, conn.settle_after_store, **kwargs)
         self._client.on_lost = self._lost
 
     @classmethod
@@ -273,6 +321,7 @@ class AiomqttTransport:
             log.warning("connection to %s:%d lost; reconnecting", self.conn.host, self.conn.port)
             while not self._closed:
                 await asyncio.sleep(delay)
+                self._client.forget_disconnect()
                 try:
                     await self._client.__aexit__(None, None, None)
                     await self._open()
@@ -334,9 +383,16 @@ class AiomqttTransport:
         queue = self._queue
         client = self._client
         low_water = self.conn.max_queued // 2
+        taken = 0
         while True:
             try:
                 message = queue.get_nowait()  # the common case under load: no await
+                taken += 1
+                if taken % 64 == 0:
+                    # A consumer working through a backlog without awaiting would
+                    # starve the socket: no reads, no PUBACKs, and the broker
+                    # queues (and past its limit drops) meanwhile.
+                    await asyncio.sleep(0)
             except asyncio.QueueEmpty:
                 message = await queue.get()
             if client.paused_fd is not None and queue.qsize() <= low_water:
@@ -355,8 +411,10 @@ class AiomqttTransport:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        self._client.forget_disconnect()
         with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
             await asyncio.wait_for(self._client.__aexit__(None, None, None), 5.0)
+        self._client.forget_disconnect()
         self._connected.clear()
         self._queue.put_nowait(None)
         log.info("disconnected from %s:%d", self.conn.host, self.conn.port)
