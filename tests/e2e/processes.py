@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import paho.mqtt.client as paho
 
 
 def free_port() -> int:
@@ -68,6 +71,9 @@ class Processes:
         for name in list(self.running):
             with contextlib.suppress(AssertionError):
                 self.stop(name, timeout=10)
+        forget_sessions(
+            "".join(path.read_text(errors="replace") for path in self.logs.glob("*.log"))
+        )
 
     def __enter__(self) -> Processes:
         return self
@@ -101,3 +107,20 @@ def logs_on_failure(procs: Processes, *names: str) -> Iterator[None]:
         for name in names:
             print(f"----- {name} log -----\n{procs.log(name)[-6000:]}")
         raise
+
+
+_CONNECTED = re.compile(r"connected to (\S+):(\d+) as (\S+)")
+
+
+def forget_sessions(logs: str) -> None:
+    """End the persistent sessions the processes that wrote ``logs`` left on
+    their brokers (a worker has one by default): on the shared Mosquitto they
+    would outlive the test, each queueing the ACKs of every later test."""
+    for host, port, client_id in set(_CONNECTED.findall(logs)):
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id, clean_session=True)
+        with contextlib.suppress(OSError):
+            client.connect(host, int(port), keepalive=5)
+            deadline = time.monotonic() + 2.0
+            while not client.is_connected() and time.monotonic() < deadline:
+                client.loop(0.05)
+            client.disconnect()

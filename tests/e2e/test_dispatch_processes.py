@@ -33,6 +33,7 @@ from typing import IO
 
 import aiomqtt
 import pytest
+from processes import forget_sessions
 
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
@@ -120,6 +121,7 @@ class Processes:
     def kill_all(self) -> None:
         for process in self.started:
             process.kill(signal.SIGTERM if process.running else signal.SIGKILL)
+        forget_sessions("".join(process.log() for process in self.started))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.log()[-4000:]}" for p in self.started)
