@@ -56,6 +56,11 @@ log = logging.getLogger("entrypoints.worker")
 
 TransportFactory = Callable[[], Awaitable[MessageTransport]]
 SUBSCRIPTION_QOS = 1  # the subscription caps delivery QoS; QoS 0 publishes stay QoS 0
+# QoS 1 messages the broker may have in flight to the consumer (MQTT 5 Receive
+# Maximum). Mosquitto's own limit, 20, is what a fleet's burst queues behind
+# (and past max_queued_messages, 1,000, is dropped): with ACKs acknowledged only
+# after their commit, 20 would throttle ACKs to one batch of 20 per commit.
+CONSUMER_RECEIVE_MAXIMUM = 10_000
 
 
 # --- factories (reused by the container) ---------------------------------------
@@ -151,19 +156,25 @@ def consumer_connection(settings: Settings) -> MqttConnection:
     :func:`consumer_client_id`; ACKs and shadow updates acknowledged to the
     broker only once stored (they are few, and a lost ACK times its command
     out); reconnecting at least every second, since a broker holds at most
-    ``max_queued_messages`` (1,000 on a stock Mosquitto) for it meanwhile."""
+    ``max_queued_messages`` (1,000 on a stock Mosquitto) for it meanwhile.
+    MQTT 5 unless MQTT_PROTOCOL_V5=false: its Receive Maximum lets the broker
+    stream a burst to the worker instead of queueing (and dropping) it, and
+    its session expiry ends a session the worker abandoned."""
     client_id = consumer_client_id(settings)
     settled = tuple(
         route.topic_filter
         for route in subscription_routes(settings)
         if route.kind in (MessageKind.ACK, MessageKind.SHADOW)
     )
+    v5 = settings.mqtt_protocol_v5
     return dataclasses.replace(
         mqtt_connection(settings),
         client_id=client_id,
         persistent=client_id is not None,
         settle_after_store=settled,
         reconnect_max=1.0,
+        mqtt5=True if v5 is None else v5,
+        receive_maximum=CONSUMER_RECEIVE_MAXIMUM,
     )
 
 
@@ -178,9 +189,30 @@ def transport_factory(settings: Settings, broker: InMemoryBroker | None = None) 
 
         return connect_memory
     conn = consumer_connection(settings)
+    # MQTT 5 is the consumer's default, not the user's choice: a broker that
+    # does not speak it (RabbitMQ before 3.13, Azure IoT Hub) gets 3.1.1.
+    auto = settings.mqtt_protocol_v5 is None and not settings.mqtt_shared_group
+    fallback = dataclasses.replace(conn, mqtt5=False) if auto else None
 
     async def connect() -> MessageTransport:
-        return await AiomqttTransport.connect(conn)
+        nonlocal conn, fallback
+        try:
+            return await AiomqttTransport.connect(conn)
+        except ConnectionError as refused:
+            if fallback is None:
+                raise
+            try:
+                transport = await AiomqttTransport.connect(fallback)
+            except ConnectionError:
+                raise refused from None  # down, not picky: the first reason is the one
+            log.warning(
+                "the broker refused MQTT 5 (%s); using MQTT 3.1.1, where ACKs wait in the"
+                " broker's in-flight window (max_inflight_messages): raise it (see README,"
+                " 'Broker limits'), and set MQTT_PROTOCOL_V5=false to skip the attempt",
+                refused,
+            )
+            conn, fallback = fallback, None
+            return transport
 
     return connect
 

@@ -4,9 +4,12 @@ limits (20 messages in flight and 1,000 queued per client), consumed by a real
 ``gridcore worker`` process on PostgreSQL. Every message is stored.
 
 Mosquitto drops, without a word, what it would have to queue for a client
-beyond ``max_queued_messages``; the worker therefore has to take messages off
-its connection faster than the broker receives them, whatever its database
-writes cost meanwhile (issue 11 item 9: 196 of 2,000 were lost).
+beyond ``max_queued_messages``, and it queues whatever exceeds the client's
+in-flight window (issue 11 item 9: 196 of 2,000 were lost). The worker
+connects with MQTT 5 and a Receive Maximum of 10,000, so the broker streams
+the burst to it instead of queueing it; ACKs, acknowledged only after their
+commit, would otherwise be held to 20 per commit (with MQTT 3.1.1 this test
+loses about 40 % of the ACKs when the fleet publishes within 0.3 s).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy import ColumnElement, func, select
 from test_dispatch_processes import Backend, Fleet, Processes, process_env, wait_until
 from tests.integration.mosquitto_process import MosquittoProcess
 
-from adapters.sql.tables import ven_telemetry, vens
+from adapters.sql.tables import ven_acks, ven_telemetry, vens
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
@@ -34,7 +37,7 @@ fleet = dispatch_e2e.fleet
 backend = dispatch_e2e.backend
 
 VENS = 2_000
-BURST_SECONDS = 1.0
+BURST_SECONDS = 0.5  # the whole fleet publishes within this (as fast as it can)
 CONNECTING_AT_ONCE = 200  # connection attempts in flight while the fleet connects
 
 
@@ -91,16 +94,46 @@ async def test_a_burst_of_2000_vens_into_a_stock_mosquitto_is_all_stored(
                 await client.publish(fleet.metering_topic, json.dumps(body), qos=1)
 
             await asyncio.gather(*(publish(n, client) for n, client in enumerate(clients)))
-            published_in = time.monotonic() - started
+            print(f"the fleet published in {time.monotonic() - started:.2f}s")
 
             async def all_stored() -> bool:
                 return await count(backend, ven_telemetry.c.ven_id, fleet.prefix) >= VENS
 
             await wait_until("every VEN's message to be stored", all_stored, processes, within=60)
         assert await count(backend, vens.c.id, fleet.prefix) == VENS
-        assert published_in < 3 * BURST_SECONDS, (
-            f"the burst took {published_in:.1f}s to publish, not a burst"
-        )
         assert "Traceback" not in worker.log()
+    finally:
+        processes.kill_all()
+
+
+async def test_a_burst_of_2000_acks_into_a_stock_mosquitto_is_all_stored(
+    fleet: Fleet, backend: Backend, stock_broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """ACKs are acknowledged to the broker only after their commit, so the
+    broker's 20 in-flight messages wait for each batch: the write queue must
+    commit them without delay, or a fleet answering an event at once
+    overflows the broker's queue of 1,000 (and Mosquitto drops the rest)."""
+    fleet = dataclasses.replace(fleet, host="127.0.0.1", port=stock_broker.port)
+    processes = Processes(tmp_path, process_env(fleet))
+    try:
+        worker = processes.start("worker", ["worker"], EVENT_COMMAND_ENABLED="false")
+        await wait_until("the worker to subscribe", lambda: "consuming" in worker.log(), processes)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = await connect_fleet(fleet.host, fleet.port, fleet.prefix, stack)
+            started = time.monotonic()
+
+            async def publish(n: int, client: aiomqtt.Client) -> None:
+                await asyncio.sleep(started + n * BURST_SECONDS / VENS - time.monotonic())
+                body = {"op": "ping", "status": "pong"}
+                await client.publish(f"ven/ack/{fleet.prefix}-{n}", json.dumps(body), qos=1)
+
+            await asyncio.gather(*(publish(n, client) for n, client in enumerate(clients)))
+            print(f"the fleet published in {time.monotonic() - started:.2f}s")
+
+            async def all_stored() -> bool:
+                return await count(backend, ven_acks.c.ven_id, fleet.prefix) >= VENS
+
+            await wait_until("every VEN's ACK to be stored", all_stored, processes, within=60)
+        assert await count(backend, ven_acks.c.ven_id, fleet.prefix) == VENS
     finally:
         processes.kill_all()

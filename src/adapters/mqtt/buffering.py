@@ -333,8 +333,16 @@ class WriteQueue:
                 # Batchable writes queued behind this one go with it, and those
                 # arriving within ``batch_delay``: when a fleet ACKs an event at
                 # once, one transaction stores hundreds (an ACK waits 20 ms at most).
+                # Not when they await settling: the broker sends no more than its
+                # in-flight window (20 on a stock Mosquitto) until this commits, so
+                # waiting would gather nothing and only slow the fleet's ACKs down.
                 self._gather(group, after)
-                if len(group) < self.max_batch and not after and self.batch_delay > 0:
+                if (
+                    len(group) < self.max_batch
+                    and not after
+                    and self.batch_delay > 0
+                    and write.settle is None
+                ):
                     await asyncio.sleep(self.batch_delay)
                     self._gather(group, after)
             if len(group) == 1:

@@ -73,6 +73,9 @@ class MqttConnection:
     max_queued: int = 20_000  # received, not yet consumed: reading pauses here
     # Topic filters whose QoS 1 messages are acknowledged only once settled.
     settle_after_store: tuple[str, ...] = ()
+    # MQTT 5: how many QoS 1 messages the broker may send before our PUBACKs
+    # (its own default, 20 on Mosquitto, when None; MQTT 3.1.1 has no say).
+    receive_maximum: int | None = None
 
     @property
     def tls(self) -> bool:
@@ -266,10 +269,12 @@ class AiomqttTransport:
         if conn.mqtt5:
             kwargs["protocol"] = aiomqtt.ProtocolVersion.V5
             kwargs["clean_start"] = not conn.persistent
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if conn.persistent:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = conn.session_expiry
-                kwargs["properties"] = props
+            if conn.receive_maximum is not None:
+                props.ReceiveMaximum = conn.receive_maximum
+            kwargs["properties"] = props
         else:
             kwargs["protocol"] = aiomqtt.ProtocolVersion.V311
             kwargs["clean_session"] = not conn.persistent
