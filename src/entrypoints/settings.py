@@ -11,6 +11,8 @@ from urllib.parse import quote
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridcore.plausibility import DEFAULT_MAX_FUTURE_SKEW, DEFAULT_MAX_LOADS_PER_VEN
+
 SQLITE_DEFAULT = "sqlite+aiosqlite:///./gridcore.db"
 
 
@@ -111,6 +113,20 @@ class Settings(BaseSettings):
         ge=1024,
         le=64 * 1024 * 1024,
         description="Largest request body the API reads; larger ones get 413 unread",
+    )
+
+    # --- what a VEN's report may claim (gridcore.plausibility) ---
+    gridcore_max_loads_per_ven: int = Field(
+        default=DEFAULT_MAX_LOADS_PER_VEN,
+        ge=1,
+        le=10_000,
+        description="Most loads one telemetry or load snapshot may list; more is dead-lettered",
+    )
+    gridcore_max_future_skew_seconds: float = Field(
+        default=DEFAULT_MAX_FUTURE_SKEW.total_seconds(),
+        ge=0,
+        le=24 * 3600,
+        description="How far past its receive time a report may be stamped; later is refused",
     )
 
     @property

@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from adapters.memory.broker import InMemoryBroker
@@ -44,6 +45,7 @@ from adapters.mqtt.transport import AiomqttTransport, MqttConnection
 from entrypoints.container import Storage, container_for
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
+from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
     Clock,
     MessageTransport,
@@ -224,6 +226,10 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         max_held_samples=settings.mqtt_max_held_samples,
         auto_register=settings.gridcore_auto_register,
         retry=RetryPolicy(),
+        limits=ReportLimits(
+            max_loads=settings.gridcore_max_loads_per_ven,
+            max_future_skew=timedelta(seconds=settings.gridcore_max_future_skew_seconds),
+        ),
     )
 
 

@@ -275,8 +275,13 @@ class TelemetryStore(Protocol):
     per (VEN, timestamp) plus its load samples; a sample whose (VEN, timestamp)
     is already stored is skipped (re-delivery under QoS 1). Unknown VENs are
     registered when ``auto_register`` is true; samples of unknown VENs are
-    otherwise returned as refused. Heartbeats (last seen) advance to the
-    newest sample. Returns (stored, skipped_duplicates, refused samples)."""
+    otherwise returned as refused, as are samples it cannot store (an invalid
+    id), each with its reason. Heartbeats (last seen) advance to the newest
+    sample's ``heard_at`` (never past its receive time) and the VEN's current
+    state to its newest sample; a current state stamped after the newest
+    receive time of a batch yields to that batch's newest sample, so a clock
+    running ahead cannot pin it. Returns (stored, skipped_duplicates, refused
+    samples and why)."""
 
     async def append(
         self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
@@ -288,6 +293,18 @@ class AppendResult:
     stored: int
     duplicates: int
     refused: tuple[TelemetrySample, ...] = ()
+    reasons: tuple[str, ...] = ()  # why each refused sample was, in the same order
+
+    def refusals(self) -> list[tuple[TelemetrySample, str]]:
+        """Each refused sample with its reason (a store that gave none refused
+        it as the port's contract first says: its VEN is not registered)."""
+        return [
+            (sample, self.reasons[n] if n < len(self.reasons) else NOT_REGISTERED)
+            for n, sample in enumerate(self.refused)
+        ]
+
+
+NOT_REGISTERED = "VEN is not registered"
 
 
 class TelemetryQueries(Protocol):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from gridcore.errors import InvalidInput
+from gridcore.timestamps import heard_at
 
 T = TypeVar("T")
 
@@ -52,6 +53,13 @@ class TelemetrySample:
     panel_utilization_percent: float | None = None
     loads: tuple[LoadSample, ...] = field(default_factory=tuple)
     raw_payload: str | None = None
+    # When gridcore received it (None: not over the wire). The heartbeat never
+    # goes past it, whatever the VEN's clock says (``heard_at``).
+    received_at: datetime | None = None
+
+    @property
+    def heard_at(self) -> datetime:
+        return heard_at(self.timestamp, self.received_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,3 +28,12 @@ def to_utc(value: datetime, earliest: datetime, latest: datetime) -> datetime:
             f"{value.isoformat()} is outside {earliest.isoformat()} .. {latest.isoformat()}"
         )
     return utc
+
+
+def heard_at(reported: datetime, received_at: datetime | None) -> datetime:
+    """When a message shows its VEN alive: the time it reports, but never later
+    than when it arrived. A VEN clock running ahead (inside the accepted skew)
+    must not keep the VEN online after it stops, nor pin its current state."""
+    if received_at is None or reported <= received_at:
+        return reported
+    return received_at

@@ -8,19 +8,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from gridcore.errors import InvalidInput
+from gridcore.limits import VEN_ID_LENGTH
 
 DEFAULT_OFFLINE_AFTER = timedelta(seconds=60)
 
 # Ids travel in MQTT topics (ven/cmd/{venId}), so they must not contain topic
 # separators or wildcards; AWS IoT thing names allow [a-zA-Z0-9:_-], we add '.'.
-_VEN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+# Unanchored, for the edges' validators to anchor in their own regex dialect.
+VEN_ID_SHAPE = rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{VEN_ID_LENGTH - 1}}}"
+_VEN_ID = re.compile(rf"^{VEN_ID_SHAPE}\Z")
 
 
 def validate_ven_id(ven_id: str) -> str:
     if not isinstance(ven_id, str) or not _VEN_ID.match(ven_id):
         raise InvalidInput(
             "venId",
-            "must be 1-128 characters of letters, digits, '_', '-', '.', ':' "
+            f"must be 1-{VEN_ID_LENGTH} characters of letters, digits, '_', '-', '.', ':' "
             "(no '/', '+', '#' or spaces, since it is part of MQTT topics)",
         )
     return ven_id

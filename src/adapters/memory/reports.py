@@ -42,7 +42,7 @@ class InMemoryVenStatusStore:
             kept.append(report)
             stored += 1
             if report.is_heartbeat:
-                _heard_from(self._state, report.ven_id, report.timestamp)
+                _heard_from(self._state, report.ven_id, report.heard_at)
         return stored
 
     async def latest_statuses(self, ven_ids: Sequence[str]) -> dict[str, VenStatusReport]:
@@ -77,7 +77,7 @@ class InMemoryLoadSnapshotStore:
                 if raw is not None:
                     self._reports.raw_loads[(snap.ven_id, snap.timestamp, load.load_id)] = dict(raw)
                 stored += 1
-            _heard_from(self._state, snap.ven_id, snap.timestamp)
+            _heard_from(self._state, snap.ven_id, snap.heard_at)
         return stored
 
     async def latest_snapshots(self, ven_ids: Sequence[str]) -> dict[str, LoadSnapshot]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.memory.repositories import InMemoryState
 from gridcore.errors import InvalidInput
-from gridcore.ports import AppendResult
+from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.telemetry import (
     CircuitSnapshot,
     HistoryPoint,
@@ -53,28 +53,36 @@ class InMemoryTelemetryStore:
     ) -> AppendResult:
         stored = duplicates = 0
         refused: list[TelemetrySample] = []
+        reasons: list[str] = []
         for sample in samples:
             ven = self._state.vens.get(sample.ven_id)
             if ven is None:
                 if not auto_register:
                     refused.append(sample)
+                    reasons.append(NOT_REGISTERED)
                     continue
                 try:
                     ven = Ven(id=sample.ven_id, name=sample.ven_id, registered_at=sample.timestamp)
-                except InvalidInput:
+                except InvalidInput as exc:
                     refused.append(sample)  # an id that cannot be a VEN; the rest goes on
+                    reasons.append(str(exc))
                     continue
             key = (sample.ven_id, sample.timestamp)
             if key in self._telemetry.samples:
                 duplicates += 1
                 continue
             self._telemetry.samples[key] = sample
-            self._state.vens[sample.ven_id] = ven.heard_from(sample.timestamp)
+            self._state.vens[sample.ven_id] = ven.heard_from(sample.heard_at)
             newest = self._telemetry.latest.get(sample.ven_id)
-            if newest is None or newest.timestamp < sample.timestamp:
+            if (
+                newest is None
+                or newest.timestamp < sample.timestamp
+                # stamped after this one arrived: a clock running ahead, it yields
+                or (sample.received_at is not None and newest.timestamp > sample.received_at)
+            ):
                 self._telemetry.latest[sample.ven_id] = sample
             stored += 1
-        return AppendResult(stored=stored, duplicates=duplicates, refused=tuple(refused))
+        return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
 
 
 def _load_from(sample: LoadSample, config: Load | None) -> Load:

@@ -200,10 +200,10 @@ class HeldBatches(Generic[T]):
         return True
 
 
-class TelemetryBatcher(HeldBatches[TelemetrySample]):
-    """Telemetry samples, stored through the batched, idempotent store. A sample
-    the store refuses (an unknown VEN under allow-list registration) is
-    dead-lettered."""
+class TelemetryBatcher(HeldBatches[tuple[TelemetrySample, str]]):
+    """Telemetry samples, each with the topic it came on, stored through the
+    batched, idempotent store. A sample the store refuses (an unknown VEN
+    under allow-list registration) is dead-lettered with the store's reason."""
 
     what = "telemetry"
 
@@ -228,29 +228,33 @@ class TelemetryBatcher(HeldBatches[TelemetrySample]):
         self._store = store
         self.auto_register = auto_register
 
-    def add(self, sample: TelemetrySample) -> None:
-        self._hold(sample)
+    def add(self, sample: TelemetrySample, topic: str) -> None:
+        self._hold((sample, topic))
 
-    async def _write(self, batch: list[TelemetrySample]) -> None:
-        result = await ingest_telemetry(self._store, batch, auto_register=self.auto_register)
+    async def _write(self, batch: list[tuple[TelemetrySample, str]]) -> None:
+        samples = [sample for sample, _ in batch]
+        result = await ingest_telemetry(self._store, samples, auto_register=self.auto_register)
         # Refused samples are dead-lettered before the batch counts as written:
         # if that fails, the batch is retried, and the store skips what it has.
-        for sample in result.refused:
-            letter = DeadLetter(
-                "telemetry",
-                (sample.raw_payload or "").encode(),
-                "refused: VEN is not registered",
-                self._clock.now(),
-            )
-            await record_dead_letter(self._uow_factory, letter)
-            self.stats.dead_letters_written += 1
+        if result.refused:
+            topics = {id(sample): topic for sample, topic in batch}  # the store returns them
+            for sample, reason in result.refusals():
+                letter = DeadLetter(
+                    topics.get(id(sample), self.what),
+                    (sample.raw_payload or "").encode(),
+                    f"refused: {reason}",
+                    self._clock.now(),
+                )
+                await record_dead_letter(self._uow_factory, letter)
+                self.stats.dead_letters_written += 1
         self.stats.stored += result.stored
         self.stats.duplicates += result.duplicates
         self.stats.refused += len(result.refused)
 
-    def _letter(self, item: TelemetrySample, exc: Exception) -> tuple[str, bytes, str]:
+    def _letter(self, item: tuple[TelemetrySample, str], exc: Exception) -> tuple[str, bytes, str]:
+        sample, topic = item
         reason = f"store refused the sample: {type(exc).__name__}: {exc}"
-        return "telemetry", (item.raw_payload or "").encode(), reason
+        return topic, (sample.raw_payload or "").encode(), reason
 
 
 Job = Callable[[], Awaitable[None]]

@@ -51,6 +51,7 @@ from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
 from gridcore.correlation import VenAck
 from gridcore.errors import InvalidInput
+from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
     BrokerMessage,
     Clock,
@@ -62,6 +63,7 @@ from gridcore.ports import (
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.services import record_ack, record_acks, record_dead_letter
 from gridcore.telemetry import DeadLetter
+from gridcore.ven import validate_ven_id
 
 log = logging.getLogger("adapters.mqtt.consumer")
 
@@ -97,6 +99,7 @@ class ConsumerConfig:
     auto_register: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout: float = 30.0
+    limits: ReportLimits = field(default_factory=ReportLimits)  # loads, clock skew
 
 
 @dataclass
@@ -222,7 +225,9 @@ class MqttConsumer:
                 # The hot path: parse, map, hold. No await unless the buffer is full.
                 wire = TelemetryWire.model_validate_json(text)
                 self._check_ven(routed, wire.ven_id)
-                self.batcher.add(to_telemetry_sample(wire, text))
+                sample = to_telemetry_sample(wire, text, now := self._clock.now())
+                self.config.limits.check(sample.timestamp, now, len(sample.loads))
+                self.batcher.add(sample, message.topic)
                 _settle(message)
                 await self.batcher.wait_for_room()
             else:
@@ -239,6 +244,8 @@ class MqttConsumer:
             await self._reject(message, rejection)
         except RejectedMessageError as exc:
             await self._reject(message, exc)
+        except InvalidInput as exc:
+            await self._reject(message, RejectedMessageError("invalid", str(exc)))
         except Exception as exc:
             # A message no rule above foresaw must not stop the loop (and with
             # it every VEN's data): it is kept with what went wrong, and logged
@@ -288,7 +295,11 @@ class MqttConsumer:
             ShadowUpdateWire.model_validate_json(text)
             if not routed.ven_id:
                 raise RejectedMessageError("invalid", "a shadow update needs the VEN in its topic")
-            shadows, ven, document = self._shadows, routed.ven_id, _json_object(text)
+            shadows, ven, document = (
+                self._shadows,
+                validate_ven_id(routed.ven_id),
+                _json_object(text),
+            )
             if shadows is None:
                 self.stats.unstored[kind] += 1
                 _settle(message)
@@ -307,8 +318,9 @@ class MqttConsumer:
                 return
             try:
                 snapshot = LoadSnapshot(
-                    snap.ven_id, snap.timestamp, snap.load_samples(), _raw_loads(text)
+                    snap.ven_id, snap.timestamp, snap.load_samples(), _raw_loads(text), now
                 )
+                self.config.limits.check(snapshot.timestamp, now, len(snapshot.loads))
             except InvalidInput as exc:
                 raise RejectedMessageError("invalid", str(exc)) from None
             self.snapshots.add(snapshot, message.topic, message.payload)
@@ -323,8 +335,9 @@ class MqttConsumer:
                 return
             try:
                 report = VenStatusReport(
-                    status.ven_id, status.status, status.timestamp or now, status.details
+                    status.ven_id, status.status, status.timestamp or now, status.details, now
                 )
+                self.config.limits.check(report.timestamp, now)
             except InvalidInput as exc:
                 raise RejectedMessageError("invalid", str(exc)) from None
             self.statuses.add(report, message.topic, message.payload)

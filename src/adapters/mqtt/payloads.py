@@ -10,6 +10,12 @@ Rules kept on every inbound payload:
   timezone-aware UTC.
 - Strict in types: ``false`` is not a number, ``"5.0"`` is not a number,
   ``2.0`` is not an integer, NaN and infinities are refused.
+- Only what storage can hold (:mod:`gridcore.limits`): ids, names, types and
+  statuses no longer than their columns and without NUL characters (PostgreSQL
+  text refuses them), priorities that fit 32 bits, and payloads stored as JSON
+  documents (ACKs, statuses, load snapshots, shadows) free of ``\u0000`` and of
+  non-finite numbers (jsonb refuses both). Anything else is refused here,
+  with the field and the reason, rather than failing its batch's write.
 - Unknown fields are not rejected: the payload's JSON text is kept verbatim in
   ``raw_payload``, so nothing a VEN sent is lost.
 - Payloads over :data:`MAX_PAYLOAD_BYTES` (the AWS IoT Core limit) are refused
@@ -25,13 +31,35 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    model_validator,
+)
 
 from gridcore.correlation import VenAck
 from gridcore.curtailment import CircuitCurtailment
+from gridcore.errors import InvalidInput
+from gridcore.limits import (
+    ACK_CORRELATION_ID_LENGTH,
+    ACK_TEXT_LENGTH,
+    EVENT_ID_LENGTH,
+    INT32_MAX,
+    INT32_MIN,
+    LOAD_ID_LENGTH,
+    LOAD_TYPE_LENGTH,
+    MAX_KW,
+    NAME_LENGTH,
+    VEN_STATUS_LENGTH,
+)
 from gridcore.telemetry import LoadSample, TelemetrySample
 from gridcore.timestamps import REPORTED_EARLIEST, REPORTED_LATEST, to_utc
-from gridcore.ven import validate_ven_id
+from gridcore.ven import VEN_ID_SHAPE, validate_ven_id
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 # Bounds of a plausible VEN clock: before 2000 or after 2100 is a bug, not data.
@@ -48,10 +76,10 @@ def _timestamp(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError("a timestamp is epoch seconds or ISO 8601, not a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
-        if not math.isfinite(seconds) or not _MIN_EPOCH <= seconds < _MAX_EPOCH:
-            raise ValueError(f"epoch seconds {value!r} are outside 2000..2100")
-        return datetime.fromtimestamp(seconds, UTC)
+        # Compared before float(): an int of 310 digits overflows it. (NaN fails.)
+        if not _MIN_EPOCH <= value < _MAX_EPOCH:
+            raise ValueError(f"epoch seconds {str(value)[:40]} are outside 2000..2100")
+        return datetime.fromtimestamp(float(value), UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -66,9 +94,61 @@ def _timestamp(value: object) -> datetime:
 Timestamp = Annotated[datetime, PlainValidator(_timestamp)]
 
 
+def _text(max_length: int, min_length: int = 0) -> StringConstraints:
+    """Text no longer than its column. Lengths are checked in pydantic-core at
+    no measurable cost; NUL is checked per payload kind below, because a
+    pattern on every string costs telemetry ~10 % of its validation time."""
+    return StringConstraints(min_length=min_length, max_length=max_length)
+
+
+VenId = Annotated[str, StringConstraints(pattern=rf"^{VEN_ID_SHAPE}$")]
+LoadId = Annotated[str, _text(LOAD_ID_LENGTH, 1)]
+EventId = Annotated[str, _text(EVENT_ID_LENGTH)]
+Name = Annotated[str, _text(NAME_LENGTH)]
+LoadType = Annotated[str, _text(LOAD_TYPE_LENGTH)]
+Priority = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+
+
+def _jsonb_storable(value: Any) -> Any:
+    """``value`` unchanged if PostgreSQL jsonb can hold it: no NUL in any string
+    or key, no NaN or infinity (``1e400`` parses as infinity); else ValueError."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("a JSON document cannot hold NUL characters (\\u0000)")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"a JSON document cannot hold the number {item}")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
 class _Wire(BaseModel):
     # Unknown fields are ignored by the model but kept in the raw text.
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class _KeptWhole(BaseModel):
+    """A payload stored as a JSON document, unknown fields included: they are
+    kept (``extra="allow"``) and held to what jsonb stores. (A ``before``
+    validator would see the whole input, but it makes pydantic validate JSON
+    as Python objects, where strict mode refuses a JSON array for a tuple.)"""
+
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False, frozen=True)
+
+    @model_validator(mode="after")
+    def _storable(self) -> Any:
+        _jsonb_storable((self.__dict__, self.model_extra))
+        return self
+
+
+Document = Annotated[dict[str, Any], AfterValidator(_jsonb_storable)]
 
 
 def _alias(*names: str) -> Any:
@@ -77,16 +157,17 @@ def _alias(*names: str) -> Any:
 
 
 def _kw_alias(*names: str) -> Any:
-    """A kW a VEN reports about itself: no VEN sheds negative kW."""
-    return Field(default=None, ge=0, validation_alias=AliasChoices(*names))
+    """A kW a VEN reports about itself: no VEN sheds negative kW, nor more than
+    any kW gridcore handles (sums of them stay finite)."""
+    return Field(default=None, ge=0, le=MAX_KW, validation_alias=AliasChoices(*names))
 
 
 # --- telemetry: volttron/metering -------------------------------------------
 
 
 class CircuitWire(_Wire):
-    id: str
-    name: str | None = None
+    id: LoadId
+    name: Name | None = None
     breaker_amps: float | None = _alias("breakerAmps", "breaker_amps")
     current_kw: float | None = _alias("currentKw", "current_kw")
     current_amps: float | None = _alias("currentAmps", "current_amps")
@@ -95,24 +176,24 @@ class CircuitWire(_Wire):
 
 
 class LoadWire(_Wire):
-    load_id: str = Field(validation_alias=AliasChoices("loadId", "load_id", "id"))
-    name: str | None = None
-    type: str | None = None
+    load_id: LoadId = Field(validation_alias=AliasChoices("loadId", "load_id", "id"))
+    name: Name | None = None
+    type: LoadType | None = None
     capacity_kw: float | None = _alias("capacityKw", "capacity_kw")
     current_power_kw: float | None = _alias("currentPowerKw", "current_power_kw")
     shed_capability_kw: float | None = _alias("shedCapabilityKw", "shed_capability_kw")
     enabled: bool | None = None
-    priority: int | None = None
+    priority: Priority | None = None
     critical: bool | None = None
 
 
 class TelemetryWire(_Wire):
-    ven_id: str = Field(validation_alias="venId", min_length=1)
+    ven_id: VenId = Field(validation_alias="venId")
     timestamp: Timestamp
     used_power_kw: float | None = _alias("usedPowerKw")
     shed_power_kw: float | None = _alias("shedPowerKw")
     requested_reduction_kw: float | None = _alias("requestedReductionKw")
-    event_id: str | None = _alias("eventId")
+    event_id: EventId | None = _alias("eventId")
     baseline_power_kw: float | None = _alias("baselinePowerKw")
     battery_soc: float | None = _alias("batterySOC", "batterySoc")
     panel_amperage_rating: float | None = _alias("panelAmperageRating")
@@ -195,8 +276,28 @@ def _load_sample(ld: LoadWire) -> LoadSample:
     )
 
 
-def to_telemetry_sample(wire: TelemetryWire, raw_text: str) -> TelemetrySample:
+def _refuse_nul(wire: TelemetryWire) -> None:
+    """Raise :class:`InvalidInput` naming the first text field holding NUL."""
+    fields: list[tuple[str, str | None]] = [("eventId", wire.event_id)]
+    for n, c in enumerate(wire.circuits):
+        fields += [(f"circuits.{n}.id", c.id), (f"circuits.{n}.name", c.name)]
+    for n, ld in enumerate(wire.loads):
+        fields += [(f"loads.{n}.loadId", ld.load_id), (f"loads.{n}.name", ld.name),
+                   (f"loads.{n}.type", ld.type)]  # fmt: skip
+    for name, value in fields:
+        if value is not None and "\x00" in value:
+            raise InvalidInput(name, "must not contain NUL characters (\\u0000)")
+
+
+def to_telemetry_sample(
+    wire: TelemetryWire, raw_text: str, received_at: datetime | None = None
+) -> TelemetrySample:
+    """The domain's sample. Raises :class:`InvalidInput` for a text field
+    holding NUL (PostgreSQL text cannot); ``received_at`` is when it arrived."""
+    if "\\u0000" in raw_text:  # JSON can only carry NUL escaped, so mostly this is all
+        _refuse_nul(wire)
     return TelemetrySample(
+        received_at=received_at,
         ven_id=wire.ven_id,
         timestamp=wire.timestamp,
         used_power_kw=wire.used_power_kw,
@@ -222,12 +323,12 @@ class CurtailedCircuitWire(_Wire):
     """Either documented shape: ``{id, name, breaker_amps, original_kw,
     curtailed_kw, final_kw, critical}`` (002) or ``{loadId, name, shedKw}`` (004)."""
 
-    id: str = Field(validation_alias=AliasChoices("id", "loadId", "load_id"))
-    name: str | None = None
-    curtailed_kw: float | None = _alias("curtailed_kw", "shedKw", "shed_kw", "curtailedKw")
+    id: LoadId = Field(validation_alias=AliasChoices("id", "loadId", "load_id"))
+    name: Name | None = None
+    curtailed_kw: float | None = _kw_alias("curtailed_kw", "shedKw", "shed_kw", "curtailedKw")
     breaker_amps: float | None = _alias("breaker_amps", "breakerAmps")
-    original_kw: float | None = _alias("original_kw", "originalKw")
-    final_kw: float | None = _alias("final_kw", "finalKw")
+    original_kw: float | None = _kw_alias("original_kw", "originalKw")
+    final_kw: float | None = _kw_alias("final_kw", "finalKw")
     critical: bool | None = None
 
     def to_domain(self) -> CircuitCurtailment:
@@ -236,6 +337,8 @@ class CurtailedCircuitWire(_Wire):
             curtailed = self.original_kw - self.final_kw
         if curtailed is None:
             raise ValueError(f"circuit {self.id!r}: curtailed_kw (or shedKw) is missing")
+        if curtailed < 0:  # final_kw above original_kw
+            raise ValueError(f"circuit {self.id!r}: curtailed kW {curtailed} is negative")
         return CircuitCurtailment(
             id=self.id,
             curtailed_kw=curtailed,
@@ -251,11 +354,13 @@ class AckWire(_Wire):
     """Event, restore, ping (and shed_load) ACKs; only event ACKs carry an
     event id. ``ts`` may be missing: the receive time stands in for it."""
 
-    op: str = Field(min_length=1)
-    status: str = Field(min_length=1)
+    op: Annotated[str, _text(ACK_TEXT_LENGTH, 1)]
+    status: Annotated[str, _text(ACK_TEXT_LENGTH, 1)]
     ven_id: str | None = _alias("venId", "ven_id")
-    correlation_id: str | None = _alias("correlationId", "correlation_id")
-    event_id: str | None = _alias("event_id", "eventId")
+    correlation_id: Annotated[str, _text(ACK_CORRELATION_ID_LENGTH)] | None = _alias(
+        "correlationId", "correlation_id"
+    )
+    event_id: EventId | None = _alias("event_id", "eventId")
     requested_shed_kw: float | None = _kw_alias("requested_shed_kw", "requestedShedKw")
     actual_shed_kw: float | None = _kw_alias("actual_shed_kw", "actualShedKw")
     circuits_curtailed: tuple[CurtailedCircuitWire, ...] | None = _alias(
@@ -266,15 +371,11 @@ class AckWire(_Wire):
 
 def to_ven_ack(wire: AckWire, ven_id: str, raw_text: str, received_at: datetime) -> VenAck:
     """``ven_id`` comes from the topic (the consumer has checked the payload's
-    ``venId``, when present, agrees). Raises ``ValueError`` for what the ledger
-    cannot look up or store: a malformed VEN id, NUL characters in the fields
-    that select the command (PostgreSQL text cannot hold them)."""
+    ``venId``, when present, agrees). Raises ``ValueError`` for a malformed
+    VEN id, which the ledger could neither look up nor store, and for a
+    payload jsonb cannot hold (the wire model has refused the rest)."""
     validate_ven_id(ven_id)
-    for name, value in (("op", wire.op), ("correlationId", wire.correlation_id),
-                        ("eventId", wire.event_id)):  # fmt: skip
-        if value is not None and "\x00" in value:
-            raise ValueError(f"{name} contains a NUL character")
-    raw = json.loads(raw_text)
+    raw = _jsonb_storable(json.loads(raw_text))  # ven_acks.raw_payload is jsonb
     return VenAck(
         ven_id=ven_id,
         op=wire.op,
@@ -292,26 +393,28 @@ def to_ven_ack(wire: AckWire, ven_id: str, raw_text: str, received_at: datetime)
 # --- shadows, load snapshots, status ------------------------------------------
 
 
-class ShadowStateWire(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-    reported: dict[str, Any] | None = None
-    desired: dict[str, Any] | None = None
+class ShadowStateWire(_KeptWhole):
+    reported: Document | None = None
+    desired: Document | None = None
 
 
-class ShadowUpdateWire(BaseModel):
+class ShadowUpdateWire(_KeptWhole):
     """``{"state": {"reported": {...}}}``; the document is kept whole."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
     state: ShadowStateWire
+
+
+class SnapshotLoadWire(LoadWire, _KeptWhole):
+    """A load line of a snapshot: kept whole (``load_snapshots.raw_payload``)."""
 
 
 class LoadSnapshotWire(_Wire):
     """``ven/loads/{venId}``: ``{schemaVersion, venId, timestamp, loads[]}``."""
 
     schema_version: str | None = _alias("schemaVersion")
-    ven_id: str = Field(validation_alias="venId", min_length=1)
+    ven_id: VenId = Field(validation_alias="venId")
     timestamp: Timestamp
-    loads: tuple[LoadWire, ...] = ()
+    loads: tuple[SnapshotLoadWire, ...] = ()
 
     def load_samples(self) -> tuple[LoadSample, ...]:
         return merge_loads((), self.loads)
@@ -322,10 +425,10 @@ class StatusWire(_Wire):
     details}``. The documents name the table but show no payload; this is the
     shape gridcore defines (docs/mqtt-commands.md)."""
 
-    ven_id: str = Field(validation_alias=AliasChoices("venId", "ven_id"), min_length=1)
-    status: str = Field(min_length=1)
+    ven_id: VenId = Field(validation_alias=AliasChoices("venId", "ven_id"))
+    status: Annotated[str, _text(VEN_STATUS_LENGTH, 1)]
     timestamp: Timestamp | None = _alias("timestamp", "ts")
-    details: dict[str, Any] | None = None
+    details: Document | None = None
 
 
 def decode_text(payload: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from sqlalchemy import event
@@ -28,6 +29,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+# A NUL as json.dumps writes it: "\u0000" after an even run of backslashes (an
+# odd run is escaped backslashes followed by the text "u0000", which stays).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def json_dumps(value: Any) -> str:
     """JSON for document columns. NaN and infinities (which Python's json reads
     but JSON does not have) become null, and NUL characters (which jsonb
@@ -36,7 +42,7 @@ def json_dumps(value: Any) -> str:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
     except ValueError:
         text = json.dumps(_finite(value), allow_nan=False, separators=(",", ":"), default=str)
-    return text.replace("\\u0000", "")
+    return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
 
 
 def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = False) -> AsyncEngine:

@@ -33,7 +33,7 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sql.tables import LOAD_FIELDS, PANEL_FIELDS
-from adapters.sql.telemetry import Key, Prepared, newest_per_ven
+from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 
 _PANEL_TYPES = ["varchar" if f == "event_id" else "float8" for f in PANEL_FIELDS]
 _TELEMETRY_COLUMNS = ["id", "ven_id", "timestamp", *PANEL_FIELDS, "raw_payload"]
@@ -83,15 +83,17 @@ FROM generate_series(1, %s)
 
 # Heartbeat and current state from each VEN's newest row just written (still
 # in shared buffers), found by id, rather than sent again as Python values.
+# ``received`` (``received_by``; NULL: no bound) keeps the heartbeat from
+# passing the receive time, and unpins a current state stamped after it.
 _CURRENT_STATE = """
 WITH newest AS (
-    SELECT t.ven_id, t.id, t.timestamp, t.used_power_kw, t.shed_power_kw,
-           t.requested_reduction_kw, t.event_id
-    FROM ven_telemetry t WHERE t.id = ANY(%s::int8[])
+    SELECT t.ven_id, t.id, LEAST(t.timestamp, %(received)s::timestamptz) AS heard,
+           t.timestamp, t.used_power_kw, t.shed_power_kw, t.requested_reduction_kw, t.event_id
+    FROM ven_telemetry t WHERE t.id = ANY(%(ids)s::int8[])
 ), heartbeat AS (
-    UPDATE vens SET last_seen_at = n.timestamp
+    UPDATE vens SET last_seen_at = n.heard
     FROM newest n
-    WHERE vens.id = n.ven_id AND (vens.last_seen_at IS NULL OR vens.last_seen_at < n.timestamp)
+    WHERE vens.id = n.ven_id AND (vens.last_seen_at IS NULL OR vens.last_seen_at < n.heard)
 )
 INSERT INTO ven_latest AS cur
     (ven_id, telemetry_id, timestamp, used_power_kw, shed_power_kw,
@@ -103,7 +105,7 @@ ON CONFLICT (ven_id) DO UPDATE SET
     telemetry_id = excluded.telemetry_id, timestamp = excluded.timestamp,
     used_power_kw = excluded.used_power_kw, shed_power_kw = excluded.shed_power_kw,
     requested_reduction_kw = excluded.requested_reduction_kw, event_id = excluded.event_id
-WHERE cur.timestamp < excluded.timestamp
+WHERE cur.timestamp < excluded.timestamp OR cur.timestamp > %(received)s::timestamptz
 """
 
 
@@ -165,7 +167,9 @@ class PostgresBatchWriter:
             newest = {item.key[0]: tid for item, tid in zip(batch, ids, strict=True)}
             if len(newest) < len(batch):  # a VEN twice in the batch: its newest sample
                 newest = {item.key[0]: tid for item, tid in _newest_ids(batch, ids)}
-            await cur.execute(_CURRENT_STATE, ("{" + ",".join(map(str, newest.values())) + "}",))
+            newest_ids = "{" + ",".join(map(str, newest.values())) + "}"
+            params = {"ids": newest_ids, "received": received_by(batch)}
+            await cur.execute(_CURRENT_STATE, params)
 
 
 def _newest_ids(batch: Sequence[Prepared], ids: Sequence[int]) -> list[tuple[Prepared, int]]:

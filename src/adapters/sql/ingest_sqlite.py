@@ -24,8 +24,9 @@ from adapters.sql.tables import (
     ven_telemetry,
     vens,
 )
-from adapters.sql.telemetry import Key, Prepared, newest_per_ven
+from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
+from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
 _CHUNK = 500
@@ -83,20 +84,23 @@ class SqliteBatchWriter:
         if load_rows:
             await conn.execute(ven_load_samples.insert(), load_rows)
         newest = newest_per_ven(batch)
+        received = received_by(batch)
         await conn.execute(
             update(vens)
             .where(vens.c.id == _V_ID)
             .where(or_(vens.c.last_seen_at.is_(None), vens.c.last_seen_at < _V_TS))
             .values(last_seen_at=_V_TS),
-            [{"v_id": item.key[0], "v_ts": item.key[1]} for item in newest],
+            [{"v_id": item.key[0], "v_ts": heard_at(item.key[1], received)} for item in newest],
         )
         ids = {item.key: tid for tid, item in enumerate(batch, start=first_id)}
         latest = insert(ven_latest)
+        newer = ven_latest.c.timestamp < latest.excluded.timestamp
         await conn.execute(
             latest.on_conflict_do_update(
                 index_elements=[ven_latest.c.ven_id],
                 set_={c: latest.excluded[c] for c in ("telemetry_id", "timestamp", *_LATEST)},
-                where=ven_latest.c.timestamp < latest.excluded.timestamp,
+                # A current state stamped after the batch arrived yields (see received_by).
+                where=newer if received is None else or_(newer, ven_latest.c.timestamp > received),
             ),
             [
                 {

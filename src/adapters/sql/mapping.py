@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
+from gridcore import limits
 from gridcore.correlation import Command, CommandOp, CommandState, VenAck
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent, EventStatus
@@ -130,10 +131,10 @@ def _bounded(value: str | None, length: int) -> str | None:
 def ack_row(ack: VenAck) -> dict[str, Any]:
     return {
         "ven_id": ack.ven_id,
-        "event_id": _bounded(ack.event_id, 64),
-        "correlation_id": _bounded(ack.correlation_id, 255),
-        "op": _bounded(ack.op, 50),
-        "status": _bounded(ack.status, 50),
+        "event_id": _bounded(ack.event_id, limits.EVENT_ID_LENGTH),
+        "correlation_id": _bounded(ack.correlation_id, limits.ACK_CORRELATION_ID_LENGTH),
+        "op": _bounded(ack.op, limits.ACK_TEXT_LENGTH),
+        "status": _bounded(ack.status, limits.ACK_TEXT_LENGTH),
         "timestamp": ack.timestamp,
         "requested_shed_kw": ack.requested_shed_kw,
         "actual_shed_kw": ack.actual_shed_kw,

@@ -24,11 +24,11 @@ from sqlalchemy.sql.elements import BindParameter
 from adapters.sql.engine import SQLITE_BEGIN
 from adapters.sql.tables import load_snapshots, ven_statuses, vens
 from adapters.sql.types import UtcDateTime
+from gridcore.limits import INT32_MAX, INT32_MIN, LOAD_TYPE_LENGTH, NAME_LENGTH
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.telemetry import LoadSample, page_bounds
 
 _CHUNK = 500  # keys per IN list: under SQLite's bound-variable limit
-_INT32 = 2**31 - 1
 _V_ID: BindParameter[str] = bindparam("v_id")
 _V_TS: BindParameter[datetime] = bindparam("v_ts", type_=UtcDateTime())
 
@@ -93,7 +93,7 @@ class SqlVenStatusStore:
                         ],
                     )
                 await advance_heartbeats(
-                    conn, _newest((r.ven_id, r.timestamp) for r in fresh if r.is_heartbeat)
+                    conn, _newest((r.ven_id, r.heard_at) for r in fresh if r.is_heartbeat)
                 )
         return len(fresh)
 
@@ -175,14 +175,14 @@ def _snapshot_rows(snap: LoadSnapshot) -> list[dict[str, Any]]:
                 "ven_id": snap.ven_id,
                 "load_id": load.load_id,
                 "timestamp": snap.timestamp,
-                "name": _text(load.name, 255),
-                "type": _text(load.type, 64),
+                "name": _text(load.name, NAME_LENGTH),
+                "type": _text(load.type, LOAD_TYPE_LENGTH),
                 "capacity_kw": _number(load.capacity_kw),
                 "current_power_kw": _number(load.current_power_kw),
                 "shed_capability_kw": _number(load.shed_capability_kw),
                 "enabled": load.enabled if isinstance(load.enabled, bool) else None,
                 "priority": priority
-                if type(priority) is int and -_INT32 <= priority <= _INT32
+                if type(priority) is int and INT32_MIN <= priority <= INT32_MAX
                 else None,
                 "critical": load.critical if isinstance(load.critical, bool) else None,
                 "raw_payload": dict(raw) if raw is not None else None,
@@ -197,7 +197,7 @@ class SqlLoadSnapshotStore:
 
     async def record_snapshots(self, snapshots: Sequence[LoadSnapshot]) -> int:
         rows = [row for snap in snapshots for row in _snapshot_rows(snap)]
-        newest = _newest((snap.ven_id, snap.timestamp) for snap in snapshots)
+        newest = _newest((snap.ven_id, snap.heard_at) for snap in snapshots)
         if not newest:
             return 0
         stored = 0

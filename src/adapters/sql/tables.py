@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 
 from adapters.sql.types import BigId, Document, UtcDateTime
+from gridcore import limits
 
 # Explicit constraint names: Alembic can then drop/alter them on both dialects,
 # and SQLite batch migrations can find them.
@@ -58,9 +59,14 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
-VEN_ID = String(128)  # the domain allows 1-128 characters (they go in MQTT topics)
-LOAD_ID = String(128)
-EVENT_ID = String(64)  # evt- + 8 hex; VENs' own ids (ui-evt-...) are longer
+# Lengths come from gridcore.limits, which the MQTT edge validates against.
+VEN_ID = String(limits.VEN_ID_LENGTH)
+LOAD_ID = String(limits.LOAD_ID_LENGTH)
+EVENT_ID = String(limits.EVENT_ID_LENGTH)
+COMMAND_ID = String(limits.COMMAND_ID_LENGTH)
+NAME = String(limits.NAME_LENGTH)
+LOAD_TYPE = String(limits.LOAD_TYPE_LENGTH)
+STATE = String(limits.EVENT_STATE_LENGTH)
 
 # --- registry and configuration ----------------------------------------------
 
@@ -68,7 +74,7 @@ vens = Table(
     "vens",
     metadata,
     Column("id", VEN_ID, primary_key=True),
-    Column("name", String(255), nullable=False),
+    Column("name", NAME, nullable=False),
     Column("lat", Float),
     Column("lon", Float),
     Column("enabled", Boolean, nullable=False),
@@ -81,8 +87,8 @@ ven_loads = Table(
     metadata,
     Column("ven_id", VEN_ID, ForeignKey("vens.id", ondelete="CASCADE"), nullable=False),
     Column("load_id", LOAD_ID, nullable=False),
-    Column("type", String(64), nullable=False),
-    Column("name", String(255)),
+    Column("type", LOAD_TYPE, nullable=False),
+    Column("name", NAME),
     Column("capacity_kw", Float),
     Column("shed_capability_kw", Float, nullable=False),
     Column("current_power_kw", Float, nullable=False),
@@ -100,7 +106,7 @@ events = Table(
     metadata,
     # `event_id`, as the event flow document's analysis queries name it.
     Column("event_id", EVENT_ID, primary_key=True),
-    Column("status", String(16), nullable=False),
+    Column("status", STATE, nullable=False),
     Column("start_time", UtcDateTime, nullable=False),
     Column("end_time", UtcDateTime, nullable=False),
     Column("requested_reduction_kw", Float, nullable=False),
@@ -116,25 +122,25 @@ events = Table(
 commands = Table(
     "commands",
     metadata,
-    Column("correlation_id", String(64), primary_key=True),
+    Column("correlation_id", COMMAND_ID, primary_key=True),
     Column("ven_id", VEN_ID, nullable=False),
-    Column("op", String(16), nullable=False),
+    Column("op", STATE, nullable=False),
     Column("event_id", EVENT_ID, ForeignKey("events.event_id")),
     Column("shed_kw", Float),
     Column("duration_sec", Integer),
     Column("load_id", LOAD_ID),
-    Column("state", String(16), nullable=False),
+    Column("state", STATE, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("first_sent_at", UtcDateTime),
     Column("last_sent_at", UtcDateTime),
     Column("deadline", UtcDateTime),
     Column("acked_at", UtcDateTime),
-    Column("ack_status", String(64)),
+    Column("ack_status", String(limits.ACK_STATUS_LENGTH)),
     Column("delivered_kw", Float),
     Column("late", Boolean, nullable=False),
     # The command a re-allocation replaced (its delivered kW is counted once).
-    Column("supersedes", String(64)),
+    Column("supersedes", COMMAND_ID),
     Index(None, "state", "created_at"),  # the outbox: pending, oldest first
     Index(None, "state", "deadline"),  # overdue ACKs
     Index(None, "event_id", "ven_id"),  # an event's commands; an ACK batch's VENs in it
@@ -176,8 +182,8 @@ ven_load_samples = Table(
     Column("timestamp", UtcDateTime, nullable=False),
     Column("load_id", LOAD_ID, nullable=False),
     Column("telemetry_id", BigId, nullable=False),
-    Column("name", String(255)),
-    Column("type", String(64)),
+    Column("name", NAME),
+    Column("type", LOAD_TYPE),
     Column("capacity_kw", Float),
     Column("current_power_kw", Float),
     Column("shed_capability_kw", Float),
@@ -195,7 +201,7 @@ ven_statuses = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("ven_id", VEN_ID, nullable=False),
-    Column("status", String(32), nullable=False),
+    Column("status", String(limits.VEN_STATUS_LENGTH), nullable=False),
     Column("details", Document),
     Column("timestamp", UtcDateTime, nullable=False),
     Index(None, "ven_id", "timestamp"),
@@ -211,8 +217,8 @@ load_snapshots = Table(
     Column("ven_id", VEN_ID, nullable=False),
     Column("load_id", LOAD_ID, nullable=False),
     Column("timestamp", UtcDateTime, nullable=False),
-    Column("name", String(255)),
-    Column("type", String(64)),
+    Column("name", NAME),
+    Column("type", LOAD_TYPE),
     Column("capacity_kw", Float),
     Column("current_power_kw", Float),
     Column("shed_capability_kw", Float),
@@ -230,9 +236,9 @@ ven_acks = Table(
     Column("ven_id", VEN_ID, nullable=False),
     # Restore and ping ACKs carry no event id.
     Column("event_id", EVENT_ID),
-    Column("correlation_id", String(255)),
-    Column("op", String(50), nullable=False),
-    Column("status", String(50), nullable=False),
+    Column("correlation_id", String(limits.ACK_CORRELATION_ID_LENGTH)),
+    Column("op", String(limits.ACK_TEXT_LENGTH), nullable=False),
+    Column("status", String(limits.ACK_TEXT_LENGTH), nullable=False),
     Column("timestamp", UtcDateTime, nullable=False),
     Column("requested_shed_kw", Float),
     Column("actual_shed_kw", Float),

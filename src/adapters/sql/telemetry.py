@@ -22,14 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.engine import SQLITE_BEGIN
 from gridcore.errors import InvalidInput
-from gridcore.ports import AppendResult
+from gridcore.limits import (
+    EVENT_ID_LENGTH,
+    INT32_MAX,
+    INT32_MIN,
+    LOAD_ID_LENGTH,
+    LOAD_TYPE_LENGTH,
+    NAME_LENGTH,
+)
+from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.telemetry import LoadSample, TelemetrySample
 from gridcore.ven import validate_ven_id
 
 log = logging.getLogger("adapters.sql.telemetry")
 
-MAX_ID_LENGTH = 128
-INT32 = 2**31 - 1
 _RETRIES = 3  # a concurrent writer storing the same message makes COPY fail; retry
 
 
@@ -96,9 +102,14 @@ def _load_row(load: LoadSample) -> tuple[Any, ...]:
     common values (None, str without NUL, finite float) are settled inline
     without a call. ``x - x == 0.0`` holds for a finite float, not NaN or inf."""
     load_id = load.load_id
-    if type(load_id) is not str or not 0 < len(load_id) <= MAX_ID_LENGTH or "\x00" in load_id:
-        raise InvalidInput("loadId", f"must be 1-{MAX_ID_LENGTH} characters, without NUL")
+    if type(load_id) is not str or not 0 < len(load_id) <= LOAD_ID_LENGTH or "\x00" in load_id:
+        raise InvalidInput("loadId", f"must be 1-{LOAD_ID_LENGTH} characters, without NUL")
     name, kind = load.name, load.type
+    # Longer text would fail the whole batch's COPY (the MQTT edge refuses it first).
+    if type(name) is str and len(name) > NAME_LENGTH:
+        raise InvalidInput("name", f"must be at most {NAME_LENGTH} characters")
+    if type(kind) is str and len(kind) > LOAD_TYPE_LENGTH:
+        raise InvalidInput("type", f"must be at most {LOAD_TYPE_LENGTH} characters")
     cap, cur, shed = load.capacity_kw, load.current_power_kw, load.shed_capability_kw
     breaker, amps = load.breaker_amps, load.current_amps
     enabled, priority, critical = load.enabled, load.priority, load.critical
@@ -110,7 +121,7 @@ def _load_row(load: LoadSample) -> tuple[Any, ...]:
         cur if cur is None or (type(cur) is float and cur - cur == 0.0) else _number(cur),
         shed if shed is None or (type(shed) is float and shed - shed == 0.0) else _number(shed),
         enabled if type(enabled) is bool else None,
-        priority if type(priority) is int and -INT32 <= priority <= INT32 else None,
+        priority if type(priority) is int and INT32_MIN <= priority <= INT32_MAX else None,
         critical if type(critical) is bool else None,
         breaker
         if breaker is None or (type(breaker) is float and breaker - breaker == 0.0)
@@ -120,9 +131,11 @@ def _load_row(load: LoadSample) -> tuple[Any, ...]:
 
 
 def prepare(sample: TelemetrySample) -> Prepared:
-    """Normalise one sample; raises :class:`InvalidInput` for what cannot be stored.
+    """Normalise one sample; raises :class:`InvalidInput` for what cannot be
+    stored (an invalid VEN or load id, a naive timestamp, a load name or type
+    longer than its column).
 
-    Values a column cannot hold become NULL (the raw payload keeps them):
+    Other values a column cannot hold become NULL (the raw payload keeps them):
     non-finite or non-numeric kW, out-of-range integers, over-long event ids.
     NUL characters are removed from text.
     """
@@ -133,7 +146,7 @@ def prepare(sample: TelemetrySample) -> Prepared:
     if ts.tzinfo is not UTC:
         ts = ts.astimezone(UTC)
     event_id = _text(sample.event_id)
-    if event_id is not None and len(event_id) > 64:
+    if event_id is not None and len(event_id) > EVENT_ID_LENGTH:
         event_id = None  # not one of ours
     panel = (
         _number(sample.used_power_kw),
@@ -155,6 +168,14 @@ def prepare(sample: TelemetrySample) -> Prepared:
     return Prepared(
         (sample.ven_id, ts), sample, panel, _text(sample.raw_payload), tuple(loads.values())
     )
+
+
+def received_by(batch: Iterable[Prepared]) -> datetime | None:
+    """When the newest sample of the batch arrived (None: none came over the
+    wire): no heartbeat of the batch goes past it, and a current state stamped
+    after it (a VEN clock running ahead) yields to the batch's sample."""
+    stamps = [r for item in batch if (r := item.original.received_at) is not None]
+    return max(stamps) if stamps else None
 
 
 def newest_per_ven(batch: Iterable[Prepared]) -> list[Prepared]:
@@ -191,6 +212,7 @@ class SqlTelemetryStore:
         self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
     ) -> AppendResult:
         refused: list[TelemetrySample] = []
+        reasons: list[str] = []
         valid: list[Prepared] = []
         for sample in samples:
             try:
@@ -198,6 +220,7 @@ class SqlTelemetryStore:
             except (InvalidInput, TypeError, ValueError, AttributeError) as exc:
                 log.warning("refused a telemetry sample from %r: %s", sample.ven_id, exc)
                 refused.append(sample)
+                reasons.append(str(exc))
         for attempt in range(1, _RETRIES + 1):
             try:
                 stored, duplicates, rejected = await self._store(valid, auto_register)
@@ -207,7 +230,8 @@ class SqlTelemetryStore:
                     raise
                 log.info("telemetry batch raced another writer; retrying (%d)", attempt)
         refused.extend(rejected)
-        return AppendResult(stored=stored, duplicates=duplicates, refused=tuple(refused))
+        reasons.extend(NOT_REGISTERED for _ in rejected)
+        return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
 
     async def _store(
         self, valid: list[Prepared], auto_register: bool

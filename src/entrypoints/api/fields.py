@@ -26,7 +26,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gridcore.limits import LOAD_ID_LENGTH, LOAD_TYPE_LENGTH, MAX_KW, NAME_LENGTH
 from gridcore.timestamps import to_utc
+from gridcore.ven import VEN_ID_SHAPE
 
 # Far enough for any real schedule, and keeps date arithmetic from overflowing.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,18 +76,20 @@ UtcDateTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 
-Kw = Annotated[float, Strict(), Field(ge=0, le=1e9, allow_inf_nan=False)]
-PositiveKw = Annotated[float, Strict(), Field(gt=0, le=1e9, allow_inf_nan=False)]
+Kw = Annotated[float, Strict(), Field(ge=0, le=MAX_KW, allow_inf_nan=False)]
+PositiveKw = Annotated[float, Strict(), Field(gt=0, le=MAX_KW, allow_inf_nan=False)]
 Seconds = Annotated[int, Strict(), Field(ge=1, le=24 * 3600)]
-VEN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-LOAD_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
+VEN_ID_PATTERN = rf"^{VEN_ID_SHAPE}$"
+LOAD_ID_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{LOAD_ID_LENGTH}}}$"
 EVENT_ID_PATTERN = r"^evt-[0-9a-f]{8}$"
 VenId = Annotated[str, StringConstraints(pattern=VEN_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
 Name = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str, StringConstraints(min_length=1, max_length=NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
-LoadTypeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_ .-]{1,64}$")]
+LoadTypeName = Annotated[
+    str, StringConstraints(pattern=rf"^[A-Za-z0-9_ .-]{{1,{LOAD_TYPE_LENGTH}}}$")
+]
 
 
 class ApiModel(BaseModel):
