@@ -667,12 +667,14 @@ def _json_problems(where: str, value: Any) -> list[str]:
     except ValueError as exc:
         return [f"{where}: the serialized document is not JSON ({exc}): {text[:80]!r}"]
     problems = []
-    if "\\u0000" in text:
-        problems.append(f"{where}: \\u0000 in a document (jsonb refuses it)")
     for path, leaf in [((), parsed), *paths(parsed)]:
         for text_value in (leaf, path[-1] if path else None):
             if not isinstance(text_value, str):
                 continue
+            # jsonb refuses the escape \u0000 (a NUL), not the text "\\u0000"
+            # (an escaped backslash, then "u0000"), which json_dumps keeps.
+            if "\x00" in text_value:
+                problems.append(f"{where}: a NUL at {list(path)} (jsonb refuses \\u0000)")
             try:
                 text_value.encode("utf-8")
             except UnicodeEncodeError:
