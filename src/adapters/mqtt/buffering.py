@@ -13,6 +13,9 @@ Contract, for both:
 - A write that keeps failing while the database is demonstrably up (a
   dead-letter write succeeds) is poison, not an outage: it is dead-lettered
   with the error as its reason so that it cannot block everything behind it.
+  A failed batch (:class:`HeldBatches`) is bisected at once, without backoff:
+  one bad item among n is found in about log2(n) writes, and the rest goes on
+  at full batch size (docs/decisions.md, "Poison search").
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ T = TypeVar("T")
 # After this many consecutive failures of the same single item, probe whether the
 # database is up by dead-lettering it.
 POISON_AFTER = 3
+# A batch item found bad by bisection is written alone this many times before it
+# is dead-lettered (the search already saw every batch holding it fail).
+CONFIRM_ALONE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +140,9 @@ class HeldBatches(Generic[T]):
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        limit = self.max_batch
-        failures = 0
+        failures = 0  # consecutive rounds that failed, dead letter included: an outage
+        suspect = 0  # >0: a write of the first `suspect` held items failed; search them
+        alone = 0  # consecutive failures of the suspect written alone
         while True:
             if not self._held:
                 self._idle.set()
@@ -144,26 +151,47 @@ class HeldBatches(Generic[T]):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if failures == 0 and not self._closing and len(self._held) < self.batch_size:
+            if (
+                failures == 0
+                and suspect == 0
+                and not self._closing
+                and len(self._held) < self.batch_size
+            ):
                 remaining = self._first_at + self.max_delay - loop.time()
                 if remaining > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     continue  # full, closing or due: look again
-            count = min(limit, len(self._held))
+            # A failed write is bisected at once: write the first half of what
+            # is suspect; if it succeeds the bad item is in the other half (and
+            # the database is up), else in this one. One bad item among n costs
+            # about log2(n) writes, with no backoff: a write that fails because
+            # of one item is no sign of an outage.
+            count = min(self.max_batch, len(self._held)) if suspect == 0 else max(suspect // 2, 1)
             batch = [self._held[i] for i in range(count)]
             try:
                 await self._write(batch)
             except Exception as exc:  # the database, whatever its driver raises
-                failures += 1
                 self.stats.failures += 1
-                if count == 1 and failures >= POISON_AFTER and await self._poison(batch[0], exc):
-                    self._take(1)
-                    failures = 0
+                if count > 1:
+                    if suspect == 0:
+                        log.warning(
+                            "%s write of %d failed (%s: %s); bisecting it for a bad item",
+                            self.what, count, type(exc).__name__, exc,
+                        )  # fmt: skip
+                    suspect = count
                     continue
-                if failures >= 2:
-                    limit = max(1, count // 2)  # isolate a poison item, if it is one
+                suspect, alone = 1, alone + 1
+                if alone < CONFIRM_ALONE:
+                    continue  # once more: a blip is not a poison item
+                if await self._poison(batch[0], exc):
+                    self._take(1)
+                    suspect = alone = failures = 0  # the rest goes at full batch size
+                    continue
+                # The dead letter failed too: the database is down. Hold
+                # everything and retry the suspect alone until a write succeeds.
+                failures += 1
                 delay = self.retry.delay(failures)
                 log.warning(
                     "%s write failed (%s: %s); holding %d, retry %d in %.1fs",
@@ -173,8 +201,8 @@ class HeldBatches(Generic[T]):
                 continue
             if failures:
                 log.info("%s write recovered after %d failure(s)", self.what, failures)
-            failures = 0
-            limit = self.max_batch
+            failures = alone = 0
+            suspect = suspect - count if suspect > count else 0
             self._take(count)
 
     def _take(self, count: int) -> None:
@@ -196,7 +224,7 @@ class HeldBatches(Generic[T]):
             return False  # the database is down, not the item bad: keep holding it
         self.stats.poisoned += 1
         self.stats.dead_letters_written += 1
-        log.error("%s on %s dead-lettered after repeated failures: %s", self.what, topic, reason)
+        log.error("%s on %s dead-lettered: it fails alone: %s", self.what, topic, reason)
         return True
 
 
