@@ -87,6 +87,9 @@ class VenAck:
     actual_shed_kw: float | None = None
     circuits_curtailed: tuple[CircuitCurtailment, ...] = ()
     raw_payload: Mapping[str, Any] = field(default_factory=dict)
+    # Why gridcore did not credit the ACK as reported (set when it is matched,
+    # e.g. "capped: reported 999999999 kW, asked 1 kW"); the report stays as sent.
+    flag: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -161,14 +164,23 @@ class Command:
     def time_out(self) -> Command:
         return replace(self, state=CommandState.TIMED_OUT)
 
-    def acknowledge(self, ack: VenAck, now: datetime) -> Command:
+    def credit(self, ack: VenAck) -> tuple[float | None, str | None]:
+        """The kW an accepted ``ack`` of this command delivers, and why that is
+        not what the VEN reported (None: it is). A VEN is credited with at most
+        what it was asked for (a report of 999999999 kW is a bug or a lie); its
+        report stays in ven_acks as sent, flagged."""
         delivered = ack.actual_shed_kw
         if delivered is None and ack.accepted and self.op is CommandOp.EVENT:
             delivered = sum(c.curtailed_kw for c in ack.circuits_curtailed) or None
-        if delivered is not None and self.shed_kw is not None:
-            # A VEN is credited with at most what it was asked for (a report of
-            # 999999999 kW is a bug or a lie); its raw report stays in ven_acks.
-            delivered = min(delivered, self.shed_kw)
+        if delivered is not None and self.shed_kw is not None and delivered > self.shed_kw:
+            return (
+                self.shed_kw,
+                f"capped: reported {delivered:.15g} kW, asked {self.shed_kw:.15g} kW",
+            )
+        return delivered, None
+
+    def acknowledge(self, ack: VenAck, now: datetime) -> Command:
+        delivered, _ = self.credit(ack)
         return replace(
             self,
             state=CommandState.ACKED if ack.accepted else CommandState.REJECTED,
@@ -193,6 +205,7 @@ class AckOutcome(enum.StrEnum):
 class AckMatch:
     outcome: AckOutcome
     command: Command | None  # the command after the ACK, None when unmatched
+    flag: str | None = None  # why the ACK was not credited as reported (Command.credit)
 
     @property
     def changed(self) -> bool:
@@ -209,7 +222,8 @@ def apply_ack(command: Command | None, ack: VenAck, now: datetime) -> AckMatch:
     if command.state in (CommandState.ACKED, CommandState.REJECTED):
         return AckMatch(AckOutcome.DUPLICATE, command)
     outcome = AckOutcome.LATE if command.state is CommandState.TIMED_OUT else AckOutcome.MATCHED
-    return AckMatch(outcome, command.acknowledge(ack, now))
+    flag = command.credit(ack)[1] if ack.accepted else None
+    return AckMatch(outcome, command.acknowledge(ack, now), flag)
 
 
 def newest_command(

@@ -160,6 +160,8 @@ async def record_acks(
             if new is not None and ack.event_id is None and new.event_id:
                 # Restore ACKs carry no event id; the ledger knows which event it was.
                 ack = replace(ack, event_id=new.event_id)
+            if match.flag is not None:
+                ack = replace(ack, flag=match.flag)
             stored.append(ack)
         await uow.acks.add_many(stored)
         await uow.commands.update_many(ledger.changed())

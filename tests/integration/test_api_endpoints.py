@@ -377,6 +377,17 @@ async def test_event_flow_with_progress_acks_and_circuits(rig: Rig) -> None:
         {"loadId": "ev1", "name": "EV Charger", "shedKw": 2.5}
     ]
     assert (await rig.client.get("/api/vens/ven-001/acks")).json()["totalCount"] == 1
+    # More than asked: credited what was asked, shown as reported, flagged (issue 11).
+    other = next(c for c in rig.published.sent if c.ven_id == "ven-002")
+    await rig.ack(
+        "ven-002",
+        {"op": "event", "status": "accepted", "correlationId": other.correlation_id,
+         "actual_shed_kw": 999999999},
+    )  # fmt: skip
+    (flagged,) = (await rig.client.get("/api/vens/ven-002/acks")).json()["acks"]
+    assert flagged["actualShedKw"] == 999999999
+    assert flagged["flag"] == "capped: reported 999999999 kW, asked 5 kW"
+    assert (await rig.client.get(f"/api/events/{event_id}")).json()["actualReductionKw"] == 7.5
 
     stopped = await rig.client.post(f"/api/events/{event_id}/stop")
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"

@@ -140,6 +140,7 @@ def ack_row(ack: VenAck) -> dict[str, Any]:
         "actual_shed_kw": ack.actual_shed_kw,
         "circuits_curtailed": [asdict(c) for c in ack.circuits_curtailed],
         "raw_payload": dict(ack.raw_payload),
+        "flag": ack.flag,
     }
 
 
@@ -160,6 +161,7 @@ def ack_from(row: RowMapping) -> VenAck:
         actual_shed_kw=row["actual_shed_kw"],
         circuits_curtailed=tuple(_circuit(c) for c in circuits if isinstance(c, Mapping)),
         raw_payload=row["raw_payload"] or {},
+        flag=row["flag"],
     )
 
 

@@ -245,6 +245,9 @@ ven_acks = Table(
     Column("circuits_curtailed", Document),
     Column("raw_payload", Document),
     Column("created_at", UtcDateTime, server_default=func.now()),
+    # Why the ACK was not credited as reported ("capped: reported 999999999 kW,
+    # asked 1 kW"); the report itself stays in actual_shed_kw and raw_payload.
+    Column("flag", Text),
     Index(None, "ven_id", "timestamp"),
     Index(None, "event_id", "timestamp"),
     Index(None, "correlation_id"),

@@ -182,6 +182,10 @@ class VenEventsResponse(ApiModel):
 class AckOut(VenEventOut):
     ven_id: str
     correlation_id: str | None
+    flag: str | None = Field(
+        description="Why the ACK was not credited as reported, e.g. 'capped: reported "
+        "999999999 kW, asked 1 kW' (actualShedKw stays as the VEN sent it)"
+    )
 
 
 class AcksResponse(ApiModel):

@@ -145,7 +145,10 @@ def ven_event_out(ack: VenAck) -> VenEventOut:
 
 def ack_out(ack: VenAck) -> AckOut:
     return AckOut(
-        **ven_event_out(ack).model_dump(), ven_id=ack.ven_id, correlation_id=ack.correlation_id
+        **ven_event_out(ack).model_dump(),
+        ven_id=ack.ven_id,
+        correlation_id=ack.correlation_id,
+        flag=ack.flag,
     )
 
 
