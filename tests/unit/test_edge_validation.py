@@ -7,12 +7,12 @@ test_edge_matches_storage.py``.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.unit import test_mqtt_consumer_reports as consumer_reports
 from tests.unit.test_mqtt_consumer import T0, metering
 from tests.unit.test_mqtt_consumer_reports import ReportRig
 
@@ -138,12 +138,7 @@ def test_documents_jsonb_cannot_hold_are_refused(model: type[Any], text: str) ->
 # --- through the consumer ---------------------------------------------------------------
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[ReportRig]:
-    r = ReportRig()
-    await r.start()
-    yield r
-    await r.stop()
+rig = consumer_reports.rig  # the fixture: a started ReportRig (statuses and snapshots stored)
 
 
 def reasons(rig: ReportRig) -> list[tuple[str, str]]:
