@@ -65,7 +65,10 @@ def _app_over_sqlite() -> object:
     return create_app(Settings(database_url=url, gridcore_api_tokens=f"control:{CONTROL}"))
 
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app_over_sqlite())
+# The document itself needs a read token when access control is on.
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", _app_over_sqlite(), headers={"Authorization": f"Bearer {CONTROL}"}
+)
 
 
 @schema.parametrize()
