@@ -106,3 +106,39 @@ def test_serve_with_tokens_over_a_socket(server: str) -> None:
         assert client.get("/openapi.json").status_code == 401
         assert client.get("/docs", auth=("", READ)).status_code == 200
         assert "/api/events" in client.get("/openapi.json", headers=read).json()["paths"]
+
+
+def _raw_request(base: str, head: str, body_chunk: bytes) -> int:
+    """Send ``head`` and the first chunk of a body it announces as far larger;
+    return the answer's status code. The rest of the body is never sent: an
+    answer at all means the server did not wait to read it."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body_chunk)
+        answer = sock.recv(4096).decode(errors="replace")
+    return int(answer.split(" ", 2)[1])
+
+
+def test_a_huge_body_is_refused_before_it_is_read(server: str) -> None:
+    """Issue 11 item 5: a 100 MB POST without a token got its 401 after 8 s,
+    the server growing by 600 MB and /health stalling for everyone."""
+    huge = 100 * 1024 * 1024
+    post = (
+        "POST /api/events/ HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {huge}\r\n{{auth}}\r\n"
+    )
+    assert _raw_request(server, post.format(auth=""), b"{" + b" " * 65536) == 401
+    bearer = f"Authorization: Bearer {CONTROL}\r\n"
+    # A token, and a body over GRIDCORE_MAX_BODY_BYTES.
+    assert _raw_request(server, post.format(auth=bearer), b"{" + b" " * 65536) == 413
+    assert httpx.get(f"{server}/health", timeout=5).status_code == 200
+
+
+def test_extreme_timestamp_offsets_are_a_422_not_a_500(server: str) -> None:
+    """Issue 11 item 4: converting these to UTC overflows."""
+    read = {"Authorization": f"Bearer {READ}"}
+    with httpx.Client(base_url=server, timeout=10, headers=read) as client:
+        for path in ("/api/events/history", "/api/stats/network/history"):
+            answer = client.get(path, params={"start": "9999-12-31T23:59:59-23:59"})
+            assert answer.status_code == 422, (path, answer.text)
+            assert "start" in answer.text
