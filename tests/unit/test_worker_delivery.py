@@ -2,18 +2,27 @@
 ACKs and shadow updates only once committed or dead-lettered, so that a
 crash before the commit leaves them with the broker for the persistent
 session; telemetry as soon as it is held for its batch. The consumer's
-connection gets a stable client id and a persistent session by default."""
+connection gets a stable client id and a persistent session by default. A
+worker whose consumer dies ends, saying why (the process exits 1)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from test_mqtt_consumer import Rig, metering
 
+from adapters.sql.migrate import migrate
 from entrypoints.settings import Settings
-from entrypoints.worker import _failure, consumer_client_id, consumer_connection
+from entrypoints.worker import (
+    WorkerFailedError,
+    _failure,
+    consumer_client_id,
+    consumer_connection,
+    run_worker,
+)
 from gridcore.ports import BrokerMessage
 
 PING = b'{"op":"ping","status":"pong"}'
@@ -126,3 +135,14 @@ async def test_the_worker_fails_when_its_consumer_dies_or_ends_on_its_own() -> N
     finally:
         for task in (dispatching, running):
             task.cancel()
+
+
+async def test_run_worker_raises_when_its_consumer_fails(tmp_path: Path) -> None:
+    """The whole worker, in-process on SQLite and the in-memory broker: a
+    consumer that cannot subscribe (a filter the broker refuses) ends the
+    worker with the reason, instead of leaving the dispatcher running alone."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
+    await migrate(url, retries=1, log=lambda _: None)
+    broken = Settings(_env_file=None, database_url=url, mqtt_topics="a/#/b")  # type: ignore[call-arg]
+    with pytest.raises(WorkerFailedError, match="the MQTT consumer failed: ValueError"):
+        await asyncio.wait_for(run_worker(broken), 10)
