@@ -55,7 +55,17 @@ ONE_PAST_THE_LIMIT = [
     ("circuits.0.id", telemetry(circuits=[{"id": "c" * (limits.LOAD_ID_LENGTH + 1)}])),
     ("circuits.0.name", telemetry(circuits=[{"id": "c", "name": "n" * 256}])),
     ("usedPowerKw", telemetry(usedPowerKw=1e400)),  # parses as infinity
+    # Finite, but two of them sum to infinity in the fleet's stats.
+    ("usedPowerKw", telemetry(usedPowerKw=1e308)),
+    ("shedPowerKw", telemetry(shedPowerKw=-limits.MAX_KW * 2)),
+    ("loads.0.currentPowerKw", telemetry(loads=[load(currentPowerKw=limits.MAX_KW * 2)])),
+    ("circuits.0.current_kw", telemetry(circuits=[{"id": "c", "current_kw": 1e300}])),
 ]
+
+
+def test_a_panel_exporting_reads_negative_and_is_believed() -> None:
+    wire = TelemetryWire.model_validate_json(telemetry(usedPowerKw=-3.5, panelMaxKw=48.0))
+    assert wire.used_power_kw == -3.5
 
 
 @pytest.mark.parametrize(("field", "text"), ONE_PAST_THE_LIMIT)

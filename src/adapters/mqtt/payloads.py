@@ -156,6 +156,14 @@ def _alias(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
 
 
+def _reading_alias(*names: str) -> Any:
+    """A number a VEN reports about its panel (kW, amps, volts, percent): any
+    sign (a panel exporting solar reads negative), but finite and within
+    MAX_KW either way, so that a fleet's sums in the stats stay finite (one
+    ``1e308`` would make every total infinity, which JSON cannot carry)."""
+    return Field(default=None, ge=-MAX_KW, le=MAX_KW, validation_alias=AliasChoices(*names))
+
+
 def _kw_alias(*names: str) -> Any:
     """A kW a VEN reports about itself: no VEN sheds negative kW, nor more than
     any kW gridcore handles (sums of them stay finite)."""
@@ -168,9 +176,9 @@ def _kw_alias(*names: str) -> Any:
 class CircuitWire(_Wire):
     id: LoadId
     name: Name | None = None
-    breaker_amps: float | None = _alias("breakerAmps", "breaker_amps")
-    current_kw: float | None = _alias("currentKw", "current_kw")
-    current_amps: float | None = _alias("currentAmps", "current_amps")
+    breaker_amps: float | None = _reading_alias("breakerAmps", "breaker_amps")
+    current_kw: float | None = _reading_alias("currentKw", "current_kw")
+    current_amps: float | None = _reading_alias("currentAmps", "current_amps")
     enabled: bool | None = None
     critical: bool | None = None
 
@@ -179,9 +187,9 @@ class LoadWire(_Wire):
     load_id: LoadId = Field(validation_alias=AliasChoices("loadId", "load_id", "id"))
     name: Name | None = None
     type: LoadType | None = None
-    capacity_kw: float | None = _alias("capacityKw", "capacity_kw")
-    current_power_kw: float | None = _alias("currentPowerKw", "current_power_kw")
-    shed_capability_kw: float | None = _alias("shedCapabilityKw", "shed_capability_kw")
+    capacity_kw: float | None = _reading_alias("capacityKw", "capacity_kw")
+    current_power_kw: float | None = _reading_alias("currentPowerKw", "current_power_kw")
+    shed_capability_kw: float | None = _reading_alias("shedCapabilityKw", "shed_capability_kw")
     enabled: bool | None = None
     priority: Priority | None = None
     critical: bool | None = None
@@ -190,17 +198,17 @@ class LoadWire(_Wire):
 class TelemetryWire(_Wire):
     ven_id: VenId = Field(validation_alias="venId")
     timestamp: Timestamp
-    used_power_kw: float | None = _alias("usedPowerKw")
-    shed_power_kw: float | None = _alias("shedPowerKw")
-    requested_reduction_kw: float | None = _alias("requestedReductionKw")
+    used_power_kw: float | None = _reading_alias("usedPowerKw")
+    shed_power_kw: float | None = _reading_alias("shedPowerKw")
+    requested_reduction_kw: float | None = _reading_alias("requestedReductionKw")
     event_id: EventId | None = _alias("eventId")
-    baseline_power_kw: float | None = _alias("baselinePowerKw")
-    battery_soc: float | None = _alias("batterySOC", "batterySoc")
-    panel_amperage_rating: float | None = _alias("panelAmperageRating")
-    panel_voltage: float | None = _alias("panelVoltage")
-    panel_max_kw: float | None = _alias("panelMaxKw")
-    current_amps: float | None = _alias("currentAmps")
-    panel_utilization_percent: float | None = _alias("panelUtilizationPercent")
+    baseline_power_kw: float | None = _reading_alias("baselinePowerKw")
+    battery_soc: float | None = _reading_alias("batterySOC", "batterySoc")
+    panel_amperage_rating: float | None = _reading_alias("panelAmperageRating")
+    panel_voltage: float | None = _reading_alias("panelVoltage")
+    panel_max_kw: float | None = _reading_alias("panelMaxKw")
+    current_amps: float | None = _reading_alias("currentAmps")
+    panel_utilization_percent: float | None = _reading_alias("panelUtilizationPercent")
     circuits: tuple[CircuitWire, ...] = ()
     loads: tuple[LoadWire, ...] = ()
 
