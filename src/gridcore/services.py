@@ -170,7 +170,7 @@ async def record_acks(
             if delta:
                 await uow.events.add_actual_reduction(event_id, to_kw(delta))
         await uow.commit()
-    for ack, match in zip(acks, matches, strict=True):
+    for ack, match in zip(stored, matches, strict=True):  # stored: with the ledger's event id
         if match.outcome is AckOutcome.UNMATCHED:
             log.warning(
                 "ACK from %s (correlationId %s) matches no command; stored",
@@ -178,12 +178,13 @@ async def record_acks(
                 ack.correlation_id,
             )
         else:
+            command = match.command  # a restore ACK may name neither: its command does
             log.info(
-                "ACK %s from %s for %s (event %s): %s",
+                "ACK %s from %s for %s (%s): %s",
                 match.outcome.value,
                 ack.ven_id,
-                ack.correlation_id,
-                ack.event_id,
+                command.correlation_id if command is not None else ack.correlation_id,
+                f"event {ack.event_id}" if ack.event_id else "no event",
                 ack.status,
             )
     return matches

@@ -299,8 +299,11 @@ class AiomqttTransport:
                 f"MQTT connect to {conn.host}:{conn.port} failed: {exc}{hint}"
             ) from exc
         transport._supervisor = asyncio.create_task(transport._supervise(), name="mqtt-reconnect")
-        log.info("connected to %s:%d as %s%s", conn.host, conn.port, transport.client_id,
-                 " (TLS)" if conn.tls else "")  # fmt: skip
+        # paho sends an empty id when none is set: the broker then picks one, unseen here
+        who = transport.client_id or "a random id (picked by the broker)"
+        log.info(
+            "connected to %s:%d as %s%s", conn.host, conn.port, who, " (TLS)" if conn.tls else ""
+        )
         return transport
 
     @property
