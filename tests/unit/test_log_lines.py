@@ -49,4 +49,4 @@ async def test_the_connect_line_names_a_broker_chosen_id(
         transport = await AiomqttTransport.connect(MqttConnection(host=host, port=port))
         await transport.close()
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("connected")]
-    assert line == f"connected to {host}:{port} as a random id (picked by the broker)"
+    assert line == f"connected to {host}:{port} with an id the broker picks"

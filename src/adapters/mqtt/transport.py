@@ -300,10 +300,8 @@ class AiomqttTransport:
             ) from exc
         transport._supervisor = asyncio.create_task(transport._supervise(), name="mqtt-reconnect")
         # paho sends an empty id when none is set: the broker then picks one, unseen here
-        who = transport.client_id or "a random id (picked by the broker)"
-        log.info(
-            "connected to %s:%d as %s%s", conn.host, conn.port, who, " (TLS)" if conn.tls else ""
-        )
+        who = f"as {transport.client_id}" if transport.client_id else "with an id the broker picks"
+        log.info("connected to %s:%d %s%s", conn.host, conn.port, who, " (TLS)" if conn.tls else "")
         return transport
 
     @property
