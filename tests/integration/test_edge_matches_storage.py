@@ -52,7 +52,7 @@ def load_line(n: int) -> dict[str, object]:
         "name": longest(limits.NAME_LENGTH),
         "type": longest(limits.LOAD_TYPE_LENGTH),
         "priority": limits.INT32_MIN if n % 2 else limits.INT32_MAX,
-        "currentPowerKw": 1.7e308,
+        "currentPowerKw": limits.MAX_KW,
     }
 
 
@@ -63,7 +63,7 @@ async def test_a_payload_at_every_limit_is_stored(backend: Backend) -> None:
             "venId": VEN,
             "timestamp": T0.isoformat(),
             "eventId": longest(limits.EVENT_ID_LENGTH),
-            "usedPowerKw": -1.7e308,
+            "usedPowerKw": -limits.MAX_KW,
             "circuits": [{"id": longest(limits.LOAD_ID_LENGTH), "name": "c" * 255}],
             "loads": [load_line(n) for n in range(3)],
         }
