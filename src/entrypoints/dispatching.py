@@ -1,6 +1,7 @@
 """The dispatcher's loop inside `gridcore worker`: one pass every quarter
 second (so an event that starts now is dispatched well within 1 s), at once
-again while there is work, and a slower retry while the store is down."""
+again while there is work, and a slower retry while the store is down, one
+line each (the cause and when the next pass is)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 
+from adapters.sql.schema import failure_cause
 from entrypoints.container import Storage, dispatch_policy
 from entrypoints.settings import Settings
 from gridcore.dispatch import Dispatcher
@@ -28,22 +30,41 @@ async def run_dispatcher(
     """Run passes until ``stop`` is set; an error in one pass is logged and the
     loop goes on (with back-off), never ending the worker."""
     backoff = interval
+    failures: set[str] = set()  # kinds of failure logged since the last good pass
     log.info("dispatcher started (pass every %.2fs)", interval)
     try:
         while not stop.is_set():
             try:
                 report = await dispatcher.run_once()
-            except Exception:
-                log.exception("dispatch pass failed; retrying in %.1fs", backoff)
+            except Exception as exc:
+                _log_failure(exc, backoff, failures)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF_MAX)
                 continue
+            if failures:
+                log.info("dispatch pass succeeded again")
+                failures.clear()
             backoff = interval
             if report.idle:
                 await _sleep(stop, interval)
     finally:
         await dispatcher.release()
         log.info("dispatcher stopped")
+
+
+def _log_failure(exc: Exception, backoff: float, seen: set[str]) -> None:
+    """One line per failed pass: the cause and the next retry. The database
+    being down or refusing a statement says all in its reason; any other
+    failure is a bug, whose traceback is logged the first time it happens."""
+    cause = failure_cause(exc)
+    if cause is None:
+        cause = f"{type(exc).__name__}: {exc}"
+        if cause not in seen:
+            seen.add(cause)
+            log.exception("dispatch pass failed (%s); retrying in %.1fs", cause, backoff)
+            return
+    seen.add(cause)
+    log.warning("dispatch pass failed (%s); retrying in %.1fs", cause, backoff)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

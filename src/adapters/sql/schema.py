@@ -11,6 +11,7 @@ not answer, with the driver's reason (never the URL or a password).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -110,11 +111,11 @@ class DatabaseCheck:
         self._logged: set[str] = set()
 
     @classmethod
-    def of(cls, uow_factory: object) -> DatabaseCheck | None:
+    def of(cls, uow_factory: object, *, timeout: float = 2.0) -> DatabaseCheck | None:
         """The check for a SQL storage's engine; None for other storage (the
         in-memory one has no schema to check)."""
         if isinstance(uow_factory, SqlUnitOfWorkFactory):
-            return cls(uow_factory.engine)
+            return cls(uow_factory.engine, timeout=timeout)
         return None
 
     async def problem(self) -> DatabaseProblem | None:
@@ -137,9 +138,29 @@ class DatabaseCheck:
         statement failed on a schema that is not this code's (``no such table``)."""
         return unreachable(exc) or await self.problem()
 
-    def report(self, problem: DatabaseProblem | None) -> None:
-        """Log ``problem`` the first time it is seen (one line); None (the
-        database is fine) says so once after problems, and re-arms them."""
+    async def wait_until_ready(self, stop: asyncio.Event, *, first_wait: float = 0.5) -> bool:
+        """Wait while the database does not answer (one line per retry, the
+        cause and the next retry), then check its schema: True when it is
+        this code's, False when ``stop`` was set meanwhile; a schema that is
+        not this code's raises :class:`SchemaMismatch` (nothing could be
+        written into it)."""
+        wait = first_wait
+        while not stop.is_set():
+            problem = await self.problem()
+            if problem is None:
+                return True
+            if not problem.unreachable:
+                raise SchemaMismatch(f"database {self.where} {problem.status}")
+            log.warning("database %s %s; retrying in %.1fs", self.where, problem.status, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            wait = min(wait * 2, 30.0)
+        return False
+
+    def report(self, problem: DatabaseProblem | None, *, then: str = "") -> None:
+        """Log ``problem`` the first time it is seen (one line, ending with
+        ``then``); None (the database is fine) says so once after problems,
+        and re-arms them."""
         if problem is None:
             if self._logged:
                 self._logged.clear()
@@ -147,4 +168,4 @@ class DatabaseCheck:
             return
         if problem.status not in self._logged:
             self._logged.add(problem.status)
-            log.warning("database %s %s", self.where, problem.status)
+            log.warning("database %s %s%s", self.where, problem.status, then)
