@@ -4,16 +4,24 @@ Every route lives under ``/api``. The design document also names bare paths
 (``/stats/network``, ``/vens``, ``/events``) and the event flow document posts
 to ``/api/events/`` with a trailing slash; both are served by rewriting the
 path before routing (no redirect, which some clients follow by dropping a
-POST body). The OpenAPI document lists the ``/api`` paths only.
+POST body). The OpenAPI document lists the ``/api`` paths and ``/health``.
+
+``/docs`` is Swagger UI with its scripts and styles served by the app itself
+(from the swagger-ui-py package), so it works on a machine without internet.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrypoints.api.auth import TokenChecker, authorize
@@ -28,6 +36,12 @@ API_PREFIX = "/api"
 # First path segments the documents also show without /api.
 _BARE = ("/stats", "/vens", "/events")
 VERSION = "1.0.0"
+OPENAPI_URL = "/openapi.json"
+DOCS_URL = "/docs"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's files: under /docs, so behind the same token
+OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+# ReDoc is not served (it would need a script of its own); its old URL shows Swagger UI.
+OLD_REDOC_URL = "/redoc"
 
 
 class PathCompatibility:
@@ -52,6 +66,40 @@ def _cors_origins(settings: Settings) -> list[str]:
     return [o.strip() for o in (settings.gridcore_cors_origins or "").split(",") if o.strip()]
 
 
+def _swagger_ui_files() -> Path:
+    """The swagger-ui-dist files that the swagger-ui-py package ships (found
+    without importing the package, which would load its web-framework glue)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed; /docs needs it")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` (and ``/redoc``), every file it loads from this app."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + OPENAPI_URL,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=root + OAUTH2_REDIRECT_URL,
+            # no badge sending the document's URL to the online validator
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    async def oauth2_redirect(_: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    for url in (DOCS_URL, OLD_REDOC_URL):
+        app.add_route(url, swagger_ui, include_in_schema=False)
+    app.add_route(OAUTH2_REDIRECT_URL, oauth2_redirect, include_in_schema=False)
+
+
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
     """The API for ``settings``. A container passed in (the demo shares one with
     its worker) is the caller's to close; one built here is closed at shutdown."""
@@ -71,6 +119,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         "Read endpoints need a bearer token with read scope, writes one with control scope.",
         lifespan=lifespan,
         redirect_slashes=False,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by _serve_docs, without a CDN
+        redoc_url=None,
     )
     app.state.container = container
     app.state.tokens = TokenChecker.from_settings(settings)
@@ -86,6 +137,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)
+    _serve_docs(app)
 
     # Middleware added first runs innermost: the gate sees /api paths (after
     # PathCompatibility) and CORS answers preflights before the gate asks for a token.
@@ -93,7 +145,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.add_middleware(
         RequestGate,
         prefix=API_PREFIX,
-        docs=[url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url],
+        docs=[OPENAPI_URL, DOCS_URL, OLD_REDOC_URL],
         tokens=app.state.tokens,
         max_body_bytes=settings.gridcore_max_body_bytes,
     )
