@@ -123,8 +123,7 @@ class DatabaseCheck:
         must answer before its caller gives up): the problem, or None."""
         try:
             async with asyncio.timeout(self._timeout):
-                conn = await self._engine.connect()
-                async with conn:
+                async with self._engine.connect() as conn:
                     current = await conn.run_sync(current_revision)
         except TimeoutError:
             return DatabaseProblem(f"unreachable: no answer within {self._timeout:g}s", True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
+from adapters.sql.schema import DatabaseCheck
 from entrypoints.container import Container, Storage
 from entrypoints.settings import Settings
 from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
@@ -30,6 +31,20 @@ async def _storage(container: ContainerDep) -> Storage:
 
 
 StorageDep = Annotated[Storage, Depends(_storage)]
+
+
+def database_check(app: FastAPI) -> DatabaseCheck | None:
+    """The app's check of its database (None for in-memory storage), made on
+    first use and kept, so that each problem is logged once per app."""
+    state = app.state
+    if not hasattr(state, "database_check"):
+        storage = cast(Container, state.container).storage()
+        state.database_check = DatabaseCheck.of(storage.uow_factory)
+    return cast(DatabaseCheck | None, state.database_check)
+
+
+async def _database_check(request: Request) -> DatabaseCheck | None:
+    return database_check(request.app)
 
 
 async def _settings(container: ContainerDep) -> Settings:
@@ -72,3 +87,4 @@ ClockDep = Annotated[Clock, Depends(_clock)]
 IdsDep = Annotated[IdGenerator, Depends(_ids)]
 OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
 NowDep = Annotated[datetime, Depends(_now)]
+DatabaseCheckDep = Annotated[DatabaseCheck | None, Depends(_database_check)]

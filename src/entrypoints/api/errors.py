@@ -1,5 +1,7 @@
 """Domain errors to HTTP answers: NotFound 404, a refused state change 409,
-bad input 422. Every 422 names the field in ``loc`` and in ``message``.
+bad input 422. Every 422 names the field in ``loc`` and in ``message``. A
+request that fails because of the database (unreachable, or not migrated to
+this code's schema) is a 503 saying so, with no traceback.
 
 FastAPI's own validation answer echoes the offending input, which may be a
 NaN or bytes that JSON cannot carry (turning a 422 into a 500); this one keeps
@@ -17,8 +19,10 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from entrypoints.api.deps import database_check
 from gridcore.errors import DomainError, IllegalTransition, InvalidInput, NotFound
 
 # Where FastAPI says the value came from; the field name is what a client needs.
@@ -102,6 +106,20 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
+async def _database_failed(request: Request, exc: Exception) -> Response:
+    """503 when the database is why (unreachable, or a statement failed on a
+    schema that is not this code's), logged once per kind of problem; any
+    other database error is a bug, raised again for its 500 and traceback."""
+    check = database_check(request.app)
+    if check is None:
+        raise exc
+    problem = await check.explain(exc)
+    check.report(problem)
+    if problem is None:
+        raise exc
+    return JSONResponse(status_code=503, content={"detail": problem.detail})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -109,6 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(DomainError, _conflict)
+    app.add_exception_handler(SQLAlchemyError, _database_failed)
 
 
 class Conflict(DomainError):
