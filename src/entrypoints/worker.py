@@ -42,6 +42,7 @@ from adapters.mqtt.topics import (
     shared,
 )
 from adapters.mqtt.transport import AiomqttTransport, MqttConnection
+from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
@@ -413,6 +414,18 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     log.info("worker starting: storage %s, broker %s", storage.backend,
              settings.mqtt_host or "in-memory")  # fmt: skip
+    # Nothing could be stored into a schema that is not this code's: refuse
+    # (exit non-zero, saying to run `gridcore migrate`); wait for a database
+    # that does not answer yet, as for the broker.
+    check = DatabaseCheck.of(storage.uow_factory, timeout=settings.db_timeout)
+    try:
+        ready = check is None or await check.wait_until_ready(stop)
+    except SchemaMismatch:
+        await storage.close()
+        raise
+    if not ready:
+        await storage.close()
+        return
     consuming = asyncio.create_task(worker.run(), name="consumer")
     dispatching = asyncio.create_task(
         run_dispatch(settings, storage, clock, stop), name="dispatcher"
