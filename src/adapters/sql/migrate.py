@@ -3,7 +3,8 @@
 The migrations ship inside this package and the Alembic configuration is built
 here, so ``gridcore migrate`` needs no alembic.ini. Like the documents' Docker
 entrypoint, it retries while the database is still starting and says what it
-is waiting for.
+is waiting for; what waiting will not fix (an unknown role or database, a host
+that does not resolve) fails at once, saying what to check.
 """
 
 from __future__ import annotations
@@ -29,6 +30,53 @@ log = logging.getLogger("adapters.sql.migrate")
 
 class DatabaseUnavailable(RuntimeError):
     """The database did not accept connections within the retries."""
+
+
+class DatabaseMisconfigured(DatabaseUnavailable):
+    """The database refused in a way that waiting will not change."""
+
+
+# What a database that is still starting (or a network still coming up)
+# answers: worth waiting for. Anything else is the configuration's doing.
+_PASSING = (
+    "connection refused",
+    "timeout",
+    "timed out",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+)
+# What to check, by what the driver said.
+_ADVICE = (
+    ("unable to open database file", "check that the SQLite file's directory exists"),
+    ("role ", "check DB_USER (or the user in DATABASE_URL), or create that role"),
+    ("database ", "check DB_NAME (or DATABASE_URL), or create it: {createdb}"),
+    ("resolve", "check DB_HOST (or the host in DATABASE_URL)"),
+    ("name or service not known", "check DB_HOST (or the host in DATABASE_URL)"),
+    ("name resolution", "check DB_HOST (or the host in DATABASE_URL)"),
+    ("password", "check DB_PASSWORD (or the password in DATABASE_URL)"),
+    ("pg_hba.conf", "the server's pg_hba.conf does not let this user in from here"),
+)
+
+
+def lasting(reason: str, url: str | None = None) -> str | None:
+    """What to do about a connection failure that waiting will not clear, or
+    None when it may pass (refused, timed out: a server still starting)."""
+    lowered = reason.lower()
+    if any(passing in lowered for passing in _PASSING):
+        return None
+    advice = next(
+        (advice for key, advice in _ADVICE if key in lowered),
+        "check the database settings (DATABASE_URL or DB_*)",
+    )
+    createdb = "createdb -h HOST -p PORT -U USER NAME"
+    if url is not None:
+        parsed = make_url(url)
+        createdb = (
+            f"createdb -h {parsed.host or 'localhost'} -p {parsed.port or 5432} "
+            f"-U {parsed.username or 'postgres'} {parsed.database}"
+        )
+    return advice.format(createdb=createdb)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -92,8 +140,10 @@ async def migrate(
 
     Connects up to ``retries`` times, ``wait_seconds`` apart, logging each wait
     ("waiting for PostgreSQL at db:5432/gridcore (attempt 3/30): Connection
-    refused"); raises :class:`DatabaseUnavailable` after the last. Migrating
-    runs in one transaction: it applies completely or not at all.
+    refused"); raises :class:`DatabaseUnavailable` after the last, and
+    :class:`DatabaseMisconfigured` at once for a failure that waiting will not
+    clear (see :func:`lasting`). Migrating runs in one transaction: it applies
+    completely or not at all.
     """
     engine = create_engine(url, timeout=connect_timeout)
     where = describe(url)
@@ -105,11 +155,18 @@ async def migrate(
                     await conn.execute(text("SELECT 1"))
                 break
             except (OperationalError, OSError) as exc:
+                reason = _reason(exc).removeprefix("FATAL:").strip()
+                advice = lasting(reason, url)
+                if advice is not None:
+                    raise DatabaseMisconfigured(
+                        f"cannot use {where}: {reason}; {advice} (not retried: "
+                        "waiting will not change this)"
+                    ) from exc
                 if attempt == retries:
                     raise DatabaseUnavailable(
-                        f"gave up on {where} after {retries} attempts: {_reason(exc)}"
+                        f"gave up on {where} after {retries} attempts: {reason}"
                     ) from exc
-                log(f"waiting for {where} (attempt {attempt}/{retries}): {_reason(exc)}")
+                log(f"waiting for {where} (attempt {attempt}/{retries}): {reason}")
                 await asyncio.sleep(wait_seconds)
         async with engine.connect() as conn:
             before = await conn.run_sync(current_revision)
