@@ -1,36 +1,73 @@
 """`gridcore`: the command line. Each subcommand builds what it needs from the
-environment (and a `.env` file) with the documents' variable names."""
+environment (and a `.env` file) with the documents' variable names.
+
+Every mistake in the configuration or the options ends the command at once
+with one line naming the setting and what it may be, and exit code 2; each
+process then logs which storage and which broker it uses."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
-from entrypoints.settings import Settings
+from entrypoints.settings import ConfigurationError, Settings, load_settings, log_level
 
 log = logging.getLogger("gridcore")
 
 
 class UsageError(Exception):
-    """A problem the user can fix; printed without a traceback."""
+    """A problem the user can fix; printed without a traceback, exit code 2."""
+
+
+class Failure(Exception):
+    """A problem outside the configuration (a database that never came up);
+    printed without a traceback, exit code 1."""
 
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            name = ".".join(str(p) for p in error["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {error['msg']}")
-        raise UsageError("invalid configuration:\n" + "\n".join(lines)) from None
+        settings, warnings = load_settings()
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in warnings:
+        log.warning("%s", warning)
+    return settings
+
+
+def _check_broker(settings: Settings) -> None:
+    """The broker settings as the MQTT client will use them (certificate and
+    key together, files that load), checked before anything starts."""
+    from adapters.mqtt.transport import tls_context
+    from entrypoints.worker import mqtt_connection
+
+    if settings.mqtt_host is None:
+        return
+    try:
+        connection = mqtt_connection(settings)
+        if connection.tls:
+            tls_context(connection)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _starting(command: str, settings: Settings, *, client_id: str | None = None) -> None:
+    """The process's first line: what it stores in and talks to, so that a
+    wrong environment shows at once instead of as missing data later."""
+    from entrypoints.container import describe_broker, describe_storage
+
+    uses = []
+    if command in ("migrate", "serve", "worker"):
+        uses.append(f"storage {describe_storage(settings)}")
+    if command in ("worker", "ven"):
+        uses.append(f"broker {describe_broker(settings, client_id)}")
+    log.info("%s starting: %s", command, "; ".join(uses))
 
 
 def _run(coro_factory: Callable[[], object]) -> None:
@@ -44,36 +81,48 @@ def _run(coro_factory: Callable[[], object]) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from adapters.sql.migrate import migrate
+    from adapters.sql.migrate import DatabaseMisconfigured, DatabaseUnavailable, migrate
 
     settings = _settings()
     url = settings.resolved_database_url
     if url.startswith("memory://"):
         print("DATABASE_URL=memory:// keeps nothing on disk: there is nothing to migrate")
         return
-    _run(
-        lambda: migrate(
-            url,
-            retries=args.retries,
-            wait_seconds=args.wait,
-            connect_timeout=settings.db_timeout,
-            log=lambda line: print(line, flush=True),
+    _starting("migrate", settings)
+    try:
+        _run(
+            lambda: migrate(
+                url,
+                retries=args.retries,
+                wait_seconds=args.wait,
+                connect_timeout=settings.db_timeout,
+                log=lambda line: print(line, flush=True),
+            )
         )
-    )
+    except DatabaseMisconfigured as exc:
+        raise UsageError(str(exc)) from None
+    except DatabaseUnavailable as exc:
+        raise Failure(str(exc)) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from entrypoints.api.auth import AccessRefused
+    from entrypoints.api.auth import AccessRefused, tokens_from
     from entrypoints.api.server import serve
 
+    settings = _settings()
     try:
-        serve(_settings(), host=args.host, port=args.port, open_access=args.insecure_open_access)
+        tokens_from(settings)  # a malformed token or an unreadable file
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    _starting("serve", settings)
+    try:
+        serve(settings, host=args.host, port=args.port, open_access=args.insecure_open_access)
     except AccessRefused as exc:
         raise UsageError(str(exc)) from None
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from entrypoints.worker import run_worker
+    from entrypoints.worker import consumer_client_id, run_worker
 
     settings = _settings()
     if settings.mqtt_host is None:
@@ -83,6 +132,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "(AWS IoT Core, with MQTT_CA_CERT, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY); "
             "`gridcore demo` runs everything in one process without one"
         )
+    _check_broker(settings)
+    _starting("worker", settings, client_id=consumer_client_id(settings))
     _run(lambda: run_worker(settings))
 
 
@@ -90,6 +141,13 @@ def cmd_ven(args: argparse.Namespace) -> None:
     from entrypoints.simulator import run_simulator
 
     settings = _settings()
+    if settings.mqtt_host is None:
+        raise UsageError(
+            "the VEN simulator needs a broker: set MQTT_BROKER (or IOT_ENDPOINT), "
+            "or run `gridcore demo` for the in-process broker"
+        )
+    _check_broker(settings)
+    _starting("ven", settings, client_id=f"{args.prefix}-sim-<n>-<random> (one a connection)")
     _run(
         lambda: run_simulator(
             settings,
@@ -104,16 +162,24 @@ def cmd_ven(args: argparse.Namespace) -> None:
 
 
 def cmd_openapi(args: argparse.Namespace) -> None:
-    from entrypoints.api.openapi import write_openapi
+    from entrypoints.api.openapi import openapi_yaml, write_openapi
 
+    if args.output is None:
+        sys.stdout.write(openapi_yaml())
+        return
     path = write_openapi(Path(args.output))
-    print(f"wrote {path}")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from entrypoints.api.auth import AccessRefused
     from entrypoints.demo import run_demo
 
+    log.info(
+        "demo starting: storage SQLite at %s; broker the in-memory broker (inside this "
+        "process); the DB_* and MQTT_* settings are ignored",
+        args.db,
+    )
     try:
         _run(
             lambda: run_demo(
@@ -131,18 +197,42 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # --- parser ------------------------------------------------------------------
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line (not the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _bounded(
+    kind: Callable[[str], float], within: Callable[[float], bool], allowed: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text, refused unless ``within``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan  # refused below, with the same words
+        if not within(value):
+            raise argparse.ArgumentTypeError(f"{text}: must be {allowed}")
+        return value
+
+    return parse
+
+
+_port = _bounded(int, lambda v: 1 <= v <= 65535, "a whole number from 1 to 65535")
+_positive_int = _bounded(int, lambda v: v >= 1, "a whole number of at least 1")
+_wait = _bounded(float, lambda v: v >= 0, "a number of seconds, 0 or more")
+_interval = _bounded(float, lambda v: v > 0, "a number of seconds above 0")
+_fraction = _bounded(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+
+
+def _level(text: str) -> str:
+    try:
+        return log_level(text, "--log-level")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2]) from None
 
 
 def _open_access_flag(parser: argparse.ArgumentParser) -> None:
@@ -154,57 +244,122 @@ def _open_access_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SERVE = """\
+Run the REST API (/api/..., /health, /docs) under uvicorn.
+
+Access control: every /api request needs "Authorization: Bearer <token>".
+Tokens have a scope: a read token may GET, a control token may also create,
+stop and cancel events. Configure them as comma-separated scope:token pairs,
+  GRIDCORE_API_TOKENS="read:<secret>,control:<secret>"
+or one pair a line in the file named by GRIDCORE_API_TOKENS_FILE (tokens of
+at least 16 characters, e.g. `openssl rand -hex 16`). Without any token serve
+refuses to start. /health answers without a token (for probes); /docs and
+/openapi.json take a token as the browser's password. GRIDCORE_AUTH=disabled
+turns the checks off, on a loopback --host only unless --insecure-open-access.
+
+Storage: DATABASE_URL, or DB_HOST, DB_USER, DB_PASSWORD, DB_NAME (PostgreSQL);
+with neither, the SQLite file ./gridcore.db. Run `gridcore migrate` first."""
+
+WORKER = """\
+Run the worker: the MQTT consumer and the event dispatcher, until SIGINT/SIGTERM.
+
+The consumer subscribes to the VENs' telemetry (MQTT_TOPIC_METERING, or
+ven/telemetry/+ with GRIDCORE_TELEMETRY_TOPICS), ACKs (ven/ack/+) and shadow
+updates, and stores them. The dispatcher sends each DR event's commands to the
+online VENs when it starts and the restore when it ends, and re-sends those
+not acknowledged within ACK_TIMEOUT_SECONDS (ACK_MAX_RETRIES times). Run one
+or more workers beside `gridcore serve`; one dispatches at a time.
+
+Main settings: MQTT_BROKER and MQTT_PORT (or IOT_ENDPOINT), MQTT_CLIENT_ID (a
+stable one is derived by default), MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_CERT,
+MQTT_CLIENT_CERT, MQTT_CLIENT_KEY (TLS), MQTT_SHARED_GROUP (several workers
+sharing the messages), EVENT_COMMAND_ENABLED, and the storage settings of
+`gridcore serve --help`. It exits 1 when its consumer or dispatcher dies."""
+
+MIGRATE = """\
+Create or upgrade the database schema (Alembic migrations shipped in the
+package; no alembic.ini). Storage: DATABASE_URL, or DB_HOST, DB_USER,
+DB_PASSWORD, DB_NAME (PostgreSQL), else the SQLite file ./gridcore.db.
+A database that refuses connections or times out (still starting) is retried;
+an unknown role, a missing database or a host that does not resolve fail at
+once with the reason (exit 2)."""
+
+VEN = """\
+Simulate VENs (homes with a smart panel and circuits) against the broker of
+MQTT_BROKER/MQTT_PORT: each sends telemetry, answers DR commands with ACKs and
+sheds its circuits in priority order. For load and behaviour tests."""
+
+OPENAPI = """\
+Print the OpenAPI document (YAML) of the REST API, or write it to --output
+(the repository's copy is docs/backend-api.yaml)."""
+
+DEMO = """\
+Everything in one process, with no setup: a SQLite file, the in-memory broker,
+the worker, the API on --host/--port without access control, and simulated
+VENs. The DB_* and MQTT_* settings are ignored, so the demo never touches a
+real fleet."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gridcore",
         description="Control core of a demand-response programme. Configuration comes from "
-        "the environment (DB_*, DATABASE_URL, MQTT_*, ...) or a .env file.",
+        "the environment (DB_*, DATABASE_URL, MQTT_*, GRIDCORE_*, ...) or a .env file.",
     )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("GRIDCORE_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity (default INFO, or GRIDCORE_LOG_LEVEL)",
+        type=_level,
+        default=None,
+        metavar="LEVEL",
+        help="debug, info, warning or error, any case (default: GRIDCORE_LOG_LEVEL, else info)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("migrate", help="create or upgrade the database schema (Alembic)")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("migrate", "create or upgrade the database schema (Alembic)", MIGRATE)
     p.add_argument("--retries", type=_positive_int, default=30, help="connection attempts (30)")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds between attempts (2)")
+    p.add_argument("--wait", type=_wait, default=2.0, help="seconds between attempts (2)")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("serve", help="run the REST API (uvicorn)")
+    p = command("serve", "run the REST API (uvicorn); needs GRIDCORE_API_TOKENS", SERVE)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (8000)")
     _open_access_flag(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("worker", help="run the MQTT consumer and the event dispatcher")
+    p = command("worker", "run the MQTT consumer and the event dispatcher", WORKER)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("ven", help="simulate VENs against the configured broker")
+    p = command("ven", "simulate VENs against the configured broker", VEN)
     p.add_argument("--count", type=_positive_int, default=10, help="number of VENs (10)")
     p.add_argument("--prefix", default="ven", help="VEN ids are {prefix}-{n} (ven)")
     p.add_argument("--seed", type=int, default=1, help="random seed, for reproducible runs (1)")
-    p.add_argument("--interval", type=float, default=5.0, help="telemetry every N seconds (5)")
+    p.add_argument("--interval", type=_interval, default=5.0, help="telemetry every N seconds (5)")
     p.add_argument(
         "--reject-fraction",
         type=_fraction,
         default=0.0,
-        help="share of VENs that reject events (0)",
+        help="share of VENs that reject events, 0-1 (0)",
     )
     p.add_argument(
         "--silent-fraction", type=_fraction, default=0.0, help="share of VENs that never ACK (0)"
     )
     p.set_defaults(func=cmd_ven)
 
-    p = sub.add_parser("openapi", help="write the OpenAPI document")
-    p.add_argument("--output", default="docs/backend-api.yaml", help="(docs/backend-api.yaml)")
+    p = command("openapi", "print (or write) the OpenAPI document", OPENAPI)
+    p.add_argument("--output", metavar="PATH", help="write it to PATH instead of stdout")
     p.set_defaults(func=cmd_openapi)
 
-    p = sub.add_parser("demo", help="everything in one process: SQLite, in-memory broker, VENs")
+    p = command("demo", "everything in one process: SQLite, in-memory broker, VENs", DEMO)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (8000)")
     p.add_argument("--vens", type=_positive_int, default=50, help="simulated VENs (50)")
     p.add_argument("--db", default="gridcore-demo.db", help="SQLite file (gridcore-demo.db)")
     _open_access_flag(p)
@@ -212,23 +367,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(exc: Exception, code: int) -> int:
+    for line in str(exc).splitlines():
+        print(f"gridcore: {line}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        level = args.log_level or log_level(os.environ.get("GRIDCORE_LOG_LEVEL") or "INFO")
+    except ConfigurationError as exc:
+        return _fail(exc, 2)
     logging.basicConfig(
-        level=args.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.log_level != "DEBUG":
+    if level != "DEBUG":
         # Alembic narrates every plugin it loads; our migrate says what matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         args.func(args)
     except UsageError as exc:
-        print(f"gridcore: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
+    except Failure as exc:
+        return _fail(exc, 1)
     except Exception as exc:  # the last line of defence: say what failed, not a traceback
-        if args.log_level == "DEBUG":
+        if level == "DEBUG":
             raise
         print(f"gridcore {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("(run with --log-level DEBUG for the traceback)", file=sys.stderr)

@@ -126,6 +126,27 @@ def build_storage(settings: Settings) -> Storage:
     return sql_storage(url, settings.db_timeout)
 
 
+def describe_storage(settings: Settings) -> str:
+    """Where a process keeps its data, for its first log line: 'SQLite at
+    ./gridcore.db', 'PostgreSQL at db:5432/gridcore' (never the password)."""
+    url = settings.resolved_database_url
+    if url.startswith(MEMORY_URL):
+        return "process memory (DATABASE_URL=memory://: nothing is kept)"
+    from adapters.sql.migrate import describe
+
+    return describe(url)
+
+
+def describe_broker(settings: Settings, client_id: str | None) -> str:
+    """Which broker a process talks to, for its first log line: host:port,
+    whether TLS is on, and the client id (never the password)."""
+    if settings.mqtt_host is None:
+        return "the in-memory broker (inside this process)"
+    tls = "TLS on" if settings.mqtt_ca_cert else "TLS off"
+    who = client_id or "assigned by the broker"
+    return f"MQTT {settings.mqtt_host}:{settings.mqtt_port}, {tls}, client id {who}"
+
+
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
     return DispatchPolicy(
         offline_after=settings.offline_after,

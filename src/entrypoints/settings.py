@@ -1,14 +1,22 @@
 """Configuration from the environment (and a `.env` file), with the variable
 names of the original documents: DB_*, DATABASE_URL, MQTT_*, EVENT_COMMAND_ENABLED.
+
+:func:`load_settings` is how a process reads them: every mistake comes back as
+one line naming the variable and what it may be, never a traceback.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gridcore.plausibility import DEFAULT_MAX_FUTURE_SKEW, DEFAULT_MAX_LOADS_PER_VEN
@@ -86,8 +94,8 @@ class Settings(BaseSettings):
     mqtt_batch_size: int = Field(default=500, ge=1, le=50_000)
     mqtt_batch_max_delay_ms: float = Field(default=50.0, gt=0)
     mqtt_max_held_samples: int = Field(default=50_000, ge=1)
-    shadow_store: str = Field(
-        default="local", pattern="^(local|aws)$", description="local: fed by shadow updates"
+    shadow_store: Literal["local", "aws"] = Field(
+        default="local", description="local: fed by shadow updates"
     )
     aws_region: str | None = None
 
@@ -98,8 +106,8 @@ class Settings(BaseSettings):
     gridcore_api_tokens_file: str | None = Field(
         default=None, description="File with one scope:token pair a line (# comments)"
     )
-    gridcore_auth: str = Field(
-        default="enabled", pattern="^(enabled|disabled)$", description="disabled: no token checks"
+    gridcore_auth: Literal["enabled", "disabled"] = Field(
+        default="enabled", description="disabled: no token checks"
     )
     gridcore_allow_open_access: bool = Field(
         default=False,
@@ -150,10 +158,27 @@ class Settings(BaseSettings):
         ]
         return [t for t in topics if t]
 
+    @field_validator("shadow_store", "gridcore_auth", "gridcore_telemetry_topics", mode="before")
+    @classmethod
+    def _choice_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _db_settings_complete(self) -> Settings:
-        if self.database_url is None and self.db_host is not None and not self.db_name:
-            raise ValueError("DB_HOST is set but DB_NAME is not: set DB_NAME (and DB_USER)")
+        # Without DB_* the embedded SQLite file is used: a partial DB_* set
+        # would quietly become that file, and a fleet's data would go there.
+        if self.database_url is not None:
+            return self
+        given = [
+            n for n in POSTGRES_SETTINGS if n in self.model_fields_set and getattr(self, n) != ""
+        ]
+        missing = [n.upper() for n in POSTGRES_NEEDS if getattr(self, n) in (None, "")]
+        if given and missing:
+            raise ValueError(
+                f"{_names([n.upper() for n in given])} {'is' if len(given) == 1 else 'are'} "
+                f"set but {_names(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                + POSTGRES_RULE
+            )
         return self
 
     @property
@@ -182,3 +207,218 @@ class Settings(BaseSettings):
     @property
     def ack_timeout(self) -> timedelta:
         return timedelta(seconds=self.ack_timeout_seconds)
+
+
+# --- checking a process's configuration ---------------------------------------
+
+# Setting any of these asks for PostgreSQL; DB_TIMEOUT does not (SQLite uses it too).
+POSTGRES_SETTINGS = ("db_host", "db_port", "db_user", "db_password", "db_name")
+POSTGRES_NEEDS = ("db_host", "db_user", "db_name")
+POSTGRES_RULE = "PostgreSQL needs DB_HOST, DB_USER and DB_NAME, or DATABASE_URL"
+# Variables gridcore reads that are not fields here.
+OTHER_VARIABLES = ("GRIDCORE_LOG_LEVEL",)
+LOOKALIKE_PREFIXES = ("DB_", "MQTT_", "GRIDCORE_")
+# Names other software uses for a setting, which difflib does not find.
+OTHER_NAMES = {
+    "MQTT_HOST": "MQTT_BROKER",
+    "MQTT_SERVER": "MQTT_BROKER",
+    "MQTT_USER": "MQTT_USERNAME",
+    "DB_DATABASE": "DB_NAME",
+    "DB_USERNAME": "DB_USER",
+    "DB_PASS": "DB_PASSWORD",
+}
+SECRETS = frozenset({"db_password", "mqtt_password", "gridcore_api_tokens"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigurationError(ValueError):
+    """What is wrong with the configuration: one line per mistake."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
+def topic_filter_problem(topic_filter: str) -> str | None:
+    """Why a broker would refuse ``topic_filter`` as a subscription (MQTT
+    3.1.1/5 section 4.7, and 4.8.2 for ``$share/<group>/<filter>``), or None."""
+    if not topic_filter:
+        return "a topic filter cannot be empty"
+    if "\x00" in topic_filter or len(topic_filter.encode("utf-8", "surrogatepass")) > 65535:
+        return "a topic filter has no NUL character and at most 65535 bytes"
+    proper = topic_filter
+    if topic_filter.startswith("$share/"):
+        group, _, proper = topic_filter[len("$share/") :].partition("/")
+        if not group or "+" in group or "#" in group or not proper:
+            return "a shared subscription is $share/<group>/<filter>, the group without + or #"
+    levels = proper.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "# must be a whole level and the last one (a/#, not a/#/b or a#)"
+        if "+" in level and level != "+":
+            return "+ must be a whole level (a/+/b, not a+/b)"
+    return None
+
+
+def env_name(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else field.upper()
+
+
+def setting_names() -> list[str]:
+    return [env_name(field) for field in Settings.model_fields] + list(OTHER_VARIABLES)
+
+
+def lookalikes(names: Iterable[str]) -> dict[str, str]:
+    """The variables in ``names`` that look like a setting but are none (a
+    misspelling, another program's name for it), each with the closest real
+    setting. A name like nothing of ours (GRIDCORE_TEST_PG_HOST) is left
+    alone: the prefixes are not ours alone."""
+    real = setting_names()
+    found: dict[str, str] = {}
+    for name in (n.upper() for n in names):
+        if not name.startswith(LOOKALIKE_PREFIXES) or name in real:
+            continue
+        closest = OTHER_NAMES.get(name) or next(
+            iter(difflib.get_close_matches(name, real, n=1, cutoff=0.75)), None
+        )
+        if closest is not None:
+            found[name] = closest
+    return found
+
+
+def _expected(field: str) -> str:
+    """What a field's variable may be, in words: 'true or false', 'a whole
+    number from 1 to 65535', 'one of shared, per-ven, both'."""
+    info = Settings.model_fields[field]
+    kind = info.annotation
+    if get_origin(kind) in (Union, UnionType):  # X | None
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(kind))
+    if kind is bool:
+        return "true or false (or 1/0, yes/no, on/off)"
+    if kind not in (int, float):
+        return "text"
+    bounds: dict[str, object] = {}
+    for bound in info.metadata:
+        for key in ("ge", "gt", "le"):
+            if hasattr(bound, key):
+                bounds[key] = getattr(bound, key)
+    words = "a whole number" if kind is int else "a number"
+    if "ge" in bounds and "le" in bounds:
+        return f"{words} from {bounds['ge']} to {bounds['le']}"
+    limits = [f"at least {bounds['ge']}"] if "ge" in bounds else []
+    limits += [f"above {bounds['gt']}"] if "gt" in bounds else []
+    limits += [f"at most {bounds['le']}"] if "le" in bounds else []
+    return " ".join([words, " and ".join(limits)]).strip()
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """One line per error: the variable, its value (unless secret) and what
+    it may be."""
+    lines = []
+    for error in exc.errors():
+        if not error["loc"]:  # a rule across settings: its message says it all
+            lines.append(str(error.get("ctx", {}).get("error", error["msg"])))
+            continue
+        loc = str(error["loc"][0])
+        field = next((f for f in Settings.model_fields if env_name(f) == loc.upper()), loc)
+        name = env_name(field) if field in Settings.model_fields else loc.upper()
+        value = "(hidden)" if field in SECRETS else str(error.get("input", ""))
+        shown = value if value and " " not in value else repr(value)
+        if error["type"] == "value_error":
+            lines.append(f"{name}={shown}: {error['ctx']['error']}")
+        elif field in Settings.model_fields:
+            lines.append(f"{name}={shown}: must be {_expected(field)}")
+        else:
+            lines.append(f"{name}={shown}: {error['msg']}")
+    return lines
+
+
+TOPIC_FILTERS = (
+    "mqtt_topic_metering",
+    "mqtt_topic_status",
+    "mqtt_topic_events",
+    "mqtt_topic_responses",
+    "backend_loads_topic",
+)
+FILES = ("mqtt_ca_cert", "mqtt_client_cert", "mqtt_client_key", "gridcore_api_tokens_file")
+
+
+def start_problems(settings: Settings) -> list[str]:
+    """What a process would otherwise find only when the worker subscribes or
+    connects, or the first request comes: topic filters a broker refuses, a
+    share group that is not one level, files it cannot read. One line each."""
+    problems = []
+    for field in TOPIC_FILTERS:
+        value = getattr(settings, field)
+        problem = None if value is None else topic_filter_problem(value)
+        if problem is not None:
+            problems.append(f"{env_name(field)}={value}: {problem}")
+    extra = settings.mqtt_topics_extra or ""
+    for topic in settings.mqtt_extra_topics:
+        problem = topic_filter_problem(topic)
+        if problem is not None:
+            where = f"{topic}: " if "," in extra else ""
+            problems.append(f"MQTT_TOPICS={extra}: {where}{problem}")
+    group = settings.mqtt_shared_group
+    if group is not None and (not group or any(c in group for c in "/+#")):
+        problems.append(f"MQTT_SHARED_GROUP={group!r}: must be one topic level, without /, + or #")
+    for field in FILES:
+        path = getattr(settings, field)
+        try:
+            if path is not None:
+                with open(path, "rb"):
+                    pass
+        except OSError as exc:
+            problems.append(f"{env_name(field)}={path}: cannot read it ({exc.strerror})")
+    return problems
+
+
+def _dotenv() -> Mapping[str, str | None]:
+    env_file = Settings.model_config.get("env_file")
+    return dotenv_values(env_file) if isinstance(env_file, str) else {}
+
+
+def load_settings() -> tuple[Settings, list[str]]:
+    """The settings from the environment and ``.env``, and a warning line
+    for each variable that looks like a setting but is none; raises
+    :class:`ConfigurationError` with one line per mistake. A misspelled
+    DB_* variable is a mistake, not a warning: with it ignored, gridcore
+    would store everything in a SQLite file instead of PostgreSQL."""
+    found = lookalikes([*os.environ, *_dotenv()])
+    hints = [f"{name} is not a setting: did you mean {real}?" for name, real in found.items()]
+    storage = "; ".join(hint for hint in hints if hint.startswith("DB_"))
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        lines = error_lines(exc)
+        if storage:
+            rule = next((i for i, line in enumerate(lines) if POSTGRES_RULE in line), None)
+            if rule is None:
+                lines.append(storage)
+            else:
+                lines[rule] += f"; {storage}"
+        raise ConfigurationError(lines) from None
+    problems = start_problems(settings)
+    if problems:
+        raise ConfigurationError(problems)
+    if storage and settings.database_url is None:
+        if settings.db_host is None:
+            storage += f" ({POSTGRES_RULE}; SQLite is used only when no DB_* variable is set)"
+        raise ConfigurationError([storage])
+    return settings, [hint for hint in hints if settings.database_url or hint not in storage]
+
+
+def log_level(value: str, source: str = "GRIDCORE_LOG_LEVEL") -> str:
+    """``value`` as a logging level name, in any case."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        allowed = ", ".join(level.lower() for level in LOG_LEVELS)
+        raise ConfigurationError([f"{source}={value}: must be one of {allowed} (any case)"])
+    return level
