@@ -63,9 +63,9 @@ def _starting(command: str, settings: Settings, *, client_id: str | None = None)
     from entrypoints.container import describe_broker, describe_storage
 
     uses = []
-    if command in ("migrate", "serve", "worker"):
+    if command in ("migrate", "serve"):
         uses.append(f"storage {describe_storage(settings)}")
-    if command in ("worker", "ven"):
+    if command == "ven":
         uses.append(f"broker {describe_broker(settings, client_id)}")
     log.info("%s starting: %s", command, "; ".join(uses))
 
@@ -105,24 +105,33 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         raise Failure(str(exc)) from None
 
 
+def _check_access(settings: Settings, args: argparse.Namespace, *, demo: bool = False) -> None:
+    """Refuse (no token, a malformed one, no access control on every
+    interface) before the start line. The server checks again when it starts
+    and logs what it finds, so this early check keeps quiet."""
+    from entrypoints.api import server
+    from entrypoints.api.auth import AccessRefused
+
+    server.log.disabled = True
+    try:
+        server.check_access(settings, args.host, open_access=args.insecure_open_access, demo=demo)
+    except (AccessRefused, ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        server.log.disabled = False
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
-    from entrypoints.api.auth import AccessRefused, tokens_from
     from entrypoints.api.server import serve
 
     settings = _settings()
-    try:
-        tokens_from(settings)  # a malformed token or an unreadable file
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
+    _check_access(settings, args)
     _starting("serve", settings)
-    try:
-        serve(settings, host=args.host, port=args.port, open_access=args.insecure_open_access)
-    except AccessRefused as exc:
-        raise UsageError(str(exc)) from None
+    serve(settings, host=args.host, port=args.port, open_access=args.insecure_open_access)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from entrypoints.worker import consumer_client_id, run_worker
+    from entrypoints.worker import run_worker
 
     settings = _settings()
     if settings.mqtt_host is None:
@@ -133,8 +142,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "`gridcore demo` runs everything in one process without one"
         )
     _check_broker(settings)
-    _starting("worker", settings, client_id=consumer_client_id(settings))
-    _run(lambda: run_worker(settings))
+    _run(lambda: run_worker(settings))  # which logs its storage and broker first
 
 
 def cmd_ven(args: argparse.Namespace) -> None:
@@ -172,26 +180,30 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from entrypoints.api.auth import AccessRefused
-    from entrypoints.demo import run_demo
+    from pydantic import ValidationError
 
+    from entrypoints.demo import demo_settings, run_demo
+    from entrypoints.settings import error_lines
+
+    try:  # the demo ignores storage and broker settings, not the others
+        settings = demo_settings(args.db)
+    except ValidationError as exc:
+        raise UsageError("\n".join(error_lines(exc))) from None
+    _check_access(settings, args, demo=True)
     log.info(
         "demo starting: storage SQLite at %s; broker the in-memory broker (inside this "
         "process); the DB_* and MQTT_* settings are ignored",
         args.db,
     )
-    try:
-        _run(
-            lambda: run_demo(
-                host=args.host,
-                port=args.port,
-                vens=args.vens,
-                database=args.db,
-                open_access=args.insecure_open_access,
-            )
+    _run(
+        lambda: run_demo(
+            host=args.host,
+            port=args.port,
+            vens=args.vens,
+            database=args.db,
+            open_access=args.insecure_open_access,
         )
-    except AccessRefused as exc:
-        raise UsageError(str(exc)) from None
+    )
 
 
 # --- parser ------------------------------------------------------------------

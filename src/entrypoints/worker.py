@@ -43,7 +43,7 @@ from adapters.mqtt.topics import (
 )
 from adapters.mqtt.transport import AiomqttTransport, MqttConnection
 from adapters.sql.schema import DatabaseCheck, SchemaMismatch
-from entrypoints.container import Storage, container_for
+from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
@@ -412,8 +412,8 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    log.info("worker starting: storage %s, broker %s", storage.backend,
-             settings.mqtt_host or "in-memory")  # fmt: skip
+    log.info("worker starting: storage %s; broker %s", describe_storage(settings),
+             describe_broker(settings, consumer_client_id(settings)))  # fmt: skip
     # Nothing could be stored into a schema that is not this code's: refuse
     # (exit non-zero, saying to run `gridcore migrate`); wait for a database
     # that does not answer yet, as for the broker.
