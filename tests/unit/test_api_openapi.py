@@ -48,9 +48,9 @@ DOCUMENTED = {
 
 
 def test_checked_in_document_is_current() -> None:
-    assert CHECKED_IN.exists(), "run `gridcore openapi` to write docs/backend-api.yaml"
+    assert CHECKED_IN.exists(), "run `gridcore openapi --output docs/backend-api.yaml`"
     assert CHECKED_IN.read_text(encoding="utf-8") == openapi_yaml(), (
-        "docs/backend-api.yaml is stale: run `gridcore openapi` and commit it"
+        "stale: run `gridcore openapi --output docs/backend-api.yaml` and commit it"
     )
 
 
