@@ -292,11 +292,17 @@ def _newest_accepted(commands: Iterable[Command]) -> dict[str, Command]:
     return latest_per_ven(c for c in commands if c.state is CommandState.ACKED)
 
 
+def delivered_per_ven(commands: Iterable[Command]) -> dict[str, int]:
+    """Watts each VEN delivers for one event: what its newest accepted event
+    command reports (a re-allocated VEN's newer ACK replaces its older one).
+    VENs that never accepted are absent."""
+    return {ven_id: _delivered(c) for ven_id, c in _newest_accepted(commands).items()}
+
+
 def delivered_w(commands: Iterable[Command]) -> int:
-    """actualReductionKw of one event, in watts: the sum over VENs of what the
-    VEN's newest accepted event command reports (a re-allocated VEN's newer
-    ACK replaces its older one; an ACK is never summed over time)."""
-    return sum(_delivered(c) for c in _newest_accepted(commands).values())
+    """actualReductionKw of one event, in watts: the sum over VENs of what each
+    delivers (:func:`delivered_per_ven`); an ACK is never summed over time."""
+    return sum(delivered_per_ven(commands).values())
 
 
 def owed_w(commands: Iterable[Command]) -> dict[str, int]:

@@ -201,6 +201,28 @@ async def send_event_command(
     return command
 
 
+async def ping_ven(
+    uow_factory: UnitOfWorkFactory, clock: Clock, ids: IdGenerator, *, ven_id: str
+) -> Command:
+    """Queue a ``ping`` (the documents' health check). The VEN answers pong;
+    the round trip from the command's first send to that ACK becomes its last
+    response time (:func:`gridcore.summary.newest_answered`). Unanswered, it
+    is retried and timed out like any command."""
+    now = clock.now()
+    async with uow_factory() as uow:
+        await _ven(uow, ven_id)
+        command = Command(
+            correlation_id=await _new_command_id(uow, ids, None),
+            ven_id=ven_id,
+            op=CommandOp.PING,
+            created_at=now,
+        )
+        await uow.commands.add_many([command])
+        await uow.commit()
+    log.info("queued ping %s to %s", command.correlation_id, ven_id)
+    return command
+
+
 async def shed_load_command(
     uow_factory: UnitOfWorkFactory,
     queries: TelemetryQueries,

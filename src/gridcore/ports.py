@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
 from gridcore.reports import LoadSnapshot, VenStatusReport
+from gridcore.summary import MAX_FLEET_PAGE, VenSummary
 from gridcore.telemetry import (
     CircuitSnapshot,
     DeadLetter,
@@ -196,6 +197,12 @@ class CommandRepository(Protocol):
         the fallback match for ACKs without correlationId."""
         ...
 
+    async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
+        """Per VEN among ``ven_ids`` (at most ``MAX_PAGE_SIZE``), the command
+        whose ACK arrived last, as :func:`gridcore.summary.newest_answered`
+        picks it, in one round trip; VENs that never answered are absent."""
+        ...
+
 
 class AckRepository(Protocol):
     """Every ACK received, matched or not (audit trail), in ``ven_acks``."""
@@ -333,6 +340,15 @@ class TelemetryQueries(Protocol):
         """Each VEN's newest panel-level sample (its ``loads`` included), in one
         round trip; VENs without telemetry are absent. Reads latest state only,
         never history."""
+        ...
+
+    async def ven_summaries(
+        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE
+    ) -> Page[VenSummary]:
+        """Registered VENs in id order, one :class:`~gridcore.summary.VenSummary`
+        each, computed as :func:`gridcore.summary.summarize` does; at most
+        ``MAX_FLEET_PAGE`` at a time, in a fixed number of queries whatever
+        the fleet's size (never one per VEN)."""
         ...
 
     async def history(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -124,6 +125,14 @@ def connectivity(
     if last_seen_at is None:
         return Connectivity.OFFLINE
     return Connectivity.ONLINE if now - last_seen_at <= offline_after else Connectivity.OFFLINE
+
+
+def merged_loads(ven: Ven, reported: Sequence[Load]) -> list[Load]:
+    """Reported loads (already merged with their configuration) plus loads an
+    operator configured that the VEN has not reported yet, in id order."""
+    by_id = {load.id: load for load in ven.loads}
+    by_id.update({load.id: load for load in reported})
+    return [by_id[k] for k in sorted(by_id)]
 
 
 def available_shed_kw(loads: tuple[Load, ...] | list[Load]) -> float:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
+from gridcore import summary
 from gridcore.correlation import Command, CommandState, VenAck, newest_command
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
@@ -316,6 +317,10 @@ class InMemoryCommandRepository:
 
     async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
         return newest_command(self._commands.values(), ven_id, op, event_id)
+
+    async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
+        wanted = set(ven_ids)
+        return summary.newest_answered(c for c in self._commands.values() if c.ven_id in wanted)
 
     def apply(self) -> None:
         self._commands.apply()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from adapters.memory.repositories import InMemoryState
 from gridcore.errors import InvalidInput
 from gridcore.ports import NOT_REGISTERED, AppendResult
+from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
 from gridcore.telemetry import (
     CircuitSnapshot,
     HistoryPoint,
@@ -183,6 +184,29 @@ class InMemoryTelemetryQueries:
     async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
         wanted = set(ven_ids)
         return {k: s for k, s in self._latest_samples().items() if k in wanted}
+
+    async def ven_summaries(
+        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE
+    ) -> Page[VenSummary]:
+        vens = sorted(self._state.vens.values(), key=lambda v: v.id)
+        offset, limit = max(offset, 0), min(max(limit, 0), MAX_FLEET_PAGE)
+        configured: dict[str, list[Load]] = defaultdict(list)
+        for (ven_id, _), load in sorted(self._state.loads.items()):
+            configured[ven_id].append(load)
+        reported = self._latest_loads_by_ven()
+        answered = newest_answered(self._state.commands.values())
+        return Page(
+            len(vens),
+            tuple(
+                summarize(
+                    replace(ven, loads=tuple(configured[ven.id])),
+                    reported.get(ven.id, []),
+                    self._telemetry.latest.get(ven.id),
+                    answered.get(ven.id),
+                )
+                for ven in vens[offset : offset + limit]
+            ),
+        )
 
     async def history(
         self,

@@ -2,7 +2,8 @@
 
 Meaning of the numbers (shared with the in-memory adapter):
 
-- Latest state: see :mod:`adapters.sql.latest`.
+- Latest state: see :mod:`adapters.sql.latest`; the fleet summary:
+  :mod:`adapters.sql.summary`.
 - History buckets are aligned to the Unix epoch (a 5m bucket starts at :00,
   :05, ...). The guide's "sums of usedPowerKw/shedPowerKw per interval" are
   read as power, not energy: within a bucket each VEN's samples are averaged
@@ -32,8 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from adapters.sql.latest import LatestStateQueries, load_sample, rounded, sample_from
+from adapters.sql.latest import load_sample, rounded, sample_from
 from adapters.sql.repositories import MAX_LIMIT
+from adapters.sql.summary import SummaryQueries
 from adapters.sql.tables import (
     ven_load_samples,
     ven_telemetry,
@@ -50,7 +52,7 @@ from gridcore.telemetry import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class SqlTelemetryQueries(LatestStateQueries):
+class SqlTelemetryQueries(SummaryQueries):
     """:class:`gridcore.ports.TelemetryQueries` over the SQL schema. Lists are
     capped at 1,000 rows; history at ``MAX_BUCKETS`` buckets."""
 

@@ -329,6 +329,20 @@ async def _pg_copy(
                     await copy.write(data)
 
 
+def answered_last(ven_id: ColumnElement[str]) -> Any:
+    """The correlationId of the command ``ven_id`` answered last (newest ACK
+    arrival, ties to the greater correlationId: gridcore.summary.newest_answered),
+    as a scalar subquery; one probe of ``ix_commands_ven_id_acked_at``."""
+    c = commands.alias("answered_by_ven")
+    return (
+        select(c.c.correlation_id)
+        .where(c.c.ven_id == ven_id, c.c.acked_at.is_not(None))
+        .order_by(c.c.acked_at.desc(), c.c.correlation_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 class SqlCommandRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -473,6 +487,15 @@ class SqlCommandRepository:
             query.order_by(commands.c.created_at.desc(), commands.c.correlation_id.desc()).limit(1)
         )
         return found[0] if found else None
+
+    async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
+        # Registered VENs only: the registry drives one index probe per VEN.
+        wanted = sorted(set(ven_ids))[:MAX_LIMIT]
+        if not wanted:
+            return {}
+        newest = select(answered_last(vens.c.id)).where(vens.c.id.in_(wanted))
+        found = await self._list(select(commands).where(commands.c.correlation_id.in_(newest)))
+        return {c.ven_id: c for c in found}
 
 
 class SqlAckRepository:

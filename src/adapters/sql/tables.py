@@ -42,6 +42,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 
 from adapters.sql.types import BigId, Document, UtcDateTime
@@ -145,6 +146,15 @@ commands = Table(
     Index(None, "state", "deadline"),  # overdue ACKs
     Index(None, "event_id", "ven_id"),  # an event's commands; an ACK batch's VENs in it
     Index(None, "ven_id", "op", "created_at"),  # ACKs without correlationId
+    # Each VEN's last answered command (its response time), for the fleet summary;
+    # partial: unanswered commands are never looked up this way.
+    Index(
+        None,
+        "ven_id",
+        "acked_at",
+        postgresql_where=text("acked_at IS NOT NULL"),
+        sqlite_where=text("acked_at IS NOT NULL"),
+    ),
 )
 
 # --- what VENs send -------------------------------------------------------------

@@ -17,6 +17,7 @@ from entrypoints.api.fields import (
     as_utc,
 )
 from gridcore.errors import InvalidInput
+from gridcore.summary import MAX_FLEET_PAGE
 from gridcore.telemetry import DEFAULT_GRANULARITY, MAX_BUCKETS, parse_granularity
 
 DEFAULT_LIMIT = 100
@@ -41,6 +42,15 @@ End = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")]
+# The dashboard's fleet-wide lists answer the whole fleet by default (it never pages).
+FleetLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_FLEET_PAGE,
+        description=f"At most {MAX_FLEET_PAGE} (the default: the whole fleet up to that size)",
+    ),
+]
 Granularity = Annotated[
     str, Query(max_length=16, description="Bucket width: Ns, Nm or Nh (default 5m)")
 ]

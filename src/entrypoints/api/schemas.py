@@ -83,9 +83,38 @@ class VenOut(ApiModel):
     id: str
     name: str
     status: Literal["online", "offline"]
-    location: LocationBody | None
+    location: LocationBody | None = Field(
+        description="Where the VEN is, as registered (POST/PATCH); null when no position "
+        "is known: gridcore never makes one up (a VEN registered from its telemetry has none)"
+    )
+    created_at: UtcDateTime | None = Field(description="When the VEN was registered")
+    last_seen: UtcDateTime | None = Field(
+        description="Its last heartbeat (telemetry, status or load snapshot); null if never heard"
+    )
+    response_time_ms: float | None = Field(
+        description="Round trip of the command the VEN answered last (a ping's pong included), "
+        "from the command's first send to its ACK's arrival, in ms; null until it answered one"
+    )
     loads: list[LoadOut]
     metrics: VenMetrics
+
+
+class VenSummaryOut(ApiModel):
+    """The dashboard's ``VenSummaryItem``."""
+
+    id: str
+    name: str
+    location: str | None = Field(description="'lat, lon' (3 decimals); null when none is known")
+    status: Literal["online", "offline"]
+    controllable_power: float = Field(description="kW the VEN can shed now")
+    current_power: float = Field(description="kW it uses now")
+    address: str | None = Field(description="'Lat x / Lon y'; null when no position is known")
+    last_seen: UtcDateTime | None
+    response_time: float | None = Field(
+        description="Its last round trip in ms (see VenOut.responseTimeMs); null until it "
+        "answered a command"
+    )
+    created_at: UtcDateTime | None
 
 
 class VenCreate(Request):

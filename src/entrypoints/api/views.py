@@ -23,13 +23,15 @@ from entrypoints.api.schemas import (
     VenMetrics,
     VenOut,
     VenProgress,
+    VenSummaryOut,
 )
 from gridcore.correlation import Command, CommandOp, VenAck, latest_per_ven
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent
 from gridcore.quantities import to_kw, to_watts
+from gridcore.summary import VenSummary, current_power_kw
 from gridcore.telemetry import CircuitSnapshot, HistoryPoint, TelemetrySample
-from gridcore.ven import Connectivity, Load, Ven, available_shed_kw
+from gridcore.ven import Connectivity, Load, Location, Ven, available_shed_kw, merged_loads
 
 
 def load_out(load: Load) -> LoadOut:
@@ -48,12 +50,8 @@ def load_out(load: Load) -> LoadOut:
     )
 
 
-def merged_loads(ven: Ven, reported: Sequence[Load]) -> list[Load]:
-    """Reported loads (already merged with their configuration) plus loads an
-    operator configured that the VEN has not reported yet, in id order."""
-    by_id = {load.id: load for load in ven.loads}
-    by_id.update({load.id: load for load in reported})
-    return [by_id[k] for k in sorted(by_id)]
+def _milliseconds(span: timedelta | None) -> float | None:
+    return round(span.total_seconds() * 1000.0, 1) if span is not None else None
 
 
 def ven_out(
@@ -62,31 +60,57 @@ def ven_out(
     latest: TelemetrySample | None,
     now: datetime,
     offline_after: timedelta,
+    answered: Command | None = None,
 ) -> VenOut:
     """Status from the heartbeat age. Metrics from the newest sample: panel
     usage (else the loads' sum), what the loads can shed, the event the VEN
-    says it is in (while online), and the loads it reports switched off."""
+    says it is in (while online), and the loads it reports switched off.
+    ``answered``: the command the VEN answered last, whose round trip is its
+    response time."""
     loads = merged_loads(ven, reported)
     status = ven.connectivity(now, offline_after)
-    if latest is not None and latest.used_power_kw is not None:
-        power = latest.used_power_kw
-    else:
-        power = to_kw(sum(to_watts(load.current_power_kw) for load in reported))
     online = status is Connectivity.ONLINE
     return VenOut(
         id=ven.id,
         name=ven.name,
         status="online" if online else "offline",
         location=LocationBody(lat=ven.location.lat, lon=ven.location.lon) if ven.location else None,
+        created_at=ven.registered_at,
+        last_seen=ven.last_seen_at,
+        response_time_ms=_milliseconds(answered.response_time if answered else None),
         loads=[load_out(load) for load in loads],
         metrics=VenMetrics(
-            current_power_kw=power,
+            current_power_kw=current_power_kw(latest, reported),
             shed_availability_kw=round(available_shed_kw(loads), 3),
             active_event_id=latest.event_id if latest is not None and online else None,
             shed_load_ids=sorted(
                 ld.load_id for ld in (latest.loads if latest else ()) if ld.enabled is False
             ),
         ),
+    )
+
+
+def _coordinates(location: Location | None, template: str) -> str | None:
+    # The original backend's texts for the summary's location and address.
+    return template.format(lat=location.lat, lon=location.lon) if location else None
+
+
+def ven_summary_out(s: VenSummary, now: datetime, offline_after: timedelta) -> VenSummaryOut:
+    """One item of ``GET /api/vens/summary``: the dashboard's ``VenSummaryItem``.
+    ``controllablePower`` is what the VEN can shed now, ``responseTime`` its
+    last round trip in ms (null until it answered a command), ``location``
+    and ``address`` its registered position as text (null when none is known)."""
+    return VenSummaryOut(
+        id=s.id,
+        name=s.name,
+        location=_coordinates(s.location, "{lat:.3f}, {lon:.3f}"),
+        status=s.connectivity(now, offline_after).value,
+        controllable_power=s.shed_availability_kw,
+        current_power=round(s.current_power_kw, 3),
+        address=_coordinates(s.location, "Lat {lat:.3f} / Lon {lon:.3f}"),
+        last_seen=s.last_seen_at,
+        response_time=_milliseconds(s.round_trip),
+        created_at=s.registered_at,
     )
 
 

@@ -1,5 +1,5 @@
 """What a VEN reported and was told: telemetry, history, circuits, shadow,
-ACKs, and the two manual commands (``send-event``, per-load ``shed``)."""
+ACKs, and the manual commands (``send-event``, ``ping``, per-load ``shed``)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from entrypoints.api.views import (
 from gridcore import services
 from gridcore.correlation import Command, VenAck
 from gridcore.errors import NotFound
-from gridcore.fleet import send_event_command, shed_load_command
+from gridcore.fleet import ping_ven, send_event_command, shed_load_command
 from gridcore.ports import UnitOfWorkFactory
 from gridcore.telemetry import DEFAULT_GRANULARITY, Page
 
@@ -211,6 +211,15 @@ async def send_event(
         duration_sec=body.duration_sec,
     )
     return _accepted(command)
+
+
+@router.post("/ping", status_code=202)
+async def ping(ven_id: VenIdPath, uow: UowDep, clock: ClockDep, ids: IdsDep) -> CommandAccepted:
+    """Queue a ``ping``; the worker publishes it on ``ven/cmd/{venId}``. When
+    the VEN answers (``pong``), the round trip from send to ACK shows as its
+    ``responseTimeMs`` (``GET /api/vens/{venId}``) and the summary's
+    ``responseTime``."""
+    return _accepted(await ping_ven(uow, clock, ids, ven_id=ven_id))
 
 
 @router.post("/loads/{loadId}/commands/shed", status_code=202, responses=CONFLICT)

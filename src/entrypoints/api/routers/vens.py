@@ -1,4 +1,5 @@
-"""VEN registry and load configuration: ``/api/vens`` and ``/api/vens/{venId}/loads``."""
+"""VEN registry and load configuration: ``/api/vens``, the fleet summary
+``/api/vens/summary``, and ``/api/vens/{venId}/loads``."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from fastapi import APIRouter, Response
 
 from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
 from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
-from entrypoints.api.params import DEFAULT_LIMIT, Limit, LoadIdPath, Offset, VenIdPath
-from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch
-from entrypoints.api.views import load_out, merged_loads, ven_out
+from entrypoints.api.params import FleetLimit, LoadIdPath, Offset, VenIdPath
+from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch, VenSummaryOut
+from entrypoints.api.views import load_out, ven_out, ven_summary_out
 from gridcore import services
 from gridcore.errors import NotFound
 from gridcore.fleet import LoadChanges, configure_load, deregister_ven, update_ven
 from gridcore.ports import TelemetryQueries, UnitOfWorkFactory
-from gridcore.ven import Load, Location, Ven
+from gridcore.summary import MAX_FLEET_PAGE
+from gridcore.telemetry import MAX_PAGE_SIZE
+from gridcore.ven import Load, Location, Ven, merged_loads
 
 router = APIRouter(prefix="/vens", tags=["vens"])
 
@@ -26,13 +29,22 @@ async def _ven(uow_factory: UnitOfWorkFactory, ven_id: str) -> Ven:
 
 
 async def _view(
-    queries: TelemetryQueries, vens: list[Ven], now: datetime, offline_after: timedelta
+    uow: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    vens: list[Ven],
+    now: datetime,
+    offline_after: timedelta,
 ) -> list[VenOut]:
-    """Two bulk reads for a whole page of VENs, never one per VEN."""
+    """Three bulk reads for a whole page of VENs, never one per VEN."""
     ids = [v.id for v in vens]
     loads = await queries.latest_loads_many(ids)
     latest = await queries.latest_samples(ids)
-    return [ven_out(v, loads.get(v.id, []), latest.get(v.id), now, offline_after) for v in vens]
+    async with uow() as u:
+        answered = await u.commands.newest_answered(ids)
+    return [
+        ven_out(v, loads.get(v.id, []), latest.get(v.id), now, offline_after, answered.get(v.id))
+        for v in vens
+    ]
 
 
 @router.get("")
@@ -42,14 +54,40 @@ async def list_vens(
     now: NowDep,
     offline_after: OfflineAfterDep,
     response: Response,
-    limit: Limit = DEFAULT_LIMIT,
+    limit: FleetLimit = MAX_FLEET_PAGE,
     offset: Offset = 0,
 ) -> list[VenOut]:
-    """Registered VENs in id order, a page at a time; the total is in ``X-Total-Count``."""
-    async with uow() as u:
-        page = await u.vens.page(offset=offset, limit=limit)
+    """Registered VENs in id order: the whole fleet up to 10,000 (the
+    dashboard's map and VEN list never page), else a page; the total is in
+    ``X-Total-Count``. Read in slices of 1,000, three bulk reads each."""
+    items: list[VenOut] = []
+    total = 0
+    for start in range(offset, offset + limit, MAX_PAGE_SIZE):
+        async with uow() as u:
+            page = await u.vens.page(offset=start, limit=min(MAX_PAGE_SIZE, offset + limit - start))
+        total = page.total_count
+        items += await _view(uow, queries, list(page.items), now, offline_after)
+        if len(page.items) < MAX_PAGE_SIZE:
+            break
+    response.headers["X-Total-Count"] = str(total)
+    return items
+
+
+@router.get("/summary")
+async def ven_summary(
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+    response: Response,
+    limit: FleetLimit = MAX_FLEET_PAGE,
+    offset: Offset = 0,
+) -> list[VenSummaryOut]:
+    """The dashboard's VEN list: one line per VEN, in id order, the whole
+    fleet up to 10,000 in one answer (computed by the store in one query);
+    the total is in ``X-Total-Count``."""
+    page = await queries.ven_summaries(offset=offset, limit=limit)
     response.headers["X-Total-Count"] = str(page.total_count)
-    return await _view(queries, list(page.items), now, offline_after)
+    return [ven_summary_out(s, now, offline_after) for s in page.items]
 
 
 @router.post("", status_code=201, responses=CONFLICT)
@@ -68,14 +106,14 @@ async def create_ven(
             raise Conflict(f"VEN {ven_id!r} is already registered")
     location = Location(body.location.lat, body.location.lon) if body.location else None
     ven = await services.register_ven(uow, clock, ven_id=ven_id, name=body.name, location=location)
-    return (await _view(queries, [ven], clock.now(), offline_after))[0]
+    return (await _view(uow, queries, [ven], clock.now(), offline_after))[0]
 
 
 @router.get("/{venId}", responses=NOT_FOUND)
 async def get_ven(
     ven_id: VenIdPath, uow: UowDep, queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
 ) -> VenOut:
-    return (await _view(queries, [await _ven(uow, ven_id)], now, offline_after))[0]
+    return (await _view(uow, queries, [await _ven(uow, ven_id)], now, offline_after))[0]
 
 
 @router.patch("/{venId}", responses=NOT_FOUND)
@@ -97,7 +135,7 @@ async def patch_ven(
         enabled=body.enabled,
         **({"location": location} if "location" in sent else {}),
     )
-    return (await _view(queries, [ven], now, offline_after))[0]
+    return (await _view(uow, queries, [ven], now, offline_after))[0]
 
 
 @router.delete("/{venId}", status_code=204, responses=NOT_FOUND)
