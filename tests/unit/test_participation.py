@@ -196,15 +196,8 @@ def test_a_short_ack_is_completed_from_the_telemetry_around_it() -> None:
 
 
 def test_what_the_ack_says_wins_over_telemetry() -> None:
-    long = CircuitCurtailment(
-        id="ev1",
-        curtailed_kw=6.0,
-        name="Garage EV",
-        breaker_amps=50,
-        original_kw=8.0,
-        final_kw=2.0,
-        critical=False,
-    )
+    # 002's long shape: id, curtailed, name, breaker, original, final, critical
+    long = CircuitCurtailment("ev1", 6.0, "Garage EV", 50, 8.0, 2.0, True)
     assert with_readings(long, Around(BEFORE, AFTER)) == long
 
 
