@@ -14,6 +14,7 @@ from typing import Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
+from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary
 from gridcore.telemetry import (
@@ -79,6 +80,11 @@ class VenRepository(Protocol):
         """Enabled VENs whose last heartbeat is at most ``offline_after`` old, in id order."""
         ...
 
+    async def names(self, ven_ids: Sequence[str]) -> dict[str, str]:
+        """The names of the registered VENs among ``ven_ids``, in a bounded
+        number of round trips (any number of ids); unknown ids are absent."""
+        ...
+
 
 class EventRepository(Protocol):
     """DR events.
@@ -125,6 +131,21 @@ class EventRepository(Protocol):
         limit: int = 100,
     ) -> Page[DrEvent]:
         """Events overlapping [start, end), newest start first, bounded."""
+        ...
+
+    async def overlapping(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: DrEvent | None = None,
+        limit: int = 100,
+    ) -> list[DrEvent]:
+        """Events overlapping [start, end) in the order of :meth:`page`
+        (start time, then id, both descending) that come after ``after`` in
+        it, at most ``limit`` (capped at ``MAX_PAGE_SIZE``): a keyset page, so
+        that reading a long range page by page neither repeats nor skips an
+        event while others are added."""
         ...
 
     async def due(self, now: datetime, limit: int = 100) -> list[DrEvent]:
@@ -195,6 +216,12 @@ class CommandRepository(Protocol):
     async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
         """Newest command of ``op`` to ``ven_id`` (for ``event_id`` when given);
         the fallback match for ACKs without correlationId."""
+        ...
+
+    async def response_stats(self, event_id: str) -> ResponseStats:
+        """The event's answers, aggregated in the store as
+        :func:`gridcore.participation.response_stats` computes them from the
+        event's commands."""
         ...
 
     async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
@@ -349,6 +376,24 @@ class TelemetryQueries(Protocol):
         each, computed as :func:`gridcore.summary.summarize` does; at most
         ``MAX_FLEET_PAGE`` at a time, in a fixed number of queries whatever
         the fleet's size (never one per VEN)."""
+        ...
+
+    async def reported_reduction(self, event_id: str, at: datetime, within: timedelta) -> float:
+        """kW the VENs report shedding for an event at the instant ``at``: per
+        VEN, its newest sample stamped at or before ``at`` and less than
+        ``within`` before it; the sum of their ``shedPowerKw`` over the VENs
+        whose sample names the event. A VEN that reports another event or
+        none then, or was silent for ``within``, adds nothing. Reads latest
+        state when ``at`` is now, else only the window before ``at``."""
+        ...
+
+    async def samples_around(
+        self, ven_id: str, instants: Sequence[datetime], within: timedelta
+    ) -> dict[datetime, Around]:
+        """For each instant (at most ``MAX_PAGE_SIZE``), the VEN's newest
+        sample stamped before it and its oldest stamped at or after it, each
+        less than ``within`` away, with their loads; in a bounded number of
+        round trips. Instants with neither are absent."""
         ...
 
     async def history(

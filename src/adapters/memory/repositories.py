@@ -18,6 +18,7 @@ from gridcore import summary
 from gridcore.correlation import Command, CommandState, VenAck, newest_command
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
+from gridcore.participation import ResponseStats, response_stats
 from gridcore.telemetry import DeadLetter, Page, page_bounds
 from gridcore.ven import Connectivity, Load, Ven, connectivity
 
@@ -137,6 +138,10 @@ class InMemoryVenRepository:
             if v.enabled and connectivity(v.last_seen_at, now, offline_after) is Connectivity.ONLINE
         )
 
+    async def names(self, ven_ids: Sequence[str]) -> dict[str, str]:
+        found = ((ven_id, self._vens.get(ven_id)) for ven_id in ven_ids)
+        return {ven_id: ven.name for ven_id, ven in found if ven is not None}
+
     def apply(self) -> None:
         self._vens.apply()
         self._loads.apply()
@@ -215,6 +220,26 @@ class InMemoryEventRepository:
             reverse=True,
         )
         return _page(events, offset, limit)
+
+    async def overlapping(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: DrEvent | None = None,
+        limit: int = 100,
+    ) -> list[DrEvent]:
+        events = sorted(
+            (
+                e
+                for e in self._events.values()
+                if _overlaps(e, start, end)
+                and (after is None or (e.start_time, e.id) < (after.start_time, after.id))
+            ),
+            key=lambda e: (e.start_time, e.id),
+            reverse=True,
+        )
+        return events[: page_bounds(0, limit)[1]]
 
     def _sorted(self, status: EventStatus) -> list[DrEvent]:
         return sorted(
@@ -317,6 +342,9 @@ class InMemoryCommandRepository:
 
     async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
         return newest_command(self._commands.values(), ven_id, op, event_id)
+
+    async def response_stats(self, event_id: str) -> ResponseStats:
+        return response_stats(c for c in self._commands.values() if c.event_id == event_id)
 
     async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
         wanted = set(ven_ids)

@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from adapters.sql.latest import load_sample, rounded, sample_from
+from adapters.sql.participation import ParticipationQueries
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.summary import SummaryQueries
 from adapters.sql.tables import (
@@ -52,7 +53,7 @@ from gridcore.telemetry import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class SqlTelemetryQueries(SummaryQueries):
+class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
     """:class:`gridcore.ports.TelemetryQueries` over the SQL schema. Lists are
     capped at 1,000 rows; history at ``MAX_BUCKETS`` buckets."""
 

@@ -27,7 +27,9 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    extract,
     func,
+    or_,
     select,
     update,
 )
@@ -40,9 +42,10 @@ from adapters.sql import mapping
 from adapters.sql.engine import json_dumps
 from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
 from adapters.sql.types import UtcDateTime
-from gridcore.correlation import Command, CommandState, VenAck
+from gridcore.correlation import Command, CommandOp, CommandState, VenAck
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
+from gridcore.participation import ResponseStats
 from gridcore.telemetry import MAX_PAGE_SIZE, DeadLetter, Page, page_bounds
 from gridcore.ven import Load, Ven
 
@@ -134,6 +137,14 @@ class SqlVenRepository:
         )
         return [row[0] for row in rows]
 
+    async def names(self, ven_ids: Sequence[str]) -> dict[str, str]:
+        ids = sorted(set(ven_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):  # under every driver's parameter limit
+            query = select(vens.c.id, vens.c.name).where(vens.c.id.in_(ids[start : start + 500]))
+            found.update((row[0], row[1]) for row in await self._conn.execute(query))
+        return found
+
 
 class SqlEventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -215,6 +226,31 @@ class SqlEventRepository:
         )
         total, rows = await _page_of(self._conn, query, offset, limit)
         return Page(total, tuple(mapping.event_from(r) for r in rows))
+
+    async def overlapping(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: DrEvent | None = None,
+        limit: int = 100,
+    ) -> list[DrEvent]:
+        e = events.c
+        query = select(events)
+        if start is not None:
+            query = query.where(e.end_time > start)
+        if end is not None:
+            query = query.where(e.start_time < end)
+        if after is not None:
+            query = query.where(
+                or_(
+                    e.start_time < after.start_time,
+                    and_(e.start_time == after.start_time, e.event_id < after.id),
+                )
+            )
+        return await self._list(
+            query.order_by(e.start_time.desc(), e.event_id.desc()).limit(bounded(0, limit)[1])
+        )
 
     async def _list(self, query: Select[Any]) -> list[DrEvent]:
         return [mapping.event_from(r) for r in (await self._conn.execute(query)).mappings()]
@@ -329,17 +365,17 @@ async def _pg_copy(
                     await copy.write(data)
 
 
-def answered_last(ven_id: ColumnElement[str]) -> Any:
-    """The correlationId of the command ``ven_id`` answered last (newest ACK
-    arrival, ties to the greater correlationId: gridcore.summary.newest_answered),
-    as a scalar subquery; one probe of ``ix_commands_ven_id_acked_at``."""
+def answered_last(ven_id: ColumnElement[str], *columns: str) -> Select[Any]:
+    """``columns`` of the command ``ven_id`` answered last (newest ACK arrival,
+    ties to the greater correlationId: gridcore.summary.newest_answered), as a
+    one-row select correlated to ``ven_id``; one probe of
+    ``ix_commands_ven_id_acked_at``."""
     c = commands.alias("answered_by_ven")
     return (
-        select(c.c.correlation_id)
+        select(*(c.c[name] for name in columns))
         .where(c.c.ven_id == ven_id, c.c.acked_at.is_not(None))
         .order_by(c.c.acked_at.desc(), c.c.correlation_id.desc())
         .limit(1)
-        .scalar_subquery()
     )
 
 
@@ -488,12 +524,33 @@ class SqlCommandRepository:
         )
         return found[0] if found else None
 
+    async def response_stats(self, event_id: str) -> ResponseStats:
+        c = commands.c
+        round_trip_ms: ColumnElement[Any]
+        if self._conn.dialect.name == "postgresql":
+            round_trip_ms = extract("epoch", c.acked_at - c.first_sent_at) * 1000.0
+        else:  # SQLite keeps UTC text; julianday reads it to the millisecond
+            round_trip_ms = (func.julianday(c.acked_at) - func.julianday(c.first_sent_at)) * (
+                86_400_000.0
+            )
+        accepted = case((c.state == CommandState.ACKED.value, c.ven_id))
+        row = (
+            await self._conn.execute(
+                select(func.count(func.distinct(accepted)), func.avg(round_trip_ms)).where(
+                    c.event_id == event_id, c.op == CommandOp.EVENT.value
+                )
+            )
+        ).one()
+        return ResponseStats(int(row[0] or 0), None if row[1] is None else float(row[1]))
+
     async def newest_answered(self, ven_ids: Sequence[str]) -> dict[str, Command]:
         # Registered VENs only: the registry drives one index probe per VEN.
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]
         if not wanted:
             return {}
-        newest = select(answered_last(vens.c.id)).where(vens.c.id.in_(wanted))
+        newest = select(answered_last(vens.c.id, "correlation_id").scalar_subquery()).where(
+            vens.c.id.in_(wanted)
+        )
         found = await self._list(select(commands).where(commands.c.correlation_id.in_(newest)))
         return {c.ven_id: c for c in found}
 
