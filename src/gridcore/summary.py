@@ -86,13 +86,26 @@ def summarize(
 ) -> VenSummary:
     """``reported``: the VEN's latest loads merged with their configuration;
     ``answered``: the command it answered last (:func:`newest_answered`)."""
-    return VenSummary(
-        id=ven.id,
-        name=ven.name,
-        location=ven.location,
-        registered_at=ven.registered_at,
-        last_seen_at=ven.last_seen_at,
+    return summary_of(
+        ven,
         current_power_kw=current_power_kw(latest, reported),
         shed_availability_kw=round(available_shed_kw(merged_loads(ven, reported)), 3),
         round_trip=answered.response_time if answered is not None else None,
+    )
+
+
+def summary_of(
+    ven: Ven, *, current_power_kw: float, shed_availability_kw: float, round_trip: timedelta | None
+) -> VenSummary:
+    """The VEN's line with figures computed elsewhere (by :func:`summarize`, or
+    by a store that computes the same in its query)."""
+    return VenSummary(
+        ven.id,
+        ven.name,
+        ven.location,
+        ven.registered_at,
+        ven.last_seen_at,
+        current_power_kw,
+        shed_availability_kw,
+        round_trip,
     )

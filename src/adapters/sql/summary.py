@@ -32,7 +32,7 @@ from adapters.sql.latest import LatestStateQueries, _merged_latest_loads, rounde
 from adapters.sql.mapping import ven_from
 from adapters.sql.repositories import answered_last
 from adapters.sql.tables import ven_latest, ven_load_samples, ven_loads, vens
-from gridcore.summary import MAX_FLEET_PAGE, VenSummary
+from gridcore.summary import MAX_FLEET_PAGE, VenSummary, summary_of
 from gridcore.telemetry import Page
 
 
@@ -116,15 +116,10 @@ class SummaryQueries(LatestStateQueries):
 
 
 def _summary(row: Any) -> VenSummary:
-    ven = ven_from(row)
     used = row["used_power_kw"]
     sent, acked = row["first_sent_at"], row["acked_at"]
-    return VenSummary(
-        id=ven.id,
-        name=ven.name,
-        location=ven.location,
-        registered_at=ven.registered_at,
-        last_seen_at=ven.last_seen_at,
+    return summary_of(
+        ven_from(row),
         # The panel's reading, else what its loads report (gridcore.summary.current_power_kw).
         current_power_kw=used if used is not None else rounded(row["loads_used"]),
         shed_availability_kw=rounded(row["shed"]),

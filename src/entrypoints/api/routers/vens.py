@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
 from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
 from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
@@ -47,46 +49,59 @@ async def _view(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class FleetWindow:
+    """Which VENs a fleet-wide list answers; the total goes in ``X-Total-Count``."""
+
+    offset: int
+    limit: int
+    response: Response
+
+    def total(self, count: int) -> None:
+        self.response.headers["X-Total-Count"] = str(count)
+
+
+def _fleet_window(
+    response: Response, limit: FleetLimit = MAX_FLEET_PAGE, offset: Offset = 0
+) -> FleetWindow:
+    return FleetWindow(offset, limit, response)
+
+
+FleetWindowDep = Annotated[FleetWindow, Depends(_fleet_window)]
+
+
 @router.get("")
 async def list_vens(
     uow: UowDep,
     queries: QueriesDep,
     now: NowDep,
     offline_after: OfflineAfterDep,
-    response: Response,
-    limit: FleetLimit = MAX_FLEET_PAGE,
-    offset: Offset = 0,
+    window: FleetWindowDep,
 ) -> list[VenOut]:
     """Registered VENs in id order: the whole fleet up to 10,000 (the
     dashboard's map and VEN list never page), else a page; the total is in
     ``X-Total-Count``. Read in slices of 1,000, three bulk reads each."""
     items: list[VenOut] = []
-    total = 0
-    for start in range(offset, offset + limit, MAX_PAGE_SIZE):
+    end = window.offset + window.limit
+    for start in range(window.offset, end, MAX_PAGE_SIZE):
         async with uow() as u:
-            page = await u.vens.page(offset=start, limit=min(MAX_PAGE_SIZE, offset + limit - start))
-        total = page.total_count
+            page = await u.vens.page(offset=start, limit=min(MAX_PAGE_SIZE, end - start))
+        window.total(page.total_count)
         items += await _view(uow, queries, list(page.items), now, offline_after)
         if len(page.items) < MAX_PAGE_SIZE:
             break
-    response.headers["X-Total-Count"] = str(total)
     return items
 
 
 @router.get("/summary")
 async def ven_summary(
-    queries: QueriesDep,
-    now: NowDep,
-    offline_after: OfflineAfterDep,
-    response: Response,
-    limit: FleetLimit = MAX_FLEET_PAGE,
-    offset: Offset = 0,
+    queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep, window: FleetWindowDep
 ) -> list[VenSummaryOut]:
     """The dashboard's VEN list: one line per VEN, in id order, the whole
     fleet up to 10,000 in one answer (computed by the store in one query);
     the total is in ``X-Total-Count``."""
-    page = await queries.ven_summaries(offset=offset, limit=limit)
-    response.headers["X-Total-Count"] = str(page.total_count)
+    page = await queries.ven_summaries(offset=window.offset, limit=window.limit)
+    window.total(page.total_count)
     return [ven_summary_out(s, now, offline_after) for s in page.items]
 
 
