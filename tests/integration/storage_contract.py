@@ -1,7 +1,8 @@
 """The storage backends the contract suites run against, behind one fixture.
 
 Every storage port is exercised identically on the in-memory adapter, SQLite
-(a file, migrated with Alembic) and PostgreSQL (a fresh database per test).
+(a file, migrated with Alembic) and PostgreSQL (a migrated database of the test's
+own, emptied after it: tests/conftest.py's ``migrated_postgres_url``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from adapters.memory.telemetry import (
     InMemoryTelemetryStore,
 )
 from adapters.sql.engine import create_engine
-from adapters.sql.migrate import migrate
 from adapters.sql.queries import SqlTelemetryQueries
 from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
 from adapters.sql.telemetry import SqlTelemetryStore
@@ -57,11 +57,7 @@ async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             InMemoryLoadSnapshotStore(state, reports),
         )
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gridcore.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    await migrate(url, retries=1, log=lambda _: None)
+    url = str(request.getfixturevalue(f"migrated_{name}_url"))
     engine = create_engine(url)
     try:
         yield Backend(

@@ -31,7 +31,6 @@ from tests.dispatch_machine import FixedShed
 from tests.unit.test_dispatch import RecordingPublisher
 
 from adapters.sql.engine import create_engine
-from adapters.sql.migrate import migrate
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 from adapters.system import ManualClock, SequentialIds
 from gridcore import services
@@ -176,9 +175,8 @@ class Fleet:
 
 
 @pytest.fixture
-async def fleet(postgres_url: str) -> AsyncIterator[Fleet]:
-    await migrate(postgres_url, retries=1, log=lambda _: None)
-    engine = create_engine(postgres_url)
+async def fleet(migrated_postgres_url: str) -> AsyncIterator[Fleet]:
+    engine = create_engine(migrated_postgres_url)
     try:
         yield Fleet(
             engine,

@@ -4,22 +4,18 @@ naive timestamps are refused rather than guessed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from adapters.sql.engine import create_engine
-from adapters.sql.migrate import migrate
 from adapters.sql.tables import dead_letters, ven_loads
 
 
 @pytest.fixture
-async def url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gridcore.db'}"
-    await migrate(url, retries=1, log=lambda _: None)
-    return url
+def url(migrated_sqlite_url: str) -> str:
+    return migrated_sqlite_url
 
 
 async def test_foreign_keys_are_enforced(url: str) -> None:
