@@ -362,9 +362,10 @@ async def test_event_flow_with_progress_acks_and_circuits(rig: Rig) -> None:
     circuits = (await rig.client.get(f"/api/events/{event_id}/circuits")).json()
     assert circuits["totalShedKw"] == 2.5
     assert circuits["circuits"][0]["loadId"] == "ev1"
-    history = (await rig.client.get("/api/vens/ven-001/events?limit=10")).json()
-    assert history["totalCount"] == 1
-    assert history["events"][0].keys() == {
+    history = await rig.client.get("/api/vens/ven-001/events?limit=10")
+    assert history.headers["X-Total-Count"] == "1"  # an array, as the dashboard reads it
+    (item,) = history.json()
+    assert item.keys() >= {  # 000's fields (see test_dashboard_events for the rest)
         "eventId",
         "timestamp",
         "op",
@@ -373,9 +374,8 @@ async def test_event_flow_with_progress_acks_and_circuits(rig: Rig) -> None:
         "actualShedKw",
         "circuitsCurtailed",
     }
-    assert history["events"][0]["circuitsCurtailed"] == [
-        {"loadId": "ev1", "name": "EV Charger", "shedKw": 2.5}
-    ]
+    (circuit,) = item["circuitsCurtailed"]
+    assert circuit.items() >= {"loadId": "ev1", "name": "EV Charger", "shedKw": 2.5}.items()
     assert (await rig.client.get("/api/vens/ven-001/acks")).json()["totalCount"] == 1
     # More than asked: credited what was asked, shown as reported, flagged (issue 11).
     other = next(c for c in rig.published.sent if c.ven_id == "ven-002")

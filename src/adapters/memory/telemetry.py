@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from adapters.memory.participation import InMemoryParticipationQueries
 from adapters.memory.repositories import InMemoryState
 from gridcore.errors import InvalidInput
 from gridcore.ports import NOT_REGISTERED, AppendResult
@@ -103,7 +104,7 @@ def _load_from(sample: LoadSample, config: Load | None) -> Load:
     )
 
 
-class InMemoryTelemetryQueries:
+class InMemoryTelemetryQueries(InMemoryParticipationQueries):
     def __init__(self, state: InMemoryState, telemetry: InMemoryTelemetry) -> None:
         self._state = state
         self._telemetry = telemetry

@@ -193,22 +193,45 @@ class CurtailedCircuit(ApiModel):
     shed_kw: float
 
 
-class VenEventOut(ApiModel):
+class CircuitCurtailedOut(CurtailedCircuit):
+    """One circuit in both documented shapes at once: 000's ``{loadId, name,
+    shedKw}`` and 002's ``{id, name, breaker_amps, original_kw, curtailed_kw,
+    final_kw, critical}`` (snake_case, as 002 and the dashboard spell it)."""
+
+    name: str = Field(description="As reported (ACK, else telemetry); the load id if never named")
+    id: str = Field(description="= loadId")
+    breaker_amps: float | None = Field(alias="breaker_amps")
+    original_kw: float | None = Field(
+        alias="original_kw",
+        description="The circuit's kW before shedding: from the ACK, else from the VEN's "
+        "newest sample before the ACK (within the offline window); null if neither says",
+    )
+    curtailed_kw: float = Field(alias="curtailed_kw", description="= shedKw")
+    final_kw: float | None = Field(
+        alias="final_kw",
+        description="Its kW after shedding: from the ACK, else from the VEN's first sample "
+        "at or after the ACK (within the offline window); null if neither says",
+    )
+    critical: bool | None = Field(alias="critical")
+
+
+class AckReport(ApiModel):
     event_id: str | None
     timestamp: UtcDateTime
     op: str
     status: str
     requested_shed_kw: float | None
     actual_shed_kw: float | None
+
+
+class VenEventOut(AckReport):
+    circuits_curtailed: list[CircuitCurtailedOut]
+    ven_id: str
+    correlation_id: str | None
+
+
+class AckOut(AckReport):
     circuits_curtailed: list[CurtailedCircuit]
-
-
-class VenEventsResponse(ApiModel):
-    total_count: int
-    events: list[VenEventOut]
-
-
-class AckOut(VenEventOut):
     ven_id: str
     correlation_id: str | None
     flag: str | None = Field(
@@ -262,13 +285,41 @@ class VenProgress(ApiModel):
     allocated_kw: float
     command_state: str
     attempts: int
+    ven_name: str | None = Field(description="null for a VEN since deregistered")
+    shed_kw: float | None = Field(
+        description="kW the VEN delivers for the event (its newest accepted ACK, capped at what "
+        "it was asked): its share of actualReductionKw. 0 if it refused; null before it answered"
+    )
+    status: str = Field(
+        description="accepted or rejected once it answered its newest event command, else that "
+        "command's state (pending, sent, timed_out, cancelled)"
+    )
     ack_status: str | None
     delivered_kw: float | None
     response_time_seconds: float | None
     restore_state: str | None
 
 
-class EventDetail(EventOut):
+class EventMetricsOut(ApiModel):
+    """The original backend's event metrics, computed from what is stored."""
+
+    current_reduction_kw: float = Field(
+        description="kW the VENs report shedding for the event now (once it ended: when it "
+        "ended): each VEN's newest telemetry within the offline window, summed over the VENs "
+        "whose report names the event"
+    )
+    vens_responding: int = Field(description="VENs that accepted the event's command")
+    avg_response_ms: int | None = Field(
+        description="Mean time from a command's first send to its ACK, over the event's answered "
+        "commands, in ms; null before any answer"
+    )
+
+
+class EventWithMetrics(EventMetricsOut, EventOut):
+    """An event and its metrics, as the original backend's current event."""
+
+
+class EventDetail(EventWithMetrics):
     vens: list[VenProgress]
 
 

@@ -4,17 +4,22 @@ event's progress is read from the ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from entrypoints.api.schemas import (
     AckOut,
+    AckReport,
+    CircuitCurtailedOut,
     CircuitSnapshotOut,
     CurtailedCircuit,
     EventCircuitOut,
     EventCircuitsResponse,
     EventDetail,
+    EventMetricsOut,
     EventOut,
+    EventWithMetrics,
     LoadOut,
     LocationBody,
     TelemetryPoint,
@@ -28,6 +33,7 @@ from entrypoints.api.schemas import (
 from gridcore.correlation import Command, CommandOp, VenAck, latest_per_ven
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent
+from gridcore.participation import EventMetrics, event_metrics_from, participation, response_stats
 from gridcore.quantities import to_kw, to_watts
 from gridcore.summary import VenSummary, current_power_kw
 from gridcore.telemetry import CircuitSnapshot, HistoryPoint, TelemetrySample
@@ -125,12 +131,33 @@ def event_out(event: DrEvent) -> EventOut:
     )
 
 
-def event_detail(event: DrEvent, commands: Iterable[Command]) -> EventDetail:
+def metrics_out(metrics: EventMetrics) -> EventMetricsOut:
+    ms = metrics.avg_response_ms
+    return EventMetricsOut(
+        current_reduction_kw=metrics.current_reduction_kw,
+        vens_responding=metrics.vens_responding,
+        avg_response_ms=round(ms) if ms is not None else None,
+    )
+
+
+def event_with_metrics(event: DrEvent, metrics: EventMetrics) -> EventWithMetrics:
+    return EventWithMetrics(**event_out(event).model_dump(), **metrics_out(metrics).model_dump())
+
+
+def event_detail(
+    event: DrEvent,
+    commands: Iterable[Command],
+    names: Mapping[str, str],
+    current_reduction_kw: float,
+) -> EventDetail:
     """Per VEN: its newest event command (a re-allocation supersedes older
-    ones) and the state of the restore sent at the end, if any."""
+    ones), what it delivers and the state of the restore sent at the end, if
+    any; for the event, its metrics from the same commands."""
     commands = list(commands)
     latest = latest_per_ven(commands)
     restores = latest_per_ven(commands, CommandOp.RESTORE)
+    taking_part = participation(commands)
+    metrics = event_metrics_from(response_stats(commands), current_reduction_kw)
     progress = []
     for ven_id in sorted(latest):
         c = latest[ven_id]
@@ -138,6 +165,9 @@ def event_detail(event: DrEvent, commands: Iterable[Command]) -> EventDetail:
         progress.append(
             VenProgress(
                 ven_id=ven_id,
+                ven_name=names.get(ven_id),
+                shed_kw=taking_part[ven_id].shed_kw,
+                status=taking_part[ven_id].status,
                 correlation_id=c.correlation_id,
                 allocated_kw=c.shed_kw or 0.0,
                 command_state=c.state.value,
@@ -148,28 +178,54 @@ def event_detail(event: DrEvent, commands: Iterable[Command]) -> EventDetail:
                 restore_state=restores[ven_id].state.value if ven_id in restores else None,
             )
         )
-    return EventDetail(**event_out(event).model_dump(), vens=progress)
+    return EventDetail(**event_with_metrics(event, metrics).model_dump(), vens=progress)
 
 
 def _curtailed(circuits: Iterable[CircuitCurtailment]) -> list[CurtailedCircuit]:
     return [CurtailedCircuit(load_id=c.id, name=c.name, shed_kw=c.curtailed_kw) for c in circuits]
 
 
-def ven_event_out(ack: VenAck) -> VenEventOut:
-    return VenEventOut(
+def _ack_report(ack: VenAck) -> dict[str, Any]:
+    return AckReport(
         event_id=ack.event_id,
         timestamp=ack.timestamp,
         op=ack.op,
         status=ack.status,
         requested_shed_kw=ack.requested_shed_kw,
         actual_shed_kw=ack.actual_shed_kw,
-        circuits_curtailed=_curtailed(ack.circuits_curtailed),
+    ).model_dump()
+
+
+def circuit_curtailed_out(c: CircuitCurtailment) -> CircuitCurtailedOut:
+    # The VEN page splits every circuit's name: one no report names shows its id.
+    return CircuitCurtailedOut(
+        load_id=c.id,
+        name=c.name if c.name is not None else c.id,
+        shed_kw=c.curtailed_kw,
+        id=c.id,
+        breaker_amps=c.breaker_amps,
+        original_kw=c.original_kw,
+        curtailed_kw=c.curtailed_kw,
+        final_kw=c.final_kw,
+        critical=c.critical,
+    )
+
+
+def ven_event_out(ack: VenAck, circuits: Iterable[CircuitCurtailment]) -> VenEventOut:
+    """``circuits``: the ACK's circuits, completed from telemetry
+    (:func:`gridcore.participation.with_readings`)."""
+    return VenEventOut(
+        **_ack_report(ack),
+        circuits_curtailed=[circuit_curtailed_out(c) for c in circuits],
+        ven_id=ack.ven_id,
+        correlation_id=ack.correlation_id,
     )
 
 
 def ack_out(ack: VenAck) -> AckOut:
     return AckOut(
-        **ven_event_out(ack).model_dump(),
+        **_ack_report(ack),
+        circuits_curtailed=_curtailed(ack.circuits_curtailed),
         ven_id=ack.ven_id,
         correlation_id=ack.correlation_id,
         flag=ack.flag,

@@ -7,9 +7,14 @@ it over the online VENs and completes it at endTime.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Annotated
 
-from entrypoints.api.deps import ClockDep, IdsDep, UowDep
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
 from entrypoints.api.errors import CONFLICT, NOT_FOUND
 from entrypoints.api.params import (
     DEFAULT_LIMIT,
@@ -26,19 +31,38 @@ from entrypoints.api.schemas import (
     EventCircuitsResponse,
     EventCreate,
     EventDetail,
+    EventMetricsOut,
     EventOut,
+    EventWithMetrics,
 )
-from entrypoints.api.views import ack_out, event_circuits, event_detail, event_out
+from entrypoints.api.views import (
+    ack_out,
+    event_circuits,
+    event_detail,
+    event_out,
+    event_with_metrics,
+    metrics_out,
+)
 from gridcore import services
 from gridcore.errors import NotFound
 from gridcore.events import DrEvent, EventStatus
-from gridcore.ports import UnitOfWork
+from gridcore.participation import event_metrics, reduction_instant
+from gridcore.ports import UnitOfWork, UnitOfWorkFactory
+from gridcore.telemetry import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/events", tags=["events"])
 
 # An event's ACKs beyond this are not part of its circuit breakdown; an event
 # has one ACK per VEN and command, so this is thousands of homes.
 MAX_ACKS_PER_EVENT = 10_000
+# Events per query while the history streams a whole range.
+HISTORY_BATCH = MAX_PAGE_SIZE
+
+HistoryLimit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_LIMIT, description=f"One page of at most {MAX_LIMIT}; omitted: every event"),
+]
+HistoryOffset = Annotated[int | None, Query(ge=0, le=1_000_000, description="Events to skip")]
 
 
 async def _event(uow: UnitOfWork, event_id: str) -> DrEvent:
@@ -79,38 +103,110 @@ async def list_events(
 
 
 @router.get("/current")
-async def current_event(uow: UowDep) -> EventOut | None:
-    """The active event (the earliest started, when several overlap), or null."""
+async def current_event(
+    uow: UowDep, queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
+) -> EventWithMetrics | None:
+    """The active event (the earliest started, when several overlap) with its
+    metrics (as ``/events/{eventId}/metrics``), or null."""
     async with uow() as u:
         active = await u.events.active()
-    return event_out(active[0]) if active else None
+    if not active:
+        return None
+    metrics = await event_metrics(uow, queries, active[0], now, offline_after)
+    return event_with_metrics(active[0], metrics)
 
 
-@router.get("/history")
+def _json_array(events: Sequence[DrEvent]) -> bytes:
+    return b",".join(event_out(e).model_dump_json(by_alias=True).encode() for e in events)
+
+
+async def _streamed(
+    uow: UnitOfWorkFactory,
+    start: datetime | None,
+    end: datetime | None,
+    first: Sequence[DrEvent],
+    whole: bool,
+) -> AsyncIterator[bytes]:
+    """``first`` and, for a whole range, every later batch, each read in its
+    own short transaction after the one before it (a keyset: events added
+    meanwhile neither repeat nor shift an event out)."""
+    yield b"[" + _json_array(first)
+    batch = first
+    while whole and len(batch) == HISTORY_BATCH:
+        async with uow() as u:
+            batch = await u.events.overlapping(
+                start=start, end=end, after=batch[-1], limit=HISTORY_BATCH
+            )
+        if batch:
+            yield b"," + _json_array(batch)
+    yield b"]"
+
+
+@router.get("/history", response_model=list[EventOut])
 async def event_history(
     uow: UowDep,
-    response: Response,
     start: Start = None,
     end: End = None,
-    limit: Limit = MAX_LIMIT,
-    offset: Offset = 0,
-) -> list[EventOut]:
-    """Events overlapping [start, end), newest start first."""
+    limit: HistoryLimit = None,
+    offset: HistoryOffset = None,
+) -> StreamingResponse:
+    """Events overlapping [start, end), newest start first: every one of them
+    (streamed, read in batches of bounded queries), or one page with
+    ``limit``/``offset``. The total is in ``X-Total-Count``."""
     checked_range(start, end)
+    whole = limit is None and offset is None
     async with uow() as u:
-        page = await u.events.page(start=start, end=end, offset=offset, limit=limit)
-    response.headers["X-Total-Count"] = str(page.total_count)
-    return [event_out(e) for e in page.items]
+        # The first batch is read before the answer starts, so a database
+        # problem still gets its status code rather than a cut-off body.
+        total = (await u.events.page(start=start, end=end, limit=0)).total_count
+        if whole:
+            first = await u.events.overlapping(start=start, end=end, limit=HISTORY_BATCH)
+        else:
+            page = await u.events.page(
+                start=start, end=end, offset=offset or 0, limit=limit or MAX_LIMIT
+            )
+            first = list(page.items)
+    return StreamingResponse(
+        _streamed(uow, start, end, first, whole),
+        media_type="application/json",
+        headers={"X-Total-Count": str(total)},
+    )
 
 
 @router.get("/{eventId}", responses=NOT_FOUND)
-async def get_event(event_id: EventIdPath, uow: UowDep) -> EventDetail:
-    """The event and, per VEN, its progress from the ledger: allocated kW,
-    command state, attempts, ACK status, delivered kW, response time."""
+async def get_event(
+    event_id: EventIdPath,
+    uow: UowDep,
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+) -> EventDetail:
+    """The event, its metrics (as ``/events/{eventId}/metrics``) and, per VEN,
+    its progress from the ledger: name, allocated kW, command state, attempts,
+    ACK status and the VEN's answer, delivered kW, response time."""
     async with uow() as u:
         event = await _event(u, event_id)
         commands = await u.commands.for_event(event_id)
-    return event_detail(event, commands)
+        names = await u.vens.names(sorted({c.ven_id for c in commands}))
+    at = reduction_instant(event, now)
+    reduction = await queries.reported_reduction(event_id, at, offline_after)
+    return event_detail(event, commands, names, reduction)
+
+
+@router.get("/{eventId}/metrics", responses=NOT_FOUND)
+async def get_event_metrics(
+    event_id: EventIdPath,
+    uow: UowDep,
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+) -> EventMetricsOut:
+    """The original backend's event metrics: kW the VENs report shedding for
+    it (now, or when it ended), VENs that accepted it, and the mean measured
+    time from a command's send to its ACK."""
+    async with uow() as u:
+        event = await _event(u, event_id)
+    return metrics_out(await event_metrics(uow, queries, event, now, offline_after))
 
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})

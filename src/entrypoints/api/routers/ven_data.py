@@ -3,9 +3,17 @@ ACKs, and the manual commands (``send-event``, ``ping``, per-load ``shed``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from entrypoints.api.deps import ClockDep, IdsDep, NowDep, QueriesDep, ShadowsDep, UowDep
+from entrypoints.api.deps import (
+    ClockDep,
+    IdsDep,
+    NowDep,
+    OfflineAfterDep,
+    QueriesDep,
+    ShadowsDep,
+    UowDep,
+)
 from entrypoints.api.errors import CONFLICT, NOT_FOUND
 from entrypoints.api.fields import LOAD_ID_PATTERN
 from entrypoints.api.params import (
@@ -29,7 +37,7 @@ from entrypoints.api.schemas import (
     ShadowResponse,
     ShedBody,
     TelemetryResponse,
-    VenEventsResponse,
+    VenEventOut,
 )
 from entrypoints.api.views import (
     ack_out,
@@ -42,6 +50,7 @@ from gridcore import services
 from gridcore.correlation import Command, VenAck
 from gridcore.errors import NotFound
 from gridcore.fleet import ping_ven, send_event_command, shed_load_command
+from gridcore.participation import circuits_with_readings
 from gridcore.ports import UnitOfWorkFactory
 from gridcore.telemetry import DEFAULT_GRANULARITY, Page
 
@@ -153,16 +162,23 @@ async def _acks(
 async def ven_events(
     ven_id: VenIdPath,
     uow: UowDep,
+    queries: QueriesDep,
+    offline_after: OfflineAfterDep,
+    response: Response,
     start: Start = None,
     end: End = None,
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
-) -> VenEventsResponse:
-    """The VEN's ACKs, newest first, with the circuits it curtailed."""
+) -> list[VenEventOut]:
+    """The VEN's ACKs, newest first (an array, as the original backend and its
+    clients have it; the total is in ``X-Total-Count``), with the circuits it
+    curtailed in both documented shapes; what an ACK leaves out of a circuit
+    comes from the VEN's telemetry around the ACK."""
     page = await _acks(uow, ven_id, start, end, limit, offset)
-    return VenEventsResponse(
-        total_count=page.total_count, events=[ven_event_out(a) for a in page.items]
-    )
+    instants = [a.timestamp for a in page.items if a.circuits_curtailed]
+    arounds = await queries.samples_around(ven_id, instants, offline_after)
+    response.headers["X-Total-Count"] = str(page.total_count)
+    return [ven_event_out(a, circuits_with_readings(a, arounds)) for a in page.items]
 
 
 @router.get("/acks")
