@@ -36,6 +36,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["tests"]))
 
 
+@nox.session(default=False)
+def fast(session: nox.Session) -> None:
+    """The edit-test loop: every test not marked slow (about half a minute; the
+    end-to-end ones and the other slow ones run in `nox -s tests`)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "not slow", *(session.posargs or ["tests"]))
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (style, bugs) and import-linter (dependencies point inwards)."""

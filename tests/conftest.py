@@ -3,6 +3,10 @@
 Tests that need PostgreSQL or Mosquitto skip when the service is unreachable,
 unless GRIDCORE_REQUIRE_SERVICES=1 (as in CI), where they fail instead: a CI
 run must never turn green by skipping what it was meant to prove.
+
+Tests marked ``slow`` (every one in tests/e2e, which start processes and
+brokers, and the others that take seconds) stay out of the edit-test loop:
+``nox -s fast`` runs ``pytest -m "not slow"``; CI runs them all.
 """
 
 from __future__ import annotations
@@ -24,6 +28,16 @@ PG_PORT = int(os.environ.get("GRIDCORE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("GRIDCORE_TEST_PG_USER", "postgres")
 MQTT_HOST = os.environ.get("GRIDCORE_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("GRIDCORE_TEST_MQTT_PORT", "1883"))
+
+
+E2E = Path(__file__).parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.slow)
 
 
 def services_required() -> bool:

@@ -21,7 +21,6 @@ from tests.unit.test_payloads import METERING_004
 
 from adapters.mqtt.commands import command_payload
 from adapters.mqtt.payloads import AckWire, TelemetryWire, to_telemetry_sample, to_ven_ack
-from adapters.sql.migrate import migrate
 from adapters.system import ManualClock, SequentialIds
 from entrypoints.api.app import create_app
 from entrypoints.container import Storage, container_for
@@ -139,14 +138,10 @@ class Rig:
 
 
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``memory://``, or a migrated database of the test's own (tests/conftest.py)."""
     if request.param == "memory":
         return "memory://"
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    await migrate(url, retries=1, log=lambda _: None)
-    return url
+    return str(request.getfixturevalue(f"migrated_{request.param}_url"))
 
 
 @pytest.fixture(params=BACKENDS)

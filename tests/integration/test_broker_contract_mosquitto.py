@@ -82,6 +82,8 @@ async def _refused(conn: MqttConnection) -> None:
     pytest.fail("the broker accepted a client it should have refused")
 
 
+# Slow: aiomqtt reports the broker's TLS alert only when connect_timeout runs out.
+@pytest.mark.slow
 async def test_client_without_certificate_is_refused(
     tls_broker: MosquittoProcess, certificates: Certificates
 ) -> None:
@@ -90,6 +92,7 @@ async def test_client_without_certificate_is_refused(
     await _refused(conn)
 
 
+@pytest.mark.slow
 async def test_client_with_a_foreign_certificate_is_refused(
     tls_broker: MosquittoProcess, certificates: Certificates, tmp_path: Path
 ) -> None:

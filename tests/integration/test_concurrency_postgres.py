@@ -449,6 +449,7 @@ async def check_invariants(fleet: Fleet, vens: VenModel) -> None:
         assert sum(o in (AckOutcome.MATCHED, AckOutcome.LATE) for o in outcomes) <= 1, cid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_randomised_acks_stops_completions_and_passes_keep_every_invariant(
     fleet: Fleet, seed: int

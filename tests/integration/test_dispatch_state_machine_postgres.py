@@ -28,6 +28,7 @@ async def _empty(engine: AsyncEngine) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_dispatch_keeps_its_invariants_on_postgres(postgres_url: str) -> None:
     loop = asyncio.new_event_loop()
     try:
