@@ -134,12 +134,7 @@ class EventRepository(Protocol):
         ...
 
     async def overlapping(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        after: DrEvent | None = None,
-        limit: int = 100,
+        self, *, start: datetime | None, end: datetime | None, after: DrEvent | None, limit: int
     ) -> list[DrEvent]:
         """Events overlapping [start, end) in the order of :meth:`page`
         (start time, then id, both descending) that come after ``after`` in

@@ -222,12 +222,7 @@ class InMemoryEventRepository:
         return _page(events, offset, limit)
 
     async def overlapping(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        after: DrEvent | None = None,
-        limit: int = 100,
+        self, *, start: datetime | None, end: datetime | None, after: DrEvent | None, limit: int
     ) -> list[DrEvent]:
         events = sorted(
             (

@@ -228,12 +228,7 @@ class SqlEventRepository:
         return Page(total, tuple(mapping.event_from(r) for r in rows))
 
     async def overlapping(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        after: DrEvent | None = None,
-        limit: int = 100,
+        self, *, start: datetime | None, end: datetime | None, after: DrEvent | None, limit: int
     ) -> list[DrEvent]:
         e = events.c
         query = select(events)

@@ -160,7 +160,9 @@ async def event_history(
         # problem still gets its status code rather than a cut-off body.
         total = (await u.events.page(start=start, end=end, limit=0)).total_count
         if whole:
-            first = await u.events.overlapping(start=start, end=end, limit=HISTORY_BATCH)
+            first = await u.events.overlapping(
+                start=start, end=end, after=None, limit=HISTORY_BATCH
+            )
         else:
             page = await u.events.page(
                 start=start, end=end, offset=offset or 0, limit=limit or MAX_LIMIT
