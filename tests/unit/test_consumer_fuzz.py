@@ -816,6 +816,7 @@ def check_message(kind: TopicKind, topic: str, payload: bytes) -> None:
     assert not problems, f"PostgreSQL would refuse: {problems}"
 
 
+@pytest.mark.slow  # 200 examples a kind; what it found stays in the loop (below)
 @pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
 @FUZZ
 @given(data=st.data())

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import settings
 from tests.dispatch_machine import PHASES, DispatchMachine
 
 from adapters.memory.repositories import InMemoryUnitOfWorkFactory
 from gridcore.ports import UnitOfWorkFactory
+
+pytestmark = pytest.mark.slow  # 100 runs of 50 steps: seconds
 
 
 class InMemoryDispatch(DispatchMachine):
