@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -34,6 +35,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
     VenStatusStore,
 )
+from gridcore.ven import DEFAULT_OFFLINE_AFTER
 
 MEMORY_URL = "memory://"
 
@@ -58,14 +60,16 @@ class Storage:
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
 
-def memory_storage() -> Storage:
+def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
+    """``max_hold``: how long a telemetry reading counts for energy (the time
+    after which a silent VEN is offline, gridcore.energy)."""
     uow = InMemoryUnitOfWorkFactory()
     telemetry = InMemoryTelemetry()
     lease = InProcessLease()
     reports = InMemoryReports()
     return Storage(
         uow_factory=uow,
-        telemetry_store=InMemoryTelemetryStore(uow.state, telemetry),
+        telemetry_store=InMemoryTelemetryStore(uow.state, telemetry, max_hold=max_hold),
         telemetry_queries=InMemoryTelemetryQueries(uow.state, telemetry),
         shadows=InMemoryShadowStore(),
         new_lease=lease.for_worker,
@@ -75,7 +79,9 @@ def memory_storage() -> Storage:
     )
 
 
-def sql_storage(url: str, timeout: float) -> Storage:
+def sql_storage(
+    url: str, timeout: float, *, max_hold: timedelta = DEFAULT_OFFLINE_AFTER
+) -> Storage:
     from sqlalchemy import text
 
     from adapters.sql.engine import create_engine
@@ -107,7 +113,7 @@ def sql_storage(url: str, timeout: float) -> Storage:
 
     return Storage(
         uow_factory=SqlUnitOfWorkFactory(engine),
-        telemetry_store=SqlTelemetryStore(engine),
+        telemetry_store=SqlTelemetryStore(engine, max_hold=max_hold),
         telemetry_queries=SqlTelemetryQueries(engine),
         shadows=SqlShadowStore(engine),
         new_lease=new_lease,
@@ -122,8 +128,8 @@ def sql_storage(url: str, timeout: float) -> Storage:
 def build_storage(settings: Settings) -> Storage:
     url = settings.resolved_database_url
     if url.startswith(MEMORY_URL):
-        return memory_storage()
-    return sql_storage(url, settings.db_timeout)
+        return memory_storage(max_hold=settings.offline_after)
+    return sql_storage(url, settings.db_timeout, max_hold=settings.offline_after)
 
 
 def describe_storage(settings: Settings) -> str:

@@ -70,6 +70,10 @@ class NetworkStats:
     potential_load_reduction_kw: float
     household_usage_kw: float
     average_house_power: float | None
+    # What the dashboard's cards add (gridcore.network, gridcore.energy):
+    current_load_reduction_kw: float  # shedPowerKw of the current readings
+    network_efficiency: float | None  # % delivered of the latest dispatched event
+    total_house_power_today: float  # kWh used since 00:00 UTC: an energy, not a power
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.memory.participation import InMemoryParticipationQueries
 from adapters.memory.repositories import InMemoryState
+from gridcore.energy import Reading, batch_energy, day_start, energy_today
 from gridcore.errors import InvalidInput
+from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
 from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
 from gridcore.telemetry import (
@@ -29,7 +31,14 @@ from gridcore.telemetry import (
     check_history_range,
     page_bounds,
 )
-from gridcore.ven import Connectivity, Load, Ven, available_shed_kw, connectivity
+from gridcore.ven import (
+    DEFAULT_OFFLINE_AFTER,
+    Connectivity,
+    Load,
+    Ven,
+    available_shed_kw,
+    connectivity,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -43,12 +52,21 @@ class InMemoryTelemetry:
 
     samples: dict[tuple[str, datetime], TelemetrySample] = field(default_factory=dict)
     latest: dict[str, TelemetrySample] = field(default_factory=dict)
+    # kWh per (UTC day, VEN), kept up as telemetry arrives (gridcore.energy).
+    energy: dict[tuple[datetime, str], float] = field(default_factory=dict)
 
 
 class InMemoryTelemetryStore:
-    def __init__(self, state: InMemoryState, telemetry: InMemoryTelemetry) -> None:
+    def __init__(
+        self,
+        state: InMemoryState,
+        telemetry: InMemoryTelemetry,
+        *,
+        max_hold: timedelta = DEFAULT_OFFLINE_AFTER,
+    ) -> None:
         self._state = state
         self._telemetry = telemetry
+        self._max_hold = max_hold  # how long a reading counts for energy
 
     async def append(
         self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
@@ -56,6 +74,8 @@ class InMemoryTelemetryStore:
         stored = duplicates = 0
         refused: list[TelemetrySample] = []
         reasons: list[str] = []
+        before: dict[str, Reading | None] = {}  # each VEN's newest reading before the batch
+        fresh: list[tuple[str, Reading]] = []
         for sample in samples:
             ven = self._state.vens.get(sample.ven_id)
             if ven is None:
@@ -76,6 +96,11 @@ class InMemoryTelemetryStore:
             self._telemetry.samples[key] = sample
             self._state.vens[sample.ven_id] = ven.heard_from(sample.heard_at)
             newest = self._telemetry.latest.get(sample.ven_id)
+            if sample.ven_id not in before:
+                before[sample.ven_id] = (
+                    None if newest is None else Reading(newest.timestamp, newest.used_power_kw)
+                )
+            fresh.append((sample.ven_id, Reading(sample.timestamp, sample.used_power_kw)))
             if (
                 newest is None
                 or newest.timestamp < sample.timestamp
@@ -84,6 +109,10 @@ class InMemoryTelemetryStore:
             ):
                 self._telemetry.latest[sample.ven_id] = sample
             stored += 1
+        energy = self._telemetry.energy
+        previous = {ven_id: r for ven_id, r in before.items() if r is not None}
+        for slot, kwh in batch_energy(fresh, previous, self._max_hold).items():
+            energy[slot] = energy.get(slot, 0.0) + kwh
         return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
 
 
@@ -138,6 +167,14 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             if not load.critical
         )
         potential = sum(available_shed_kw(ven_loads) for ven_loads in loads.values())
+        shed = (Reading(s.timestamp, s.shed_power_kw) for s in latest.values())
+        used = (Reading(s.timestamp, s.used_power_kw) for s in latest.values())
+        days: dict[datetime, float] = defaultdict(float)
+        for (day, ven_id), kwh in self._telemetry.energy.items():
+            if ven_id in vens and day == day_start(now):
+                days[day] += kwh
+        today = energy_today(days, used, now=now, max_hold=offline_after)
+        event = latest_dispatched(self._state.events.values())
         return NetworkStats(
             ven_count=len(vens),
             online_vens=online,
@@ -145,6 +182,11 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             potential_load_reduction_kw=round(potential, 3),
             household_usage_kw=round(usage, 3),
             average_house_power=round(usage / len(latest), 3) if latest else None,
+            current_load_reduction_kw=round(current_reduction_kw(shed, now, offline_after), 3),
+            network_efficiency=None
+            if event is None
+            else delivery_percent(event.requested_reduction_kw, event.actual_reduction_kw),
+            total_house_power_today=round(today, 3),
         )
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:

@@ -8,7 +8,7 @@ is exact and the ids taken after ``max(id)`` are free.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, tuple_, update
@@ -16,9 +16,11 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
+from adapters.sql.energy import VenEnergy, energy_update
 from adapters.sql.tables import (
     LOAD_FIELDS,
     PANEL_FIELDS,
+    ven_energy,
     ven_latest,
     ven_load_samples,
     ven_telemetry,
@@ -26,6 +28,7 @@ from adapters.sql.tables import (
 )
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
+from gridcore.energy import Reading
 from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
@@ -35,6 +38,9 @@ _V_TS: BindParameter[datetime] = bindparam("v_ts", type_=UtcDateTime())
 
 
 class SqliteBatchWriter:
+    def __init__(self, max_hold: timedelta) -> None:
+        self._max_hold = max_hold  # gridcore.energy's max_hold
+
     async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
         known: set[str] = set()
         for start in range(0, len(ven_ids), _CHUNK):
@@ -67,6 +73,11 @@ class SqliteBatchWriter:
         return found
 
     async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
+        # Energy chains from each VEN's ven_latest row as it is before the batch.
+        before = await self._energy_before(conn, sorted({item.key[0] for item in batch}))
+        energy = energy_update(
+            ((*item.key, item.panel[_USED_POWER]) for item in batch), before, self._max_hold
+        )
         last = await conn.execute(select(func.coalesce(func.max(ven_telemetry.c.id), 0)))
         first_id = int(last.scalar_one()) + 1
         telemetry_rows: list[dict[str, Any]] = []
@@ -98,7 +109,7 @@ class SqliteBatchWriter:
         await conn.execute(
             latest.on_conflict_do_update(
                 index_elements=[ven_latest.c.ven_id],
-                set_={c: latest.excluded[c] for c in ("telemetry_id", "timestamp", *_LATEST)},
+                set_={c: latest.excluded[c] for c in ("telemetry_id", "timestamp", *_REWRITTEN)},
                 # A current state stamped after the batch arrived yields (see received_by).
                 where=newer if received is None else or_(newer, ven_latest.c.timestamp > received),
             ),
@@ -108,11 +119,42 @@ class SqliteBatchWriter:
                     "telemetry_id": ids[item.key],
                     "timestamp": item.key[1],
                     **{f: v for f, v in zip(PANEL_FIELDS, item.panel, strict=True) if f in _LATEST},
+                    "energy_day": energy.running[item.key[0]][0],
+                    "energy_kwh": energy.running[item.key[0]][1],
                 }
                 for item in newest
             ],
         )
 
+        if energy.completed:
+            added = insert(ven_energy)
+            await conn.execute(
+                added.on_conflict_do_update(
+                    index_elements=[ven_energy.c.day, ven_energy.c.ven_id],
+                    set_={"used_kwh": ven_energy.c.used_kwh + added.excluded.used_kwh},
+                ),
+                [{"day": d, "ven_id": v, "used_kwh": kwh} for d, v, kwh in energy.completed],
+            )
+
+    async def _energy_before(
+        self, conn: AsyncConnection, ven_ids: Sequence[str]
+    ) -> dict[str, VenEnergy]:
+        """Each VEN's newest reading and running day (``ven_latest``)."""
+        c = ven_latest.c
+        found: dict[str, VenEnergy] = {}
+        for start in range(0, len(ven_ids), _CHUNK):
+            rows = await conn.execute(
+                select(c.ven_id, c.timestamp, c.used_power_kw, c.energy_day, c.energy_kwh).where(
+                    c.ven_id.in_(ven_ids[start : start + _CHUNK])
+                )
+            )
+            found.update(
+                (v, VenEnergy(Reading(ts, kw), (day, kwh))) for v, ts, kw, day, kwh in rows
+            )
+        return found
+
 
 _LATEST = ("used_power_kw", "shed_power_kw", "requested_reduction_kw", "event_id")
+_REWRITTEN = (*_LATEST, "energy_day", "energy_kwh")
+_USED_POWER = PANEL_FIELDS.index("used_power_kw")
 _LOAD_COLUMNS = ("load_id", *LOAD_FIELDS, "current_amps")

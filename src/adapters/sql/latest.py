@@ -12,15 +12,18 @@ from typing import Any
 from sqlalchemy import and_, case, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.sql.energy import energy_today
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
     PANEL_FIELDS,
+    events,
     ven_latest,
     ven_load_samples,
     ven_loads,
     ven_telemetry,
     vens,
 )
+from gridcore.network import delivery_percent
 from gridcore.telemetry import LoadSample, LoadTypeStats, NetworkStats, TelemetrySample
 from gridcore.ven import Load
 
@@ -110,10 +113,14 @@ class LatestStateQueries:
                 "online"
             ),
         ).select_from(vens)
+        current = ven_latest.c.timestamp >= cutoff  # gridcore.network.is_current
         usage = (
             select(
                 func.sum(func.coalesce(ven_latest.c.used_power_kw, 0.0)).label("usage"),
                 func.count().label("reporting"),
+                func.sum(
+                    case((current, func.coalesce(ven_latest.c.shed_power_kw, 0.0)), else_=0.0)
+                ).label("reduction"),
             )
             .select_from(ven_latest)
             .join(vens, vens.c.id == ven_latest.c.ven_id)
@@ -133,10 +140,18 @@ class LatestStateQueries:
             .select_from(loads)
             .join(vens, vens.c.id == loads.c.ven_id)
         )
+        dispatched = (
+            select(events.c.requested_reduction_kw, events.c.actual_reduction_kw)
+            .where(events.c.activated_at.is_not(None))
+            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
+            .limit(1)
+        )  # gridcore.network.latest_dispatched
         async with self._engine.connect() as conn:
             counts = (await conn.execute(registered)).mappings().one()
             used = (await conn.execute(usage)).mappings().one()
             power = (await conn.execute(capability)).mappings().one()
+            latest_event = (await conn.execute(dispatched)).one_or_none()
+            today = await energy_today(conn, now, offline_after)
         reporting = int(used["reporting"])
         return NetworkStats(
             ven_count=int(counts["vens"]),
@@ -147,6 +162,9 @@ class LatestStateQueries:
             average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
             if reporting
             else None,
+            current_load_reduction_kw=rounded(used["reduction"]),
+            network_efficiency=delivery_percent(*latest_event) if latest_event else None,
+            total_house_power_today=rounded(today),
         )
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:

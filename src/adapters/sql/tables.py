@@ -294,6 +294,21 @@ ven_latest = Table(
     Column("shed_power_kw", Float),
     Column("requested_reduction_kw", Float),
     Column("event_id", EVENT_ID),
+    # The UTC day (its midnight) this VEN's energy is running in, and its kWh so
+    # far (closed segments, gridcore.energy): today's total never scans history.
+    Column("energy_day", UtcDateTime),
+    Column("energy_kwh", Float),
+)
+
+# Energy each VEN used per completed UTC day, written at ingest when the VEN's
+# running day moves on (adapters.sql.energy). Keyed by day first: a day is a range.
+ven_energy = Table(
+    "ven_energy",
+    metadata,
+    Column("day", UtcDateTime, nullable=False),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("used_kwh", Float, nullable=False),
+    PrimaryKeyConstraint("day", "ven_id"),
 )
 
 # Columns of a load line, shared by samples and the latest-state table.

@@ -4,8 +4,9 @@
 One call stores one batch in one transaction: unknown VENs are registered (or
 refused), samples already stored (same VEN and timestamp: a QoS 1 re-delivery)
 are skipped, the rest are written in bulk (``COPY`` on PostgreSQL, executemany
-on SQLite), heartbeats advance, and the current-state tables take each VEN's
-and each load's newest values.
+on SQLite), heartbeats advance, the current-state tables take each VEN's
+and each load's newest values, and each VEN's energy of the day takes the
+segments the batch closes (``adapters.sql.energy``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +33,7 @@ from gridcore.limits import (
 )
 from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.telemetry import LoadSample, TelemetrySample
-from gridcore.ven import validate_ven_id
+from gridcore.ven import DEFAULT_OFFLINE_AFTER, validate_ven_id
 
 log = logging.getLogger("adapters.sql.telemetry")
 
@@ -74,7 +75,9 @@ class BatchWriter(Protocol):
         ...
 
     async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
-        """Insert telemetry and load rows, advance heartbeats, update current state."""
+        """Insert telemetry and load rows, advance heartbeats, update current
+        state and energy (each VEN's segments chained from its ``ven_latest``
+        row as it was before the batch, ``gridcore.energy``)."""
         ...
 
 
@@ -196,17 +199,18 @@ class SqlTelemetryStore:
     ``auto_register`` is false; they never fail the rest of the batch.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> None:
+        """``max_hold``: how long a reading counts for energy (gridcore.energy)."""
         self._engine = engine
         self._writer: BatchWriter
         if engine.dialect.name == "postgresql":
             from adapters.sql.ingest_pg import PostgresBatchWriter
 
-            self._writer = PostgresBatchWriter()
+            self._writer = PostgresBatchWriter(max_hold)
         else:
             from adapters.sql.ingest_sqlite import SqliteBatchWriter
 
-            self._writer = SqliteBatchWriter()
+            self._writer = SqliteBatchWriter(max_hold)
 
     async def append(
         self, samples: Sequence[TelemetrySample], *, auto_register: bool = True

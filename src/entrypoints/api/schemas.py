@@ -30,6 +30,10 @@ class NetworkStatsOut(ApiModel):
     household_usage_kw: float
     online_vens: int
     average_house_power: float | None
+    # The original dashboard's cards (see docs/api.md): kW, percent, kWh.
+    current_load_reduction_kw: float
+    network_efficiency: float | None
+    total_house_power_today: float
 
 
 class LoadTypeStatsOut(ApiModel):

@@ -18,7 +18,9 @@ async def network_stats(
     queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
 ) -> NetworkStatsOut:
     """Summary of every VEN's newest telemetry (online = heartbeat within
-    VEN_OFFLINE_AFTER_SECONDS)."""
+    VEN_OFFLINE_AFTER_SECONDS); the reduction in effect now (shedPowerKw of the
+    current readings), the share of the latest dispatched event delivered
+    (percent), and the energy used since 00:00 UTC (kWh)."""
     s = await queries.network_stats(now, offline_after)
     return NetworkStatsOut(
         ven_count=s.ven_count,
@@ -27,6 +29,9 @@ async def network_stats(
         household_usage_kw=s.household_usage_kw,
         online_vens=s.online_vens,
         average_house_power=s.average_house_power,
+        current_load_reduction_kw=s.current_load_reduction_kw,
+        network_efficiency=s.network_efficiency,
+        total_house_power_today=s.total_house_power_today,
     )
 
 
