@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     gridcore_cors_origins: str | None = Field(
         default=None, description="Comma-separated origins allowed by CORS (* for any)"
     )
+    gridcore_anonymous_read: bool = Field(
+        default=False,
+        description="Requests without a token may GET the paths the original dashboard "
+        "reads (entrypoints.api.auth.ANONYMOUS_READS); never a write, never /docs",
+    )
     gridcore_max_body_bytes: int = Field(
         default=256 * 1024,
         ge=1024,

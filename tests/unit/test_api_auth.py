@@ -203,3 +203,140 @@ async def test_a_body_over_the_limit_is_413_declared_or_streamed() -> None:
         assert chunked.status_code == 413 and streamed.read <= 3
         # Under the limit, the request goes through as before.
         assert (await c.post("/api/events", json=EVENT, headers=bearer(CONTROL))).status_code == 201
+
+
+# --- GRIDCORE_ANONYMOUS_READ: the original dashboard sends no token (issue 13) ------
+
+DASHBOARD = "https://dashboard.example"
+# What the dashboard and the VEN simulator's page GET (ecs-frontend/src/hooks/useApi.ts,
+# its pages and components); 404 here means the request was let through.
+DASHBOARD_READS = [
+    "/api/stats/network",
+    "/api/stats/loads",
+    "/api/stats/network/history",
+    "/api/vens",
+    "/api/vens/ven-1",
+    "/api/vens/ven-1/events",
+    "/api/vens/ven-1/history",
+    "/api/vens/ven-1/circuits/history?load_id=c1",
+    "/api/vens/ven-1/loads",
+    "/api/vens/ven-1/loads/c1",
+    "/api/vens/ven-1/loads/c1/history",
+    "/api/events",
+    "/api/events/current",
+    "/api/events/history",
+    "/api/events/evt-00000001",
+    "/stats/network",  # the design document's bare path: the same route
+]
+# Still behind a token: raw payloads, shadows, ACK audit, the API's description.
+CLOSED = [
+    "/api/vens/ven-1/telemetry",
+    "/api/vens/ven-1/shadow",
+    "/api/vens/ven-1/acks",
+    "/api/events/evt-00000001/acks",
+    "/api/events/evt-00000001/circuits",
+    "/openapi.json",
+    "/docs",
+]
+
+
+@pytest.fixture
+async def anonymous() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(
+        settings(
+            gridcore_api_tokens=f"read:{READ},control:{CONTROL}",
+            gridcore_anonymous_read="true",
+            gridcore_cors_origins=DASHBOARD,
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", DASHBOARD_READS)
+async def test_anonymous_read_lets_the_dashboards_reads_through(
+    anonymous: httpx.AsyncClient, path: str
+) -> None:
+    answer = await anonymous.get(path, headers={"Accept": "application/json"})
+    assert answer.status_code in (200, 404), answer.text
+    assert answer.status_code == 200 or "not found" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("path", CLOSED)
+async def test_anonymous_read_leaves_the_rest_closed(
+    anonymous: httpx.AsyncClient, path: str
+) -> None:
+    assert (await anonymous.get(path)).status_code == 401
+    assert (await anonymous.get(path, headers=bearer(READ))).status_code != 401
+
+
+async def test_anonymous_read_never_writes(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.post("/api/events", json=EVENT)).status_code == 401
+    assert (await anonymous.post("/api/events/evt-00000001/stop")).status_code == 401
+    assert (await anonymous.delete("/api/events/evt-00000001")).status_code == 401
+    assert (await anonymous.patch("/api/vens/ven-1", json={"name": "x"})).status_code == 401
+    assert (await anonymous.post("/api/vens/ven-1/ping")).status_code == 401
+    # Tokens work as before; a presented token is judged, even on an open path.
+    assert (
+        await anonymous.post("/api/events", json=EVENT, headers=bearer(READ))
+    ).status_code == 403
+    created = await anonymous.post("/api/events", json=EVENT, headers=bearer(CONTROL))
+    assert created.status_code == 201
+    wrong = await anonymous.get("/api/stats/network", headers=bearer("wrong-token-0123456789"))
+    assert wrong.status_code == 401
+
+
+async def test_the_dashboards_browser_requests_pass_cors(anonymous: httpx.AsyncClient) -> None:
+    """Its GETs send only ``Accept: application/json`` (no preflight); its POST
+    and PATCH send ``Content-Type: application/json`` (preflighted), its DELETE
+    no header (preflighted for the method)."""
+    origin = {"Origin": DASHBOARD}
+    read = await anonymous.get("/api/vens", headers={**origin, "Accept": "application/json"})
+    assert read.status_code == 200
+    assert read.headers["access-control-allow-origin"] == DASHBOARD
+    assert "x-total-count" in read.headers["access-control-expose-headers"].lower()
+    for method, requested in [("POST", "content-type"), ("PATCH", "content-type"), ("DELETE", "")]:
+        preflight = await anonymous.options(
+            "/api/events",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": method,
+                **({"Access-Control-Request-Headers": requested} if requested else {}),
+            },
+        )
+        assert preflight.status_code == 200, (method, preflight.text)
+        assert preflight.headers["access-control-allow-origin"] == DASHBOARD
+        assert method in preflight.headers["access-control-allow-methods"]
+    # A refused write still carries CORS headers, so the page can read why.
+    refused = await anonymous.post("/api/events", json=EVENT, headers=origin)
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == DASHBOARD
+
+
+def test_serve_says_when_anonymous_reads_are_on(caplog: pytest.LogCaptureFixture) -> None:
+    checker = check_access(
+        settings(gridcore_api_tokens=f"read:{READ}", gridcore_anonymous_read="true"), "0.0.0.0"
+    )
+    assert checker.anonymous_read
+    assert "GRIDCORE_ANONYMOUS_READ=true" in caplog.text
+    # It opens reads, not the API: tokens are still required to start.
+    with pytest.raises(AuthNotConfigured):
+        check_access(settings(gridcore_anonymous_read="true"), "0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "readable"),
+    [
+        ("GET", "/api/vens/ven-1", True),
+        ("HEAD", "/api/vens/ven-1/events", True),
+        ("GET", "/api/vens/ven-1/telemetry", False),
+        ("GET", "/api/vens//events", False),
+        ("GET", "/api/vens/ven-1/events/extra", False),
+        ("POST", "/api/vens", False),
+        ("OPTIONS", "/api/vens", False),
+        ("GET", "/api", False),
+    ],
+)
+def test_anonymously_readable_paths(method: str, path: str, readable: bool) -> None:
+    assert auth.anonymously_readable(method, path) is readable

@@ -16,6 +16,11 @@ why the API never accepts them) can change nothing.
 A presented token is compared with every configured token, in constant time
 and without stopping at the first match, so neither the timing nor the
 position of a match tells an attacker anything.
+
+``GRIDCORE_ANONYMOUS_READ=true`` lets a request without any ``Authorization``
+header GET the paths the original dashboard reads (``ANONYMOUS_READS``): a
+browser app that sends no token works, and nothing else opens. A request that
+presents a token is judged by it (a wrong one is still 401).
 """
 
 from __future__ import annotations
@@ -37,6 +42,44 @@ from entrypoints.settings import Settings
 # Below this a token is guessable; refusing it at start-up beats a breach later.
 MIN_TOKEN_LENGTH = 16
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# What GRIDCORE_ANONYMOUS_READ opens, to GET (and HEAD) only: the reads of the
+# original dashboard (ecs-frontend: stats cards, VEN list, map and detail page,
+# circuit charts, event pages) and of the VEN simulator's page (a VEN's events).
+# "*" is one path segment: an id, or "summary", "current", "history". Left
+# closed: raw payloads (telemetry), device shadows, ACK audit details, the
+# OpenAPI document and /docs, and every write.
+ANONYMOUS_READS = (
+    "/api/stats/network",
+    "/api/stats/network/history",
+    "/api/stats/loads",
+    "/api/vens",
+    "/api/vens/*",
+    "/api/vens/*/events",
+    "/api/vens/*/history",
+    "/api/vens/*/circuits/history",
+    "/api/vens/*/loads",
+    "/api/vens/*/loads/*",
+    "/api/vens/*/loads/*/history",
+    "/api/events",
+    "/api/events/*",
+    "/api/events/*/metrics",
+)
+_ANONYMOUS_PATTERNS = tuple(tuple(path.split("/")) for path in ANONYMOUS_READS)
+
+
+def anonymously_readable(method: str, path: str) -> bool:
+    """Whether a request without a token may go on under GRIDCORE_ANONYMOUS_READ."""
+    if method not in {"GET", "HEAD"}:
+        return False
+    parts = tuple(path.rstrip("/").split("/"))
+    return any(
+        len(parts) == len(pattern)
+        and all(
+            want == got or (want == "*" and got) for want, got in zip(pattern, parts, strict=True)
+        )
+        for pattern in _ANONYMOUS_PATTERNS
+    )
 
 
 class AccessRefused(RuntimeError):
@@ -98,14 +141,21 @@ def tokens_from(settings: Settings) -> list[ApiToken]:
 
 
 class TokenChecker:
-    def __init__(self, tokens: list[ApiToken], *, enabled: bool = True) -> None:
+    def __init__(
+        self, tokens: list[ApiToken], *, enabled: bool = True, anonymous_read: bool = False
+    ) -> None:
         self.enabled = enabled
+        self.anonymous_read = anonymous_read  # GRIDCORE_ANONYMOUS_READ: see ANONYMOUS_READS
         self._tokens = list(tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenChecker:
         enabled = settings.gridcore_auth != "disabled"
-        return cls(tokens_from(settings) if enabled else [], enabled=enabled)
+        return cls(
+            tokens_from(settings) if enabled else [],
+            enabled=enabled,
+            anonymous_read=settings.gridcore_anonymous_read,
+        )
 
     @property
     def configured(self) -> bool:
@@ -147,12 +197,22 @@ def presented_token(authorization: str | None, *, basic: bool = False) -> str | 
 
 
 def refusal(
-    checker: TokenChecker, method: str, authorization: str | None, *, basic: bool = False
+    checker: TokenChecker,
+    method: str,
+    authorization: str | None,
+    *,
+    basic: bool = False,
+    path: str = "",
 ) -> tuple[int, str] | None:
     """Why a request with this ``Authorization`` header may not go on (status,
     message), or None. GET needs read (or control), every other method control.
-    ``basic``: the token may also come as an HTTP Basic password (docs pages)."""
+    ``basic``: the token may also come as an HTTP Basic password (docs pages).
+    ``path``: without any header, a GET of ``ANONYMOUS_READS`` goes on when the
+    checker allows anonymous reads (never a docs page)."""
     if not checker.enabled:
+        return None
+    anonymous = authorization is None and not basic and checker.anonymous_read
+    if anonymous and anonymously_readable(method, path):
         return None
     presented = presented_token(authorization, basic=basic)
     if presented is None:
@@ -174,7 +234,10 @@ async def authorize(
     """Router-wide token check (the request gate already made it before the
     body was read; this keeps it for any route mounted without the gate)."""
     failure = refusal(
-        request.app.state.tokens, request.method, request.headers.get("authorization")
+        request.app.state.tokens,
+        request.method,
+        request.headers.get("authorization"),
+        path=request.scope["path"],
     )
     if failure is not None:
         status, message = failure

@@ -51,7 +51,7 @@ class RequestGate:
         docs = any(_under(path, root) for root in self.docs)
         if docs or _under(path, self.prefix):
             authorization = headers.get("authorization")
-            failure = refusal(self.tokens, scope["method"], authorization, basic=docs)
+            failure = refusal(self.tokens, scope["method"], authorization, basic=docs, path=path)
             if failure is not None:
                 status, message = failure
                 extra = (BASIC_CHALLENGE if docs else CHALLENGE) if status == 401 else None

@@ -68,6 +68,11 @@ def check_access(
                 host,
                 OPT_IN,
             )
+    elif checker.anonymous_read:
+        log.warning(
+            "GRIDCORE_ANONYMOUS_READ=true: requests without a token may read the dashboard's "
+            "paths (fleet, telemetry history, events); writes still need a control token"
+        )
     return checker
 
 
