@@ -4,9 +4,9 @@ Tests that need PostgreSQL or Mosquitto skip when the service is unreachable,
 unless GRIDCORE_REQUIRE_SERVICES=1 (as in CI), where they fail instead: a CI
 run must never turn green by skipping what it was meant to prove.
 
-Tests marked ``slow`` (every one in tests/e2e, which start processes and
-brokers, and the others that take seconds) stay out of the edit-test loop:
-``nox -s fast`` runs ``pytest -m "not slow"``; CI runs them all.
+Tests marked ``slow`` (every one in SLOW_PATHS below, and the others that take
+seconds) stay out of the edit-test loop: ``nox -s fast`` runs
+``pytest -m "not slow"``; CI runs them all.
 """
 
 from __future__ import annotations
@@ -30,13 +30,27 @@ MQTT_HOST = os.environ.get("GRIDCORE_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("GRIDCORE_TEST_MQTT_PORT", "1883"))
 
 
-E2E = Path(__file__).parent / "e2e"
+TESTS = Path(__file__).parent
+# Slow as a whole: the end-to-end tests (processes, brokers) and schemathesis. Under
+# exactly -m "not slow" they are not even collected: importing them takes seconds
+# (schemathesis loads the API's schema at import).
+SLOW_PATHS = (TESTS / "e2e", TESTS / "integration" / "test_api_schemathesis.py")
+
+
+def _slow_path(path: Path) -> bool:
+    return any(path.is_relative_to(slow) for slow in SLOW_PATHS)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.option.markexpr.strip() == "not slow" and _slow_path(collection_path):
+        return True
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.is_relative_to(E2E):
+        if _slow_path(item.path):
             item.add_marker(pytest.mark.slow)
 
 
@@ -116,7 +130,10 @@ class MigratedDatabases:
     """
 
     def __init__(self, server: str) -> None:
+        from adapters.sql.migrate import head_revision
+
         self.server = server
+        self.head = head_revision()
         self.free: list[str] = []
         self.made: list[str] = []
 
@@ -136,7 +153,6 @@ class MigratedDatabases:
 
     def _empty(self, name: str) -> bool:
         """Delete every row; False when the schema is no longer the migrated one."""
-        from adapters.sql.migrate import head_revision
         from adapters.sql.tables import metadata
 
         with _connect(name) as conn:
@@ -153,7 +169,7 @@ class MigratedDatabases:
             if tables != {*metadata.tables, "alembic_version"}:
                 return False
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-            if revision != [(head_revision(),)]:
+            if revision != [(self.head,)]:
                 return False
             with conn.transaction():
                 for table in reversed(metadata.sorted_tables):

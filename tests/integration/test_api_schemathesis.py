@@ -15,7 +15,6 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
@@ -29,7 +28,6 @@ from gridcore.telemetry import LoadSample, TelemetrySample
 
 CONTROL = "control-token-schemathesis-0123"
 EXAMPLES = int(os.environ.get("GRIDCORE_SCHEMATHESIS_EXAMPLES", "15"))
-pytestmark = pytest.mark.slow
 
 
 async def _seed(url: str) -> None:

@@ -26,6 +26,7 @@ def broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
     process.stop()
 
 
+@pytest.mark.slow  # a burst of 5,000 messages of 2 kB
 async def test_reading_pauses_at_the_high_water_mark_and_loses_nothing(
     broker: MosquittoProcess,
 ) -> None:
