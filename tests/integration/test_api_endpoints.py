@@ -9,7 +9,7 @@ publisher, driven by a manual clock.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,7 @@ from tests.unit.test_payloads import METERING_004
 from adapters.mqtt.commands import command_payload
 from adapters.mqtt.payloads import AckWire, TelemetryWire, to_telemetry_sample, to_ven_ack
 from adapters.system import ManualClock, SequentialIds
-from entrypoints.api.app import create_app
-from entrypoints.container import Container, Storage, container_for
+from entrypoints.container import Storage, container_for
 from entrypoints.settings import Settings
 from gridcore import services
 from gridcore.correlation import Command
@@ -145,24 +144,10 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue(f"migrated_{request.param}_url"))
 
 
-_DOCUMENTS: dict[str, dict[str, Any]] = {}
-
-
-def api_app(settings: Settings, container: Container) -> FastAPI:
-    """``create_app``, with the OpenAPI document built once per test session
-    for these settings (the database aside) rather than on each app's first
-    request (0.1-0.2 s: the 405 and unknown-parameter checks read its paths)."""
-    app = create_app(settings, container)
-    key = settings.model_dump_json(exclude={"database_url"})
-    document = _DOCUMENTS.get(key)
-    if document is None:
-        document = _DOCUMENTS[key] = app.openapi()
-    app.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented override
-    return app
-
-
 @pytest.fixture(params=BACKENDS)
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(
+    request: pytest.FixtureRequest, tmp_path: Path, api_app: Callable[..., FastAPI]
+) -> AsyncIterator[Rig]:
     url = await database_url(request, tmp_path)
     settings = Settings(database_url=url, gridcore_auth="disabled")
     # The day of the design document's event example; ingest moves it on.

@@ -5,20 +5,20 @@ reach the same routes without a redirect; timestamps in any offset, or none
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from entrypoints.api.app import create_app
 from entrypoints.settings import Settings
 
 EVENT = {"startTime": "2030-07-10T15:00:00Z", "endTime": "2030-07-10T17:00:00Z"}
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
+async def client(api_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    app = api_app(
         Settings(
             database_url="memory://",
             gridcore_auth="disabled",
