@@ -36,12 +36,22 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["tests"]))
 
 
+def _not_slow(session: nox.Session, *paths: str) -> None:
+    _install(session, "test")
+    session.run("pytest", "-m", "not slow", *(session.posargs or paths))
+
+
+@nox.session(default=False)
+def unit(session: nox.Session) -> None:
+    """The edit-test loop: the unit tests not marked slow (no services needed)."""
+    _not_slow(session, "tests/unit")
+
+
 @nox.session(default=False)
 def fast(session: nox.Session) -> None:
-    """The edit-test loop: every test not marked slow (about half a minute; the
-    end-to-end ones and the other slow ones run in `nox -s tests`)."""
-    _install(session, "test")
-    session.run("pytest", "-m", "not slow", *(session.posargs or ["tests"]))
+    """Every test not marked slow, unit and integration (`nox -s tests` runs
+    them all, the end-to-end ones too)."""
+    _not_slow(session, "tests")
 
 
 @nox.session
