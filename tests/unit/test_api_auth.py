@@ -6,11 +6,12 @@ start with no token unless auth is disabled."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from entrypoints.api import auth
 from entrypoints.api.app import create_app
@@ -32,8 +33,8 @@ def settings(**values: str) -> Settings:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings(gridcore_api_tokens=f"read:{READ}, control:{CONTROL}"))
+async def client(api_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    app = api_app(settings(gridcore_api_tokens=f"read:{READ}, control:{CONTROL}"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gridcore") as c:
         yield c
@@ -241,8 +242,8 @@ CLOSED = [
 
 
 @pytest.fixture
-async def anonymous() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
+async def anonymous(api_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    app = api_app(
         settings(
             gridcore_api_tokens=f"read:{READ},control:{CONTROL}",
             gridcore_anonymous_read="true",
