@@ -56,22 +56,14 @@ def broker_in(directory: Path, recommended: bool = False) -> MosquittoProcess:
 
 @pytest.fixture
 def stock_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
-    broker = broker_in(tmp_path / "broker")
-    broker.start()
-    try:
+    with broker_in(tmp_path / "broker") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
 def recommended_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
-    broker = broker_in(tmp_path / "broker", recommended=True)
-    broker.start()
-    try:
+    with broker_in(tmp_path / "broker", recommended=True) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 async def connect_fleet(

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 import test_dispatch_processes as dispatch_e2e
-from sqlalchemy import func, select, text
+from sqlalchemy import text
+from test_burst_stock_mosquitto import broker_in, count
 from test_dispatch_processes import Backend, Fleet, Processes, process_env, wait_until
 from tests.integration.mosquitto_process import MosquittoProcess
 
@@ -42,12 +43,6 @@ ACKS = 20
 RATE = 500  # messages a second
 SECONDS = 6.0
 VENS = 50
-
-
-async def rows(backend: Backend, column: object, prefix: str) -> int:
-    query = select(func.count()).where(column.like(f"{prefix}-%"))  # type: ignore[attr-defined]
-    async with backend.engine.connect() as conn:
-        return int((await conn.execute(query)).scalar_one())
 
 
 async def connect(fleet: Fleet, client_id: str) -> AiomqttTransport:
@@ -101,17 +96,17 @@ async def test_acks_received_before_a_sigkill_are_stored_after_the_restart(
         await transaction.rollback()
     finally:
         await blocker.close()
-    assert await rows(backend, ven_acks.c.ven_id, fleet.prefix) == 0
+    assert await count(backend, ven_acks.c.ven_id, fleet.prefix) == 0
 
     processes.start("worker-again", ["worker"], **env)  # the same default client id
 
     async def all_acks() -> bool:
-        return await rows(backend, ven_acks.c.ven_id, fleet.prefix) >= ACKS
+        return await count(backend, ven_acks.c.ven_id, fleet.prefix) >= ACKS
 
     try:
         await wait_until("the redelivered ACKs to be stored", all_acks, processes)
         await asyncio.sleep(0.5)  # a redelivery stored twice would show now
-        assert await rows(backend, ven_acks.c.ven_id, fleet.prefix) == ACKS
+        assert await count(backend, ven_acks.c.ven_id, fleet.prefix) == ACKS
     finally:
         await ven.close()
 
@@ -120,13 +115,8 @@ async def test_acks_received_before_a_sigkill_are_stored_after_the_restart(
 def private_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
     """Mosquitto with its stock limits (1,000 queued per client) and, as
     Debian's packaged configuration has it, persistence on."""
-    (tmp_path / "broker").mkdir()
-    broker = MosquittoProcess(tmp_path / "broker", stock_limits=True)
-    broker.start()
-    try:
+    with broker_in(tmp_path / "broker") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 async def test_a_broker_restart_at_500_messages_a_second_loses_nothing(
@@ -160,10 +150,10 @@ async def test_a_broker_restart_at_500_messages_a_second_loses_nothing(
             await ven.close()
 
         async def all_stored() -> bool:
-            return await rows(backend, ven_telemetry.c.ven_id, fleet.prefix) >= total
+            return await count(backend, ven_telemetry.c.ven_id, fleet.prefix) >= total
 
         await wait_until("every sample to be stored", all_stored, started, within=30)
-        assert await rows(backend, ven_telemetry.c.ven_id, fleet.prefix) == total
+        assert await count(backend, ven_telemetry.c.ven_id, fleet.prefix) == total
         assert "reconnected" in worker.log()  # the restart did happen under the worker
     finally:
         started.kill_all()

@@ -168,6 +168,14 @@ class MosquittoProcess:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 
+    def __enter__(self) -> MosquittoProcess:
+        """Started for a ``with`` block (a fixture's), stopped at its end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: Mosquitto saves its persistence file and exits."""
         if self.process is not None and self.process.poll() is None:
