@@ -21,6 +21,7 @@ from gridcore.telemetry import (
     CircuitSnapshot,
     DeadLetter,
     HistoryPoint,
+    LatestPanel,
     LoadTypeStats,
     NetworkStats,
     Page,
@@ -358,10 +359,9 @@ class TelemetryQueries(Protocol):
         VEN list); VENs without samples are absent. Loads in id order."""
         ...
 
-    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
-        """Each VEN's newest panel-level sample (its ``loads`` included), in one
-        round trip; VENs without telemetry are absent. Reads latest state only,
-        never history."""
+    async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
+        """Each VEN's newest panel reading (no payload, no loads), in one round
+        trip; VENs without telemetry are absent. Never reads history."""
         ...
 
     async def ven_summaries(

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from gridcore.correlation import Command
 from gridcore.quantities import to_kw, to_watts
-from gridcore.telemetry import TelemetrySample
+from gridcore.telemetry import LatestPanel, TelemetrySample
 from gridcore.ven import (
     Connectivity,
     Load,
@@ -50,7 +50,9 @@ class VenSummary:
         return connectivity(self.last_seen_at, now, offline_after)
 
 
-def current_power_kw(latest: TelemetrySample | None, reported: Sequence[Load]) -> float:
+def current_power_kw(
+    latest: LatestPanel | TelemetrySample | None, reported: Sequence[Load]
+) -> float:
     """The panel's newest reading, else the sum of what its loads report (a
     VEN that reports circuits only); 0 for a VEN never heard from."""
     if latest is not None and latest.used_power_kw is not None:

@@ -63,6 +63,30 @@ class TelemetrySample:
 
 
 @dataclass(frozen=True, slots=True)
+class LatestPanel:
+    """The panel-level part of a VEN's newest message, which the store keeps
+    beside the VEN: enough for the VEN list, without the payload or the loads."""
+
+    ven_id: str
+    timestamp: datetime
+    used_power_kw: float | None = None
+    shed_power_kw: float | None = None
+    requested_reduction_kw: float | None = None
+    event_id: str | None = None
+
+    @classmethod
+    def of(cls, sample: TelemetrySample) -> LatestPanel:
+        return cls(
+            sample.ven_id,
+            sample.timestamp,
+            sample.used_power_kw,
+            sample.shed_power_kw,
+            sample.requested_reduction_kw,
+            sample.event_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkStats:
     ven_count: int
     online_vens: int

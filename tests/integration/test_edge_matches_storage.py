@@ -118,7 +118,7 @@ async def test_a_clock_running_ahead_moves_no_state_into_the_future(backend: Bac
     async def state() -> tuple[datetime | None, datetime, float | None]:
         async with backend.uow() as uow:
             found = await uow.vens.get(ven)
-        latest = (await backend.queries.latest_samples([ven]))[ven]
+        latest = (await backend.queries.latest_panels([ven]))[ven]
         return found.last_seen_at if found else None, latest.timestamp, latest.used_power_kw
 
     await backend.store.append([sample(T0, T0, 1.0)])

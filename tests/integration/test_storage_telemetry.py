@@ -167,7 +167,7 @@ async def test_latest_state(backend: Backend) -> None:
     assert await backend.queries.latest_loads("nobody") == []
     many = await backend.queries.latest_loads_many(["a", "b", "nobody"])
     assert sorted(many) == ["a", "b"] and many["a"] == loads_a
-    latest = await backend.queries.latest_samples(["a", "b"])
+    latest = await backend.queries.latest_panels(["a", "b", "nobody"])
     assert {k: s.used_power_kw for k, s in latest.items()} == {"a": 8.0, "b": 6.0}
     assert await backend.queries.available_shed(now, timedelta(seconds=60)) == {"b": 7.0}
     assert await backend.queries.load_type_stats() == [

@@ -22,6 +22,7 @@ from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summar
 from gridcore.telemetry import (
     CircuitSnapshot,
     HistoryPoint,
+    LatestPanel,
     LoadSample,
     LoadTypeStats,
     NetworkStats,
@@ -224,9 +225,9 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             if ven_id in wanted
         }
 
-    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
+    async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = set(ven_ids)
-        return {k: s for k, s in self._latest_samples().items() if k in wanted}
+        return {k: LatestPanel.of(s) for k, s in self._latest_samples().items() if k in wanted}
 
     async def ven_summaries(
         self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE

@@ -20,11 +20,16 @@ from adapters.sql.tables import (
     ven_latest,
     ven_load_samples,
     ven_loads,
-    ven_telemetry,
     vens,
 )
 from gridcore.network import delivery_percent
-from gridcore.telemetry import LoadSample, LoadTypeStats, NetworkStats, TelemetrySample
+from gridcore.telemetry import (
+    LatestPanel,
+    LoadSample,
+    LoadTypeStats,
+    NetworkStats,
+    TelemetrySample,
+)
 from gridcore.ven import Load
 
 _LOAD_SAMPLE_FIELDS = (
@@ -210,7 +215,16 @@ class LatestStateQueries:
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]
         if not wanted:
             return {}
-        loads = _merged_latest_loads().where(ven_latest.c.ven_id.in_(wanted)).subquery()
+        merged = _merged_latest_loads()
+        if self._engine.dialect.name == "postgresql":
+            # Per VEN, a probe of the samples' primary key at its newest
+            # timestamp. Left to itself the planner hash-joins every stored
+            # sample (108 ms a page of 1,000 VENs over 1.2 million rows).
+            heads = select(ven_latest.c.ven_id).where(ven_latest.c.ven_id.in_(wanted)).cte("heads")
+            lines = merged.where(ven_latest.c.ven_id == heads.c.ven_id).correlate(heads).lateral()
+            loads = select(lines).select_from(heads.join(lines, true())).subquery()
+        else:  # SQLite loops over the index by itself
+            loads = merged.where(ven_latest.c.ven_id.in_(wanted)).subquery()
         rows = await self._all(select(loads).order_by(loads.c.ven_id, loads.c.load_id))
         by_ven: dict[str, list[Load]] = {}
         for r in rows:
@@ -230,33 +244,19 @@ class LatestStateQueries:
             )
         return by_ven
 
-    async def latest_samples(self, ven_ids: Sequence[str]) -> dict[str, TelemetrySample]:
+    async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]
         if not wanted:
             return {}
-        t, s = ven_telemetry.c, ven_load_samples.c
-        async with self._engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        select(ven_telemetry)
-                        .join(ven_latest, ven_latest.c.telemetry_id == t.id)
-                        .where(ven_latest.c.ven_id.in_(wanted))
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            lines = await conn.execute(
-                select(ven_load_samples)
-                .join(
-                    ven_latest,
-                    and_(ven_latest.c.ven_id == s.ven_id, ven_latest.c.timestamp == s.timestamp),
-                )
-                .where(ven_latest.c.ven_id.in_(wanted))
-                .order_by(s.ven_id, s.load_id)
-            )
-            loads: dict[str, list[LoadSample]] = {}
-            for r in lines.mappings():
-                loads.setdefault(r["ven_id"], []).append(load_sample(r))
-        return {r["ven_id"]: sample_from(r, loads.get(r["ven_id"], [])) for r in rows}
+        c = ven_latest.c
+        rows = await self._all(
+            select(
+                c.ven_id,
+                c.timestamp,
+                c.used_power_kw,
+                c.shed_power_kw,
+                c.requested_reduction_kw,
+                c.event_id,
+            ).where(c.ven_id.in_(wanted))
+        )
+        return {r["ven_id"]: LatestPanel(**r) for r in rows}

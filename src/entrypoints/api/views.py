@@ -36,7 +36,7 @@ from gridcore.events import DrEvent
 from gridcore.participation import EventMetrics, event_metrics_from, participation, response_stats
 from gridcore.quantities import to_kw, to_watts
 from gridcore.summary import VenSummary, current_power_kw
-from gridcore.telemetry import CircuitSnapshot, HistoryPoint, TelemetrySample
+from gridcore.telemetry import CircuitSnapshot, HistoryPoint, LatestPanel, TelemetrySample
 from gridcore.ven import Connectivity, Load, Location, Ven, available_shed_kw, merged_loads
 
 
@@ -63,7 +63,7 @@ def _milliseconds(span: timedelta | None) -> float | None:
 def ven_out(
     ven: Ven,
     reported: Sequence[Load],
-    latest: TelemetrySample | None,
+    latest: LatestPanel | None,
     now: datetime,
     offline_after: timedelta,
     answered: Command | None = None,
@@ -89,9 +89,8 @@ def ven_out(
             current_power_kw=current_power_kw(latest, reported),
             shed_availability_kw=round(available_shed_kw(loads), 3),
             active_event_id=latest.event_id if latest is not None and online else None,
-            shed_load_ids=sorted(
-                ld.load_id for ld in (latest.loads if latest else ()) if ld.enabled is False
-            ),
+            # The newest message's loads that it reports switched off.
+            shed_load_ids=sorted(load.id for load in reported if not load.enabled),
         ),
     )
 

@@ -40,7 +40,7 @@ async def _view(
     """Three bulk reads for a whole page of VENs, never one per VEN."""
     ids = [v.id for v in vens]
     loads = await queries.latest_loads_many(ids)
-    latest = await queries.latest_samples(ids)
+    latest = await queries.latest_panels(ids)
     async with uow() as u:
         answered = await u.commands.newest_answered(ids)
     return [
