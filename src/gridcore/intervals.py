@@ -1,0 +1,140 @@
+"""Interval data: a VEN's telemetry rolled up into fixed 5-minute intervals.
+
+Measurement (baselines, metered shed) works on interval series, as meters and
+settlement do, never on the raw 5-second stream: ten days of a 10,000-VEN
+fleet are 29 million intervals, not 1.7 billion samples.
+
+An interval is the half-open span ``[start, start + INTERVAL)``, aligned to
+the Unix epoch in UTC (so every adapter and every VEN agree on the edges).
+It keeps sums and counts, not means, so that intervals filled from several
+batches, or from telemetry that arrives late (a VEN sending its buffer after
+an outage), merge exactly: :meth:`IntervalTotals.merge`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+INTERVAL = timedelta(minutes=5)
+_INTERVAL_SECONDS = int(INTERVAL.total_seconds())
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def interval_start(at: datetime) -> datetime:
+    """The start of the interval holding ``at`` (UTC, a multiple of 5 minutes)."""
+    seconds = math.floor((at - _EPOCH).total_seconds())
+    return _EPOCH + timedelta(seconds=seconds - seconds % _INTERVAL_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalTotals:
+    """What the samples of one VEN in one interval add up to. A field's sum and
+    count cover the samples that carried it (a sample without ``usedPowerKw``
+    adds nothing to ``used``); min and max are of those samples too."""
+
+    samples: int = 0
+    used_sum: float = 0.0
+    used_count: int = 0
+    used_min: float | None = None
+    used_max: float | None = None
+    shed_sum: float = 0.0
+    shed_count: int = 0
+    shed_min: float | None = None
+    shed_max: float | None = None
+    baseline_sum: float = 0.0  # the VEN's own baselinePowerKw: what it claims
+    baseline_count: int = 0
+
+    @classmethod
+    def of(
+        cls, used_kw: float | None, shed_kw: float | None, baseline_kw: float | None
+    ) -> IntervalTotals:
+        """One sample's contribution."""
+        used = _finite(used_kw)
+        shed = _finite(shed_kw)
+        baseline = _finite(baseline_kw)
+        return cls(
+            samples=1,
+            used_sum=used or 0.0,
+            used_count=int(used is not None),
+            used_min=used,
+            used_max=used,
+            shed_sum=shed or 0.0,
+            shed_count=int(shed is not None),
+            shed_min=shed,
+            shed_max=shed,
+            baseline_sum=baseline or 0.0,
+            baseline_count=int(baseline is not None),
+        )
+
+    def merge(self, other: IntervalTotals) -> IntervalTotals:
+        return IntervalTotals(
+            samples=self.samples + other.samples,
+            used_sum=self.used_sum + other.used_sum,
+            used_count=self.used_count + other.used_count,
+            used_min=_lesser(self.used_min, other.used_min),
+            used_max=_greater(self.used_max, other.used_max),
+            shed_sum=self.shed_sum + other.shed_sum,
+            shed_count=self.shed_count + other.shed_count,
+            shed_min=_lesser(self.shed_min, other.shed_min),
+            shed_max=_greater(self.shed_max, other.shed_max),
+            baseline_sum=self.baseline_sum + other.baseline_sum,
+            baseline_count=self.baseline_count + other.baseline_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalReading:
+    """One VEN's interval as measurement reads it: means over its samples."""
+
+    start: datetime
+    samples: int
+    used_kw: float | None  # mean usedPowerKw; None: no sample carried it
+    used_min_kw: float | None = None
+    used_max_kw: float | None = None
+    shed_kw: float | None = None  # mean shedPowerKw the VEN reported
+    reported_baseline_kw: float | None = None  # mean baselinePowerKw the VEN reported
+
+    @classmethod
+    def of(cls, start: datetime, totals: IntervalTotals) -> IntervalReading:
+        return cls(
+            start=start,
+            samples=totals.samples,
+            used_kw=_mean(totals.used_sum, totals.used_count),
+            used_min_kw=totals.used_min,
+            used_max_kw=totals.used_max,
+            shed_kw=_mean(totals.shed_sum, totals.shed_count),
+            reported_baseline_kw=_mean(totals.baseline_sum, totals.baseline_count),
+        )
+
+
+def roll_up(
+    samples: Iterable[tuple[datetime, float | None, float | None, float | None]],
+) -> dict[datetime, IntervalTotals]:
+    """``(timestamp, used kW, shed kW, baseline kW)`` samples of one VEN, per
+    interval start. The rule every store follows when it keeps intervals."""
+    totals: dict[datetime, IntervalTotals] = {}
+    for at, used, shed, baseline in samples:
+        start = interval_start(at)
+        one = IntervalTotals.of(used, shed, baseline)
+        held = totals.get(start)
+        totals[start] = one if held is None else held.merge(one)
+    return totals
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count else None
+
+
+def _lesser(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greater(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
