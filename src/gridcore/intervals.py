@@ -18,9 +18,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from gridcore.errors import InvalidInput
+
 INTERVAL = timedelta(minutes=5)
 _INTERVAL_SECONDS = int(INTERVAL.total_seconds())
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# What one read of intervals may span: a baseline looks back 45 days at most
+# (CAISO's 10-in-10 for a VEN with many event days), plus the event.
+MAX_INTERVAL_SPAN = timedelta(days=62)
+# VENs per read: a 10,000-VEN fleet is read in slices, each bounded.
+MAX_INTERVAL_VENS = 1000
+
+
+def check_interval_range(start: datetime, end: datetime) -> None:
+    """Refuse a read of intervals no store should answer in one go."""
+    if end <= start:
+        raise InvalidInput("end", "must be after start")
+    if end - start > MAX_INTERVAL_SPAN:
+        raise InvalidInput("end", f"at most {MAX_INTERVAL_SPAN.days} days after start")
 
 
 def interval_start(at: datetime) -> datetime:

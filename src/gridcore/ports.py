@@ -14,6 +14,7 @@ from typing import Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
+from gridcore.intervals import IntervalReading
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary
@@ -362,6 +363,15 @@ class TelemetryQueries(Protocol):
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         """Each VEN's newest panel reading (no payload, no loads), in one round
         trip; VENs without telemetry are absent. Never reads history."""
+        ...
+
+    async def intervals(
+        self, ven_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[IntervalReading]]:
+        """Each VEN's 5-minute intervals starting in ``[start, end)``, in time
+        order (:mod:`gridcore.intervals`); VENs without any are absent. At
+        most ``MAX_INTERVAL_VENS`` VENs and ``MAX_INTERVAL_SPAN`` at a time
+        (:func:`~gridcore.intervals.check_interval_range`)."""
         ...
 
     async def ven_summaries(

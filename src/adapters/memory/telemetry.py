@@ -16,6 +16,13 @@ from adapters.memory.participation import InMemoryParticipationQueries
 from adapters.memory.repositories import InMemoryState
 from gridcore.energy import Reading, batch_energy, day_start, energy_today
 from gridcore.errors import InvalidInput
+from gridcore.intervals import (
+    MAX_INTERVAL_VENS,
+    IntervalReading,
+    IntervalTotals,
+    check_interval_range,
+    interval_start,
+)
 from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
 from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
@@ -55,6 +62,8 @@ class InMemoryTelemetry:
     latest: dict[str, TelemetrySample] = field(default_factory=dict)
     # kWh per (UTC day, VEN), kept up as telemetry arrives (gridcore.energy).
     energy: dict[tuple[datetime, str], float] = field(default_factory=dict)
+    # 5-minute intervals per (VEN, start), kept up as telemetry arrives.
+    intervals: dict[tuple[str, datetime], IntervalTotals] = field(default_factory=dict)
 
 
 class InMemoryTelemetryStore:
@@ -109,12 +118,21 @@ class InMemoryTelemetryStore:
                 or (sample.received_at is not None and newest.timestamp > sample.received_at)
             ):
                 self._telemetry.latest[sample.ven_id] = sample
+            self._add_to_interval(sample)
             stored += 1
         energy = self._telemetry.energy
         previous = {ven_id: r for ven_id, r in before.items() if r is not None}
         for slot, kwh in batch_energy(fresh, previous, self._max_hold).items():
             energy[slot] = energy.get(slot, 0.0) + kwh
         return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
+
+    def _add_to_interval(self, sample: TelemetrySample) -> None:
+        key = (sample.ven_id, interval_start(sample.timestamp))
+        one = IntervalTotals.of(
+            sample.used_power_kw, sample.shed_power_kw, sample.baseline_power_kw
+        )
+        held = self._telemetry.intervals.get(key)
+        self._telemetry.intervals[key] = one if held is None else held.merge(one)
 
 
 def _load_from(sample: LoadSample, config: Load | None) -> Load:
@@ -224,6 +242,17 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             for ven_id, loads in self._latest_loads_by_ven().items()
             if ven_id in wanted
         }
+
+    async def intervals(
+        self, ven_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[IntervalReading]]:
+        check_interval_range(start, end)
+        wanted = set(sorted(set(ven_ids))[:MAX_INTERVAL_VENS])
+        found: dict[str, list[IntervalReading]] = {}
+        for (ven_id, at), totals in sorted(self._telemetry.intervals.items()):
+            if ven_id in wanted and start <= at < end:
+                found.setdefault(ven_id, []).append(IntervalReading.of(at, totals))
+        return found
 
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = set(ven_ids)

@@ -102,6 +102,31 @@ WITH newest AS (
     SELECT t.ven_id, t.id, LEAST(t.timestamp, %(received)s::timestamptz) AS heard,
            t.timestamp, t.used_power_kw, t.shed_power_kw, t.requested_reduction_kw, t.event_id
     FROM ven_telemetry t WHERE t.id = ANY(%(ids)s::int8[])
+), intervals AS (
+    -- gridcore.intervals.roll_up in SQL: the batch's samples added to their
+    -- VENs' 5-minute intervals, wherever in time they fall (late ones too).
+    -- LEAST/GREATEST skip NULLs, as the domain's min and max do.
+    INSERT INTO ven_intervals AS i
+    SELECT t.ven_id, to_timestamp(floor(extract(epoch FROM t.timestamp) / 300) * 300),
+           count(*), coalesce(sum(t.used_power_kw), 0), count(t.used_power_kw),
+           min(t.used_power_kw), max(t.used_power_kw),
+           coalesce(sum(t.shed_power_kw), 0), count(t.shed_power_kw),
+           min(t.shed_power_kw), max(t.shed_power_kw),
+           coalesce(sum(t.baseline_power_kw), 0), count(t.baseline_power_kw)
+    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[])
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (ven_id, start) DO UPDATE SET
+        samples = i.samples + excluded.samples,
+        used_sum = i.used_sum + excluded.used_sum,
+        used_count = i.used_count + excluded.used_count,
+        used_min = LEAST(i.used_min, excluded.used_min),
+        used_max = GREATEST(i.used_max, excluded.used_max),
+        shed_sum = i.shed_sum + excluded.shed_sum,
+        shed_count = i.shed_count + excluded.shed_count,
+        shed_min = LEAST(i.shed_min, excluded.shed_min),
+        shed_max = GREATEST(i.shed_max, excluded.shed_max),
+        baseline_sum = i.baseline_sum + excluded.baseline_sum,
+        baseline_count = i.baseline_count + excluded.baseline_count
 ), heartbeat AS (
     UPDATE vens SET last_seen_at = n.heard
     FROM newest n

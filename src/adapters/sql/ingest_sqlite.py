@@ -8,6 +8,7 @@ is exact and the ids taken after ``max(id)`` are free.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,11 @@ from sqlalchemy.sql.elements import BindParameter
 
 from adapters.sql.energy import VenEnergy, energy_update
 from adapters.sql.tables import (
+    INTERVAL_TOTALS,
     LOAD_FIELDS,
     PANEL_FIELDS,
     ven_energy,
+    ven_intervals,
     ven_latest,
     ven_load_samples,
     ven_telemetry,
@@ -29,6 +32,7 @@ from adapters.sql.tables import (
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
 from gridcore.energy import Reading
+from gridcore.intervals import roll_up
 from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
@@ -126,6 +130,7 @@ class SqliteBatchWriter:
             ],
         )
 
+        await self._add_intervals(conn, batch)
         if energy.completed:
             added = insert(ven_energy)
             await conn.execute(
@@ -135,6 +140,34 @@ class SqliteBatchWriter:
                 ),
                 [{"day": d, "ven_id": v, "used_kwh": kwh} for d, v, kwh in energy.completed],
             )
+
+    async def _add_intervals(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
+        """The batch's samples added to their VENs' intervals (gridcore.intervals)."""
+        by_ven: dict[str, list[tuple[datetime, Any, Any, Any]]] = {}
+        for item in batch:
+            ven_id, ts = item.key
+            by_ven.setdefault(ven_id, []).append(
+                (ts, item.panel[_USED_POWER], item.panel[_SHED_POWER], item.panel[_BASELINE])
+            )
+        rows = [
+            {"ven_id": ven_id, "start": start, **asdict(totals)}
+            for ven_id, samples in sorted(by_ven.items())
+            for start, totals in sorted(roll_up(samples).items())
+        ]
+        added = insert(ven_intervals)
+        held, new = ven_intervals.c, added.excluded
+        merged: dict[str, Any] = {
+            f: held[f] + new[f] for f in INTERVAL_TOTALS if not f.endswith(("_min", "_max"))
+        }
+        for f in INTERVAL_TOTALS:  # SQLite's two-argument min/max would return NULL
+            if f.endswith("_min"):
+                merged[f] = func.coalesce(func.min(held[f], new[f]), held[f], new[f])
+            elif f.endswith("_max"):
+                merged[f] = func.coalesce(func.max(held[f], new[f]), held[f], new[f])
+        await conn.execute(
+            added.on_conflict_do_update(index_elements=[held.ven_id, held.start], set_=merged),
+            rows,
+        )
 
     async def _energy_before(
         self, conn: AsyncConnection, ven_ids: Sequence[str]
@@ -157,4 +190,6 @@ class SqliteBatchWriter:
 _LATEST = ("used_power_kw", "shed_power_kw", "requested_reduction_kw", "event_id")
 _REWRITTEN = (*_LATEST, "energy_day", "energy_kwh")
 _USED_POWER = PANEL_FIELDS.index("used_power_kw")
+_SHED_POWER = PANEL_FIELDS.index("shed_power_kw")
+_BASELINE = PANEL_FIELDS.index("baseline_power_kw")
 _LOAD_COLUMNS = ("load_id", *LOAD_FIELDS, "current_amps")

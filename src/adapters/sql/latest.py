@@ -15,12 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.sql.energy import energy_today
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
+    INTERVAL_TOTALS,
     PANEL_FIELDS,
     events,
+    ven_intervals,
     ven_latest,
     ven_load_samples,
     ven_loads,
     vens,
+)
+from gridcore.intervals import (
+    MAX_INTERVAL_VENS,
+    IntervalReading,
+    IntervalTotals,
+    check_interval_range,
 )
 from gridcore.network import delivery_percent
 from gridcore.telemetry import (
@@ -243,6 +251,25 @@ class LatestStateQueries:
                 )
             )
         return by_ven
+
+    async def intervals(
+        self, ven_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[IntervalReading]]:
+        check_interval_range(start, end)
+        wanted = sorted(set(ven_ids))[:MAX_INTERVAL_VENS]
+        if not wanted:
+            return {}
+        c = ven_intervals.c
+        rows = await self._all(
+            select(ven_intervals)
+            .where(c.ven_id.in_(wanted), c.start >= start, c.start < end)
+            .order_by(c.ven_id, c.start)
+        )
+        found: dict[str, list[IntervalReading]] = {}
+        for r in rows:
+            totals = IntervalTotals(**{f: r[f] for f in INTERVAL_TOTALS})
+            found.setdefault(r["ven_id"], []).append(IntervalReading.of(r["start"], totals))
+        return found
 
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]

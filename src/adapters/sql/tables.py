@@ -311,6 +311,41 @@ ven_energy = Table(
     PrimaryKeyConstraint("day", "ven_id"),
 )
 
+# Each VEN's telemetry rolled up into 5-minute intervals (gridcore.intervals),
+# kept up at ingest: baselines read days of a fleet's intervals, never the raw
+# samples. Sums and counts, so batches and late telemetry merge exactly.
+ven_intervals = Table(
+    "ven_intervals",
+    metadata,
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("start", UtcDateTime, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("used_sum", Float, nullable=False),
+    Column("used_count", Integer, nullable=False),
+    Column("used_min", Float),
+    Column("used_max", Float),
+    Column("shed_sum", Float, nullable=False),
+    Column("shed_count", Integer, nullable=False),
+    Column("shed_min", Float),
+    Column("shed_max", Float),
+    Column("baseline_sum", Float, nullable=False),
+    Column("baseline_count", Integer, nullable=False),
+    PrimaryKeyConstraint("ven_id", "start"),
+)
+INTERVAL_TOTALS = (
+    "samples",
+    "used_sum",
+    "used_count",
+    "used_min",
+    "used_max",
+    "shed_sum",
+    "shed_count",
+    "shed_min",
+    "shed_max",
+    "baseline_sum",
+    "baseline_count",
+)
+
 # Columns of a load line, shared by samples and the latest-state table.
 LOAD_FIELDS = (
     "name",
