@@ -125,6 +125,9 @@ class CircuitSnapshot:
     current_power_kw: float | None
     shed_capability_kw: float | None
     enabled: bool | None
+    type: str | None = None
+    capacity_kw: float | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,11 @@ DEFAULT_GRANULARITY = "5m"
 MAX_BUCKETS = 10_000
 # No list a store returns is longer than this, whatever a caller asks for.
 MAX_PAGE_SIZE = 1000
+
+
+# Circuit snapshots per answer: the dashboard's circuit dialog asks for 5,000
+# (a day of one circuit at one sample a 17 s), which the original served.
+MAX_SNAPSHOT_PAGE = 5000
 
 
 def page_bounds(offset: int, limit: int) -> tuple[int, int]:

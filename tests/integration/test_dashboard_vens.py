@@ -223,6 +223,28 @@ async def test_ven_list_answers_the_whole_fleet_by_default(rig: Rig) -> None:
     assert too_many.status_code == 422
 
 
+async def test_the_circuit_dialog_gets_its_day_of_history(rig: Rig) -> None:
+    """``CircuitDetailDialog`` asks for 5,000 snapshots of one circuit (the
+    original allowed that many) and its ``CircuitSnapshot`` type has ``type``,
+    ``capacityKw`` and ``priority``; the answer names the VEN and the circuit."""
+    await rig.ingest(*(metering("ven-001", T0 + n * timedelta(seconds=5)) for n in range(3)))
+    start = (T0 - timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    path = "/api/vens/ven-001/circuits/history"
+    answer = await rig.client.get(f"{path}?load_id=circuit_3&start={start}&limit=5000")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["venId"], body["loadId"], body["totalCount"]) == ("ven-001", "circuit_3", 3)
+    stamps = [s["timestamp"] for s in body["snapshots"]]
+    assert stamps == sorted(stamps, reverse=True)  # newest first, as the document says
+    for snapshot in body["snapshots"]:
+        assert snapshot.keys() >= {"type", "capacityKw", "priority", "loadId", "name"}
+        assert snapshot["loadId"] == "circuit_3" and snapshot["name"] == "Pool Pump"
+    every = (await rig.client.get(f"{path}?limit=5000")).json()
+    assert every["loadId"] is None and every["totalCount"] == len(every["snapshots"]) > 3
+    too_many = await rig.client.get(f"{path}?limit=5001")
+    assert too_many.status_code == 422 and "5000" in too_many.json()["message"]
+
+
 # --- the VEN ping -------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from gridcore.network import current_reduction_kw, delivery_percent, latest_disp
 from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
 from gridcore.telemetry import (
+    MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
     HistoryPoint,
     LatestPanel,
@@ -368,9 +369,12 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
                 current_power_kw=load.current_power_kw,
                 shed_capability_kw=load.shed_capability_kw,
                 enabled=load.enabled,
+                type=load.type,
+                capacity_kw=load.capacity_kw,
+                priority=load.priority,
             )
             for s in page.items
             for load in sorted(s.loads, key=lambda ld: ld.load_id)
             if load_id is None or load.load_id == load_id
         ]
-        return Page(len(snapshots), tuple(snapshots[: page_bounds(0, limit)[1]]))
+        return Page(len(snapshots), tuple(snapshots[: min(max(limit, 0), MAX_SNAPSHOT_PAGE)]))

@@ -42,6 +42,7 @@ from adapters.sql.tables import (
     ven_telemetry,
 )
 from gridcore.telemetry import (
+    MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
     HistoryPoint,
     LoadSample,
@@ -199,7 +200,7 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
             where.append(s.timestamp >= start)
         if end is not None:
             where.append(s.timestamp < end)
-        limit = min(max(limit, 0), MAX_LIMIT)
+        limit = min(max(limit, 0), MAX_SNAPSHOT_PAGE)
         async with self._engine.connect() as conn:
             total = await conn.scalar(
                 select(func.count()).select_from(ven_load_samples).where(*where)
@@ -212,6 +213,9 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
                     s.current_power_kw,
                     s.shed_capability_kw,
                     s.enabled,
+                    s.type,
+                    s.capacity_kw,
+                    s.priority,
                 )
                 .where(*where)
                 .order_by(s.timestamp.desc(), s.load_id)

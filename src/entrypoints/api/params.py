@@ -18,7 +18,12 @@ from entrypoints.api.fields import (
 )
 from gridcore.errors import InvalidInput
 from gridcore.summary import MAX_FLEET_PAGE
-from gridcore.telemetry import DEFAULT_GRANULARITY, MAX_BUCKETS, parse_granularity
+from gridcore.telemetry import (
+    DEFAULT_GRANULARITY,
+    MAX_BUCKETS,
+    MAX_SNAPSHOT_PAGE,
+    parse_granularity,
+)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -41,6 +46,9 @@ End = Annotated[
     Query(description="ISO 8601, exclusive; without a zone it is read as UTC"),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}")]
+SnapshotLimit = Annotated[
+    int, Query(ge=1, le=MAX_SNAPSHOT_PAGE, description=f"At most {MAX_SNAPSHOT_PAGE}")
+]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")]
 # The dashboard's fleet-wide lists answer the whole fleet by default (it never pages).
 FleetLimit = Annotated[

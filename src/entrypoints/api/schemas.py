@@ -174,10 +174,15 @@ class CircuitSnapshotOut(ApiModel):
     current_power_kw: float | None
     shed_capability_kw: float | None
     enabled: bool | None
+    type: str | None = None
+    capacity_kw: float | None = None
+    priority: int | None = None
 
 
 class CircuitHistoryResponse(ApiModel):
-    total_count: int
+    ven_id: str
+    load_id: str | None = Field(None, description="The circuit asked for; null: every circuit")
+    total_count: int = Field(description="Snapshots matching, of which the newest are answered")
     snapshots: list[CircuitSnapshotOut]
 
 

@@ -277,6 +277,9 @@ def snapshot_out(s: CircuitSnapshot) -> CircuitSnapshotOut:
         current_power_kw=s.current_power_kw,
         shed_capability_kw=s.shed_capability_kw,
         enabled=s.enabled,
+        type=s.type,
+        capacity_kw=s.capacity_kw,
+        priority=s.priority,
     )
 
 

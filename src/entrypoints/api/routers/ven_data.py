@@ -23,6 +23,7 @@ from entrypoints.api.params import (
     Limit,
     LoadIdPath,
     Offset,
+    SnapshotLimit,
     Start,
     VenIdPath,
     checked_range,
@@ -88,14 +89,17 @@ async def circuit_history(
     load_id: str | None = Query(None, pattern=LOAD_ID_PATTERN, description="One circuit only"),
     start: Start = None,
     end: End = None,
-    limit: Limit = DEFAULT_LIMIT,
+    limit: SnapshotLimit = DEFAULT_LIMIT,
 ) -> CircuitHistoryResponse:
     """Circuit snapshots, newest first, with the circuit's name."""
     checked_range(start, end)
     await _known(uow, ven_id)
     page = await queries.circuit_history(ven_id, load_id=load_id, start=start, end=end, limit=limit)
     return CircuitHistoryResponse(
-        total_count=page.total_count, snapshots=[snapshot_out(s) for s in page.items]
+        ven_id=ven_id,
+        load_id=load_id,
+        total_count=page.total_count,
+        snapshots=[snapshot_out(s) for s in page.items],
     )
 
 
