@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from entrypoints.settings import ConfigurationError, Settings, load_settings, log_level
+
+if TYPE_CHECKING:
+    from gridcore.ven import Location
 
 log = logging.getLogger("gridcore")
 
@@ -63,7 +67,7 @@ def _starting(command: str, settings: Settings, *, client_id: str | None = None)
     from entrypoints.container import describe_broker, describe_storage
 
     uses = []
-    if command in ("migrate", "serve"):
+    if command in ("migrate", "serve", "locate"):
         uses.append(f"storage {describe_storage(settings)}")
     if command == "ven":
         uses.append(f"broker {describe_broker(settings, client_id)}")
@@ -177,6 +181,80 @@ def cmd_openapi(args: argparse.Namespace) -> None:
         return
     path = write_openapi(Path(args.output))
     print(f"wrote {path}", file=sys.stderr)
+
+
+def read_positions(lines: Iterable[str], source: str) -> dict[str, Location]:
+    """``venId,lat,lon`` rows (a header line naming them is skipped; blank
+    lines and lines starting with # too). Every mistake is reported with its
+    line, all at once: nothing is set while any row is wrong."""
+    from gridcore.errors import InvalidInput
+    from gridcore.ven import Location
+
+    positions: dict[str, Location] = {}
+    problems: list[str] = []
+    for number, row in enumerate(csv.reader(lines), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        cells = [cell.strip() for cell in row]
+        if number == 1 and cells[0].lower() in ("venid", "ven_id", "id"):
+            continue
+        try:
+            if len(cells) != 3:
+                raise ValueError(f"expected venId,lat,lon, got {len(cells)} columns")
+            ven_id, lat, lon = cells
+            location = Location(_coordinate(lat, "lat"), _coordinate(lon, "lon"))
+            if positions.get(ven_id, location) != location:
+                raise ValueError(f"{ven_id} is given two different positions")
+            positions[ven_id] = location
+        except (ValueError, InvalidInput) as exc:
+            problems.append(f"{source}:{number}: {exc}")
+    if problems:
+        shown = problems[:10] + (
+            [f"... and {len(problems) - 10} more"] if len(problems) > 10 else []
+        )
+        raise UsageError("\n".join([*shown, "nothing was changed"]))
+    return positions
+
+
+def _coordinate(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of degrees")
+    return value
+
+
+def cmd_locate(args: argparse.Namespace) -> None:
+    from entrypoints.container import container_for
+    from gridcore.errors import InvalidInput
+    from gridcore.fleet import locate_vens
+
+    settings = _settings()
+    source = "<stdin>" if args.file == "-" else args.file
+    try:
+        handle = sys.stdin if args.file == "-" else open(args.file, newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    with handle:
+        positions = read_positions(handle, source)
+    if not positions:
+        raise UsageError(f"{source} holds no venId,lat,lon rows")
+    _starting("locate", settings)
+
+    async def run() -> int:
+        storage = container_for(settings).storage()
+        try:
+            return await locate_vens(storage.uow_factory, positions)
+        finally:
+            await storage.close()
+
+    try:
+        count = asyncio.run(run())
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from None
+    print(f"set the positions of {count} VENs")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -305,6 +383,16 @@ OPENAPI = """\
 Print the OpenAPI document (YAML) of the REST API, or write it to --output
 (the repository's copy is docs/backend-api.yaml)."""
 
+LOCATE = """\
+Set where VENs are, from a CSV file of venId,lat,lon rows (degrees, WGS 84;
+'-' reads standard input), in one transaction. No VEN reports its position,
+so the dashboard's map has one only where someone set it; the map draws
+nothing while any VEN has none. Every VEN must be registered; a wrong row or
+an unknown VEN changes nothing.
+
+  venId,lat,lon
+  ven-001,37.4275,-122.1697"""
+
 DEMO = """\
 Everything in one process, with no setup: a SQLite file, the in-memory broker,
 the worker, the API on --host/--port without access control, and simulated
@@ -368,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("openapi", "print (or write) the OpenAPI document", OPENAPI)
     p.add_argument("--output", metavar="PATH", help="write it to PATH instead of stdout")
     p.set_defaults(func=cmd_openapi)
+
+    p = command("locate", "set VEN positions from a CSV file (venId,lat,lon)", LOCATE)
+    p.add_argument("file", metavar="FILE", help="the CSV file, or - for standard input")
+    p.set_defaults(func=cmd_locate)
 
     p = command("demo", "everything in one process: SQLite, in-memory broker, VENs", DEMO)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")

@@ -10,6 +10,7 @@ correlated and audited exactly like an automatic one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,25 @@ async def update_ven(
         await uow.vens.update(ven)
         await uow.commit()
     return ven
+
+
+async def locate_vens(uow_factory: UnitOfWorkFactory, positions: Mapping[str, Location]) -> int:
+    """Set the positions of many VENs at once (a deployment's customer
+    records: no VEN reports where it is). All or nothing: unknown VEN ids
+    are :class:`InvalidInput` naming the first few, and nothing is written."""
+    async with uow_factory() as uow:
+        known = await uow.vens.names(list(positions))
+        unknown = sorted(set(positions) - known.keys())
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            listed = ", ".join(unknown[:5]) + more
+            raise InvalidInput("venId", f"not registered: {listed}; nothing was changed")
+        for ven_id, location in positions.items():
+            ven = await _ven(uow, ven_id)
+            await uow.vens.update(replace(ven, location=location))
+        await uow.commit()
+    log.info("set the positions of %d VENs", len(positions))
+    return len(positions)
 
 
 async def deregister_ven(uow_factory: UnitOfWorkFactory, ven_id: str) -> None:
