@@ -501,3 +501,73 @@ def test_excluded_days_never_contribute(
     assert found.days_used == alone.days_used
     assert [p.kw for p in found.points] == [p.kw for p in alone.points]
     assert all(p.kw is None or p.kw < 10_000 for p in found.points)
+
+
+# --- the worked examples of docs/measurement.md ------------------------------------
+
+DOCS_WINDOW = EventWindow(at(EVENT_DAY, 17), at(EVENT_DAY, 17, 15))
+
+
+def docs_load(
+    event_kw: dict[int, tuple[float, float, float]], other: tuple, before_kw: float, morning: float
+) -> Load:
+    """``event_kw``: the three event intervals by day of month (``other`` for
+    the rest); ``before_kw`` every other interval of a history day, ``morning``
+    every interval of the event day."""
+
+    def load(day: date, local: datetime) -> float:
+        if day == EVENT_DAY:
+            return morning
+        if local.hour == 17 and local.minute < 15:
+            return event_kw.get(day.day, other)[local.minute // 5]
+        return before_kw
+
+    return load
+
+
+def test_docs_example_10_in_10() -> None:
+    load = docs_load({11: (3.0, 4.0, 5.0), 10: (1.0, 2.0, 3.0)}, (2.0, 3.0, 4.0), 2.5, 3.5)
+    found = compute(
+        TEN_IN_TEN,
+        series(before(EVENT_DAY, 30), load),
+        window=DOCS_WINDOW,
+        event_days={date(2025, 7, 14)},
+        holidays={date(2025, 7, 4)},
+    )
+    assert found.days_used == (
+        *(date(2025, 7, d) for d in (11, 10, 9, 8, 7, 3, 2, 1)),
+        date(2025, 6, 30),
+        date(2025, 6, 27),
+    )
+    assert [(e.day.day, e.reason.value) for e in found.days_excluded] == [
+        (14, "event day"),
+        (13, "weekend"),
+        (12, "weekend"),
+        (6, "weekend"),
+        (5, "weekend"),
+        (4, "holiday"),
+        (29, "weekend"),
+        (28, "weekend"),
+    ]
+    a = found.adjustment
+    assert a is not None
+    assert (a.baseline_kw, a.metered_kw) == (pytest.approx(2.5), pytest.approx(3.5))
+    assert (a.raw, a.applied, a.capped) == (pytest.approx(1.4), pytest.approx(1.2), True)
+    assert [p.kw for p in found.points[:3]] == pytest.approx([2.4, 3.6, 4.8])
+
+
+@pytest.mark.parametrize(("morning", "offset"), [(2.3, 0.3), (7.0, 0.4)])
+def test_docs_example_high_4_of_5(morning: float, offset: float) -> None:
+    days = {11: (3.0, 4.0, 5.0), 10: (1.0, 2.0, 3.0), 9: (2.0, 3.0, 4.0), 8: (4.0, 4.0, 4.0)}
+    load = docs_load(days, (2.0, 3.0, 4.0), 2.0, morning)
+    found = compute(
+        HIGH_4_OF_5,
+        series(before(EVENT_DAY, 12), load),
+        window=DOCS_WINDOW,
+        event_days={date(2025, 7, 14)},
+    )
+    assert found.days_used == tuple(date(2025, 7, d) for d in (11, 9, 8, 7))
+    assert found.adjustment is not None and found.adjustment.applied == pytest.approx(offset)
+    assert [p.kw for p in found.points[:3]] == pytest.approx(
+        [2.75 + offset, 3.5 + offset, 4.25 + offset]
+    )

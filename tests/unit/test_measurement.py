@@ -246,3 +246,25 @@ def test_the_fleet_is_the_sum_of_its_vens(
     assert found.fleet.avg_shed_kw == (pytest.approx(math.fsum(averages)) if averages else None)
     event = math.fsum(p.shed_kw * p.event_hours for p in found.fleet.series)
     assert found.fleet.shed_kwh == pytest.approx(event, abs=1e-9)
+
+
+def test_docs_example_meter_before_and_rebound() -> None:
+    window = EventWindow(at(17), at(17, 15))
+    data = [IntervalReading(at(16, m), 60, kw) for m, kw in ((45, 4.0), (50, 5.0), (55, 6.0))]
+    data += [IntervalReading(at(17, m), 60, kw) for m, kw in ((0, 3.0), (5, 3.5), (10, 4.0))]
+    data += [IntervalReading(at(17, m), 60, kw) for m, kw in ((15, 7.0), (20, 6.0), (25, 5.0))]
+    data += [IntervalReading(at(17, 30) + k * INTERVAL, 60, 4.0) for k in range(9)]
+    found = measure_ven(
+        VenMeterData("v", data, allocated_kw=2.0),
+        window,
+        tz=TZ,
+        methods=fallback_chain("meter-before-15"),
+    )
+    assert found.baseline.method == "meter-before-15"
+    assert {p.baseline_kw for p in found.series} == {5.0}
+    assert [p.shed_kw for p in found.series[:3]] == [2.0, 1.5, 1.0]
+    assert found.shed_kwh == pytest.approx(0.375)
+    assert found.avg_shed_kw == pytest.approx(1.5)
+    assert found.performance_ratio == pytest.approx(0.75)
+    assert found.rebound is not None
+    assert (found.rebound.kwh, found.rebound.peak_kw) == (pytest.approx(0.25), 2.0)
