@@ -300,7 +300,13 @@ def _quality(
     until: datetime,
     baseline_days: int,
 ) -> DataQuality:
-    window = [p for p in series if p.event_hours]
+    # The interval under way counts once it has data: before that, its VEN is
+    # not late, its roll-up just has not happened yet.
+    window = [
+        p
+        for p in series
+        if p.event_hours and (p.start + INTERVAL <= until or p.metered_kw is not None)
+    ]
     samples = 0
     expected = 0.0
     for p in window:

@@ -136,6 +136,11 @@ def test_live_progress_measures_only_what_has_elapsed() -> None:
     assert found.quality.intervals_expected == 5
     assert found.quality.samples_expected == pytest.approx(4.5 * 60)
     assert found.rebound is None  # the event has not ended
+    # The interval under way without data yet is not offline: not rolled up yet.
+    unrolled = measure([r for r in data if r.start != at(17, 20)], until=until)
+    assert unrolled.quality.offline == ()
+    assert unrolled.quality.intervals_expected == 4
+    assert unrolled.shed_kwh == pytest.approx(2.0 * 20 / 60)
     later = measure(data, until=at(18, 10))
     assert later.rebound is not None and later.rebound.intervals_expected == 2
     assert later.rebound.kwh == pytest.approx(4.0 * 10 / 60)
