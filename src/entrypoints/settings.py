@@ -10,16 +10,20 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridcore.baselines import DEFAULT_METHOD, method_named
+from gridcore.errors import InvalidInput
 from gridcore.plausibility import DEFAULT_MAX_FUTURE_SKEW, DEFAULT_MAX_LOADS_PER_VEN
+from gridcore.verification import Programme
 
 SQLITE_DEFAULT = "sqlite+aiosqlite:///./gridcore.db"
 
@@ -141,6 +145,66 @@ class Settings(BaseSettings):
         le=24 * 3600,
         description="How far past its receive time a report may be stamped; later is refused",
     )
+
+    # --- measurement and verification (gridcore.baselines, gridcore.verification) ---
+    gridcore_timezone: str = Field(
+        default="UTC",
+        description="The programme's time zone (IANA name, e.g. America/Los_Angeles): "
+        "baseline days, weekdays and holidays are its local dates",
+    )
+    gridcore_baseline_method: str = Field(
+        default=DEFAULT_METHOD,
+        description="Baseline of event performance: high-X-of-Y, X-in-Y (10-in-10), "
+        "meter-before[-MINUTES] or ven-reported",
+    )
+    gridcore_holidays: str = Field(
+        default="",
+        description="The programme's holidays, comma-separated ISO dates (2026-12-25,...): "
+        "never baseline days for weekday events",
+    )
+
+    @field_validator("gridcore_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone; use an IANA name such as "
+                "America/Los_Angeles, Europe/Berlin or UTC"
+            ) from None
+        return value.strip()
+
+    @field_validator("gridcore_baseline_method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        try:
+            method_named(value.strip().lower())
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return value.strip().lower()
+
+    @field_validator("gridcore_holidays")
+    @classmethod
+    def _dates(cls, value: str) -> str:
+        for text in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                date.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+        return value
+
+    @property
+    def programme(self) -> Programme:
+        return Programme(
+            tz=ZoneInfo(self.gridcore_timezone),
+            method=self.gridcore_baseline_method,
+            holidays=frozenset(
+                date.fromisoformat(part.strip())
+                for part in self.gridcore_holidays.split(",")
+                if part.strip()
+            ),
+        )
 
     @property
     def mqtt_host(self) -> str | None:

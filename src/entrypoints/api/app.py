@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
-from entrypoints.api.routers import events, health, stats, ven_data, vens
+from entrypoints.api.routers import events, health, performance, stats, ven_data, vens
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.container import Container, container_for
 from entrypoints.settings import Settings
@@ -133,7 +133,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         dependencies=[Depends(authorize), Depends(known_query_parameters)],
         responses=AUTH_ERRORS,
     )
-    for area in (stats.router, vens.router, ven_data.router, events.router):
+    for area in (stats.router, vens.router, ven_data.router, events.router, performance.router):
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)

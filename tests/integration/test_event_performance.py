@@ -1,0 +1,171 @@
+"""Issue 14 through the API on every store (memory, SQLite, PostgreSQL): an
+event's performance measured from stored telemetry against a baseline, with
+numbers known by construction.
+
+Two VENs report every 5 minutes for 16 days: ven-001 draws 6 kW, ven-002
+4 kW. A one-hour event (Wednesday 2024-07-10 15:00 UTC) is accepted by
+ven-001, which drops to 2 kW (4 kW shed, 4 kWh), then draws 7 kW for the
+half hour after the end (rebound: 0.5 kWh, peak 1 kW); ven-002 refuses and
+keeps drawing 4 kW (nothing shed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.integration import test_api_endpoints as api
+from tests.integration.test_api_endpoints import Rig
+from tests.integration.test_dashboard_events import sent_to
+
+from gridcore.telemetry import LoadSample, TelemetrySample
+
+rig = api.rig  # the fixture: the API over memory, SQLite and PostgreSQL
+
+START = datetime(2024, 7, 10, 15, 0, tzinfo=UTC)
+END = START + timedelta(hours=1)
+STEP = timedelta(minutes=5)
+
+
+def used_kw(ven_id: str, at: datetime) -> float:
+    if ven_id == "ven-002":
+        return 4.0
+    if START <= at < END:
+        return 2.0
+    if END <= at < END + timedelta(minutes=30):
+        return 7.0
+    return 6.0
+
+
+async def report(rig: Rig, since: datetime, until: datetime) -> None:
+    samples = []
+    at = since
+    while at < until:
+        samples += [
+            TelemetrySample(ven, at, used_power_kw=used_kw(ven, at), shed_power_kw=0.0)
+            for ven in ("ven-001", "ven-002")
+        ]
+        at += STEP
+    for first in range(0, len(samples), 2000):
+        await rig.storage.telemetry_store.append(samples[first : first + 2000])
+
+
+async def run_event(rig: Rig) -> str:
+    await report(rig, START - timedelta(days=16), START)
+    # Online at the start, each with an HVAC circuit that can shed 6 kW.
+    just_before = START - timedelta(seconds=10)
+    await rig.storage.telemetry_store.append(
+        [
+            TelemetrySample(
+                ven,
+                just_before,
+                used_power_kw=used_kw(ven, just_before),
+                shed_power_kw=0.0,
+                loads=(
+                    LoadSample(
+                        "hvac",
+                        name="HVAC",
+                        type="hvac",
+                        capacity_kw=8.0,
+                        current_power_kw=6.0,
+                        shed_capability_kw=6.0,
+                        enabled=True,
+                    ),
+                ),
+            )
+            for ven in ("ven-001", "ven-002")
+        ]
+    )
+    rig.clock.set(START - timedelta(seconds=5))
+    body = {
+        "startTime": START.isoformat(),
+        "endTime": END.isoformat(),
+        "requestedReductionKw": 10.0,
+    }
+    event_id: str = (await rig.client.post("/api/events", json=body)).json()["id"]
+    rig.clock.set(START)
+    await rig.dispatcher.run_once()
+    await rig.ack(
+        "ven-001", {"op": "event", "status": "accepted", "correlationId": sent_to(rig, "ven-001")}
+    )
+    await rig.ack(
+        "ven-002", {"op": "event", "status": "busy", "correlationId": sent_to(rig, "ven-002")}
+    )
+    return event_id
+
+
+async def test_the_meter_shows_what_was_shed(rig: Rig) -> None:
+    event_id = await run_event(rig)
+    await report(rig, START, END + timedelta(hours=1))
+    rig.clock.set(END + timedelta(hours=1, minutes=5))
+    answer = await rig.client.get(f"/api/events/{event_id}/performance?method=10-in-10")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["method"], body["live"], body["timezone"]) == ("10-in-10", False, "UTC")
+    vens = {v["venId"]: v for v in body["vens"]}
+    one, two = vens["ven-001"], vens["ven-002"]
+    assert one["method"] == "10-in-10" and one["fellBack"] == []
+    assert one["shedKwh"] == pytest.approx(4.0) and one["avgShedKw"] == pytest.approx(4.0)
+    assert one["quality"]["baselineDays"] == 10 and one["coverage"] == pytest.approx(1.0)
+    assert one["quality"]["intervalsPresent"] == one["quality"]["intervalsExpected"] == 12
+    assert one["rebound"]["kwh"] == pytest.approx(0.5)
+    assert one["rebound"]["peakKw"] == pytest.approx(1.0)
+    detail = (await rig.client.get(f"/api/events/{event_id}")).json()
+    allocated = {v["venId"]: v["allocatedKw"] for v in detail["vens"]}
+    assert one["allocatedKw"] == pytest.approx(allocated["ven-001"])
+    assert one["performanceRatio"] == pytest.approx(4.0 / allocated["ven-001"])
+    assert one["claimedKw"] == pytest.approx(allocated["ven-001"])  # the ACK claims it all
+    assert two["shedKwh"] == pytest.approx(0.0) and two["claimedKw"] is None
+
+    fleet = body["fleet"]
+    assert fleet["shedKwh"] == pytest.approx(4.0)
+    assert fleet["performanceRatio"] == pytest.approx(0.4)  # 4 kW of 10 asked
+    assert (fleet["vens"], fleet["vensOffline"], fleet["vensWithoutBaseline"]) == (2, 0, 0)
+    in_event = [
+        p for p in fleet["series"] if START.isoformat()[:16] <= p["start"][:16] < "2024-07-10T16"
+    ]
+    assert [p["shedKw"] for p in in_event] == pytest.approx([4.0] * 12)
+    assert all(p["baselineKw"] == pytest.approx(10.0) for p in in_event)
+
+    # One VEN's series, and CSV for settlement.
+    series = (await rig.client.get(f"/api/events/{event_id}/vens/ven-001/performance")).json()
+    assert len(series["baseline"]["daysUsed"]) == 4  # high-4-of-5, the default
+    assert series["baseline"]["method"] == "high-4-of-5"
+    assert [p["meteredKw"] for p in series["series"][:12]] == pytest.approx([2.0] * 12)
+    table = await rig.client.get(
+        f"/api/events/{event_id}/performance?method=10-in-10",
+        headers={"Accept": "text/csv"},
+    )
+    assert table.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert [r["venId"] for r in rows] == ["ven-001", "ven-002", "FLEET"]
+    assert float(rows[0]["shedKwh"]) == pytest.approx(4.0)
+    assert float(rows[2]["performanceRatio"]) == pytest.approx(0.4)
+    one_csv = await rig.client.get(f"/api/events/{event_id}/vens/ven-001/performance?format=csv")
+    assert one_csv.text.splitlines()[0].startswith("start,eventHours,afterHours,baselineKw")
+
+
+async def test_while_the_event_runs_the_meter_before_baseline_shows_progress(rig: Rig) -> None:
+    event_id = await run_event(rig)
+    await report(rig, START, START + timedelta(minutes=30))
+    rig.clock.set(START + timedelta(minutes=30))
+    body = (await rig.client.get(f"/api/events/{event_id}/performance")).json()
+    assert body["live"] is True and body["method"] == "meter-before"
+    one = next(v for v in body["vens"] if v["venId"] == "ven-001")
+    assert one["method"] == "meter-before"
+    assert one["shedKwh"] == pytest.approx(2.0)  # half an hour at 4 kW
+    assert one["avgShedKw"] == pytest.approx(4.0)
+
+
+async def test_what_cannot_be_measured_is_a_clear_error(rig: Rig) -> None:
+    missing = await rig.client.get("/api/events/evt-0000abcd/performance")
+    assert missing.status_code == 404
+    rig.clock.set(START - timedelta(hours=1))
+    body = {"startTime": START.isoformat(), "endTime": END.isoformat(), "requestedReductionKw": 5}
+    event_id = (await rig.client.post("/api/events", json=body)).json()["id"]
+    early = await rig.client.get(f"/api/events/{event_id}/performance")
+    assert early.status_code == 422 and "has not started" in early.json()["message"]
+    bad = await rig.client.get(f"/api/events/{event_id}/performance?method=best-guess")
+    assert bad.status_code == 422
