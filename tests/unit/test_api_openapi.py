@@ -49,6 +49,9 @@ DOCUMENTED = {
     ("get", "/api/vens/summary"),
     ("post", "/api/vens/{venId}/ping"),
     ("get", "/api/events/{eventId}/metrics"),
+    # Measurement and verification (issue 14).
+    ("get", "/api/events/{eventId}/performance"),
+    ("get", "/api/events/{eventId}/vens/{venId}/performance"),
 }
 
 
