@@ -257,6 +257,75 @@ def cmd_locate(args: argparse.Namespace) -> None:
     print(f"set the positions of {count} VENs")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from adapters.system import SystemClock
+    from entrypoints.api.performance import event_performance_csv, event_performance_out
+    from entrypoints.container import container_for
+    from gridcore.errors import InvalidInput, NotFound
+    from gridcore.verification import measure_event_performance
+
+    settings = _settings()
+
+    async def run() -> Any:
+        storage = container_for(settings).storage()
+        try:
+            return await measure_event_performance(
+                storage.uow_factory,
+                storage.telemetry_queries,
+                args.event_id,
+                programme=settings.programme,
+                now=SystemClock().now(),
+                method=args.method,
+            )
+        finally:
+            await storage.close()
+
+    try:
+        measured = asyncio.run(run())
+    except (InvalidInput, NotFound) as exc:
+        raise UsageError(str(exc)) from None
+    body = event_performance_out(measured, settings.gridcore_timezone)
+    if args.csv:
+        Path(args.csv).write_text(event_performance_csv(body), encoding="utf-8")
+        print(f"wrote {args.csv}", file=sys.stderr)
+    print(performance_table(body))
+
+
+def performance_table(body: Any) -> str:
+    """The event's performance as a terminal table: a line per VEN, then the fleet."""
+
+    def num(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    state = "live, measured until" if body.live else "final, measured until"
+    lines = [
+        f"event {body.event_id}  {body.start:%Y-%m-%d %H:%M} - {body.end:%Y-%m-%d %H:%M} UTC  "
+        f"baseline {body.method}  ({state} {body.measured_until:%H:%M} UTC)",
+        "",
+        f"{'VEN':<24} {'method':<14} {'alloc kW':>9} {'claim kW':>9} {'shed kWh':>9} "
+        f"{'avg kW':>8} {'ratio':>6} {'covered':>8} {'rebound kWh':>12}",
+    ]
+    for v in body.vens:
+        lines.append(
+            f"{v.ven_id:<24} {v.method:<14} {num(v.allocated_kw):>9} {num(v.claimed_kw):>9} "
+            f"{num(v.shed_kwh):>9} {num(v.avg_shed_kw):>8} {pct(v.performance_ratio):>6} "
+            f"{pct(v.coverage):>8} {num(v.rebound.kwh if v.rebound else None):>12}"
+        )
+    f = body.fleet
+    lines += [
+        "",
+        f"{'FLEET (' + str(f.vens) + ' VENs)':<24} {'':<14} {num(f.requested_kw):>9} "
+        f"{num(f.claimed_kw):>9} {num(f.shed_kwh):>9} {num(f.avg_shed_kw):>8} "
+        f"{pct(f.performance_ratio):>6} {'':>8} {num(f.rebound.kwh if f.rebound else None):>12}",
+        f"offline during the event: {f.vens_offline}; without a baseline: "
+        f"{f.vens_without_baseline}  (fleet alloc kW = the event's requested kW)",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
@@ -393,6 +462,12 @@ an unknown VEN changes nothing.
   venId,lat,lon
   ven-001,37.4275,-122.1697"""
 
+REPORT = """\
+What an event shed, measured from the VENs' metered telemetry against a
+baseline (GRIDCORE_BASELINE_METHOD, or --method), as a table: per VEN what it
+was allocated, what its ACK claimed, what the meter shows, and the fleet.
+--csv writes the same for settlement."""
+
 DEMO = """\
 Everything in one process, with no setup: a SQLite file, the in-memory broker,
 the worker, the API on --host/--port without access control, and simulated
@@ -460,6 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("locate", "set VEN positions from a CSV file (venId,lat,lon)", LOCATE)
     p.add_argument("file", metavar="FILE", help="the CSV file, or - for standard input")
     p.set_defaults(func=cmd_locate)
+
+    p = command("report", "an event's measured shed against a baseline", REPORT)
+    p.add_argument("event_id", metavar="EVENT_ID", help="the event's id (evt-...)")
+    p.add_argument(
+        "--method",
+        help="baseline: high-X-of-Y, X-in-Y (10-in-10), meter-before[-MINUTES], ven-reported",
+    )
+    p.add_argument("--csv", metavar="FILE", help="also write the per-VEN table as CSV")
+    p.set_defaults(func=cmd_report)
 
     p = command("demo", "everything in one process: SQLite, in-memory broker, VENs", DEMO)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")

@@ -20,6 +20,8 @@ from tests.integration import test_api_endpoints as api
 from tests.integration.test_api_endpoints import Rig
 from tests.integration.test_dashboard_events import sent_to
 
+from entrypoints.api.performance import EventPerformanceOut
+from entrypoints.cli import main, performance_table
 from gridcore.telemetry import LoadSample, TelemetrySample
 
 rig = api.rig  # the fixture: the API over memory, SQLite and PostgreSQL
@@ -146,6 +148,28 @@ async def test_the_meter_shows_what_was_shed(rig: Rig) -> None:
     one_csv = await rig.client.get(f"/api/events/{event_id}/vens/ven-001/performance?format=csv")
     assert one_csv.text.splitlines()[0].startswith("start,eventHours,afterHours,baselineKw")
 
+    # `gridcore report` prints the same as a table.
+    table_text = performance_table(EventPerformanceOut.model_validate(body))
+    lines = table_text.splitlines()
+    assert lines[0].startswith(f"event {event_id}  2024-07-10 15:00 - 2024-07-10 16:00 UTC")
+    assert "baseline 10-in-10  (final" in lines[0]
+    ven_line = next(line for line in lines if line.startswith("ven-001"))
+    assert ven_line.split()[1:] == [
+        "10-in-10",
+        f"{allocated['ven-001']:.2f}",
+        f"{allocated['ven-001']:.2f}",
+        "4.00",
+        "4.00",
+        f"{4.0 / allocated['ven-001']:.0%}",
+        "100%",
+        "0.50",
+    ]
+    assert next(line for line in lines if line.startswith("FLEET (2 VENs)")).split()[3:6] == [
+        "10.00",
+        f"{allocated['ven-001']:.2f}",
+        "4.00",
+    ]
+
 
 async def test_while_the_event_runs_the_meter_before_baseline_shows_progress(rig: Rig) -> None:
     event_id = await run_event(rig)
@@ -169,3 +193,11 @@ async def test_what_cannot_be_measured_is_a_clear_error(rig: Rig) -> None:
     assert early.status_code == 422 and "has not started" in early.json()["message"]
     bad = await rig.client.get(f"/api/events/{event_id}/performance?method=best-guess")
     assert bad.status_code == 422
+
+
+def test_report_of_an_unknown_event_says_so(
+    migrated_sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", migrated_sqlite_url)
+    assert main(["report", "evt-0000abcd", "--method", "10-in-10"]) == 2
+    assert capsys.readouterr().err.strip() == "gridcore: event 'evt-0000abcd' not found"
