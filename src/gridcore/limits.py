@@ -21,6 +21,7 @@ EVENT_STATE_LENGTH = 16  # event statuses, command ops and states (ours)
 ACK_STATUS_LENGTH = 64  # commands.ack_status: the ACK's status as answered
 ACK_TEXT_LENGTH = 50  # ven_acks.op and .status as a VEN sends them
 VEN_STATUS_LENGTH = 32  # ven_statuses.status
+METHOD_LENGTH = 40  # baseline method names (high-4-of-5, meter-before-720)
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1  # Integer columns (a load's priority)
