@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import Enum
-from typing import Protocol
+from functools import lru_cache
+from operator import attrgetter
+from typing import Protocol, overload
 
 from gridcore.errors import InvalidInput
 from gridcore.intervals import INTERVAL, IntervalReading, interval_start
@@ -255,10 +257,10 @@ class MeterBefore:
         event_days: Set[date] = frozenset(),
         holidays: Set[date] = frozenset(),
     ) -> Baseline:
-        used = _used_kw(readings, before=window.start)
+        metered = _metered(readings, before=window.start)
         period = (window.start - timedelta(minutes=self.minutes), window.start)
         slots = [s for s in _starts(*period) if s >= period[0] and s + INTERVAL <= period[1]]
-        values = [used[s] for s in slots if s in used]
+        values = [v for s in slots if (v := metered(s)) is not None]
         if not slots or len(values) < self.min_coverage * len(slots):
             reason = (
                 f"{len(values)} of {len(slots)} intervals metered in the {self.minutes} min"
@@ -333,89 +335,91 @@ class XOfY:
         event_days: Set[date] = frozenset(),
         holidays: Set[date] = frozenset(),
     ) -> Baseline:
-        used = _used_kw(readings, before=window.start)
+        kw = _metered(readings, before=window.start)
         adjust_start, adjust_end = self.adjustment.span(window)
-        span = _starts(min(adjust_start, window.start), window.baseline_end)
-        clock = _Clock(window.start, tz)
-        keys = {s: clock.key(s) for s in span}
-        event_slots = [s for s in span if _in_event(s, window)]
-        business = _is_business(clock.day, holidays)
-        eligible: list[tuple[date, dict[datetime, datetime]]] = []  # day, slot -> its instant
+        plan = _plan(window, min(adjust_start, window.start), tz)
+        business = _is_business(plan.day, holidays)
+        eligible: list[_Day] = []
         excluded: list[ExcludedDay] = []
         for back in range(1, self.lookback_days + 1):
             if len(eligible) == self.y:
                 break
-            day = clock.day - timedelta(days=back)
-            on_day = {s: at for s, k in keys.items() if (at := clock.on(day, k)) is not None}
-            present = sum(1 for at in on_day.values() if at in used)
+            day = plan.day - timedelta(days=back)
+            slots, event = plan.on(day)
+            values = [kw(at) for _, at in slots]
+            present = len(values) - values.count(None)
             reason = _unlike(day, business, holidays)
             if reason is None and day in event_days:
                 reason = Exclusion.EVENT_DAY
-            if reason is None and not self._enough(on_day, used, event_slots):
+            if reason is None and not self._enough(values, present, event):
                 reason = Exclusion.MISSING_DATA
             if reason is None:
-                eligible.append((day, on_day))
+                eligible.append(_Day(day, slots, event, values))
             else:
-                excluded.append(ExcludedDay(day, reason, present, len(on_day)))
+                excluded.append(ExcludedDay(day, reason, present, len(slots)))
         if len(eligible) < self.fewest_days:
             counts = {r: sum(1 for e in excluded if e.reason is r) for r in Exclusion}
             why = ", ".join(f"{n} {r.value}" for r, n in counts.items() if n)
             shortfall = (
                 f"{len(eligible)} eligible days in the {self.lookback_days} days before"
-                f" {clock.day.isoformat()}, needs {self.fewest_days}"
+                f" {plan.day.isoformat()}, needs {self.fewest_days}"
                 + (f" (excluded: {why})" if why else "")
             )
             return unavailable(window, self.name, shortfall, days_excluded=tuple(excluded))
-        chosen = self._choose(eligible, used, window)
-        raw: dict[datetime, float | None] = {}
-        fed = 0
-        for s in span:
-            values = [used[on[s]] for _, on in chosen if s in on and on[s] in used]
-            fed += len(values)
-            raw[s] = math.fsum(values) / len(values) if values else None
-        adjustment = _adjust(self.adjustment, raw, used, adjust_start, adjust_end)
+        chosen = self._choose(eligible)
+        by_slot: list[list[float]] = [[] for _ in plan.span]
+        for one in chosen:
+            for (i, _), value in zip(one.slots, one.values, strict=True):
+                if value is not None:
+                    by_slot[i].append(value)
+        raw: dict[datetime, float | None] = {
+            s: math.fsum(values) / len(values) if values else None
+            for s, values in zip(plan.span, by_slot, strict=True)
+        }
+        fed = sum(map(len, by_slot))
+        adjustment = _adjust(self.adjustment, raw, kw, adjust_start, adjust_end)
         return Baseline(
             method=self.name,
             asked=self.name,
             points=tuple(BaselinePoint(s, adjustment.apply(raw[s])) for s in window.intervals()),
-            days_used=tuple(sorted((day for day, _ in chosen), reverse=True)),
+            days_used=tuple(sorted((one.day for one in chosen), reverse=True)),
             days_excluded=tuple(excluded),
             adjustment=adjustment.record,
             intervals_used=fed,
         )
 
-    def _enough(
-        self,
-        on_day: Mapping[datetime, datetime],
-        used: Mapping[datetime, float],
-        event_slots: Sequence[datetime],
-    ) -> bool:
+    def _enough(self, values: Sequence[float | None], present: int, event: Sequence[int]) -> bool:
         """``min_coverage`` of the day's intervals, and of its event hours."""
-        present = sum(1 for at in on_day.values() if at in used)
-        event = [on_day[s] for s in event_slots if s in on_day]
-        in_event = sum(1 for at in event if at in used)
+        in_event = sum(1 for j in event if values[j] is not None)
         return (
-            bool(on_day)
-            and present >= self.min_coverage * len(on_day)
+            bool(values)
+            and present >= self.min_coverage * len(values)
             and in_event >= self.min_coverage * len(event)
         )
 
-    def _choose(
-        self,
-        eligible: list[tuple[date, dict[datetime, datetime]]],
-        used: Mapping[datetime, float],
-        window: EventWindow,
-    ) -> list[tuple[date, dict[datetime, datetime]]]:
+    def _choose(self, eligible: list[_Day]) -> list[_Day]:
         if self.selection is Selection.RECENT:
             return eligible[: self.x]  # eligible runs newest first
 
-        def event_mean(entry: tuple[date, dict[datetime, datetime]]) -> float:
-            _, on = entry
-            values = [used[at] for s, at in on.items() if _in_event(s, window) and at in used]
+        def event_mean(one: _Day) -> float:
+            values = [v for j in one.event if (v := one.values[j]) is not None]
             return math.fsum(values) / len(values) if values else -math.inf
 
         # sorted() is stable: of days with the same load, the more recent wins.
         return sorted(eligible, key=event_mean, reverse=True)[: self.x]
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """A history day as X of Y reads it: ``slots`` (index in the plan's span,
+    instant) of the clock times that exist that day, ``event`` the positions
+    in ``slots`` of the event's intervals, ``values`` the metered kW of each
+    slot (None: no data)."""
+
+    day: date
+    slots: tuple[tuple[int, datetime], ...]
+    event: tuple[int, ...]
+    values: list[float | None]
 
 
 # --- day-of adjustment -----------------------------------------------------------
@@ -435,7 +439,7 @@ class _Applied:
 def _adjust(
     rule: DayOfAdjustment,
     raw: Mapping[datetime, float | None],
-    used: Mapping[datetime, float],
+    kw: Callable[[datetime], float | None],
     start: datetime,
     end: datetime,
 ) -> _Applied:
@@ -445,7 +449,7 @@ def _adjust(
     if rule.kind is AdjustmentKind.NONE:
         return skipped("no day-of adjustment")
     slots = [s for s in _starts(start, end) if s >= start and s + INTERVAL <= end]
-    pairs = [(used[s], b) for s in slots if s in used and (b := raw.get(s)) is not None]
+    pairs = [(m, b) for s in slots if (m := kw(s)) is not None and (b := raw.get(s)) is not None]
     if not slots or len(pairs) < MIN_COVERAGE * len(slots):
         return skipped(f"not applied: {len(pairs)} of {len(slots)} intervals metered")
     metered = math.fsum(m for m, _ in pairs) / len(pairs)
@@ -489,8 +493,11 @@ class VenReported:
         event_days: Set[date] = frozenset(),
         holidays: Set[date] = frozenset(),
     ) -> Baseline:
-        reported = {r.start: r.reported_baseline_kw for r in readings}
-        points = tuple(BaselinePoint(s, reported.get(s)) for s in window.intervals())
+        by_start = IndexedReadings.of(readings).by_start
+        points = tuple(
+            BaselinePoint(s, r.reported_baseline_kw if (r := by_start.get(s)) is not None else None)
+            for s in window.intervals()
+        )
         fed = sum(1 for p in points if p.kw is not None)
         if not fed:
             return unavailable(window, self.name, "the VEN reported no baselinePowerKw")
@@ -590,6 +597,135 @@ def unavailable(
 
 def _replace_chain(found: Baseline, asked: str, tried: list[Fallback]) -> Baseline:
     return replace(found, asked=asked, fallbacks=tuple(tried))
+
+
+# --- readings indexed once ---------------------------------------------------------
+
+_START = attrgetter("start")
+# Beyond this before the event start, "the interval ends before the start" is
+# certain whatever the reading's time zone (a start is UTC; this only guards
+# against a caller's zone-aware start, whose wall-clock arithmetic could move
+# it by a DST change, or a skipped day).
+_CERTAIN = timedelta(days=2)
+
+
+class IndexedReadings(Sequence[IntervalReading]):
+    """A VEN's readings, indexed by start once. The methods of a chain and the
+    measurement of the VEN all look intervals up by start: given this instead
+    of a plain sequence, they share one index (:func:`measure_ven
+    <gridcore.measurement.measure_ven>` builds it). It is the readings, in
+    their order; ``by_start`` keeps the last reading of a start, as a dict
+    built from them in order would."""
+
+    __slots__ = ("_readings", "by_start", "starts")
+
+    def __init__(self, readings: Sequence[IntervalReading]) -> None:
+        self._readings = readings
+        self.starts: list[datetime] = list(map(_START, readings))
+        self.by_start: dict[datetime, IntervalReading] = dict(
+            zip(self.starts, readings, strict=True)
+        )
+
+    @classmethod
+    def of(cls, readings: Sequence[IntervalReading]) -> IndexedReadings:
+        return readings if isinstance(readings, IndexedReadings) else cls(readings)
+
+    @property
+    def unique(self) -> bool:
+        """No two readings share a start."""
+        return len(self.by_start) == len(self.starts)
+
+    def __len__(self) -> int:
+        return len(self._readings)
+
+    @overload
+    def __getitem__(self, index: int) -> IntervalReading: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[IntervalReading]: ...
+
+    def __getitem__(self, index: int | slice) -> IntervalReading | Sequence[IntervalReading]:
+        return self._readings[index]
+
+    def __iter__(self) -> Iterator[IntervalReading]:
+        return iter(self._readings)
+
+
+def _metered(
+    readings: Sequence[IntervalReading], *, before: datetime
+) -> Callable[[datetime], float | None]:
+    """The metered kW of the interval starting at an instant, if it has a
+    finite value and ends by ``before`` (the event never feeds its own
+    baseline); else None. Looks up the index rather than building a dict of
+    every interval: a baseline reads a few hundred of a VEN's thousands."""
+    index = IndexedReadings.of(readings)
+    if not index.unique:  # of several readings of a start, the last metered one
+        return _used_kw(readings, before=before).get
+    by_start = index.by_start
+    certain = before.astimezone(UTC) - _CERTAIN
+    finite = math.isfinite
+
+    def kw(at: datetime) -> float | None:
+        r = by_start.get(at)
+        if r is None:
+            return None
+        value = r.used_kw
+        if value is None or not finite(value):
+            return None
+        return value if at <= certain or r.start + INTERVAL <= before else None
+
+    return kw
+
+
+# --- what X of Y reads, per event --------------------------------------------------
+
+
+class _Plan:
+    """What an X-of-Y baseline reads for one event window in one time zone,
+    whatever the VEN: the ``span`` of interval starts on the event day (the
+    adjustment window to an hour after the end), and for each history day the
+    instants of the same local clock times (:meth:`on`). Every VEN of an event
+    reads the same instants, so the zone conversions are done once per event
+    (:func:`_plan`), not per VEN and interval."""
+
+    __slots__ = ("_clock", "_days", "_event", "_keys", "day", "span")
+
+    def __init__(self, window: EventWindow, first: datetime, tz: tzinfo) -> None:
+        self.span = _starts(first, window.baseline_end)
+        self._clock = _Clock(window.start, tz)
+        self.day = self._clock.day
+        self._keys = [self._clock.key(s) for s in self.span]
+        self._event = [_in_event(s, window) for s in self.span]
+        self._days: dict[date, tuple[tuple[tuple[int, datetime], ...], tuple[int, ...]]] = {}
+
+    def on(self, day: date) -> tuple[tuple[tuple[int, datetime], ...], tuple[int, ...]]:
+        """Of ``day``: (index in ``span``, instant) of each clock time of the
+        span that exists that day, and the positions of the event's among them."""
+        found = self._days.get(day)
+        if found is None:
+            on = self._clock.on
+            slots = tuple(
+                (i, at) for i, key in enumerate(self._keys) if (at := on(day, key)) is not None
+            )
+            event = tuple(j for j, (i, _) in enumerate(slots) if self._event[i])
+            found = self._days[day] = (slots, event)
+        return found
+
+
+def _plan(window: EventWindow, first: datetime, tz: tzinfo) -> _Plan:
+    """The plan of an event, shared by calls with the same window (in UTC, as
+    gridcore's are) and zone; built afresh otherwise."""
+    if window.start.tzinfo is UTC and window.end.tzinfo is UTC and first.tzinfo is UTC:
+        try:
+            return _cached_plan(window.start, window.end, first, tz)
+        except TypeError:  # a zone that cannot be hashed
+            pass
+    return _Plan(window, first, tz)
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(start: datetime, end: datetime, first: datetime, tz: tzinfo) -> _Plan:
+    return _Plan(EventWindow(start, end), first, tz)
 
 
 # --- local days and clock times --------------------------------------------------

@@ -34,13 +34,14 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from gridcore.baselines import (
     DEFAULT_METHOD,
     Baseline,
     BaselineMethod,
     EventWindow,
+    IndexedReadings,
     VenReported,
     compute_baseline,
     fallback_chain,
@@ -48,6 +49,7 @@ from gridcore.baselines import (
 from gridcore.intervals import INTERVAL, IntervalReading
 
 _HOUR = timedelta(hours=1)
+_CERTAIN = timedelta(days=2)  # see _usual_samples
 DEFAULT_CHAIN = fallback_chain(DEFAULT_METHOD)
 
 # --- inputs ----------------------------------------------------------------------
@@ -236,11 +238,12 @@ def measure_ven(
     interval; None calibrates it from the VEN's own history (the median
     sample count of its intervals before the start)."""
     until = window.baseline_end if until is None else until
+    readings = IndexedReadings.of(data.readings)  # indexed once, for every method
     baseline = compute_baseline(
-        methods, data.readings, window, tz=tz, event_days=data.event_days, holidays=holidays
+        methods, readings, window, tz=tz, event_days=data.event_days, holidays=holidays
     )
-    claimed_line = VenReported().compute(data.readings, window, tz=tz)
-    by_start = {r.start: r for r in data.readings}
+    claimed_line = VenReported().compute(readings, window, tz=tz)
+    by_start = readings.by_start
     base = baseline.kw_by_interval()
     claimed = claimed_line.kw_by_interval()
     series = []
@@ -273,7 +276,7 @@ def measure_ven(
     )
     rate = samples_per_interval
     if rate is None:
-        rate = _usual_samples(data.readings, window.start)
+        rate = _usual_samples(readings, window.start)
     return VenMeasurement(
         ven_id=data.ven_id,
         baseline=baseline,
@@ -444,8 +447,15 @@ def _finite(kw: float | None) -> float | None:
     return kw if kw is not None and math.isfinite(kw) else None
 
 
-def _usual_samples(readings: Sequence[IntervalReading], before: datetime) -> float | None:
+def _usual_samples(readings: IndexedReadings, before: datetime) -> float | None:
     """The VEN's own rate: the median sample count of its intervals before
     ``before`` (its reporting period differs by VEN and firmware)."""
-    counts = [r.samples for r in readings if r.samples > 0 and r.start + INTERVAL <= before]
+    # An interval that starts 2 days before surely ends before: one comparison
+    # of the start already read, not an addition, for nearly every reading.
+    certain = before.astimezone(UTC) - _CERTAIN
+    counts = [
+        r.samples
+        for r, start in zip(readings, readings.starts, strict=True)
+        if r.samples > 0 and (start <= certain or r.start + INTERVAL <= before)
+    ]
     return float(statistics.median(counts)) if counts else None
