@@ -260,7 +260,7 @@ class MeterBefore:
         metered = _metered(readings, before=window.start)
         period = (window.start - timedelta(minutes=self.minutes), window.start)
         slots = [s for s in _starts(*period) if s >= period[0] and s + INTERVAL <= period[1]]
-        values = [v for s in slots if (v := metered(s)) is not None]
+        values = [v for v in metered(slots) if v is not None]
         if not slots or len(values) < self.min_coverage * len(slots):
             reason = (
                 f"{len(values)} of {len(slots)} intervals metered in the {self.minutes} min"
@@ -335,7 +335,7 @@ class XOfY:
         event_days: Set[date] = frozenset(),
         holidays: Set[date] = frozenset(),
     ) -> Baseline:
-        kw = _metered(readings, before=window.start)
+        metered = _metered(readings, before=window.start)
         adjust_start, adjust_end = self.adjustment.span(window)
         plan = _plan(window, min(adjust_start, window.start), tz)
         business = _is_business(plan.day, holidays)
@@ -345,8 +345,8 @@ class XOfY:
             if len(eligible) == self.y:
                 break
             day = plan.day - timedelta(days=back)
-            slots, event = plan.on(day)
-            values = [kw(at) for _, at in slots]
+            slots, instants, event = plan.on(day)
+            values = metered(instants)
             present = len(values) - values.count(None)
             reason = _unlike(day, business, holidays)
             if reason is None and day in event_days:
@@ -377,7 +377,7 @@ class XOfY:
             for s, values in zip(plan.span, by_slot, strict=True)
         }
         fed = sum(map(len, by_slot))
-        adjustment = _adjust(self.adjustment, raw, kw, adjust_start, adjust_end)
+        adjustment = _adjust(self.adjustment, raw, metered, adjust_start, adjust_end)
         return Baseline(
             method=self.name,
             asked=self.name,
@@ -439,7 +439,7 @@ class _Applied:
 def _adjust(
     rule: DayOfAdjustment,
     raw: Mapping[datetime, float | None],
-    kw: Callable[[datetime], float | None],
+    kw: _Metered,
     start: datetime,
     end: datetime,
 ) -> _Applied:
@@ -449,7 +449,11 @@ def _adjust(
     if rule.kind is AdjustmentKind.NONE:
         return skipped("no day-of adjustment")
     slots = [s for s in _starts(start, end) if s >= start and s + INTERVAL <= end]
-    pairs = [(m, b) for s in slots if (m := kw(s)) is not None and (b := raw.get(s)) is not None]
+    pairs = [
+        (m, b)
+        for s, m in zip(slots, kw(slots), strict=True)
+        if m is not None and (b := raw.get(s)) is not None
+    ]
     if not slots or len(pairs) < MIN_COVERAGE * len(slots):
         return skipped(f"not applied: {len(pairs)} of {len(slots)} intervals metered")
     metered = math.fsum(m for m, _ in pairs) / len(pairs)
@@ -651,33 +655,40 @@ class IndexedReadings(Sequence[IntervalReading]):
         return iter(self._readings)
 
 
-def _metered(
-    readings: Sequence[IntervalReading], *, before: datetime
-) -> Callable[[datetime], float | None]:
-    """The metered kW of the interval starting at an instant, if it has a
-    finite value and ends by ``before`` (the event never feeds its own
-    baseline); else None. Looks up the index rather than building a dict of
-    every interval: a baseline reads a few hundred of a VEN's thousands."""
+_Metered = Callable[[Sequence[datetime]], list[float | None]]
+
+
+def _metered(readings: Sequence[IntervalReading], *, before: datetime) -> _Metered:
+    """For interval starts, the metered kW of each: its finite value if it
+    ends by ``before`` (the event never feeds its own baseline), else None.
+    Looks the starts up in the index rather than building a dict of every
+    interval: a baseline reads a few hundred of a VEN's thousands."""
     index = IndexedReadings.of(readings)
     if not index.unique:  # of several readings of a start, the last metered one
-        return _used_kw(readings, before=before).get
-    by_start = index.by_start
+        used = _used_kw(readings, before=before)
+        return lambda starts: [used.get(at) for at in starts]
+    get = index.by_start.get
     certain = before.astimezone(UTC) - _CERTAIN
     finite = math.isfinite
 
-    def kw(at: datetime) -> float | None:
-        r = by_start.get(at)
-        if r is None:
-            return None
-        value = r.used_kw
-        if value is None or not finite(value):
-            return None
-        return value if at <= certain or r.start + INTERVAL <= before else None
+    def metered(starts: Sequence[datetime]) -> list[float | None]:
+        return [
+            kw
+            if (r := get(at)) is not None
+            and (kw := r.used_kw) is not None
+            and finite(kw)
+            and (at <= certain or r.start + INTERVAL <= before)
+            else None
+            for at in starts
+        ]
 
-    return kw
+    return metered
 
 
 # --- what X of Y reads, per event --------------------------------------------------
+
+
+_PlanDay = tuple[tuple[tuple[int, datetime], ...], tuple[datetime, ...], tuple[int, ...]]
 
 
 class _Plan:
@@ -696,11 +707,12 @@ class _Plan:
         self.day = self._clock.day
         self._keys = [self._clock.key(s) for s in self.span]
         self._event = [_in_event(s, window) for s in self.span]
-        self._days: dict[date, tuple[tuple[tuple[int, datetime], ...], tuple[int, ...]]] = {}
+        self._days: dict[date, _PlanDay] = {}
 
-    def on(self, day: date) -> tuple[tuple[tuple[int, datetime], ...], tuple[int, ...]]:
+    def on(self, day: date) -> _PlanDay:
         """Of ``day``: (index in ``span``, instant) of each clock time of the
-        span that exists that day, and the positions of the event's among them."""
+        span that exists that day, those instants alone, and the positions of
+        the event's among them."""
         found = self._days.get(day)
         if found is None:
             on = self._clock.on
@@ -708,7 +720,7 @@ class _Plan:
                 (i, at) for i, key in enumerate(self._keys) if (at := on(day, key)) is not None
             )
             event = tuple(j for j, (i, _) in enumerate(slots) if self._event[i])
-            found = self._days[day] = (slots, event)
+            found = self._days[day] = (slots, tuple(at for _, at in slots), event)
         return found
 
 

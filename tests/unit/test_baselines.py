@@ -8,6 +8,8 @@ to read."""
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -34,7 +36,7 @@ from gridcore.baselines import (
     method_named,
 )
 from gridcore.errors import InvalidInput
-from gridcore.intervals import INTERVAL, IntervalReading
+from gridcore.intervals import INTERVAL, IntervalReading, interval_start
 
 TZ = ZoneInfo("America/Los_Angeles")
 EVENT_DAY = date(2025, 7, 15)  # a Tuesday
@@ -571,3 +573,190 @@ def test_docs_example_high_4_of_5(morning: float, offset: float) -> None:
     assert [p.kw for p in found.points[:3]] == pytest.approx(
         [2.75 + offset, 3.5 + offset, 4.25 + offset]
     )
+
+
+# --- the fast path against a straightforward computation ---------------------------
+#
+# XOfY looks its intervals up in an index built once per VEN and converts local
+# clock times once per event (a cached plan). This reference does it the plain
+# way, per day and interval, and must agree with it exactly, on random data.
+
+
+def reference_x_of_y(method: XOfY, readings, window, tz, event_days, holidays):
+    """(days used, days excluded, adjustment, intervals used, points) the plain way."""
+    used = {}
+    for r in readings:
+        if (
+            r.used_kw is not None
+            and math.isfinite(r.used_kw)
+            and r.start + INTERVAL <= window.start
+        ):
+            used[r.start] = r.used_kw
+
+    def starts(start, end):
+        found, s = [], interval_start(start)
+        while s < end:
+            found.append(s)
+            s += INTERVAL
+        return found
+
+    def in_event(s):
+        return s < window.end and s + INTERVAL > window.start
+
+    event_day = window.start.astimezone(tz).date()
+
+    def key(s):
+        local = s.astimezone(tz)
+        return (local.date() - event_day).days, local.time().replace(fold=0)
+
+    def on(day, k):
+        local = datetime.combine(day + timedelta(days=k[0]), k[1], tzinfo=tz)
+        instant = local.astimezone(UTC)
+        same = instant.astimezone(tz).replace(tzinfo=None) == local.replace(tzinfo=None)
+        return instant if same else None
+
+    def business(day):
+        return day.weekday() < 5 and day not in holidays
+
+    adjust_start, adjust_end = method.adjustment.span(window)
+    span = starts(min(adjust_start, window.start), window.baseline_end)
+    eligible, excluded = [], []
+    for back in range(1, method.lookback_days + 1):
+        if len(eligible) == method.y:
+            break
+        day = event_day - timedelta(days=back)
+        on_day = {s: i for s in span if (i := on(day, key(s))) is not None}
+        present = sum(1 for i in on_day.values() if i in used)
+        event = [i for s, i in on_day.items() if in_event(s)]
+        enough = (
+            bool(on_day)
+            and present >= method.min_coverage * len(on_day)
+            and sum(1 for i in event if i in used) >= method.min_coverage * len(event)
+        )
+        if business(event_day):
+            reason = (
+                Exclusion.WEEKEND
+                if day.weekday() >= 5
+                else Exclusion.HOLIDAY
+                if day in holidays
+                else None
+            )
+        else:
+            reason = Exclusion.WEEKDAY if business(day) else None
+        if reason is None and day in event_days:
+            reason = Exclusion.EVENT_DAY
+        if reason is None and not enough:
+            reason = Exclusion.MISSING_DATA
+        if reason is None:
+            eligible.append((day, on_day))
+        else:
+            excluded.append((day, reason, present, len(on_day)))
+    if len(eligible) < method.fewest_days:
+        return None, tuple(excluded)
+    if method.selection is Selection.HIGHEST:
+
+        def mean(entry):
+            values = [used[i] for s, i in entry[1].items() if in_event(s) and i in used]
+            return math.fsum(values) / len(values) if values else -math.inf
+
+        eligible = sorted(eligible, key=mean, reverse=True)
+    chosen = eligible[: method.x]
+    raw, fed = {}, 0
+    for s in span:
+        values = [used[on_day[s]] for _, on_day in chosen if s in on_day and on_day[s] in used]
+        fed += len(values)
+        raw[s] = math.fsum(values) / len(values) if values else None
+    window_slots = [
+        s
+        for s in starts(adjust_start, adjust_end)
+        if s >= adjust_start and s + INTERVAL <= adjust_end
+    ]
+    pairs = [(used[s], raw[s]) for s in window_slots if s in used and raw.get(s) is not None]
+    return (sorted((d for d, _ in chosen), reverse=True), tuple(excluded), raw, fed, pairs)
+
+
+ZONES = [TZ, ZoneInfo("Europe/London"), ZoneInfo("Australia/Lord_Howe"), ZoneInfo("UTC")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    zone=st.sampled_from(ZONES),
+    # Around the spring and autumn changes of both hemispheres, and a plain day.
+    event_day=st.sampled_from(
+        [date(2025, 3, 11), date(2025, 4, 8), date(2025, 10, 7), date(2025, 11, 4), EVENT_DAY]
+    ),
+    start_minute=st.integers(min_value=0, max_value=24 * 60 - 1),
+    minutes=st.integers(min_value=1, max_value=300),
+    method=st.sampled_from(
+        [
+            TEN_IN_TEN,
+            HIGH_4_OF_5,
+            XOfY(3, 6, Selection.RECENT, NO_ADJUSTMENT, min_days=1, lookback_days=20),
+            XOfY(2, 4, Selection.HIGHEST, DayOfAdjustment(AdjustmentKind.ADDITIVE, cap=None)),
+        ]
+    ),
+    duplicates=st.booleans(),
+    local_window=st.booleans(),
+)
+def test_x_of_y_agrees_with_a_straightforward_computation(
+    seed: int,
+    zone: ZoneInfo,
+    event_day: date,
+    start_minute: int,
+    minutes: int,
+    method: XOfY,
+    duplicates: bool,
+    local_window: bool,
+) -> None:
+    rng = random.Random(seed)
+    local_start = datetime.combine(event_day, time(0), tzinfo=zone) + timedelta(
+        minutes=start_minute, seconds=rng.choice([0, 0, 30])
+    )
+    start = local_start.astimezone(UTC)
+    window = EventWindow(start, start + timedelta(minutes=minutes))
+    if local_window:  # an aware window in the zone itself: same instants
+        window = EventWindow(window.start.astimezone(zone), window.end.astimezone(zone))
+    first = interval_start(start - timedelta(days=method.lookback_days + 2))
+    gaps = rng.choice([0.0, 0.02, 0.1, 0.3])  # the share of intervals missing
+    readings = []
+    s = first
+    while s < window.end + timedelta(hours=2):
+        roll = rng.random()
+        if roll > gaps:  # some intervals missing, some not metered, some NaN
+            kw = None if roll < 0.03 else math.nan if roll < 0.035 else rng.uniform(0, 9)
+            readings.append(IntervalReading(s, rng.randint(0, 60), kw))
+        s += INTERVAL
+    if duplicates:
+        for r in rng.sample(readings, 50):
+            readings.append(IntervalReading(r.start, r.samples, rng.choice([None, 1.0, 99.0])))
+    rng.shuffle(readings)
+    days = [event_day - timedelta(days=k) for k in range(1, 30)]
+    event_days = set(rng.sample(days, 4))
+    holidays = set(rng.sample(days, 2)) | ({event_day} if rng.random() < 0.2 else set())
+
+    found = method.compute(readings, window, tz=zone, event_days=event_days, holidays=holidays)
+    expected = reference_x_of_y(method, readings, window, zone, event_days, holidays)
+    excluded = tuple((e.day, e.reason, e.present, e.expected) for e in found.days_excluded)
+    if expected[0] is None:
+        assert not found.available
+        assert excluded == expected[1]
+        return
+    days_used, excluded_expected, raw, fed, pairs = expected
+    assert list(found.days_used) == days_used
+    assert excluded == excluded_expected
+    assert found.intervals_used == fed
+    again = method.compute(readings, window, tz=zone, event_days=event_days, holidays=holidays)
+    assert again == found  # the cached plan gives the same answer twice
+    a = found.adjustment
+    assert a is not None
+    if a.metered_kw is not None:  # the means over the window's intervals with both
+        assert a.metered_kw == math.fsum(m for m, _ in pairs) / len(pairs)
+        assert a.baseline_kw == math.fsum(b for _, b in pairs) / len(pairs)
+    elif a.kind is not AdjustmentKind.NONE:
+        assert a.note.startswith(f"not applied: {len(pairs)} of ")
+    for p in found.points:
+        kw = raw[p.start]
+        if kw is not None and a.applied is not None:
+            kw = kw * a.applied if a.kind is AdjustmentKind.MULTIPLICATIVE else kw + a.applied
+        assert p.kw == kw or (p.kw is None and kw is None)

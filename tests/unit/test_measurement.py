@@ -7,6 +7,8 @@ start), so that the baseline is a number written in the test: 5 kW."""
 from __future__ import annotations
 
 import math
+import random
+import statistics
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -273,3 +275,70 @@ def test_docs_example_meter_before_and_rebound() -> None:
     assert found.performance_ratio == pytest.approx(0.75)
     assert found.rebound is not None
     assert (found.rebound.kwh, found.rebound.peak_kw) == (pytest.approx(0.25), 2.0)
+
+
+# --- what the caller reads: the restricted input -----------------------------------
+
+
+def restricted(data: list[IntervalReading], window: EventWindow, tz: ZoneInfo) -> list:
+    """Of each local day, the intervals whose local clock time is from 4 h
+    before the start (the day-of adjustment window's start) to an hour after
+    the end: what a baseline reads (84 intervals a day for a 2-hour event)."""
+    first = (window.start.astimezone(tz) - timedelta(hours=4)).time()
+    last = (window.end.astimezone(tz) + timedelta(hours=1)).time()
+    return [r for r in data if first <= r.start.astimezone(tz).time() < last]
+
+
+@pytest.mark.parametrize("chain", ["high-4-of-5", "10-in-10"])
+@pytest.mark.parametrize("day", [date(2025, 3, 25), DAY, date(2025, 11, 18)])  # DST in lookback
+def test_the_intervals_a_baseline_reads_give_the_same_result_as_whole_days(
+    chain: str, day: date
+) -> None:
+    rng = random.Random(f"{chain} {day}")
+    start = datetime.combine(day, time(17), tzinfo=TZ).astimezone(UTC)
+    window = EventWindow(start, start + timedelta(hours=2))
+    first = datetime.combine(day - timedelta(days=45), time(0), tzinfo=TZ).astimezone(UTC)
+    data = []
+    s = first
+    while s < window.baseline_end:
+        if rng.random() > 0.03:  # a few intervals missing
+            local = s.astimezone(TZ)
+            kw = (2 + math.sin(local.hour / 4)) * (0.7 if local.weekday() >= 5 else 1.0)
+            claimed = 4.0 if local.date() == day else None
+            data.append(
+                IntervalReading(s, 60, kw * rng.uniform(0.9, 1.1), None, None, 0.0, claimed)
+            )
+        s += INTERVAL
+    weekdays = [day - timedelta(days=k) for k in range(1, 45)]
+    ven = VenMeterData(
+        "ven-1",
+        data,
+        event_days=frozenset(d for d in rng.sample(weekdays, 6)),
+        allocated_kw=1.0,
+        claimed_kw=0.5,
+    )
+    part = VenMeterData(ven.ven_id, restricted(data, window, TZ), ven.event_days, 1.0, 0.5)
+    assert len(part.readings) < len(data) / 3
+    whole = measure_ven(ven, window, tz=TZ, methods=fallback_chain(chain))
+    assert whole.baseline.method == chain
+    assert measure_ven(part, window, tz=TZ, methods=fallback_chain(chain)) == whole
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=70), min_size=1, max_size=60),
+    duplicates=st.integers(min_value=0, max_value=5),
+)
+def test_the_usual_sample_count_is_the_median_of_the_history(
+    counts: list[int], duplicates: int
+) -> None:
+    # History intervals (some sharing a start) and the event's, in any order:
+    # only history intervals with samples count, each reading once.
+    history = [IntervalReading(at(17) - (k + 1) * INTERVAL, n, 5.0) for k, n in enumerate(counts)]
+    history += history[:duplicates]
+    data = history + [IntervalReading(s, 1000, 3.0) for s in EVENT]
+    random.Random(len(counts)).shuffle(data)
+    found = measure_ven(VenMeterData("v", data), WINDOW, tz=TZ, methods=CHAIN)
+    positive = [r.samples for r in history if r.samples > 0]
+    expected = float(statistics.median(positive)) * 12 if positive else None
+    assert found.quality.samples_expected == expected
