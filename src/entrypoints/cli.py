@@ -262,20 +262,22 @@ def cmd_report(args: argparse.Namespace) -> None:
     from entrypoints.api.performance import event_performance_csv, event_performance_out
     from entrypoints.container import container_for
     from gridcore.errors import InvalidInput, NotFound
-    from gridcore.verification import measure_event_performance
+    from gridcore.verification import event_report
 
     settings = _settings()
 
     async def run() -> Any:
         storage = container_for(settings).storage()
         try:
-            return await measure_event_performance(
+            return await event_report(
                 storage.uow_factory,
                 storage.telemetry_queries,
+                storage.performance,
                 args.event_id,
                 programme=settings.programme,
                 now=SystemClock().now(),
-                method=args.method,
+                method=args.method.strip().lower() if args.method else None,
+                recompute=args.recompute,
             )
         finally:
             await storage.close()
@@ -301,9 +303,10 @@ def performance_table(body: Any) -> str:
         return "-" if value is None else f"{value:.0%}"
 
     state = "live, measured until" if body.live else "final, measured until"
+    computed = f"; computed {body.computed_at:%Y-%m-%d %H:%M} UTC" if not body.live else ""
     lines = [
         f"event {body.event_id}  {body.start:%Y-%m-%d %H:%M} - {body.end:%Y-%m-%d %H:%M} UTC  "
-        f"baseline {body.method}  ({state} {body.measured_until:%H:%M} UTC)",
+        f"baseline {body.method}  ({state} {body.measured_until:%H:%M} UTC{computed})",
         "",
         f"{'VEN':<24} {'method':<14} {'alloc kW':>9} {'claim kW':>9} {'shed kWh':>9} "
         f"{'avg kW':>8} {'ratio':>6} {'covered':>8} {'rebound kWh':>12}",
@@ -466,6 +469,8 @@ REPORT = """\
 What an event shed, measured from the VENs' metered telemetry against a
 baseline (GRIDCORE_BASELINE_METHOD, or --method), as a table: per VEN what it
 was allocated, what its ACK claimed, what the meter shows, and the fleet.
+Once the event and the hour after it are over, the result is kept and shown
+as kept (the worker measures each event then); --recompute measures again.
 --csv writes the same for settlement."""
 
 DEMO = """\
@@ -543,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="baseline: high-X-of-Y, X-in-Y (10-in-10), meter-before[-MINUTES], ven-reported",
     )
     p.add_argument("--csv", metavar="FILE", help="also write the per-VEN table as CSV")
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="measure again, replacing the result kept for the method",
+    )
     p.set_defaults(func=cmd_report)
 
     p = command("demo", "everything in one process: SQLite, in-memory broker, VENs", DEMO)

@@ -11,6 +11,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from adapters.memory.performance import InMemoryPerformanceStore
 from adapters.memory.reports import (
     InMemoryLoadSnapshotStore,
     InMemoryReports,
@@ -29,6 +30,7 @@ from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
     LoadSnapshotStore,
+    PerformanceStore,
     ShadowStore,
     TelemetryQueries,
     TelemetryStore,
@@ -54,6 +56,7 @@ class Storage:
     shadows: ShadowStore
     new_lease: Callable[[], DispatchLease]
     backend: str
+    performance: PerformanceStore
     statuses: VenStatusStore | None = None
     load_snapshots: LoadSnapshotStore | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
@@ -74,6 +77,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         shadows=InMemoryShadowStore(),
         new_lease=lease.for_worker,
         backend="memory",
+        performance=InMemoryPerformanceStore(),
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
     )
@@ -86,6 +90,7 @@ def sql_storage(
 
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
+    from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
     from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
     from adapters.sql.shadows import SqlShadowStore
@@ -118,6 +123,7 @@ def sql_storage(
         shadows=SqlShadowStore(engine),
         new_lease=new_lease,
         backend=backend,
+        performance=SqlPerformanceStore(engine),
         statuses=SqlVenStatusStore(engine),
         load_snapshots=SqlLoadSnapshotStore(engine),
         ping=ping,

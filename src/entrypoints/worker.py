@@ -45,6 +45,7 @@ from adapters.mqtt.transport import AiomqttTransport, MqttConnection
 from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
+from entrypoints.measuring import run_measurer
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
@@ -375,7 +376,8 @@ async def run_dispatch(
     stop: asyncio.Event,
     broker: InMemoryBroker | None = None,
 ) -> None:
-    """The dispatcher of the worker, publishing over its own connection."""
+    """The dispatcher of the worker, publishing over its own connection, and
+    beside it the measurer (each finished event measured and kept)."""
     if not settings.event_command_enabled:
         log.info("EVENT_COMMAND_ENABLED is false: this worker dispatches no events")
         return
@@ -384,7 +386,10 @@ async def run_dispatch(
         return
     try:
         publisher = TransportCommandPublisher(transport)
-        await run_dispatcher(build_dispatcher(storage, publisher, settings, clock), stop)
+        await asyncio.gather(
+            run_dispatcher(build_dispatcher(storage, publisher, settings, clock), stop),
+            run_measurer(storage, settings, clock, stop),
+        )
     finally:
         await transport.close()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
@@ -29,6 +29,9 @@ from gridcore.telemetry import (
     TelemetrySample,
 )
 from gridcore.ven import Load, Ven
+
+if TYPE_CHECKING:  # verification reads through these ports
+    from gridcore.verification import PerformanceReport
 
 # --- time and identity -------------------------------------------------------
 
@@ -297,6 +300,21 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+class PerformanceStore(Protocol):
+    """Event performance reports (:class:`~gridcore.verification.PerformanceReport`),
+    kept once final: what settlement reads, even if late telemetry arrives after."""
+
+    async def save(self, report: PerformanceReport) -> None:
+        """Keep ``report`` for its event and method, replacing one kept before."""
+        ...
+
+    async def get(self, event_id: str, method: str) -> PerformanceReport | None: ...
+
+    async def kept(self, event_ids: Sequence[str], method: str) -> set[str]:
+        """Which of ``event_ids`` have a report kept for ``method``."""
+        ...
 
 
 class TelemetryStore(Protocol):

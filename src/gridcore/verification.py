@@ -15,11 +15,12 @@ gathered from the stores, for every VEN the event was sent to.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from gridcore.baselines import (
     DEFAULT_METHOD,
@@ -29,13 +30,25 @@ from gridcore.baselines import (
 )
 from gridcore.correlation import Command, delivered_per_ven, latest_per_ven
 from gridcore.errors import InvalidInput, NotFound
-from gridcore.events import DrEvent
+from gridcore.events import MAX_EVENT_DURATION, DrEvent
 from gridcore.intervals import MAX_INTERVAL_VENS, IntervalReading
-from gridcore.measurement import EventMeasurement, VenMeterData, measure_event
-from gridcore.ports import TelemetryQueries, UnitOfWork, UnitOfWorkFactory
+from gridcore.measurement import (
+    EventMeasurement,
+    FleetMeasurement,
+    VenMeasurement,
+    VenMeterData,
+    fleet_measurement,
+    measure_event,
+    measure_ven,
+)
+from gridcore.ports import PerformanceStore, TelemetryQueries, UnitOfWork, UnitOfWorkFactory
 from gridcore.quantities import to_kw
 
+log = logging.getLogger("gridcore.verification")
+
 LIVE_METHOD = "meter-before"
+# VENs measured between two chances for the event loop to run other work.
+_YIELD_EVERY = 25
 # Earlier events read per page when finding a VEN's event days.
 _EVENT_PAGE = 500
 
@@ -45,7 +58,7 @@ class Programme:
     """What measurement takes from the programme's rules: its time zone
     (baseline days are its local dates), its holidays and its baseline method."""
 
-    tz: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    tz: tzinfo = UTC
     method: str = DEFAULT_METHOD
     holidays: frozenset[date] = frozenset()
 
@@ -59,6 +72,89 @@ class EventPerformance:
     method: str
     live: bool
     measurement: EventMeasurement
+
+
+@dataclass(frozen=True, slots=True)
+class VenPerformanceLine:
+    """One VEN's line of a report: its figures without the interval series
+    (which :func:`measure_event_performance` gives for one VEN on demand)."""
+
+    ven_id: str
+    baseline_method: str  # the method used, after any fallback
+    fell_back: tuple[str, ...]  # "method: why not", in the order tried
+    shed_kwh: float | None
+    avg_shed_kw: float | None
+    allocated_kw: float | None
+    performance_ratio: float | None
+    claimed_kw: float | None
+    claimed_avg_shed_kw: float | None
+    coverage: float | None
+    intervals_expected: int
+    intervals_present: int
+    samples_expected: float | None
+    samples_present: int
+    offline_intervals: int
+    baseline_days: int
+    rebound_kwh: float | None
+    rebound_peak_kw: float | None
+
+    @classmethod
+    def of(cls, v: VenMeasurement) -> VenPerformanceLine:
+        q = v.quality
+        return cls(
+            ven_id=v.ven_id,
+            baseline_method=v.baseline.method,
+            fell_back=tuple(f"{f.method}: {f.reason}" for f in v.baseline.fallbacks),
+            shed_kwh=v.shed_kwh,
+            avg_shed_kw=v.avg_shed_kw,
+            allocated_kw=v.allocated_kw,
+            performance_ratio=v.performance_ratio,
+            claimed_kw=v.claimed_kw,
+            claimed_avg_shed_kw=v.claimed_avg_shed_kw,
+            coverage=v.coverage,
+            intervals_expected=q.intervals_expected,
+            intervals_present=q.intervals_present,
+            samples_expected=q.samples_expected,
+            samples_present=q.samples_present,
+            offline_intervals=len(q.offline),
+            baseline_days=q.baseline_days,
+            rebound_kwh=v.rebound.kwh if v.rebound else None,
+            rebound_peak_kw=v.rebound.peak_kw if v.rebound else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceReport:
+    """What settlement reads of an event: measured as far as
+    ``measured_until`` with ``method`` (the one asked; each VEN's line says
+    which it used), the fleet (figures and interval series) and a line per
+    VEN. ``live`` until the measured span (the event and the hour after it)
+    is over; only a report that is not live is kept."""
+
+    event_id: str
+    method: str
+    computed_at: datetime
+    measured_until: datetime
+    window: EventWindow
+    fleet: FleetMeasurement
+    vens: tuple[VenPerformanceLine, ...]
+
+    @property
+    def live(self) -> bool:
+        return self.measured_until < self.window.baseline_end
+
+    @classmethod
+    def of(cls, performance: EventPerformance, computed_at: datetime) -> PerformanceReport:
+        m = performance.measurement
+        return cls(
+            event_id=performance.event.id,
+            method=performance.method,
+            computed_at=computed_at,
+            measured_until=m.until,
+            window=m.window,
+            fleet=m.fleet,
+            vens=tuple(VenPerformanceLine.of(v) for _, v in sorted(m.vens.items())),
+        )
 
 
 def event_window(event: DrEvent) -> EventWindow:
@@ -135,16 +231,122 @@ async def measure_event_performance(
         )
         for ven_id, command in sorted(in_force.items())
     ]
-    measured = measure_event(
-        vens,
-        window,
-        tz=programme.tz,
-        requested_kw=event.requested_reduction_kw,
-        methods=chain,
-        holidays=programme.holidays,
-        until=min(now, window.baseline_end),
+    until = min(now, window.baseline_end)
+    measured: dict[str, VenMeasurement] = {}
+    for n, data in enumerate(vens, start=1):
+        measured[data.ven_id] = measure_ven(
+            data, window, tz=programme.tz, methods=chain, holidays=programme.holidays, until=until
+        )
+        if n % _YIELD_EVERY == 0:
+            # A fleet takes seconds of CPU: let the process's other work (the
+            # worker's MQTT consumer, the API's requests) run in between.
+            await asyncio.sleep(0)
+    fleet = fleet_measurement(measured.values(), requested_kw=event.requested_reduction_kw)
+    return EventPerformance(
+        event,
+        chain[0].name,
+        now < window.baseline_end,
+        EventMeasurement(window, until, measured, fleet),
     )
-    return EventPerformance(event, chain[0].name, now < window.baseline_end, measured)
+
+
+async def event_report(
+    uow_factory: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    store: PerformanceStore,
+    event_id: str,
+    *,
+    programme: Programme,
+    now: datetime,
+    method: str | None = None,
+    recompute: bool = False,
+) -> PerformanceReport:
+    """The report kept for ``event_id`` and ``method`` (default: the
+    programme's), else (or with ``recompute``) measured now; a measurement
+    whose span is over is kept, replacing the one before."""
+    if not recompute:
+        kept = await store.get(event_id, method or programme.method)
+        if kept is not None:
+            return kept
+    measured = await measure_event_performance(
+        uow_factory, queries, event_id, programme=programme, now=now, method=method
+    )
+    report = PerformanceReport.of(measured, now)
+    if not report.live:
+        await store.save(report)
+    return report
+
+
+async def measure_finished_events(
+    uow_factory: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    store: PerformanceStore,
+    *,
+    programme: Programme,
+    now: datetime,
+    horizon: timedelta = timedelta(days=2),
+) -> list[str]:
+    """The worker's pass: every dispatched event whose measured span (the
+    event and the hour after it) ended within ``horizon`` and that has no
+    report kept for the programme's method is measured and kept. One event
+    that cannot be measured is logged and does not stop the others."""
+    async with uow_factory() as uow:
+        candidates = await _dispatched_events(uow, now - horizon - MAX_EVENT_DURATION, now)
+    over = [
+        e
+        for e in candidates
+        if e.status.is_final and now - horizon <= event_window(e).baseline_end <= now
+    ]
+    if not over:
+        return []
+    kept = await store.kept([e.id for e in over], programme.method)
+    measured = []
+    for event in over:
+        if event.id in kept:
+            continue
+        try:
+            await event_report(uow_factory, queries, store, event.id, programme=programme, now=now)
+        except InvalidInput as exc:  # sent to no VEN: nothing to measure, ever
+            log.info("event %s not measured: %s", event.id, exc.message)
+            await store.save(_nothing_measured(event, programme.method, now))
+            continue
+        except Exception:
+            log.exception("event %s: measuring it failed; next pass tries again", event.id)
+            continue
+        measured.append(event.id)
+        log.info("event %s measured against %s and kept", event.id, programme.method)
+    return measured
+
+
+def _nothing_measured(event: DrEvent, method: str, now: datetime) -> PerformanceReport:
+    """The report of an event no VEN was sent: kept, so it is not tried again."""
+    window = event_window(event)
+    return PerformanceReport.of(
+        EventPerformance(
+            event,
+            method,
+            False,
+            measure_event(
+                [],
+                window,
+                tz=UTC,
+                requested_kw=event.requested_reduction_kw,
+                until=window.baseline_end,
+            ),
+        ),
+        now,
+    )
+
+
+async def _dispatched_events(uow: UnitOfWork, since: datetime, until: datetime) -> list[DrEvent]:
+    found: list[DrEvent] = []
+    after: DrEvent | None = None
+    while True:
+        page = await uow.events.overlapping(start=since, end=until, after=after, limit=_EVENT_PAGE)
+        found += [e for e in page if e.activated_at is not None]
+        if len(page) < _EVENT_PAGE:
+            return found
+        after = page[-1]
 
 
 async def _earlier_events(uow: UnitOfWork, event: DrEvent, since: datetime) -> list[DrEvent]:

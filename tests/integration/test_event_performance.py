@@ -23,6 +23,7 @@ from tests.integration.test_dashboard_events import sent_to
 from entrypoints.api.performance import EventPerformanceOut
 from entrypoints.cli import main, performance_table
 from gridcore.telemetry import LoadSample, TelemetrySample
+from gridcore.verification import Programme, measure_finished_events
 
 rig = api.rig  # the fixture: the API over memory, SQLite and PostgreSQL
 
@@ -201,3 +202,43 @@ def test_report_of_an_unknown_event_says_so(
     monkeypatch.setenv("DATABASE_URL", migrated_sqlite_url)
     assert main(["report", "evt-0000abcd", "--method", "10-in-10"]) == 2
     assert capsys.readouterr().err.strip() == "gridcore: event 'evt-0000abcd' not found"
+
+
+async def test_a_finished_event_is_kept_as_measured_then(rig: Rig) -> None:
+    """The worker's pass measures the event once its hour after is over and
+    keeps it; late telemetry changes nothing kept until it is recomputed."""
+    event_id = await run_event(rig)
+    await report(rig, START, END + timedelta(hours=1))
+    await rig.dispatcher.run_once()
+    programme = Programme(method="10-in-10")
+    store = rig.storage.performance
+    for_worker = (rig.storage.uow_factory, rig.storage.telemetry_queries, store)
+
+    rig.clock.set(END + timedelta(minutes=30))  # the event is over, its hour after is not
+    await rig.dispatcher.run_once()
+    assert (
+        await measure_finished_events(*for_worker, programme=programme, now=rig.clock.now()) == []
+    )
+    measured_at = END + timedelta(hours=1, minutes=1)
+    rig.clock.set(measured_at)
+    assert await measure_finished_events(*for_worker, programme=programme, now=measured_at) == [
+        event_id
+    ]
+    assert await measure_finished_events(*for_worker, programme=programme, now=measured_at) == []
+
+    # A VEN's buffer arrives late: ven-002 drew nothing at a second sample in
+    # each event interval, so its interval means halve (4 -> 2 kW).
+    late = [
+        TelemetrySample("ven-002", START + k * STEP + timedelta(seconds=30), used_power_kw=0.0)
+        for k in range(12)
+    ]
+    await rig.storage.telemetry_store.append(late)
+    rig.clock.set(measured_at + timedelta(hours=2))
+    path = f"/api/events/{event_id}/performance?method=10-in-10"
+    kept = (await rig.client.get(path)).json()
+    assert kept["computedAt"] == measured_at.isoformat().replace("+00:00", "Z")
+    assert kept["fleet"]["shedKwh"] == pytest.approx(4.0)
+    again = (await rig.client.get(f"{path}&recompute=true")).json()
+    assert again["computedAt"] > kept["computedAt"]
+    assert again["fleet"]["shedKwh"] == pytest.approx(6.0)  # ven-002's late readings count now
+    assert (await rig.client.get(path)).json() == again  # and are what is kept

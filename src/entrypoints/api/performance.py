@@ -13,8 +13,8 @@ from pydantic import Field
 
 from entrypoints.api.fields import ApiModel, UtcDateTime
 from gridcore.baselines import Adjustment, Baseline
-from gridcore.measurement import DataQuality, Rebound, VenMeasurement
-from gridcore.verification import EventPerformance
+from gridcore.measurement import Rebound, VenMeasurement
+from gridcore.verification import EventPerformance, PerformanceReport, VenPerformanceLine
 
 
 class QualityOut(ApiModel):
@@ -102,6 +102,10 @@ class EventPerformanceOut(ApiModel):
     event_id: str
     method: str = Field(description="The baseline method asked for")
     live: bool = Field(description="True until the hour after the event's end is over")
+    computed_at: UtcDateTime = Field(
+        description="When it was measured; once the event is over the result is kept "
+        "and served as it was (recompute=true measures again)"
+    )
     measured_until: UtcDateTime
     start: UtcDateTime
     end: UtcDateTime = Field(description="The event's end, or its stop if earlier")
@@ -114,49 +118,55 @@ def _rebound(r: Rebound | None) -> ReboundOut | None:
     return None if r is None else ReboundOut(kwh=r.kwh, peak_kw=r.peak_kw)
 
 
-def _quality(q: DataQuality) -> QualityOut:
-    return QualityOut(
-        intervals_expected=q.intervals_expected,
-        intervals_present=q.intervals_present,
-        interval_share=q.interval_share,
-        samples_expected=q.samples_expected,
-        samples_present=q.samples_present,
-        sample_share=q.sample_share,
-        offline_intervals=len(q.offline),
-        baseline_days=q.baseline_days,
-    )
-
-
 def _fell_back(b: Baseline) -> list[str]:
     return [f"{f.method}: {f.reason}" for f in b.fallbacks]
 
 
-def _ven_fields(v: VenMeasurement) -> dict[str, object]:
-    return {
-        "ven_id": v.ven_id,
-        "method": v.baseline.method,
-        "fell_back": _fell_back(v.baseline),
-        "shed_kwh": v.shed_kwh,
-        "avg_shed_kw": v.avg_shed_kw,
-        "allocated_kw": v.allocated_kw,
-        "performance_ratio": v.performance_ratio,
-        "claimed_kw": v.claimed_kw,
-        "claimed_avg_shed_kw": v.claimed_avg_shed_kw,
-        "coverage": v.coverage,
-        "quality": _quality(v.quality),
-        "rebound": _rebound(v.rebound),
-    }
+def _ven_line_out(line: VenPerformanceLine) -> VenPerformanceOut:
+    shares = (
+        (line.intervals_present / line.intervals_expected) if line.intervals_expected else None,
+        min(1.0, line.samples_present / line.samples_expected) if line.samples_expected else None,
+    )
+    rebound = (
+        None
+        if line.rebound_kwh is None or line.rebound_peak_kw is None
+        else ReboundOut(kwh=line.rebound_kwh, peak_kw=line.rebound_peak_kw)
+    )
+    return VenPerformanceOut(
+        ven_id=line.ven_id,
+        method=line.baseline_method,
+        fell_back=list(line.fell_back),
+        shed_kwh=line.shed_kwh,
+        avg_shed_kw=line.avg_shed_kw,
+        allocated_kw=line.allocated_kw,
+        performance_ratio=line.performance_ratio,
+        claimed_kw=line.claimed_kw,
+        claimed_avg_shed_kw=line.claimed_avg_shed_kw,
+        coverage=line.coverage,
+        quality=QualityOut(
+            intervals_expected=line.intervals_expected,
+            intervals_present=line.intervals_present,
+            interval_share=shares[0],
+            samples_expected=line.samples_expected,
+            samples_present=line.samples_present,
+            sample_share=shares[1],
+            offline_intervals=line.offline_intervals,
+            baseline_days=line.baseline_days,
+        ),
+        rebound=rebound,
+    )
 
 
-def event_performance_out(p: EventPerformance, timezone: str) -> EventPerformanceOut:
-    m, fleet = p.measurement, p.measurement.fleet
+def event_performance_out(r: PerformanceReport, timezone: str) -> EventPerformanceOut:
+    fleet = r.fleet
     return EventPerformanceOut(
-        event_id=p.event.id,
-        method=p.method,
-        live=p.live,
-        measured_until=m.until,
-        start=m.window.start,
-        end=m.window.end,
+        event_id=r.event_id,
+        method=r.method,
+        live=r.live,
+        computed_at=r.computed_at,
+        measured_until=r.measured_until,
+        start=r.window.start,
+        end=r.window.end,
         timezone=timezone,
         fleet=FleetPerformanceOut(
             shed_kwh=fleet.shed_kwh,
@@ -179,7 +189,7 @@ def event_performance_out(p: EventPerformance, timezone: str) -> EventPerformanc
                 for f in fleet.series
             ],
         ),
-        vens=[VenPerformanceOut(**_ven_fields(v)) for v in m.vens.values()],  # type: ignore[arg-type]
+        vens=[_ven_line_out(line) for line in r.vens],
     )
 
 
@@ -210,7 +220,7 @@ def ven_series_out(p: EventPerformance, v: VenMeasurement) -> VenSeriesOut:
             )
             for s in v.series
         ],
-        **_ven_fields(v),  # type: ignore[arg-type]
+        **_ven_line_out(VenPerformanceLine.of(v)).model_dump(),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from entrypoints.api.deps import NowDep, QueriesDep, SettingsDep, UowDep
+from entrypoints.api.deps import NowDep, QueriesDep, SettingsDep, StorageDep, UowDep
 from entrypoints.api.errors import NOT_FOUND
 from entrypoints.api.params import EventIdPath, VenIdPath
 from entrypoints.api.performance import (
@@ -21,7 +21,7 @@ from entrypoints.api.performance import (
     ven_series_out,
 )
 from gridcore.errors import NotFound
-from gridcore.verification import EventPerformance, measure_event_performance
+from gridcore.verification import EventPerformance, event_report, measure_event_performance
 
 router = APIRouter(prefix="/events", tags=["performance"])
 
@@ -82,14 +82,29 @@ async def event_performance(
     queries: QueriesDep,
     settings: SettingsDep,
     now: NowDep,
+    storage: StorageDep,
     method: Method = None,
     format: Format = None,
+    recompute: Annotated[
+        bool, Query(description="Measure again, replacing the result kept for the method")
+    ] = False,
 ) -> EventPerformanceOut:
     """What the event shed, measured from the VENs' metered telemetry against
     a baseline: the fleet, and a line per VEN (what it was allocated, what
-    its ACK claimed, what the meter shows, data quality, rebound)."""
-    measured = await _measure(uow, queries, settings, now, event_id, method)
-    body = event_performance_out(measured, settings.gridcore_timezone)
+    its ACK claimed, what the meter shows, data quality, rebound). Once the
+    event and the hour after it are over, the result is kept per method and
+    served as kept (``computedAt`` says when it was measured)."""
+    report = await event_report(
+        uow,
+        queries,
+        storage.performance,
+        event_id,
+        programme=settings.programme,
+        now=now,
+        method=method.strip().lower() if method else None,
+        recompute=recompute,
+    )
+    body = event_performance_out(report, settings.gridcore_timezone)
     if _wants_csv(request, format):
         return _csv_response(event_performance_csv(body), f"{event_id}-performance")  # type: ignore[return-value]
     return body
