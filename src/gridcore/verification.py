@@ -25,13 +25,15 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from gridcore.baselines import (
     DEFAULT_METHOD,
     LOOKBACK_DAYS,
+    BaselineMethod,
     EventWindow,
+    MeterBefore,
     fallback_chain,
 )
 from gridcore.correlation import Command, delivered_per_ven, latest_per_ven
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import MAX_EVENT_DURATION, DrEvent
-from gridcore.intervals import MAX_INTERVAL_VENS, IntervalReading
+from gridcore.intervals import INTERVAL, MAX_INTERVAL_VENS, IntervalReading
 from gridcore.measurement import (
     EventMeasurement,
     FleetMeasurement,
@@ -206,18 +208,21 @@ async def measure_event_performance(
         if event is None:
             raise NotFound("event", event_id)
         commands = await uow.commands.for_event(event_id, list(ven_ids) if ven_ids else None)
-        lookback_start = event.start_time - timedelta(days=LOOKBACK_DAYS + 1)
-        earlier = await _earlier_events(uow, event, lookback_start)
-        earlier_commands = await uow.commands.for_events([e.id for e in earlier])
+        window = event_window(event)
+        asked = method or programme.method
+        running = now < window.end
+        chain = fallback_chain(LIVE_METHOD if running and method is None else asked)
+        lookback_start = _history_start(chain, event)
+        earlier: list[DrEvent] = []
+        earlier_commands: list[Command] = []
+        if lookback_start < event.start_time - timedelta(days=1):  # days, not minutes, back
+            earlier = await _earlier_events(uow, event, lookback_start)
+            earlier_commands = await uow.commands.for_events([e.id for e in earlier])
     if now <= event.start_time:
         raise InvalidInput("eventId", f"event {event_id} has not started: nothing to measure yet")
     in_force = latest_per_ven(commands)
     if not in_force:
         raise InvalidInput("eventId", f"event {event_id} was sent to no VEN: nothing to measure")
-    window = event_window(event)
-    asked = method or programme.method
-    running = now < window.end
-    chain = fallback_chain(LIVE_METHOD if running and method is None else asked)
     delivered = delivered_per_ven(commands)
     event_days = event_days_per_ven(earlier, earlier_commands, programme.tz)
     readings = await _readings(queries, sorted(in_force), lookback_start, window.baseline_end)
@@ -248,6 +253,43 @@ async def measure_event_performance(
         now < window.baseline_end,
         EventMeasurement(window, until, measured, fleet),
     )
+
+
+def _history_start(chain: Sequence[BaselineMethod], event: DrEvent) -> datetime:
+    """How far back the VENs' intervals are read: the minutes before the
+    start for meter-before alone (the live view, read on every poll), else
+    the lookback of the day-matching methods."""
+    if all(isinstance(m, MeterBefore) for m in chain):
+        minutes = max(m.minutes for m in chain if isinstance(m, MeterBefore))
+        return event.start_time - timedelta(minutes=minutes) - INTERVAL
+    return event.start_time - timedelta(days=LOOKBACK_DAYS + 1)
+
+
+async def event_progress(
+    uow_factory: UnitOfWorkFactory,
+    queries: TelemetryQueries,
+    store: PerformanceStore,
+    event: DrEvent,
+    *,
+    programme: Programme,
+    now: datetime,
+) -> PerformanceReport | None:
+    """What the event page shows next to the kW the VENs claim: from its
+    start until its hour after is over, the metered shed so far against the
+    meter-before baseline (cheap enough to read on every poll); afterwards
+    the report kept for the programme's method (the worker's). None before
+    the start, for an event sent to no VEN, or before the report is kept."""
+    if event.activated_at is None or now <= event.start_time:
+        return None
+    if now >= event_window(event).baseline_end:
+        return await store.get(event.id, programme.method)
+    try:
+        measured = await measure_event_performance(
+            uow_factory, queries, event.id, programme=programme, now=now, method=LIVE_METHOD
+        )
+    except InvalidInput:  # sent to no VEN
+        return None
+    return PerformanceReport.of(measured, now)
 
 
 async def event_report(

@@ -242,3 +242,36 @@ async def test_a_finished_event_is_kept_as_measured_then(rig: Rig) -> None:
     assert again["computedAt"] > kept["computedAt"]
     assert again["fleet"]["shedKwh"] == pytest.approx(6.0)  # ven-002's late readings count now
     assert (await rig.client.get(path)).json() == again  # and are what is kept
+
+
+async def test_the_event_page_shows_the_metered_shed_next_to_the_claim(rig: Rig) -> None:
+    event_id = await run_event(rig)
+    await report(rig, START, START + timedelta(minutes=20))
+    rig.clock.set(START + timedelta(minutes=20))
+    detail = (await rig.client.get(f"/api/events/{event_id}")).json()
+    metered = detail["metered"]
+    assert (metered["method"], metered["live"]) == ("meter-before", True)
+    assert metered["shedKw"] == pytest.approx(4.0)  # ven-001's 4 kW, ven-002's 0
+    assert metered["shedKwh"] == pytest.approx(4.0 / 3)  # 20 minutes of it
+    assert metered["performanceRatio"] == pytest.approx(0.4)
+    by_ven = {v["venId"]: v for v in detail["vens"]}
+    assert by_ven["ven-001"]["meteredShedKw"] == pytest.approx(4.0)
+    assert by_ven["ven-001"]["shedKw"] == by_ven["ven-001"]["allocatedKw"]  # the claim
+    assert by_ven["ven-002"]["meteredShedKw"] == pytest.approx(0.0)
+
+    # Over, with its hour after: nothing until the worker keeps the report,
+    # then the kept report with the programme's method (high-4-of-5 here).
+    await report(rig, START + timedelta(minutes=20), END + timedelta(hours=1))
+    rig.clock.set(END + timedelta(hours=1, minutes=1))
+    await rig.dispatcher.run_once()
+    assert (await rig.client.get(f"/api/events/{event_id}")).json()["metered"] is None
+    await measure_finished_events(
+        rig.storage.uow_factory,
+        rig.storage.telemetry_queries,
+        rig.storage.performance,
+        programme=Programme(),
+        now=rig.clock.now(),
+    )
+    metered = (await rig.client.get(f"/api/events/{event_id}")).json()["metered"]
+    assert (metered["method"], metered["live"]) == ("high-4-of-5", False)
+    assert metered["shedKwh"] == pytest.approx(4.0)

@@ -307,6 +307,26 @@ class VenProgress(ApiModel):
     delivered_kw: float | None
     response_time_seconds: float | None
     restore_state: str | None
+    metered_shed_kw: float | None = Field(
+        None,
+        description="What the meter shows it shed on average so far (see metered): "
+        "null before it is measured",
+    )
+
+
+class MeteredOut(ApiModel):
+    """The event's shed as the meters show it, next to what the VENs claim."""
+
+    method: str = Field(
+        description="The baseline: meter-before while the event and its hour after run, "
+        "then the programme's (GRIDCORE_BASELINE_METHOD)"
+    )
+    live: bool
+    measured_until: UtcDateTime
+    shed_kw: float | None = Field(description="Average metered shed over the event so far")
+    shed_kwh: float
+    performance_ratio: float | None = Field(description="shedKw / requestedReductionKw")
+    vens_without_baseline: int
 
 
 class EventMetricsOut(ApiModel):
@@ -330,6 +350,11 @@ class EventWithMetrics(EventMetricsOut, EventOut):
 
 class EventDetail(EventWithMetrics):
     vens: list[VenProgress]
+    metered: MeteredOut | None = Field(
+        None,
+        description="Measured shed (GET /api/events/{eventId}/performance has the detail); "
+        "null before the start, and after the hour after the end until the worker kept it",
+    )
 
 
 # --- commands and health ---------------------------------------------------------

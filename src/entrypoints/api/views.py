@@ -22,6 +22,7 @@ from entrypoints.api.schemas import (
     EventWithMetrics,
     LoadOut,
     LocationBody,
+    MeteredOut,
     TelemetryPoint,
     TimeseriesPoint,
     VenEventOut,
@@ -38,6 +39,7 @@ from gridcore.quantities import to_kw, to_watts
 from gridcore.summary import VenSummary, current_power_kw
 from gridcore.telemetry import CircuitSnapshot, HistoryPoint, LatestPanel, TelemetrySample
 from gridcore.ven import Connectivity, Load, Location, Ven, available_shed_kw, merged_loads
+from gridcore.verification import PerformanceReport
 
 
 def load_out(load: Load) -> LoadOut:
@@ -148,6 +150,7 @@ def event_detail(
     commands: Iterable[Command],
     names: Mapping[str, str],
     current_reduction_kw: float,
+    metered: PerformanceReport | None = None,
 ) -> EventDetail:
     """Per VEN: its newest event command (a re-allocation supersedes older
     ones), what it delivers and the state of the restore sent at the end, if
@@ -157,6 +160,7 @@ def event_detail(
     restores = latest_per_ven(commands, CommandOp.RESTORE)
     taking_part = participation(commands)
     metrics = event_metrics_from(response_stats(commands), current_reduction_kw)
+    metered_kw = {v.ven_id: v.avg_shed_kw for v in metered.vens} if metered else {}
     progress = []
     for ven_id in sorted(latest):
         c = latest[ven_id]
@@ -175,9 +179,27 @@ def event_detail(
                 delivered_kw=c.delivered_kw,
                 response_time_seconds=rt.total_seconds() if rt is not None else None,
                 restore_state=restores[ven_id].state.value if ven_id in restores else None,
+                metered_shed_kw=metered_kw.get(ven_id),
             )
         )
-    return EventDetail(**event_with_metrics(event, metrics).model_dump(), vens=progress)
+    return EventDetail(
+        **event_with_metrics(event, metrics).model_dump(),
+        vens=progress,
+        metered=None if metered is None else _metered(metered),
+    )
+
+
+def _metered(report: PerformanceReport) -> MeteredOut:
+    fleet = report.fleet
+    return MeteredOut(
+        method=report.method,
+        live=report.live,
+        measured_until=report.measured_until,
+        shed_kw=fleet.avg_shed_kw,
+        shed_kwh=fleet.shed_kwh,
+        performance_ratio=fleet.performance_ratio,
+        vens_without_baseline=fleet.vens_without_baseline,
+    )
 
 
 def _curtailed(circuits: Iterable[CircuitCurtailment]) -> list[CurtailedCircuit]:

@@ -14,7 +14,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
+from entrypoints.api.deps import (
+    ClockDep,
+    IdsDep,
+    NowDep,
+    OfflineAfterDep,
+    QueriesDep,
+    SettingsDep,
+    StorageDep,
+    UowDep,
+)
 from entrypoints.api.errors import CONFLICT, NOT_FOUND
 from entrypoints.api.params import (
     DEFAULT_LIMIT,
@@ -49,6 +58,7 @@ from gridcore.events import DrEvent, EventStatus
 from gridcore.participation import event_metrics, reduction_instant
 from gridcore.ports import UnitOfWork, UnitOfWorkFactory
 from gridcore.telemetry import MAX_PAGE_SIZE
+from gridcore.verification import event_progress
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -180,19 +190,25 @@ async def get_event(
     event_id: EventIdPath,
     uow: UowDep,
     queries: QueriesDep,
+    storage: StorageDep,
+    settings: SettingsDep,
     now: NowDep,
     offline_after: OfflineAfterDep,
 ) -> EventDetail:
     """The event, its metrics (as ``/events/{eventId}/metrics``) and, per VEN,
     its progress from the ledger: name, allocated kW, command state, attempts,
-    ACK status and the VEN's answer, delivered kW, response time."""
+    ACK status and the VEN's answer, delivered kW, response time; next to
+    what the VENs claim, what the meters show (``metered``)."""
     async with uow() as u:
         event = await _event(u, event_id)
         commands = await u.commands.for_event(event_id)
         names = await u.vens.names(sorted({c.ven_id for c in commands}))
     at = reduction_instant(event, now)
     reduction = await queries.reported_reduction(event_id, at, offline_after)
-    return event_detail(event, commands, names, reduction)
+    metered = await event_progress(
+        uow, queries, storage.performance, event, programme=settings.programme, now=now
+    )
+    return event_detail(event, commands, names, reduction, metered)
 
 
 @router.get("/{eventId}/metrics", responses=NOT_FOUND)
