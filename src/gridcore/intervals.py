@@ -14,7 +14,7 @@ an outage), merge exactly: :meth:`IntervalTotals.merge`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,14 +30,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INTERVAL_SPAN = timedelta(days=62)
 # VENs per read: a 10,000-VEN fleet is read in slices, each bounded.
 MAX_INTERVAL_VENS = 1000
+# Spans per read (one a day of the longest span, and some).
+MAX_INTERVAL_SPANS = 100
 
 
-def check_interval_range(start: datetime, end: datetime) -> None:
+def check_interval_range(
+    start: datetime, end: datetime, spans: Sequence[tuple[datetime, datetime]] | None = None
+) -> None:
     """Refuse a read of intervals no store should answer in one go."""
     if end <= start:
         raise InvalidInput("end", "must be after start")
     if end - start > MAX_INTERVAL_SPAN:
         raise InvalidInput("end", f"at most {MAX_INTERVAL_SPAN.days} days after start")
+    if spans is not None and len(spans) > MAX_INTERVAL_SPANS:
+        raise InvalidInput("spans", f"at most {MAX_INTERVAL_SPANS} in one read")
+
+
+def in_spans(at: datetime, spans: Sequence[tuple[datetime, datetime]] | None) -> bool:
+    return spans is None or any(lo <= at < hi for lo, hi in spans)
 
 
 def interval_start(at: datetime) -> datetime:

@@ -384,12 +384,19 @@ class TelemetryQueries(Protocol):
         ...
 
     async def intervals(
-        self, ven_ids: Sequence[str], start: datetime, end: datetime
+        self,
+        ven_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        spans: Sequence[tuple[datetime, datetime]] | None = None,
     ) -> dict[str, list[IntervalReading]]:
         """Each VEN's 5-minute intervals starting in ``[start, end)``, in time
         order (:mod:`gridcore.intervals`); VENs without any are absent. At
         most ``MAX_INTERVAL_VENS`` VENs and ``MAX_INTERVAL_SPAN`` at a time
-        (:func:`~gridcore.intervals.check_interval_range`)."""
+        (:func:`~gridcore.intervals.check_interval_range`). ``spans``: only
+        intervals starting in one of these ``[lo, hi)`` (within start, end;
+        at most ``MAX_INTERVAL_SPANS``): a baseline's few hours of each day."""
         ...
 
     async def ven_summaries(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from gridcore.baselines import (
+    AFTER,
     DEFAULT_METHOD,
     LOOKBACK_DAYS,
     BaselineMethod,
@@ -225,7 +226,8 @@ async def measure_event_performance(
         raise InvalidInput("eventId", f"event {event_id} was sent to no VEN: nothing to measure")
     delivered = delivered_per_ven(commands)
     event_days = event_days_per_ven(earlier, earlier_commands, programme.tz)
-    readings = await _readings(queries, sorted(in_force), lookback_start, window.baseline_end)
+    spans = history_spans(window, programme.tz, lookback_start)
+    readings = await _readings(queries, sorted(in_force), spans)
     vens = [
         VenMeterData(
             ven_id=ven_id,
@@ -253,6 +255,45 @@ async def measure_event_performance(
         now < window.baseline_end,
         EventMeasurement(window, until, measured, fleet),
     )
+
+
+# What a baseline reads of each history day, around the event's clock times:
+# the day-of adjustment window (3 h, ending 1 h before the start) before it,
+# the rebound hour after it; and an hour more on each side, so that a day on
+# the other side of a daylight-saving change is read whole.
+_READ_BEFORE = timedelta(hours=5)
+_READ_AFTER = AFTER + timedelta(hours=1)
+# Longer events read every hour of each day anyway: one span.
+_DAILY_SPANS_UP_TO = timedelta(hours=16)
+
+
+def history_spans(
+    window: EventWindow, tz: tzinfo, since: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The UTC spans of VEN intervals measurement reads, from ``since`` to
+    the end of the hour after the event: on each local day, the event's
+    clock times widened by the adjustment window before and the rebound hour
+    after (a 2-hour event reads 9 hours a day, not 24; the results are the
+    same, docs/measurement.md). Spans are in time order and do not overlap."""
+    if window.end - window.start > _DAILY_SPANS_UP_TO:
+        return [(since, window.baseline_end)]
+    first = (window.start - _READ_BEFORE).astimezone(tz)
+    last = (window.end + _READ_AFTER).astimezone(tz)
+    spans: list[tuple[datetime, datetime]] = []
+    day = since.astimezone(tz).date() - timedelta(days=1)
+    end_day = window.start.astimezone(tz).date()
+    while day <= end_day:
+        offset = day - first.date()
+        lo = datetime.combine(first.date() + offset, first.timetz().replace(tzinfo=None), tz)
+        hi = datetime.combine(last.date() + offset, last.timetz().replace(tzinfo=None), tz)
+        lo, hi = max(lo.astimezone(UTC), since), min(hi.astimezone(UTC), window.baseline_end)
+        if lo < hi:
+            if spans and lo <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(hi, spans[-1][1]))
+            else:
+                spans.append((lo, hi))
+        day += timedelta(days=1)
+    return spans
 
 
 def _history_start(chain: Sequence[BaselineMethod], event: DrEvent) -> datetime:
@@ -407,11 +448,10 @@ async def _earlier_events(uow: UnitOfWork, event: DrEvent, since: datetime) -> l
 
 
 async def _readings(
-    queries: TelemetryQueries, ven_ids: Sequence[str], start: datetime, end: datetime
+    queries: TelemetryQueries, ven_ids: Sequence[str], spans: Sequence[tuple[datetime, datetime]]
 ) -> dict[str, list[IntervalReading]]:
     found: dict[str, list[IntervalReading]] = {}
     for first in range(0, len(ven_ids), MAX_INTERVAL_VENS):
-        found.update(
-            await queries.intervals(ven_ids[first : first + MAX_INTERVAL_VENS], start, end)
-        )
+        chunk = ven_ids[first : first + MAX_INTERVAL_VENS]
+        found.update(await queries.intervals(chunk, spans[0][0], spans[-1][1], spans=spans))
     return found

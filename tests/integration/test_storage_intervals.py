@@ -178,3 +178,16 @@ async def test_the_upgrade_rolls_up_the_telemetry_already_stored(url: str) -> No
         await downgrade(url, "0006")  # and back: the table goes
     finally:
         await engine.dispose()
+
+
+async def test_a_read_can_keep_to_spans(backend: Backend) -> None:
+    # An interval every 5 minutes for a day; read 01:00-02:00 and 13:00-13:10.
+    await backend.store.append(
+        [sample("ven-a", T0 + k * 5 * 60 * SECOND, float(k)) for k in range(288)]
+    )
+    spans = [(T0 + HOUR, T0 + 2 * HOUR), (T0 + 13 * HOUR, T0 + 13 * HOUR + 10 * 60 * SECOND)]
+    found = await backend.queries.intervals(["ven-a"], T0, T0 + 24 * HOUR, spans=spans)
+    assert [r.used_kw for r in found["ven-a"]] == [*(float(k) for k in range(12, 24)), 156.0, 157.0]
+    with pytest.raises(InvalidInput, match="spans"):
+        many = [(T0 + k * SECOND, T0 + (k + 1) * SECOND) for k in range(101)]
+        await backend.queries.intervals(["ven-a"], T0, T0 + HOUR, spans=many)

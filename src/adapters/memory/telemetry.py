@@ -21,6 +21,7 @@ from gridcore.intervals import (
     IntervalReading,
     IntervalTotals,
     check_interval_range,
+    in_spans,
     interval_start,
 )
 from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
@@ -245,13 +246,18 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
         }
 
     async def intervals(
-        self, ven_ids: Sequence[str], start: datetime, end: datetime
+        self,
+        ven_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        spans: Sequence[tuple[datetime, datetime]] | None = None,
     ) -> dict[str, list[IntervalReading]]:
-        check_interval_range(start, end)
+        check_interval_range(start, end, spans)
         wanted = set(sorted(set(ven_ids))[:MAX_INTERVAL_VENS])
         found: dict[str, list[IntervalReading]] = {}
         for (ven_id, at), totals in sorted(self._telemetry.intervals.items()):
-            if ven_id in wanted and start <= at < end:
+            if ven_id in wanted and start <= at < end and in_spans(at, spans):
                 found.setdefault(ven_id, []).append(IntervalReading.of(at, totals))
         return found
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, select, true
+from sqlalchemy import and_, case, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.energy import energy_today
@@ -253,18 +253,22 @@ class LatestStateQueries:
         return by_ven
 
     async def intervals(
-        self, ven_ids: Sequence[str], start: datetime, end: datetime
+        self,
+        ven_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        spans: Sequence[tuple[datetime, datetime]] | None = None,
     ) -> dict[str, list[IntervalReading]]:
-        check_interval_range(start, end)
+        check_interval_range(start, end, spans)
         wanted = sorted(set(ven_ids))[:MAX_INTERVAL_VENS]
         if not wanted:
             return {}
         c = ven_intervals.c
-        rows = await self._all(
-            select(ven_intervals)
-            .where(c.ven_id.in_(wanted), c.start >= start, c.start < end)
-            .order_by(c.ven_id, c.start)
-        )
+        where = [c.ven_id.in_(wanted), c.start >= start, c.start < end]
+        if spans is not None:
+            where.append(or_(*(and_(c.start >= lo, c.start < hi) for lo, hi in spans)))
+        rows = await self._all(select(ven_intervals).where(*where).order_by(c.ven_id, c.start))
         found: dict[str, list[IntervalReading]] = {}
         for r in rows:
             totals = IntervalTotals(**{f: r[f] for f in INTERVAL_TOTALS})
