@@ -27,8 +27,10 @@ from gridcore.baselines import (
     DEFAULT_METHOD,
     LOOKBACK_DAYS,
     BaselineMethod,
+    DayOfAdjustment,
     EventWindow,
     MeterBefore,
+    XOfY,
     fallback_chain,
 )
 from gridcore.correlation import Command, delivered_per_ven, latest_per_ven
@@ -226,7 +228,7 @@ async def measure_event_performance(
         raise InvalidInput("eventId", f"event {event_id} was sent to no VEN: nothing to measure")
     delivered = delivered_per_ven(commands)
     event_days = event_days_per_ven(earlier, earlier_commands, programme.tz)
-    spans = history_spans(window, programme.tz, lookback_start)
+    spans = history_spans(window, programme.tz, lookback_start, reach_before(chain))
     readings = await _readings(queries, sorted(in_force), spans)
     vens = [
         VenMeterData(
@@ -257,28 +259,39 @@ async def measure_event_performance(
     )
 
 
-# What a baseline reads of each history day, around the event's clock times:
-# the day-of adjustment window (3 h, ending 1 h before the start) before it,
-# the rebound hour after it; and an hour more on each side, so that a day on
-# the other side of a daylight-saving change is read whole.
-_READ_BEFORE = timedelta(hours=5)
-_READ_AFTER = AFTER + timedelta(hours=1)
 # Longer events read every hour of each day anyway: one span.
 _DAILY_SPANS_UP_TO = timedelta(hours=16)
+_DEFAULT_REACH = DayOfAdjustment().window + DayOfAdjustment().gap
+
+
+def reach_before(chain: Sequence[BaselineMethod]) -> timedelta:
+    """How long before the event's clock time a chain reads on each day: its
+    day-of adjustment window (3 h ending 1 h before, by default) or its
+    meter-before minutes, whichever is longest."""
+    reach = timedelta(0)
+    for method in chain:
+        if isinstance(method, MeterBefore):
+            reach = max(reach, timedelta(minutes=method.minutes))
+        elif isinstance(method, XOfY):
+            reach = max(reach, method.adjustment.window + method.adjustment.gap)
+    return reach
 
 
 def history_spans(
-    window: EventWindow, tz: tzinfo, since: datetime
+    window: EventWindow, tz: tzinfo, since: datetime, before: timedelta = _DEFAULT_REACH
 ) -> list[tuple[datetime, datetime]]:
     """The UTC spans of VEN intervals measurement reads, from ``since`` to
     the end of the hour after the event: on each local day, the event's
-    clock times widened by the adjustment window before and the rebound hour
-    after (a 2-hour event reads 9 hours a day, not 24; the results are the
-    same, docs/measurement.md). Spans are in time order and do not overlap."""
+    local clock times from ``before`` ahead of its start to the rebound hour
+    after its end (a 2-hour event reads 7 hours of each day, not 24, with
+    the same results: docs/measurement.md). Local clock times, so a day on
+    the other side of a daylight-saving change is read at the same hours.
+    One interval more on each side for a start off the 5-minute grid. In
+    time order; spans that meet are one."""
     if window.end - window.start > _DAILY_SPANS_UP_TO:
         return [(since, window.baseline_end)]
-    first = (window.start - _READ_BEFORE).astimezone(tz)
-    last = (window.end + _READ_AFTER).astimezone(tz)
+    first = (window.start - before - INTERVAL).astimezone(tz)
+    last = (window.end + AFTER + INTERVAL).astimezone(tz)
     spans: list[tuple[datetime, datetime]] = []
     day = since.astimezone(tz).date() - timedelta(days=1)
     end_day = window.start.astimezone(tz).date()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from gridcore.baselines import EventWindow
-from gridcore.verification import history_spans
+from gridcore.baselines import EventWindow, fallback_chain
+from gridcore.verification import history_spans, reach_before
 
 LA = ZoneInfo("America/Los_Angeles")
 
@@ -18,16 +19,17 @@ def test_each_day_reads_the_events_clock_times_widened() -> None:
     since = window.start - timedelta(days=46)
     spans = history_spans(window, LA, since)
     local = [(lo.astimezone(LA), hi.astimezone(LA)) for lo, hi in spans]
-    assert spans[0] == (since, since + timedelta(hours=4))  # from `since`: 17:00 to 21:00
-    assert all((lo.hour, hi.hour) == (12, 21) for lo, hi in local[1:-1])
-    assert local[-1][0].hour == 12 and spans[-1][1] == window.baseline_end  # 20:00 local
+    hours = [(lo.strftime("%H:%M"), hi.strftime("%H:%M")) for lo, hi in local]
+    assert hours[0] == ("17:00", "20:05")  # from `since`
+    assert set(hours[1:-1]) == {("12:55", "20:05")}  # 4 h before to 1 h after, + an interval
+    assert hours[-1] == ("12:55", "20:00") and spans[-1][1] == window.baseline_end
     assert len(spans) == 47
     before, after = spans[1], spans[-2]
-    assert before[0].astimezone(UTC).hour == 20  # PST: 12:00 is 20:00 UTC
-    assert after[0].astimezone(UTC).hour == 19  # PDT: 12:00 is 19:00 UTC
-    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))  # ordered, apart
+    assert before[0].astimezone(UTC).hour == 20  # PST: 12:55 is 20:55 UTC
+    assert after[0].astimezone(UTC).hour == 19  # PDT: 12:55 is 19:55 UTC
+    assert all(a[1] < b[0] for a, b in pairwise(spans))  # ordered, apart
     read = sum((hi - lo for lo, hi in spans), timedelta())
-    assert read < timedelta(days=46) * 0.4  # 9 hours of each 24
+    assert read < timedelta(days=47) * 0.3  # 7 hours and 10 minutes of each 24
 
 
 def test_a_long_event_reads_everything_in_one_span() -> None:
@@ -37,9 +39,13 @@ def test_a_long_event_reads_everything_in_one_span() -> None:
     assert history_spans(window, UTC, since) == [(since, window.baseline_end)]
 
 
-def test_the_longest_daily_spans_leave_an_hour_between_days() -> None:
-    # A 16-hour event reads 23 hours of each day, one span a day.
+def test_spans_that_meet_are_one() -> None:
+    # A 16-hour event with a 12-hour meter-before reads more than a day's
+    # 24 hours each day: one span.
     start = datetime(2025, 3, 25, 6, tzinfo=UTC)
     window = EventWindow(start, start + timedelta(hours=16))
-    spans = history_spans(window, UTC, start - timedelta(days=3, hours=5))
-    assert [hi - lo for lo, hi in spans] == [timedelta(hours=23)] * 3 + [timedelta(hours=22)]
+    since = start - timedelta(days=3)
+    chain = fallback_chain("meter-before-720")
+    assert reach_before(chain) == timedelta(hours=12)
+    assert history_spans(window, UTC, since, reach_before(chain)) == [(since, window.baseline_end)]
+    assert reach_before(fallback_chain("10-in-10")) == timedelta(hours=4)
