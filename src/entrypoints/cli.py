@@ -169,6 +169,8 @@ def cmd_ven(args: argparse.Namespace) -> None:
             interval=args.interval,
             reject_fraction=args.reject_fraction,
             silent_fraction=args.silent_fraction,
+            backfill_days=args.backfill_days,
+            backfill_rate=args.backfill_rate,
         )
     )
 
@@ -352,6 +354,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             vens=args.vens,
             database=args.db,
             open_access=args.insecure_open_access,
+            backfill_days=args.backfill_days,
         )
     )
 
@@ -388,6 +391,8 @@ _positive_int = _bounded(int, lambda v: v >= 1, "a whole number of at least 1")
 _wait = _bounded(float, lambda v: v >= 0, "a number of seconds, 0 or more")
 _interval = _bounded(float, lambda v: v > 0, "a number of seconds above 0")
 _fraction = _bounded(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+_backfill_days = _bounded(float, lambda v: 0 <= v <= 60, "a number of days from 0 to 60")
+_backfill_rate = _bounded(float, lambda v: 0 < v <= 100_000, "samples a second, above 0")
 
 
 def _level(text: str) -> str:
@@ -449,7 +454,13 @@ once with the reason (exit 2)."""
 VEN = """\
 Simulate VENs (homes with a smart panel and circuits) against the broker of
 MQTT_BROKER/MQTT_PORT: each sends telemetry, answers DR commands with ACKs and
-sheds its circuits in priority order. For load and behaviour tests."""
+sheds its circuits in priority order. For load and behaviour tests.
+
+--backfill-days N first publishes N days of past telemetry (one sample per VEN
+per 5 minutes, the same daily profiles as the live VENs, stamped in the past)
+on the telemetry topics, at most --backfill-rate samples a second, while the
+live VENs run: measurement then has baselines from the first event. The
+worker must be running to store it."""
 
 OPENAPI = """\
 Print the OpenAPI document (YAML) of the REST API, or write it to --output
@@ -477,7 +488,9 @@ DEMO = """\
 Everything in one process, with no setup: a SQLite file, the in-memory broker,
 the worker, the API on --host/--port without access control, and simulated
 VENs. The DB_* and MQTT_* settings are ignored, so the demo never touches a
-real fleet."""
+real fleet. Before it serves, it writes --backfill-days of history (one
+sample per VEN per 5 minutes, from the VENs' daily profiles) for the time
+its database has none, so the first event has a baseline."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,6 +544,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--silent-fraction", type=_fraction, default=0.0, help="share of VENs that never ACK (0)"
     )
+    p.add_argument(
+        "--backfill-days",
+        type=_backfill_days,
+        default=0.0,
+        metavar="N",
+        help="publish N days of past telemetry first, 0-60 (0: none)",
+    )
+    p.add_argument(
+        "--backfill-rate",
+        type=_backfill_rate,
+        default=1000.0,
+        metavar="R",
+        help="backfill samples a second, two messages each (1000)",
+    )
     p.set_defaults(func=cmd_ven)
 
     p = command("openapi", "print (or write) the OpenAPI document", OPENAPI)
@@ -560,6 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (8000)")
     p.add_argument("--vens", type=_positive_int, default=50, help="simulated VENs (50)")
     p.add_argument("--db", default="gridcore-demo.db", help="SQLite file (gridcore-demo.db)")
+    p.add_argument(
+        "--backfill-days",
+        type=_backfill_days,
+        default=10.0,
+        metavar="N",
+        help="days of history to start with, 0-60 (10)",
+    )
     _open_access_flag(p)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -3,7 +3,11 @@
 A SQLite file (kept between runs), the in-memory broker, the worker (consumer
 and dispatcher), simulated VENs, and the API on http://127.0.0.1:8000 with
 access control off: it binds to loopback, and refuses any other ``--host``
-without ``--insecure-open-access`` (or GRIDCORE_ALLOW_OPEN_ACCESS=true)."""
+without ``--insecure-open-access`` (or GRIDCORE_ALLOW_OPEN_ACCESS=true).
+
+Before anything serves, the VENs' history of the last ``backfill_days`` days
+(10 by default) is written into the store where the database has none, so the
+first event has a 10-in-10 baseline (:mod:`entrypoints.simulator.backfill`)."""
 
 from __future__ import annotations
 
@@ -20,12 +24,17 @@ from adapters.memory.broker import InMemoryBroker
 from adapters.sql.migrate import migrate
 from entrypoints.api.app import create_app
 from entrypoints.api.server import check_access
-from entrypoints.container import container_for
+from entrypoints.container import Storage, container_for
 from entrypoints.settings import Settings
-from entrypoints.simulator import run_simulator
+from entrypoints.simulator import FleetConfig, run_simulator
+from entrypoints.simulator.backfill import backfill_store
+from entrypoints.simulator.run import local_utc_offset_s
 from entrypoints.worker import Worker, run_dispatch, transport_factory
+from gridcore.ports import Clock
 
 log = logging.getLogger("gridcore.demo")
+
+DEMO_SEED = 1
 
 
 class _ApiServer(uvicorn.Server):
@@ -51,6 +60,34 @@ def demo_settings(database: str) -> Settings:
         # VENs report every 5 s; shorter ACK deadlines keep the demo lively.
         ack_timeout_seconds=10.0,
     )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def backfill_history(storage: Storage, config: FleetConfig, days: float, clock: Clock) -> int:
+    """Write the fleet's history of the last ``days`` days where the store has
+    none (after each VEN's newest sample, so a second run fills only the gap);
+    returns the samples written. A second pass covers the minutes the first
+    one took, so history runs up to the live telemetry."""
+    ven_ids = [
+        config.ven_id(n) for n in range(config.start_index, config.start_index + config.count)
+    ]
+    written = 0
+    for attempt in range(2):
+        newest = await storage.telemetry_queries.latest_panels(ven_ids)
+        since = {ven_id: panel.timestamp for ven_id, panel in newest.items()}
+        if attempt == 0:
+            _say(f"writing up to {days:g} day(s) of history for {config.count} VENs ...")
+        result = await backfill_store(
+            storage.telemetry_store, config, now=clock.now(), days=days, since=since,
+            progress=_say,
+        )  # fmt: skip
+        written += result.samples
+        if attempt == 0:
+            _say(result.summary(days))
+    return written
 
 
 def banner(host: str, port: int, vens: int, database: str) -> str:
@@ -80,6 +117,7 @@ async def run_demo(
     vens: int = 50,
     database: str = "gridcore-demo.db",
     open_access: bool = False,
+    backfill_days: float = 10.0,
 ) -> None:
     settings = demo_settings(database)
     check_access(settings, host, open_access=open_access, demo=True)  # before any work
@@ -90,6 +128,14 @@ async def run_demo(
     container = container_for(settings)
     storage = container.storage()
     stop = asyncio.Event()
+    utc_offset_s = local_utc_offset_s()  # the same hours for the history and the live VENs
+    if backfill_days > 0:
+        fleet = FleetConfig(count=vens, prefix="ven", seed=DEMO_SEED, utc_offset_s=utc_offset_s)
+        try:
+            await backfill_history(storage, fleet, backfill_days, container.clock())
+        except BaseException:
+            await storage.close()
+            raise
 
     worker = Worker(
         transport_factory=transport_factory(settings, broker),
@@ -124,7 +170,15 @@ async def run_demo(
             name="dispatcher",
         ),
         asyncio.create_task(
-            run_simulator(settings, vens, prefix="ven", seed=1, broker=broker), name="vens"
+            run_simulator(
+                settings,
+                vens,
+                prefix="ven",
+                seed=DEMO_SEED,
+                broker=broker,
+                utc_offset_s=utc_offset_s,
+            ),
+            name="vens",
         ),
         asyncio.create_task(server.serve(), name="api"),
     ]

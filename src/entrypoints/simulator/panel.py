@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from entrypoints.simulator.profiles import (
     PROFILES,
+    SECONDS_PER_DAY,
     derive,
+    is_weekend,
     local_hour,
     solar_output,
     spread,
@@ -101,6 +103,8 @@ class Panel:
     voltage: int = PANEL_VOLTAGE
     _last_read: float | None = field(default=None, repr=False)
 
+    _seeds: dict[str, int] = field(default_factory=dict, repr=False)
+
     @property
     def max_kw(self) -> float:
         return self.amperage * self.voltage / 1000.0
@@ -108,21 +112,48 @@ class Panel:
     def circuit(self, circuit_id: str) -> CircuitSpec | None:
         return next((c for c in self.circuits if c.id == circuit_id), None)
 
+    def habits(self, epoch: float) -> tuple[float, int, bool]:
+        """The household's clock at ``epoch``: (hour of its day, local day
+        number, weekend day or not), its habits' shift included."""
+        shifted = epoch + self.utc_offset_s + self.hour_shift * 3600.0
+        day = int(shifted // SECONDS_PER_DAY)
+        return (shifted % SECONDS_PER_DAY) / 3600.0, day, is_weekend(day)
+
+    def _seed(self, spec: CircuitSpec) -> int:
+        circuit_seed = self._seeds.get(spec.id)
+        if circuit_seed is None:
+            circuit_seed = self._seeds[spec.id] = derive(self.seed, spec.id)
+        return circuit_seed
+
+    def natural_kw(self, spec: CircuitSpec, epoch: float) -> float:
+        """What a load (not the battery) draws at ``epoch`` without curtailment:
+        a pure function of the seed and the instant."""
+        return self._natural(spec, epoch, self.habits(epoch))
+
+    def _natural(self, spec: CircuitSpec, epoch: float, clock: tuple[float, int, bool]) -> float:
+        if spec.type is LoadType.SOLAR:  # the sun keeps no habits: plain local time
+            sun = local_hour(epoch, self.utc_offset_s)
+            return -solar_output(self._seed(spec), spec.rated_kw, epoch, sun)
+        if spec.type is LoadType.BATTERY:
+            return 0.0
+        hour, day, weekend = clock
+        return PROFILES[spec.type].draw(
+            self._seed(spec), spec.rated_kw, epoch, hour, day=day, weekend=weekend
+        )
+
     def read(self, epoch: float) -> dict[str, float]:
         """kW per circuit id at ``epoch`` (seconds): solar negative, battery
         positive when charging. Steps the battery by the time since the
         previous read, so reads are expected in time order."""
-        hour = (local_hour(epoch, self.utc_offset_s) + self.hour_shift) % 24.0
+        clock = self.habits(epoch)
         draws: dict[str, float] = {}
         battery_id: str | None = None
         for spec in self.circuits:
-            circuit_seed = derive(self.seed, spec.id)
-            if spec.type is LoadType.SOLAR:
-                draws[spec.id] = -solar_output(circuit_seed, spec.rated_kw, epoch, hour)
-            elif spec.type is LoadType.BATTERY:
+            if spec.type is LoadType.BATTERY:
                 battery_id = spec.id
             else:
-                draws[spec.id] = PROFILES[spec.type].draw(circuit_seed, spec.rated_kw, epoch, hour)
+                draws[spec.id] = self._natural(spec, epoch, clock)
+        hour = clock[0]
         if self.battery is not None and battery_id is not None:
             dt = 0.0 if self._last_read is None else min(epoch - self._last_read, 3600.0)
             wanted = self.battery.wanted_kw(hour, sum(draws.values()))

@@ -4,16 +4,21 @@ the ``gridcore ven`` command and the zero-setup demo."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from dataclasses import replace
 from datetime import datetime
 
 from adapters.memory.broker import InMemoryBroker
 from adapters.mqtt.transport import AiomqttTransport
+from adapters.system import SystemClock
 from entrypoints.settings import Settings
+from entrypoints.simulator.backfill import BROKER_RATE, backfill_broker
 from entrypoints.simulator.fleet import Connect, FleetConfig, run_fleet
 from entrypoints.worker import mqtt_connection
 from gridcore.ports import Clock, MessageTransport
+
+log = logging.getLogger("entrypoints.simulator")
 
 
 def local_utc_offset_s() -> float:
@@ -69,6 +74,8 @@ async def run_simulator(
     utc_offset_s: float | None = None,
     clock: Clock | None = None,
     ready: asyncio.Event | None = None,
+    backfill_days: float = 0.0,
+    backfill_rate: float = BROKER_RATE,
 ) -> None:
     """Simulate ``count`` VENs (``{prefix}-1``..) until cancelled.
 
@@ -78,6 +85,11 @@ async def run_simulator(
     reads what the simulator writes. Homes keep the hours of ``utc_offset_s``
     (default: this machine's time zone; fix it for runs reproducible across
     machines). ``ready`` is set once every VEN listens to its command topic.
+
+    ``backfill_days``: first publish that many days of past telemetry (one
+    sample per VEN per 5 minutes, :func:`backfill_broker`) at most
+    ``backfill_rate`` samples a second on a connection of its own, while the
+    live VENs already run; a backfill that fails is logged, the VENs go on.
     """
     config = FleetConfig(
         count=count,
@@ -91,4 +103,44 @@ async def run_simulator(
         metering_topic=settings.mqtt_topic_metering,
         utc_offset_s=local_utc_offset_s() if utc_offset_s is None else utc_offset_s,
     )
-    await run_fleet(config, connector(settings, prefix, broker), clock=clock, ready=ready)
+    if backfill_rate <= 0:
+        raise ValueError("the backfill rate must be a positive number of samples a second")
+    connect = connector(settings, prefix, broker)
+    if backfill_days <= 0:
+        await run_fleet(config, connect, clock=clock, ready=ready)
+        return
+    live = asyncio.create_task(run_fleet(config, connect, clock=clock, ready=ready))
+    history = asyncio.create_task(
+        _backfill(config, connect, clock or SystemClock(), backfill_days, backfill_rate)
+    )
+    try:
+        await live
+    finally:
+        history.cancel()
+        await asyncio.gather(history, return_exceptions=True)
+
+
+async def _backfill(
+    config: FleetConfig, connect: Connect, clock: Clock, days: float, rate: float
+) -> None:
+    try:
+        transport = await connect(config.connections)  # one beyond the live ones
+    except (ConnectionError, OSError) as exc:
+        log.error("backfill failed: %s; the live VENs go on", exc)
+        return
+    try:
+        log.info(
+            "backfill: publishing %g day(s) of history for %d VEN(s), at most %g samples a second",
+            days, config.count, rate,
+        )  # fmt: skip
+        result = await backfill_broker(
+            transport, config, now=clock.now(), days=days, rate=rate, progress=log.info
+        )
+        log.info("%s", result.summary(days))
+    except (ConnectionError, OSError) as exc:
+        log.error("backfill failed: %s; the live VENs go on", exc)
+    finally:
+        try:
+            await transport.close()
+        except Exception:  # already gone
+            log.debug("closing the backfill connection failed", exc_info=True)

@@ -13,7 +13,8 @@ Commands:
   correlationId) while shedding re-plans to the new target. After
   ``duration_sec`` (else ``data.duration_s``) the VEN restores by itself and
   sends a restore ACK carrying the event id.
-- ``restore``: restore and ACK ``success``.
+- ``restore``: restore and ACK ``success``. The loads that were held then
+  catch up for a while (rebound, see :mod:`entrypoints.simulator.shedding`).
 - ``ping``: ACK ``pong``.
 - ``shed_load``: shed ``shed_kw`` (all when absent) of circuit ``load_id``
   and ACK ``accepted``; critical or unknown circuits are refused.
@@ -85,7 +86,7 @@ class SimulatedVen:
         self.ven_id = ven_id
         self.panel = panel
         self.behaviour = behaviour
-        self.state = ShedState()
+        self.state = ShedState(panel)
         self.cycle = 0
         self.command_topic = f"ven/cmd/{ven_id}"
         self._metering_topic = metering_topic
@@ -105,7 +106,7 @@ class SimulatedVen:
     # --- telemetry -------------------------------------------------------
 
     def readings(self, epoch: float) -> list[CircuitReading]:
-        return self.state.readings(self.panel.circuits, self.panel.read(epoch))
+        return self.state.readings(self.panel.circuits, self.panel.read(epoch), epoch)
 
     def report(self, now: datetime) -> list[BrokerMessage]:
         """One telemetry cycle: metering and per-VEN telemetry, and every
@@ -219,7 +220,7 @@ class SimulatedVen:
         )  # fmt: skip
 
     def _restore(self, body: dict[str, Any], now: float) -> payloads.JsonObject:
-        self.state.restore(_text(body.get("event_id")))
+        self.state.restore(_text(body.get("event_id")), now=now)
         return payloads.simple_ack(
             "restore", "success", correlation_id=_text(body.get("correlationId")), ts=int(now)
         )
