@@ -88,12 +88,19 @@ class FlakyPublisher(RecordingPublisher):
 @dataclass(frozen=True)
 class FixedShed:
     """The TelemetryQueries the dispatcher reads: a fleet that is always online
-    and can always shed the same kW (the only query a dispatcher makes)."""
+    and can always shed the same kW, and never reports (the only queries a
+    dispatcher makes)."""
 
     kw: Mapping[str, float] = field(default_factory=lambda: dict(FLEET))
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
         return dict(self.kw)
+
+    async def not_shedding(
+        self, event_id: str, *, acked_before: datetime, since: datetime, limit: int = 1000
+    ) -> list[str]:
+        """No telemetry: no VEN is ever seen not shedding (no re-assertion)."""
+        return []
 
 
 def expected_w(command: Command) -> int:

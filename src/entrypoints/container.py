@@ -164,6 +164,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         offline_after=settings.offline_after,
         ack_timeout=settings.ack_timeout,
         max_retries=settings.ack_max_retries,
+        reconcile_after=settings.reconcile_after,
     )
 
 

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     ven_offline_after_seconds: float = Field(default=60.0, gt=0)
     ack_timeout_seconds: float = Field(default=30.0, gt=0)
     ack_max_retries: int = Field(default=2, ge=0, le=20)
+    gridcore_reconcile_after_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=24 * 3600,
+        description="A VEN whose telemetry shows no shed this long after it accepted an event "
+        "is sent the command again (same correlationId); 0: never",
+    )
     gridcore_auto_register: bool = Field(
         default=True, description="Register unknown VENs on first telemetry (else refuse)"
     )
@@ -276,6 +283,11 @@ class Settings(BaseSettings):
     @property
     def ack_timeout(self) -> timedelta:
         return timedelta(seconds=self.ack_timeout_seconds)
+
+    @property
+    def reconcile_after(self) -> timedelta | None:
+        seconds = self.gridcore_reconcile_after_seconds
+        return timedelta(seconds=seconds) if seconds > 0 else None
 
 
 # --- checking a process's configuration ---------------------------------------

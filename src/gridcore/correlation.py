@@ -11,6 +11,12 @@ A command that is not ACKed before its deadline is re-sent with the SAME
 correlationId, at most ``max_retries`` times; VENs must treat a repeat as
 idempotent. After that, or when its event ends, it is timed out. An ACK that
 comes after the time-out is still recorded (the VEN did act), flagged late.
+
+An accepted command whose VEN is then seen not doing it (it rebooted:
+:mod:`gridcore.reconcile`) is re-asserted: back in the outbox with the same
+correlationId, its delivery withdrawn until the VEN answers again. Retries and
+re-assertions share one budget: a command is sent at most ``1 + max_retries``
+times in all.
 """
 
 from __future__ import annotations
@@ -153,6 +159,31 @@ class Command:
     def cancel(self) -> Command:
         return replace(self, state=CommandState.CANCELLED)
 
+    @property
+    def withdrawn(self) -> bool:
+        """Accepted, then put back in the outbox by :meth:`reassert` (its VEN's
+        telemetry showed it was not doing it), and not accepted again since:
+        the ACK it keeps (``acked_at``, ``ack_status``) no longer counts."""
+        return self.acked_at is not None and self.state in (
+            CommandState.PENDING,
+            CommandState.SENT,
+            CommandState.TIMED_OUT,
+        )
+
+    def reassert(self) -> Command:
+        """An accepted command back in the outbox, same correlationId, because
+        its VEN is not doing it (it rebooted): what it delivered is withdrawn
+        until it answers again. Its first send becomes the re-assertion's, so
+        the response time of that answer measures that round trip; the send is
+        counted in ``attempts`` like any other."""
+        return replace(
+            self,
+            state=CommandState.PENDING,
+            first_sent_at=None,
+            deadline=None,
+            delivered_kw=None,
+        )
+
     def is_overdue(self, now: datetime) -> bool:
         return (
             self.state is CommandState.SENT and self.deadline is not None and now >= self.deadline
@@ -277,14 +308,13 @@ def expected_per_ven(commands: Iterable[Command]) -> dict[str, int]:
     newest accepted command delivered (a refused top-up leaves the earlier
     delivery standing, as in :func:`delivered_w`); nothing if it never accepted."""
     commands = list(commands)
-    accepted = _newest_accepted(commands)
+    delivered = delivered_per_ven(commands)
     expected: dict[str, int] = {}
     for ven_id, latest in latest_per_ven(commands).items():
         if latest.state.is_open:
             expected[ven_id] = to_watts(latest.shed_kw or 0.0)
         else:
-            held = accepted.get(ven_id)
-            expected[ven_id] = _delivered(held) if held is not None else 0
+            expected[ven_id] = delivered.get(ven_id, 0)
     return expected
 
 
@@ -295,8 +325,16 @@ def _newest_accepted(commands: Iterable[Command]) -> dict[str, Command]:
 def delivered_per_ven(commands: Iterable[Command]) -> dict[str, int]:
     """Watts each VEN delivers for one event: what its newest accepted event
     command reports (a re-allocated VEN's newer ACK replaces its older one).
-    VENs that never accepted are absent."""
-    return {ven_id: _delivered(c) for ven_id, c in _newest_accepted(commands).items()}
+    VENs that never accepted are absent, and so are VENs whose newest event
+    command was withdrawn (:attr:`Command.withdrawn`: the VEN was seen not
+    doing it; nothing it accepted before counts until it answers again)."""
+    commands = list(commands)
+    withdrawn = {v for v, c in latest_per_ven(commands).items() if c.withdrawn}
+    return {
+        ven_id: _delivered(c)
+        for ven_id, c in _newest_accepted(commands).items()
+        if ven_id not in withdrawn
+    }
 
 
 def delivered_w(commands: Iterable[Command]) -> int:
@@ -462,6 +500,25 @@ class CommandLedger:
                 f"{correlation_id}: no ACK from {command.ven_id} after {command.attempts} sends"
             )
         return self._put(command.mark_sent(now, self.ack_timeout))
+
+    def reassert(self, correlation_id: str) -> Command:
+        """Put an accepted command back in the outbox with the same
+        correlationId (:meth:`Command.reassert`): its VEN was seen not doing it.
+
+        Bounded like retries: a command is sent at most ``1 + max_retries``
+        times in all, whether again for a missing ACK or re-asserted. One that
+        has been raises :class:`RetriesExhausted` and stays as it is (accepted,
+        still counted). A command not accepted (any more) is returned
+        unchanged: the answer or re-assertion that raced this one stands.
+        """
+        command = self.get(correlation_id)
+        if command.state is not CommandState.ACKED:
+            return command
+        if not command.can_retry(self.max_retries):
+            raise RetriesExhausted(
+                f"{correlation_id}: {command.ven_id} was sent it {command.attempts} times"
+            )
+        return self._put(command.reassert())
 
     def end_event(self, event_id: str, now: datetime) -> list[Command]:
         """At an event's end or stop: cancel its event commands still in the

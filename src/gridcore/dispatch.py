@@ -10,6 +10,10 @@ One pass (:meth:`Dispatcher.run_once`) does, in order:
    retrying unanswered ones);
 3. re-send commands whose ACK is overdue, with the same correlationId, at most
    ``max_retries`` times, then time them out;
+3b. reconcile (:mod:`gridcore.reconcile`): re-assert, with the same
+   correlationId, an accepted command whose VEN's telemetry has shown it not
+   shedding for the event for ``reconcile_after`` (it rebooted); what it
+   delivered stops counting until it answers again;
 4. relay: publish what the outbox holds (before step 5, which reads every
    command of every active event: a new event's commands do not wait for it);
 5. re-allocate the shortfall of rejected, silent or short VENs to VENs with
@@ -38,6 +42,7 @@ from gridcore.correlation import (
     CommandLedger,
     CommandOp,
     CommandState,
+    delivered_per_ven,
 )
 from gridcore.errors import RetriesExhausted
 from gridcore.events import DrEvent, EventStatus
@@ -50,6 +55,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
 )
 from gridcore.quantities import to_kw, to_watts
+from gridcore.reconcile import reassert_silent
 
 log = logging.getLogger("gridcore.dispatch")
 
@@ -67,6 +73,11 @@ class DispatchPolicy:
     rebalance_every: timedelta = timedelta(seconds=5)
     batch_size: int = 10_000
     max_in_flight: int = 1_000
+    # A VEN seen not shedding this long after accepting is sent the command
+    # again (gridcore.reconcile); None: never.
+    reconcile_after: timedelta | None = timedelta(seconds=60)
+    # Reconciling reads the telemetry of every accepted VEN: not every pass.
+    reconcile_every: timedelta = timedelta(seconds=5)
 
 
 @dataclass(slots=True)
@@ -77,6 +88,7 @@ class DispatchReport:
     retried: int = 0
     timed_out: int = 0
     reallocated: int = 0
+    reasserted: int = 0
     failed: int = 0
 
     @property
@@ -90,6 +102,7 @@ class DispatchReport:
             or self.retried
             or self.timed_out
             or self.reallocated
+            or self.reasserted
         )
 
 
@@ -184,6 +197,9 @@ class Dispatcher:
         self.policy = policy or DispatchPolicy()
         self._lease = lease
         self._last_rebalance: datetime | None = None
+        self._last_reconcile: datetime | None = None
+        # Commands whose re-assertions are used up, warned about once.
+        self._exhausted: set[str] = set()
 
     async def release(self) -> None:
         """Give up the dispatch lease (on shutdown), so another worker takes over."""
@@ -197,6 +213,7 @@ class Dispatcher:
         report.activated = await self.activate_due()
         report.finished = await self.finish_over()
         await self.handle_overdue(report)
+        report.reasserted = await self.reconcile()
         # Relay before judging shortfalls: that reads every command of every
         # active event, and a new event's commands must not wait for it.
         await self.relay(report)
@@ -322,6 +339,77 @@ class Dispatcher:
         report.timed_out += len(expired)
         report.retried += len(resend)
         report.failed += await self._publish(resend)
+
+    # --- 3b. reconciliation ----------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Re-assert the accepted commands of active events whose VENs'
+        telemetry shows them not shedding (:mod:`gridcore.reconcile`). The
+        telemetry is read outside any lock (one query per event); the
+        decision is taken on the commands as they are under the allocation
+        lock and the event's lock, the locks activation and re-allocation
+        take, in the same order: an ACK that lands meanwhile waits, or is
+        seen, and delivered kW is counted once."""
+        after = self.policy.reconcile_after
+        now = self._clock.now()
+        last = self._last_reconcile
+        if after is None or (last is not None and now - last < self.policy.reconcile_every):
+            return 0
+        self._last_reconcile = now
+        async with self._uow() as uow:
+            active = await uow.events.active()
+        reasserted = 0
+        for candidate in active:
+            silent = await self._queries.not_shedding(
+                candidate.id,
+                acked_before=now - after,
+                since=now - after,
+                limit=self.policy.batch_size,
+            )
+            if not silent:
+                continue
+            async with self._uow() as uow:
+                await uow.commands.lock_allocation()
+                event = (await uow.events.lock([candidate.id])).get(candidate.id)
+                if event is None or event.status is not EventStatus.ACTIVE:
+                    continue  # ended meanwhile: its restores are on their way
+                ledger = CommandLedger(
+                    await uow.commands.for_event(event.id, silent),
+                    ack_timeout=self.policy.ack_timeout,
+                    max_retries=self.policy.max_retries,
+                )
+                done = reassert_silent(ledger, event.id, silent, now - after)
+                await uow.commands.update_many(ledger.changed())
+                if done.delta_w:
+                    await uow.events.add_actual_reduction(event.id, to_kw(done.delta_w))
+                await uow.commit()
+            reasserted += len(done.reasserted)
+            for c in done.reasserted:
+                log.warning(
+                    "command %s to %s (event %s): re-asserted (same correlationId): "
+                    "accepted at %s, but its telemetry has shown no shed for the event "
+                    "for %gs (rebooted?); its %.3f kW do not count until it answers",
+                    c.correlation_id,
+                    c.ven_id,
+                    event.id,
+                    c.acked_at.isoformat() if c.acked_at else "?",
+                    after.total_seconds(),
+                    to_kw(delivered_per_ven([c]).get(c.ven_id, 0)),
+                )
+            for c in done.exhausted:
+                if c.correlation_id not in self._exhausted:
+                    self._exhausted.add(c.correlation_id)
+                    log.warning(
+                        "command %s to %s (event %s): telemetry shows no shed for the "
+                        "event, but it was sent %d times already; not re-asserted again",
+                        c.correlation_id,
+                        c.ven_id,
+                        event.id,
+                        c.attempts,
+                    )
+        if len(self._exhausted) > 100_000:  # bounded: at worst a warning repeats
+            self._exhausted.clear()
+        return reasserted
 
     # --- 4. re-allocation -----------------------------------------------
 

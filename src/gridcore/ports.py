@@ -417,6 +417,18 @@ class TelemetryQueries(Protocol):
         state when ``at`` is now, else only the window before ``at``."""
         ...
 
+    async def not_shedding(
+        self, event_id: str, *, acked_before: datetime, since: datetime, limit: int = 1000
+    ) -> list[str]:
+        """The VENs that accepted an event command of ``event_id`` at or before
+        ``acked_before`` and whose telemetry shows them not shedding for it
+        since ``since`` (:func:`gridcore.reconcile.not_shedding`: their current
+        state and every sample stamped after ``since``, at least one, name
+        another event or none and report no shed). In id order, at most
+        ``limit`` (capped at 20,000); in one round trip for the whole event,
+        reading history only of the VENs whose current state is quiet."""
+        ...
+
     async def samples_around(
         self, ven_id: str, instants: Sequence[datetime], within: timedelta
     ) -> dict[datetime, Around]:

@@ -24,7 +24,8 @@ TABLES = "events, commands, ven_acks"
 
 async def _empty(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES}"))
+        # CASCADE: tables that refer to events (event_performance, 0008) go too.
+        await conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
 
 
 @pytest.mark.postgres

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.latest import load_sample, sample_from
-from adapters.sql.repositories import MAX_LIMIT
-from adapters.sql.tables import ven_latest, ven_load_samples, ven_telemetry
+from adapters.sql.repositories import MAX_DISPATCH_BATCH, MAX_LIMIT
+from adapters.sql.tables import commands, ven_latest, ven_load_samples, ven_telemetry
+from gridcore.correlation import CommandOp, CommandState
 from gridcore.participation import Around
 from gridcore.telemetry import LoadSample, TelemetrySample
 
@@ -27,10 +28,48 @@ _INSTANTS_PER_QUERY = 200
 _IDS_PER_QUERY = 500
 
 
+def _quiet(row: Any, event_id: str) -> ColumnElement[bool]:
+    """gridcore.reconcile.quiet: names another event or none, and no shed."""
+    return and_(
+        or_(row.event_id.is_(None), row.event_id != event_id),
+        func.coalesce(row.shed_power_kw, 0.0) <= 0.0,
+    )
+
+
 class ParticipationQueries:
     """The DR-event half of :class:`gridcore.ports.TelemetryQueries`."""
 
     _engine: AsyncEngine
+
+    async def not_shedding(
+        self, event_id: str, *, acked_before: datetime, since: datetime, limit: int = 1000
+    ) -> list[str]:
+        latest, t, c = ven_latest.c, ven_telemetry.c, commands.c
+        # The event's accepted VENs through its (event_id, ven_id) index; their
+        # current state is one row each; only those it says are quiet have
+        # the window of their history read, by their (ven_id, timestamp) key.
+        accepted = select(c.ven_id).where(
+            c.event_id == event_id,
+            c.op == CommandOp.EVENT.value,
+            c.state == CommandState.ACKED.value,
+            c.acked_at <= acked_before,
+        )
+        shedding = exists().where(
+            t.ven_id == latest.ven_id, t.timestamp > since, not_(_quiet(t, event_id))
+        )
+        query = (
+            select(latest.ven_id)
+            .where(
+                latest.ven_id.in_(accepted),
+                latest.timestamp > since,
+                _quiet(latest, event_id),
+                ~shedding,
+            )
+            .order_by(latest.ven_id)
+            .limit(min(max(limit, 1), MAX_DISPATCH_BATCH))
+        )
+        async with self._engine.connect() as conn:
+            return list((await conn.scalars(query)).all())
 
     async def reported_reduction(self, event_id: str, at: datetime, within: timedelta) -> float:
         latest, t = ven_latest.c, ven_telemetry.c
