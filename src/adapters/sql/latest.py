@@ -6,16 +6,16 @@ VEN plus a primary-key lookup per VEN: never a history scan."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, or_, select, true
+from sqlalchemy import BigInteger, and_, case, false, func, or_, select, text, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.energy import energy_today
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
-    INTERVAL_TOTALS,
     PANEL_FIELDS,
     events,
     ven_intervals,
@@ -27,7 +27,6 @@ from adapters.sql.tables import (
 from gridcore.intervals import (
     MAX_INTERVAL_VENS,
     IntervalReading,
-    IntervalTotals,
     check_interval_range,
 )
 from gridcore.network import delivery_percent
@@ -268,11 +267,53 @@ class LatestStateQueries:
         where = [c.ven_id.in_(wanted), c.start >= start, c.start < end]
         if spans is not None:
             where.append(or_(*(and_(c.start >= lo, c.start < hi) for lo, hi in spans)))
-        rows = await self._all(select(ven_intervals).where(*where).order_by(c.ven_id, c.start))
+        # gridcore.intervals.IntervalReading.of, computed by the store.
+        means = (
+            c.samples,
+            c.used_sum / func.nullif(c.used_count, 0),
+            c.used_min,
+            c.used_max,
+            c.shed_sum / func.nullif(c.shed_count, 0),
+            c.baseline_sum / func.nullif(c.baseline_count, 0),
+        )
+        if self._engine.dialect.name == "postgresql":
+            return await self._interval_arrays(where, means)
         found: dict[str, list[IntervalReading]] = {}
-        for r in rows:
-            totals = IntervalTotals(**{f: r[f] for f in INTERVAL_TOTALS})
-            found.setdefault(r["ven_id"], []).append(IntervalReading.of(r["start"], totals))
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(c.ven_id, c.start, *means).where(*where).order_by(c.ven_id, c.start)
+            )
+            for ven_id, *reading in rows:
+                found.setdefault(ven_id, []).append(IntervalReading(*reading))
+        return found
+
+    async def _interval_arrays(
+        self, where: list[Any], means: tuple[Any, ...]
+    ) -> dict[str, list[IntervalReading]]:
+        """One row per VEN, each column an array in time order: a fleet's
+        10-in-10 reads millions of intervals, and the driver decodes arrays
+        in C where it would build a Python row per interval (7 s against
+        2 s for 1.5 million). Starts come as epoch seconds; each distinct
+        start becomes one datetime, shared by every VEN."""
+        c = ven_intervals.c
+        epoch = func.extract("epoch", c.start).cast(BigInteger)
+        columns = [func.array_agg(aggregate_order_by(v, c.start)) for v in (epoch, *means)]
+        found: dict[str, list[IntervalReading]] = {}
+        starts: dict[int, datetime] = {}
+        async with self._engine.connect() as conn:
+            # The plan's cost counts every interval: JIT-compiling it took longer
+            # than running it (as for the fleet summary). Grouping 1.5 million
+            # intervals by VEN spilled the sort to disk at the default 4 MB.
+            await conn.execute(text("SET LOCAL jit = off"))
+            await conn.execute(text("SET LOCAL work_mem = '64MB'"))
+            rows = await conn.execute(select(c.ven_id, *columns).where(*where).group_by(c.ven_id))
+            for ven_id, stamps, *values in rows:
+                readings = found[ven_id] = []
+                for stamp, *reading in zip(stamps, *values, strict=True):
+                    at = starts.get(stamp)
+                    if at is None:
+                        at = starts[stamp] = datetime.fromtimestamp(stamp, UTC)
+                    readings.append(IntervalReading(at, *reading))
         return found
 
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
