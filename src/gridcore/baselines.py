@@ -44,6 +44,7 @@ from gridcore.errors import InvalidInput
 from gridcore.intervals import INTERVAL, IntervalReading, interval_start
 
 AFTER = timedelta(hours=1)  # the rebound hour: baselines run this long past the end
+MAX_AFTER = timedelta(hours=6)
 MIN_COVERAGE = 0.9  # "enough data": the share of intervals that must be present
 LOOKBACK_DAYS = 45  # CAISO's and PJM's weekday lookback (calendar days)
 UNAVAILABLE = "unavailable"
@@ -53,25 +54,30 @@ UNAVAILABLE = "unavailable"
 
 @dataclass(frozen=True, slots=True)
 class EventWindow:
-    """``[start, end)`` of a DR event, aware datetimes (UTC in gridcore)."""
+    """``[start, end)`` of a DR event, aware datetimes (UTC in gridcore), and
+    how long after the end the rebound is measured (``after``: an hour by
+    default; 0 measures none)."""
 
     start: datetime
     end: datetime
+    after: timedelta = AFTER
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise InvalidInput("window", "start and end must be timezone-aware")
         if self.end <= self.start:
             raise InvalidInput("window", "start must be before end")
+        if not timedelta(0) <= self.after <= MAX_AFTER:
+            raise InvalidInput("after", f"must be between 0 and {MAX_AFTER}")
 
     @property
     def baseline_end(self) -> datetime:
-        """Baselines cover the event and the hour after it (rebound)."""
-        return self.end + AFTER
+        """Baselines cover the event and the rebound span after it."""
+        return self.end + self.after
 
     def intervals(self) -> list[datetime]:
         """Starts of the intervals a baseline covers: those overlapping
-        ``[start, end + 1 h)``."""
+        ``[start, end + after)``."""
         return _starts(self.start, self.baseline_end)
 
 
@@ -729,15 +735,17 @@ def _plan(window: EventWindow, first: datetime, tz: tzinfo) -> _Plan:
     gridcore's are) and zone; built afresh otherwise."""
     if window.start.tzinfo is UTC and window.end.tzinfo is UTC and first.tzinfo is UTC:
         try:
-            return _cached_plan(window.start, window.end, first, tz)
+            return _cached_plan(window.start, window.end, window.after, first, tz)
         except TypeError:  # a zone that cannot be hashed
             pass
     return _Plan(window, first, tz)
 
 
 @lru_cache(maxsize=64)
-def _cached_plan(start: datetime, end: datetime, first: datetime, tz: tzinfo) -> _Plan:
-    return _Plan(EventWindow(start, end), first, tz)
+def _cached_plan(
+    start: datetime, end: datetime, after: timedelta, first: datetime, tz: tzinfo
+) -> _Plan:
+    return _Plan(EventWindow(start, end, after), first, tz)
 
 
 # --- local days and clock times --------------------------------------------------

@@ -66,6 +66,7 @@ class Programme:
     tz: tzinfo = UTC
     method: str = DEFAULT_METHOD
     holidays: frozenset[date] = frozenset()
+    rebound: timedelta = AFTER  # how long after an event its rebound is measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +163,13 @@ class PerformanceReport:
         )
 
 
-def event_window(event: DrEvent) -> EventWindow:
-    """The event's window, ending when it was stopped if that came first."""
+def event_window(event: DrEvent, rebound: timedelta = AFTER) -> EventWindow:
+    """The event's window, ending when it was stopped if that came first,
+    with ``rebound`` measured after it."""
     end = event.end_time
     if event.ended_at is not None and event.start_time < event.ended_at < end:
         end = event.ended_at
-    return EventWindow(event.start_time, end)
+    return EventWindow(event.start_time, end, rebound)
 
 
 def local_dates(start: datetime, end: datetime, tz: tzinfo) -> set[date]:
@@ -211,7 +213,7 @@ async def measure_event_performance(
         if event is None:
             raise NotFound("event", event_id)
         commands = await uow.commands.for_event(event_id, list(ven_ids) if ven_ids else None)
-        window = event_window(event)
+        window = event_window(event, programme.rebound)
         asked = method or programme.method
         running = now < window.end
         chain = fallback_chain(LIVE_METHOD if running and method is None else asked)
@@ -291,7 +293,7 @@ def history_spans(
     if window.end - window.start > _DAILY_SPANS_UP_TO:
         return [(since, window.baseline_end)]
     first = (window.start - before - INTERVAL).astimezone(tz)
-    last = (window.end + AFTER + INTERVAL).astimezone(tz)
+    last = (window.end + window.after + INTERVAL).astimezone(tz)
     spans: list[tuple[datetime, datetime]] = []
     day = since.astimezone(tz).date() - timedelta(days=1)
     end_day = window.start.astimezone(tz).date()
@@ -335,7 +337,7 @@ async def event_progress(
     the start, for an event sent to no VEN, or before the report is kept."""
     if event.activated_at is None or now <= event.start_time:
         return None
-    if now >= event_window(event).baseline_end:
+    if now >= event_window(event, programme.rebound).baseline_end:
         return await store.get(event.id, programme.method)
     try:
         measured = await measure_event_performance(
@@ -391,7 +393,8 @@ async def measure_finished_events(
     over = [
         e
         for e in candidates
-        if e.status.is_final and now - horizon <= event_window(e).baseline_end <= now
+        if e.status.is_final
+        and now - horizon <= event_window(e, programme.rebound).baseline_end <= now
     ]
     if not over:
         return []
@@ -404,7 +407,7 @@ async def measure_finished_events(
             await event_report(uow_factory, queries, store, event.id, programme=programme, now=now)
         except InvalidInput as exc:  # sent to no VEN: nothing to measure, ever
             log.info("event %s not measured: %s", event.id, exc.message)
-            await store.save(_nothing_measured(event, programme.method, now))
+            await store.save(_nothing_measured(event, programme, now))
             continue
         except Exception:
             log.exception("event %s: measuring it failed; next pass tries again", event.id)
@@ -414,9 +417,9 @@ async def measure_finished_events(
     return measured
 
 
-def _nothing_measured(event: DrEvent, method: str, now: datetime) -> PerformanceReport:
+def _nothing_measured(event: DrEvent, programme: Programme, now: datetime) -> PerformanceReport:
     """The report of an event no VEN was sent: kept, so it is not tried again."""
-    window = event_window(event)
+    window, method = event_window(event, programme.rebound), programme.method
     return PerformanceReport.of(
         EventPerformance(
             event,

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from gridcore.baselines import EventWindow, fallback_chain
+from gridcore.errors import InvalidInput
 from gridcore.verification import history_spans, reach_before
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -49,3 +52,12 @@ def test_spans_that_meet_are_one() -> None:
     assert reach_before(chain) == timedelta(hours=12)
     assert history_spans(window, UTC, since, reach_before(chain)) == [(since, window.baseline_end)]
     assert reach_before(fallback_chain("10-in-10")) == timedelta(hours=4)
+
+
+def test_the_rebound_span_is_the_programmes() -> None:
+    start = datetime(2025, 3, 25, 17, tzinfo=UTC)
+    assert EventWindow(start, start + timedelta(hours=1)).baseline_end == start + timedelta(hours=2)
+    none = EventWindow(start, start + timedelta(hours=1), after=timedelta(0))
+    assert none.baseline_end == none.end and len(none.intervals()) == 12
+    with pytest.raises(InvalidInput, match="after"):
+        EventWindow(start, start + timedelta(hours=1), after=timedelta(hours=7))
