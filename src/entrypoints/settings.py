@@ -172,6 +172,13 @@ class Settings(BaseSettings):
         description="Baseline of event performance: high-X-of-Y, X-in-Y (10-in-10), "
         "meter-before[-MINUTES] or ven-reported",
     )
+    gridcore_rebound_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=360,
+        description="How long after an event its rebound (snapback) is measured; 0: not at "
+        "all. An event's performance is final, and kept, once this span is over",
+    )
     gridcore_holidays: str = Field(
         default="",
         description="The programme's holidays, comma-separated ISO dates (2026-12-25,...): "
@@ -214,6 +221,7 @@ class Settings(BaseSettings):
         return Programme(
             tz=ZoneInfo(self.gridcore_timezone),
             method=self.gridcore_baseline_method,
+            rebound=timedelta(minutes=self.gridcore_rebound_minutes),
             holidays=frozenset(
                 date.fromisoformat(part.strip())
                 for part in self.gridcore_holidays.split(",")

@@ -188,6 +188,6 @@ async def test_a_read_can_keep_to_spans(backend: Backend) -> None:
     spans = [(T0 + HOUR, T0 + 2 * HOUR), (T0 + 13 * HOUR, T0 + 13 * HOUR + 10 * 60 * SECOND)]
     found = await backend.queries.intervals(["ven-a"], T0, T0 + 24 * HOUR, spans=spans)
     assert [r.used_kw for r in found["ven-a"]] == [*(float(k) for k in range(12, 24)), 156.0, 157.0]
+    many = [(T0 + k * SECOND, T0 + (k + 1) * SECOND) for k in range(101)]
     with pytest.raises(InvalidInput, match="spans"):
-        many = [(T0 + k * SECOND, T0 + (k + 1) * SECOND) for k in range(101)]
         await backend.queries.intervals(["ven-a"], T0, T0 + HOUR, spans=many)

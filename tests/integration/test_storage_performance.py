@@ -75,8 +75,14 @@ def line(ven_id: str, shed: float | None, **changes: object) -> VenPerformanceLi
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def report(event_id: str, vens: int, shed: float, computed: datetime = START) -> PerformanceReport:
-    window = EventWindow(START, START + timedelta(hours=1))
+def report(
+    event_id: str,
+    vens: int,
+    shed: float,
+    computed: datetime = START,
+    after: timedelta = timedelta(hours=1),
+) -> PerformanceReport:
+    window = EventWindow(START, START + timedelta(hours=1), after)
     series = tuple(
         FleetPoint(START + k * timedelta(minutes=5), 1 / 12, 0.0, 10.0, 10.0 - shed, shed, vens)
         for k in range(12)
@@ -114,9 +120,10 @@ def report(event_id: str, vens: int, shed: float, computed: datetime = START) ->
 
 
 async def test_a_report_comes_back_as_it_was_kept(store: PerformanceStore) -> None:
-    kept = report("evt-0", vens=3, shed=2.5)
+    kept = report("evt-0", vens=3, shed=2.5, after=timedelta(minutes=90))
     await store.save(kept)
-    assert await store.get("evt-0", "10-in-10") == kept
+    assert await store.get("evt-0", "10-in-10") == kept  # its rebound span too
+    assert not kept.live
     assert await store.get("evt-0", "high-4-of-5") is None
     assert await store.get("evt-9", "10-in-10") is None
     assert await store.kept(["evt-0", "evt-1", "evt-9"], "10-in-10") == {"evt-0"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -59,6 +59,7 @@ class SqlPerformanceStore:
             "measured_until": report.measured_until,
             "window_start": report.window.start,
             "window_end": report.window.end,
+            "rebound_seconds": int(report.window.after.total_seconds()),
             "fleet": fleet_document(report.fleet),
         }
         insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
@@ -121,7 +122,11 @@ class SqlPerformanceStore:
             method=method,
             computed_at=head["computed_at"],
             measured_until=head["measured_until"],
-            window=EventWindow(head["window_start"], head["window_end"]),
+            window=EventWindow(
+                head["window_start"],
+                head["window_end"],
+                timedelta(seconds=head["rebound_seconds"]),
+            ),
             fleet=fleet_from(head["fleet"]),
             vens=vens,
         )

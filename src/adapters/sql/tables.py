@@ -364,6 +364,7 @@ event_performance = Table(
     Column("measured_until", UtcDateTime, nullable=False),
     Column("window_start", UtcDateTime, nullable=False),
     Column("window_end", UtcDateTime, nullable=False),
+    Column("rebound_seconds", Integer, nullable=False),  # the rebound span measured after
     Column("fleet", Document, nullable=False),
     PrimaryKeyConstraint("event_id", "method"),
 )

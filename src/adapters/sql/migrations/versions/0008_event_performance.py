@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("measured_until", UtcDateTime(timezone=True), nullable=False),
         sa.Column("window_start", UtcDateTime(timezone=True), nullable=False),
         sa.Column("window_end", UtcDateTime(timezone=True), nullable=False),
+        sa.Column("rebound_seconds", sa.Integer(), nullable=False),
         sa.Column("fleet", Document, nullable=False),
         sa.ForeignKeyConstraint(
             ["event_id"],
