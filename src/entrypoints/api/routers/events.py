@@ -228,12 +228,9 @@ async def get_event_metrics(
 
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})
-async def stop_event(
-    event_id: EventIdPath, uow: UowDep, clock: ClockDep, settings: SettingsDep
-) -> EventOut:
+async def stop_event(event_id: EventIdPath, uow: UowDep, clock: ClockDep) -> EventOut:
     """Stop an active event now; a restore is queued to every VEN it reached."""
-    spread = settings.restore_spread  # staggered as at the event's end (gridcore.rebound)
-    return event_out(await services.stop_event(uow, clock, event_id, restore_spread=spread))
+    return event_out(await services.stop_event(uow, clock, event_id))
 
 
 @router.delete("/{eventId}", responses={**NOT_FOUND, **CONFLICT})
