@@ -20,31 +20,23 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# The stored telemetry, rolled up as ingest does (gridcore.intervals.roll_up).
-_BACKFILL = {
-    "postgresql": """
+# The stored telemetry, rolled up as ingest does (gridcore.intervals.roll_up);
+# only the interval's start is written differently by each dialect.
+_BACKFILL = """
 INSERT INTO ven_intervals
-SELECT ven_id, to_timestamp(floor(extract(epoch FROM timestamp) / 300) * 300) AS start,
+SELECT ven_id, {start} AS start,
        count(*), coalesce(sum(used_power_kw), 0), count(used_power_kw),
        min(used_power_kw), max(used_power_kw),
        coalesce(sum(shed_power_kw), 0), count(shed_power_kw),
        min(shed_power_kw), max(shed_power_kw),
        coalesce(sum(baseline_power_kw), 0), count(baseline_power_kw)
 FROM ven_telemetry GROUP BY 1, 2
-""",
+"""
+_START = {
+    "postgresql": "to_timestamp(floor(extract(epoch FROM timestamp) / 300) * 300)",
     # SQLite keeps UtcDateTime as UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'.
-    "sqlite": """
-INSERT INTO ven_intervals
-SELECT ven_id,
-       strftime('%Y-%m-%d %H:%M:%S', (CAST(strftime('%s', timestamp) AS INTEGER) / 300) * 300,
-                'unixepoch') || '.000000' AS start,
-       count(*), coalesce(sum(used_power_kw), 0), count(used_power_kw),
-       min(used_power_kw), max(used_power_kw),
-       coalesce(sum(shed_power_kw), 0), count(shed_power_kw),
-       min(shed_power_kw), max(shed_power_kw),
-       coalesce(sum(baseline_power_kw), 0), count(baseline_power_kw)
-FROM ven_telemetry GROUP BY 1, 2
-""",
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%S', (CAST(strftime('%s', timestamp) AS INTEGER) / 300)"
+    " * 300, 'unixepoch') || '.000000'",
 }
 
 
@@ -66,7 +58,7 @@ def upgrade() -> None:
         sa.Column("baseline_count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("ven_id", "start", name="pk_ven_intervals"),
     )
-    op.execute(_BACKFILL[op.get_bind().dialect.name])
+    op.execute(_BACKFILL.format(start=_START[op.get_bind().dialect.name]))
 
 
 def downgrade() -> None:
