@@ -193,10 +193,10 @@ class Settings(BaseSettings):
     @classmethod
     def _known_method(cls, value: str) -> str:
         try:
-            method_named(value.strip().lower())
+            # Its own name: reports are kept under it ("meter-before-60" is "meter-before").
+            return method_named(value.strip().lower()).name
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
-        return value.strip().lower()
 
     @field_validator("gridcore_holidays")
     @classmethod

@@ -363,7 +363,8 @@ async def event_report(
     programme's), else (or with ``recompute``) measured now; a measurement
     whose span is over is kept, replacing the one before."""
     if not recompute:
-        kept = await store.get(event_id, method or programme.method)
+        # Kept under the method's own name ("meter-before-60" is "meter-before").
+        kept = await store.get(event_id, fallback_chain(method or programme.method)[0].name)
         if kept is not None:
             return kept
     measured = await measure_event_performance(

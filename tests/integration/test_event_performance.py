@@ -275,3 +275,14 @@ async def test_the_event_page_shows_the_metered_shed_next_to_the_claim(rig: Rig)
     metered = (await rig.client.get(f"/api/events/{event_id}")).json()["metered"]
     assert (metered["method"], metered["live"]) == ("high-4-of-5", False)
     assert metered["shedKwh"] == pytest.approx(4.0)
+
+
+async def test_a_method_is_kept_under_its_own_name(rig: Rig) -> None:
+    event_id = await run_event(rig)
+    await report(rig, START, END + timedelta(hours=1))
+    rig.clock.set(END + timedelta(hours=1, minutes=5))
+    first = await rig.client.get(f"/api/events/{event_id}/performance?method=meter-before-60")
+    assert first.json()["method"] == "meter-before"
+    rig.clock.set(END + timedelta(hours=3))
+    again = await rig.client.get(f"/api/events/{event_id}/performance?method=meter-before-60")
+    assert again.json()["computedAt"] == first.json()["computedAt"]  # found as kept
