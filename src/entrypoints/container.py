@@ -165,6 +165,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
         ack_timeout=settings.ack_timeout,
         max_retries=settings.ack_max_retries,
         reconcile_after=settings.reconcile_after,
+        restore_spread=settings.restore_spread,
     )
 
 

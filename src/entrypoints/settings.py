@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gridcore.baselines import DEFAULT_METHOD, method_named
 from gridcore.errors import InvalidInput
 from gridcore.plausibility import DEFAULT_MAX_FUTURE_SKEW, DEFAULT_MAX_LOADS_PER_VEN
+from gridcore.rebound import MAX_RESTORE_SPREAD
 from gridcore.verification import Programme
 
 SQLITE_DEFAULT = "sqlite+aiosqlite:///./gridcore.db"
@@ -55,6 +56,13 @@ class Settings(BaseSettings):
         le=24 * 3600,
         description="A VEN whose telemetry shows no shed this long after it accepted an event "
         "is sent the command again (same correlationId); 0: never",
+    )
+    gridcore_restore_spread_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_RESTORE_SPREAD.total_seconds(),
+        description="Restores at an event's end or stop are staggered over this window, "
+        "a fixed offset per VEN and event; 0: all at once",
     )
     gridcore_auto_register: bool = Field(
         default=True, description="Register unknown VENs on first telemetry (else refuse)"
@@ -291,6 +299,10 @@ class Settings(BaseSettings):
     @property
     def ack_timeout(self) -> timedelta:
         return timedelta(seconds=self.ack_timeout_seconds)
+
+    @property
+    def restore_spread(self) -> timedelta:
+        return timedelta(seconds=self.gridcore_restore_spread_seconds)
 
     @property
     def reconcile_after(self) -> timedelta | None:

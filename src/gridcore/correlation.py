@@ -31,6 +31,7 @@ from typing import Any
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.errors import NotFound, RetriesExhausted
 from gridcore.quantities import to_watts
+from gridcore.rebound import restore_not_before
 
 CORRELATION_ID = re.compile(r"^(evt-[0-9a-f]{8}|cmd)-[0-9a-f]{8}\Z")
 DEFAULT_ACK_TIMEOUT = timedelta(seconds=30)
@@ -126,6 +127,8 @@ class Command:
     # A re-allocation raises a VEN's target with a new command; the old one it
     # replaces is named here, so delivered kW is counted once per VEN.
     supersedes: str | None = None
+    # Not published before this (a staggered restore, gridcore.rebound); None: at once.
+    not_before: datetime | None = None
 
     @property
     def response_time(self) -> timedelta | None:
@@ -183,6 +186,10 @@ class Command:
             deadline=None,
             delivered_kw=None,
         )
+
+    def is_due(self, now: datetime) -> bool:
+        """Its time to be published has come (it may still not be in the outbox)."""
+        return self.not_before is None or self.not_before <= now
 
     def is_overdue(self, now: datetime) -> bool:
         return (
@@ -448,10 +455,12 @@ class CommandLedger:
         return command
 
     def sent(self, correlation_id: str, now: datetime) -> Command:
-        """Mark a command published. Only a command in the outbox is: one that
-        another pass sent, or that was answered, meanwhile is returned as is."""
+        """Mark a command published. Only a command in the outbox whose time
+        has come (:meth:`Command.is_due`) is: one that another pass sent, or
+        that was answered, meanwhile is returned as is. Its ACK deadline
+        counts from now, the actual send."""
         command = self.get(correlation_id)
-        if command.state is not CommandState.PENDING:
+        if command.state is not CommandState.PENDING or not command.is_due(now):
             return command
         return self._put(command.mark_sent(now, self.ack_timeout))
 
@@ -520,11 +529,20 @@ class CommandLedger:
             )
         return self._put(command.reassert())
 
-    def end_event(self, event_id: str, now: datetime) -> list[Command]:
+    def end_event(
+        self,
+        event_id: str,
+        now: datetime,
+        *,
+        ended: datetime | None = None,
+        restore_spread: timedelta = timedelta(0),
+    ) -> list[Command]:
         """At an event's end or stop: cancel its event commands still in the
         outbox, and record one restore per VEN that was sent the event and has
         none yet (so a stop racing the completion cannot restore twice).
-        Returns the restores."""
+        With a ``restore_spread``, each restore waits its VEN's offset after
+        ``ended`` (the event's end or stop, default ``now``;
+        :func:`gridcore.rebound.restore_not_before`). Returns the restores."""
         commands = self.for_event(event_id)
         for c in commands:
             if c.op is CommandOp.EVENT and c.state.is_open:
@@ -542,6 +560,7 @@ class CommandLedger:
                     op=CommandOp.RESTORE,
                     created_at=now,
                     event_id=event_id,
+                    not_before=restore_not_before(event_id, ven_id, ended or now, restore_spread),
                 )
             )
             for ven_id in sorted(sent_to - restored)

@@ -14,7 +14,8 @@ One pass (:meth:`Dispatcher.run_once`) does, in order:
    correlationId, an accepted command whose VEN's telemetry has shown it not
    shedding for the event for ``reconcile_after`` (it rebooted); what it
    delivered stops counting until it answers again;
-4. relay: publish what the outbox holds (before step 5, which reads every
+4. relay: publish what the outbox holds, once its time has come (a
+   staggered restore waits, :mod:`gridcore.rebound`) (before step 5, which reads every
    command of every active event: a new event's commands do not wait for it);
 5. re-allocate the shortfall of rejected, silent or short VENs to VENs with
    headroom, while time remains, and relay those commands.
@@ -78,6 +79,8 @@ class DispatchPolicy:
     reconcile_after: timedelta | None = timedelta(seconds=60)
     # Reconciling reads the telemetry of every accepted VEN: not every pass.
     reconcile_every: timedelta = timedelta(seconds=5)
+    # Restores staggered over this window after an event's end (gridcore.rebound).
+    restore_spread: timedelta = timedelta(0)
 
 
 @dataclass(slots=True)
@@ -110,12 +113,18 @@ def _duration_sec(event: DrEvent, now: datetime) -> int:
     return max(math.ceil(event.remaining(now).total_seconds()), 1)
 
 
-async def end_event_commands(uow: UnitOfWork, event: DrEvent, now: datetime) -> list[Command]:
+async def end_event_commands(
+    uow: UnitOfWork, event: DrEvent, now: datetime, restore_spread: timedelta = timedelta(0)
+) -> list[Command]:
     """At an event's end or stop (the caller holds the event's lock): cancel its
     event commands still in the outbox, stop retrying the unanswered ones, and
-    queue one restore per VEN that was sent the event and has none yet."""
+    queue one restore per VEN that was sent the event and has none yet, each
+    (with a ``restore_spread``) not before its offset after the event's end, or
+    its stop if earlier (:mod:`gridcore.rebound`)."""
     ledger = CommandLedger(await uow.commands.for_event(event.id))
-    restores = ledger.end_event(event.id, now)
+    restores = ledger.end_event(
+        event.id, now, ended=min(event.end_time, now), restore_spread=restore_spread
+    )
     await uow.commands.update_many(ledger.changed())
     await uow.commands.add_many(ledger.added())
     return restores
@@ -289,7 +298,7 @@ class Dispatcher:
                 if event is None or not event.is_over(now):
                     continue  # stopped (or completed) by someone else meanwhile
                 await uow.events.save_status(event.complete(now), EventStatus.ACTIVE)
-                restores = await end_event_commands(uow, event, now)
+                restores = await end_event_commands(uow, event, now, self.policy.restore_spread)
                 await uow.commit()
             finished.append(event.id)
             log.info("event %s completed; %d restore(s) queued", event.id, len(restores))
@@ -475,7 +484,9 @@ class Dispatcher:
     async def relay(self, report: DispatchReport) -> None:
         now = self._clock.now()
         async with self._uow() as uow:
-            ledger = await self._locked(uow, lambda: uow.commands.pending(self.policy.batch_size))
+            ledger = await self._locked(
+                uow, lambda: uow.commands.pending(self.policy.batch_size, now=now)
+            )
             for command in ledger.commands():
                 ledger.sent(command.correlation_id, now)
             marked = ledger.changed()

@@ -205,8 +205,11 @@ class CommandRepository(Protocol):
         promise the same kW of one home twice."""
         ...
 
-    async def pending(self, limit: int = 1000) -> list[Command]:
-        """Commands in the outbox not yet published, oldest first."""
+    async def pending(self, limit: int = 1000, now: datetime | None = None) -> list[Command]:
+        """Commands in the outbox not yet published, oldest first; given
+        ``now``, only those whose time has come (no not-before, or one at or
+        before ``now``: :meth:`Command.is_due`), found through an index
+        whatever the number of restores still waiting."""
         ...
 
     async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:

@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
 from gridcore.dispatch import end_event_commands, lock_owners
@@ -111,16 +111,23 @@ async def cancel_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: s
     return cancelled
 
 
-async def stop_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: str) -> DrEvent:
+async def stop_event(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    event_id: str,
+    *,
+    restore_spread: timedelta = timedelta(0),
+) -> DrEvent:
     """Stop an active event now, and queue a restore to every VEN it was sent
-    to (in the same transaction: the outbox). Under the event's lock: a stop
-    racing the event's completion, or an ACK, waits for it and sees its result."""
+    to (in the same transaction: the outbox), staggered over ``restore_spread``
+    (:mod:`gridcore.rebound`). Under the event's lock: a stop racing the
+    event's completion, or an ACK, waits for it and sees its result."""
     now = clock.now()
     async with uow_factory() as uow:
         event = await _locked_event(uow, event_id)
         stopped = event.stop(now)
         await uow.events.save_status(stopped, event.status)
-        restores = await end_event_commands(uow, stopped, now)
+        restores = await end_event_commands(uow, stopped, now, restore_spread)
         await uow.commit()
     log.info("event %s stopped; %d restore(s) queued", event_id, len(restores))
     return stopped

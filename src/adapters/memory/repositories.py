@@ -323,9 +323,13 @@ class InMemoryCommandRepository:
     async def lock_allocation(self) -> None:
         return None  # use cases never suspend inside a unit of work here
 
-    async def pending(self, limit: int = 1000) -> list[Command]:
+    async def pending(self, limit: int = 1000, now: datetime | None = None) -> list[Command]:
         return sorted(
-            (c for c in self._commands.values() if c.state is CommandState.PENDING),
+            (
+                c
+                for c in self._commands.values()
+                if c.state is CommandState.PENDING and (now is None or c.is_due(now))
+            ),
             key=lambda c: (c.created_at, c.correlation_id),
         )[:limit]
 

@@ -324,7 +324,8 @@ _PG_UPDATE_FROM_TABLE = (
 def _command_tuples(commands_: Sequence[Command]) -> list[tuple[Any, ...]]:
     rows = []
     for c in commands_:
-        for stamp in (c.created_at, c.first_sent_at, c.last_sent_at, c.deadline, c.acked_at):
+        stamps = (c.created_at, c.first_sent_at, c.last_sent_at, c.deadline, c.acked_at)
+        for stamp in (*stamps, c.not_before):
             if stamp is not None and stamp.utcoffset() is None:
                 raise ValueError(f"naive datetime {stamp!r}: timestamps must be timezone-aware")
         row = mapping.command_row(c)
@@ -494,13 +495,23 @@ class SqlCommandRepository:
         if self._conn.dialect.name == "postgresql":
             await self._conn.execute(select(func.pg_advisory_xact_lock(ALLOCATION_LOCK_KEY)))
 
-    async def pending(self, limit: int = 1000) -> list[Command]:
-        return await self._list(
-            select(commands)
-            .where(commands.c.state == CommandState.PENDING.value)
-            .order_by(commands.c.created_at, commands.c.correlation_id)
-            .limit(_dispatch_batch(limit))
+    async def pending(self, limit: int = 1000, now: datetime | None = None) -> list[Command]:
+        c = commands.c
+        outbox = select(commands).where(c.state == CommandState.PENDING.value)
+        order = (c.created_at, c.correlation_id)
+        if now is None:
+            return await self._list(outbox.order_by(*order).limit(_dispatch_batch(limit)))
+        # Two index ranges of (state, not_before, created_at), not one scan of
+        # the outbox that would step over every restore still waiting; each
+        # oldest first, so the first ``limit`` of both are the outbox's.
+        at_once = await self._list(
+            outbox.where(c.not_before.is_(None)).order_by(*order).limit(_dispatch_batch(limit))
         )
+        due = await self._list(
+            outbox.where(c.not_before <= now).order_by(*order).limit(_dispatch_batch(limit))
+        )
+        found = sorted([*at_once, *due], key=lambda x: (x.created_at, x.correlation_id))
+        return found[: _dispatch_batch(limit)]
 
     async def overdue(self, now: datetime, limit: int = 1000) -> list[Command]:
         return await self._list(

@@ -143,7 +143,12 @@ commands = Table(
     Column("late", Boolean, nullable=False),
     # The command a re-allocation replaced (its delivered kW is counted once).
     Column("supersedes", COMMAND_ID),
+    # Not published before this: a staggered restore (gridcore.rebound).
+    Column("not_before", UtcDateTime),
     Index(None, "state", "created_at"),  # the outbox: pending, oldest first
+    # The outbox's commands whose time has come, without reading those that
+    # wait: (pending, NULL) at once, (pending, <= now) once due.
+    Index(None, "state", "not_before", "created_at"),
     Index(None, "state", "deadline"),  # overdue ACKs
     Index(None, "event_id", "ven_id"),  # an event's commands; an ACK batch's VENs in it
     Index(None, "ven_id", "op", "created_at"),  # ACKs without correlationId

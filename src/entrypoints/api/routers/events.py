@@ -228,9 +228,12 @@ async def get_event_metrics(
 
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})
-async def stop_event(event_id: EventIdPath, uow: UowDep, clock: ClockDep) -> EventOut:
+async def stop_event(
+    event_id: EventIdPath, uow: UowDep, clock: ClockDep, settings: SettingsDep
+) -> EventOut:
     """Stop an active event now; a restore is queued to every VEN it reached."""
-    return event_out(await services.stop_event(uow, clock, event_id))
+    spread = settings.restore_spread  # staggered as at the event's end (gridcore.rebound)
+    return event_out(await services.stop_event(uow, clock, event_id, restore_spread=spread))
 
 
 @router.delete("/{eventId}", responses={**NOT_FOUND, **CONFLICT})
