@@ -26,6 +26,7 @@ from gridcore.baselines import (
     AFTER,
     DEFAULT_METHOD,
     LOOKBACK_DAYS,
+    Baseline,
     BaselineMethod,
     DayOfAdjustment,
     EventWindow,
@@ -110,7 +111,7 @@ class VenPerformanceLine:
         return cls(
             ven_id=v.ven_id,
             baseline_method=v.baseline.method,
-            fell_back=tuple(f"{f.method}: {f.reason}" for f in v.baseline.fallbacks),
+            fell_back=fallbacks_said(v.baseline),
             shed_kwh=v.shed_kwh,
             avg_shed_kw=v.avg_shed_kw,
             allocated_kw=v.allocated_kw,
@@ -161,6 +162,11 @@ class PerformanceReport:
             fleet=m.fleet,
             vens=tuple(VenPerformanceLine.of(v) for _, v in sorted(m.vens.items())),
         )
+
+
+def fallbacks_said(baseline: Baseline) -> tuple[str, ...]:
+    """The methods a baseline fell back from, each as "method: why not"."""
+    return tuple(f"{f.method}: {f.reason}" for f in baseline.fallbacks)
 
 
 def event_window(event: DrEvent, rebound: timedelta = AFTER) -> EventWindow:
@@ -439,6 +445,8 @@ def _nothing_measured(event: DrEvent, programme: Programme, now: datetime) -> Pe
 
 
 async def _dispatched_events(uow: UnitOfWork, since: datetime, until: datetime) -> list[DrEvent]:
+    """Events overlapping ``[since, until)`` that were dispatched, read in
+    keyset pages."""
     found: list[DrEvent] = []
     after: DrEvent | None = None
     while True:
@@ -452,16 +460,7 @@ async def _dispatched_events(uow: UnitOfWork, since: datetime, until: datetime) 
 async def _earlier_events(uow: UnitOfWork, event: DrEvent, since: datetime) -> list[DrEvent]:
     """Dispatched events before ``event`` that overlap the lookback: their
     days are not baseline days for the VENs they were sent to."""
-    found: list[DrEvent] = []
-    after: DrEvent | None = None
-    while True:
-        page = await uow.events.overlapping(
-            start=since, end=event.start_time, after=after, limit=_EVENT_PAGE
-        )
-        found += [e for e in page if e.id != event.id and e.activated_at is not None]
-        if len(page) < _EVENT_PAGE:
-            return found
-        after = page[-1]
+    return [e for e in await _dispatched_events(uow, since, event.start_time) if e.id != event.id]
 
 
 async def _readings(

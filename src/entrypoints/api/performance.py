@@ -12,9 +12,14 @@ from datetime import datetime
 from pydantic import Field
 
 from entrypoints.api.fields import ApiModel, UtcDateTime
-from gridcore.baselines import Adjustment, Baseline
+from gridcore.baselines import Adjustment
 from gridcore.measurement import Rebound, VenMeasurement
-from gridcore.verification import EventPerformance, PerformanceReport, VenPerformanceLine
+from gridcore.verification import (
+    EventPerformance,
+    PerformanceReport,
+    VenPerformanceLine,
+    fallbacks_said,
+)
 
 
 class QualityOut(ApiModel):
@@ -118,10 +123,6 @@ def _rebound(r: Rebound | None) -> ReboundOut | None:
     return None if r is None else ReboundOut(kwh=r.kwh, peak_kw=r.peak_kw)
 
 
-def _fell_back(b: Baseline) -> list[str]:
-    return [f"{f.method}: {f.reason}" for f in b.fallbacks]
-
-
 def _ven_line_out(line: VenPerformanceLine) -> VenPerformanceOut:
     shares = (
         (line.intervals_present / line.intervals_expected) if line.intervals_expected else None,
@@ -201,7 +202,7 @@ def ven_series_out(p: EventPerformance, v: VenMeasurement) -> VenSeriesOut:
         baseline=BaselineOut(
             method=b.method,
             asked=b.asked,
-            fell_back=_fell_back(b),
+            fell_back=list(fallbacks_said(b)),
             shortfall=b.shortfall,
             days_used=[d.isoformat() for d in b.days_used],
             days_excluded=[f"{d.day.isoformat()}: {d.reason.value}" for d in b.days_excluded],
