@@ -229,13 +229,29 @@ async def measure_event_performance(
         if lookback_start < event.start_time - timedelta(days=1):  # days, not minutes, back
             earlier = await _earlier_events(uow, event, lookback_start)
             earlier_commands = await uow.commands.for_events([e.id for e in earlier])
+    event_days = event_days_per_ven(earlier, earlier_commands, programme.tz)
+    return await _measured(queries, event, commands, chain, event_days, programme, now)
+
+
+async def _measured(
+    queries: TelemetryQueries,
+    event: DrEvent,
+    commands: Sequence[Command],
+    chain: Sequence[BaselineMethod],
+    event_days: dict[str, frozenset[date]],
+    programme: Programme,
+    now: datetime,
+) -> EventPerformance:
+    """``event`` measured with ``chain`` from its commands and the VENs'
+    intervals (``event_days``: each VEN's earlier event days)."""
+    window = event_window(event, programme.rebound)
     if now <= event.start_time:
-        raise InvalidInput("eventId", f"event {event_id} has not started: nothing to measure yet")
+        raise InvalidInput("eventId", f"event {event.id} has not started: nothing to measure yet")
     in_force = latest_per_ven(commands)
     if not in_force:
-        raise InvalidInput("eventId", f"event {event_id} was sent to no VEN: nothing to measure")
+        raise InvalidInput("eventId", f"event {event.id} was sent to no VEN: nothing to measure")
+    lookback_start = _history_start(chain, event)
     delivered = delivered_per_ven(commands)
-    event_days = event_days_per_ven(earlier, earlier_commands, programme.tz)
     spans = history_spans(window, programme.tz, lookback_start, reach_before(chain))
     readings = await _readings(queries, sorted(in_force), spans)
     vens = [
@@ -328,27 +344,28 @@ def _history_start(chain: Sequence[BaselineMethod], event: DrEvent) -> datetime:
 
 
 async def event_progress(
-    uow_factory: UnitOfWorkFactory,
     queries: TelemetryQueries,
     store: PerformanceStore,
     event: DrEvent,
+    commands: Sequence[Command],
     *,
     programme: Programme,
     now: datetime,
 ) -> PerformanceReport | None:
-    """What the event page shows next to the kW the VENs claim: from its
-    start until its hour after is over, the metered shed so far against the
-    meter-before baseline (cheap enough to read on every poll); afterwards
-    the report kept for the programme's method (the worker's). None before
-    the start, for an event sent to no VEN, or before the report is kept."""
+    """What the event page shows next to the kW the VENs claim, from the
+    event and its commands the page has read: from its start until its
+    rebound span is over, the metered shed so far against the meter-before
+    baseline (only the hour before the start is read: cheap on every poll);
+    afterwards the report kept for the programme's method (the worker's).
+    None before the start, for an event sent to no VEN, or before the
+    report is kept."""
     if event.activated_at is None or now <= event.start_time:
         return None
     if now >= event_window(event, programme.rebound).baseline_end:
         return await store.get(event.id, programme.method)
+    chain = fallback_chain(LIVE_METHOD)  # never days back: no earlier event days needed
     try:
-        measured = await measure_event_performance(
-            uow_factory, queries, event.id, programme=programme, now=now, method=LIVE_METHOD
-        )
+        measured = await _measured(queries, event, commands, chain, {}, programme, now)
     except InvalidInput:  # sent to no VEN
         return None
     return PerformanceReport.of(measured, now)

@@ -206,7 +206,7 @@ async def get_event(
     at = reduction_instant(event, now)
     reduction = await queries.reported_reduction(event_id, at, offline_after)
     metered = await event_progress(
-        uow, queries, storage.performance, event, programme=settings.programme, now=now
+        queries, storage.performance, event, commands, programme=settings.programme, now=now
     )
     return event_detail(event, commands, names, reduction, metered)
 
