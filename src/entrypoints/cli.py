@@ -278,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                 args.event_id,
                 programme=settings.programme,
                 now=SystemClock().now(),
-                method=args.method.strip().lower() if args.method else None,
+                method=args.method,
                 recompute=args.recompute,
             )
         finally:

@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     def _known_method(cls, value: str) -> str:
         try:
             # Its own name: reports are kept under it ("meter-before-60" is "meter-before").
-            return method_named(value.strip().lower()).name
+            return method_named(value).name
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
 

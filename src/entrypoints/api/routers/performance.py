@@ -69,7 +69,7 @@ async def _measure(
         event_id,
         programme=settings.programme,
         now=now,
-        method=method.strip().lower() if method else None,
+        method=method,
         ven_ids=[ven_id] if ven_id else None,
     )
 
@@ -101,7 +101,7 @@ async def event_performance(
         event_id,
         programme=settings.programme,
         now=now,
-        method=method.strip().lower() if method else None,
+        method=method,
         recompute=recompute,
     )
     body = event_performance_out(report, settings.gridcore_timezone)
