@@ -121,15 +121,23 @@ class DataQuality:
 
     @property
     def interval_share(self) -> float | None:
-        return self.intervals_present / self.intervals_expected if self.intervals_expected else None
+        return interval_share(self.intervals_present, self.intervals_expected)
 
     @property
     def sample_share(self) -> float | None:
-        """Received over expected, at most 1 (a VEN sending faster than its
-        usual rate is not more than complete)."""
-        if not self.samples_expected:
-            return None
-        return min(1.0, self.samples_present / self.samples_expected)
+        return sample_share(self.samples_present, self.samples_expected)
+
+
+def interval_share(present: int, expected: int) -> float | None:
+    return present / expected if expected else None
+
+
+def sample_share(present: int, expected: float | None) -> float | None:
+    """Received over expected, at most 1 (a VEN sending faster than its usual
+    rate is not more than complete); None when no rate is known."""
+    if not expected:
+        return None
+    return min(1.0, present / expected)
 
 
 @dataclass(frozen=True, slots=True)

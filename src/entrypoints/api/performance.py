@@ -13,7 +13,7 @@ from pydantic import Field
 
 from entrypoints.api.fields import ApiModel, UtcDateTime
 from gridcore.baselines import Adjustment
-from gridcore.measurement import Rebound, VenMeasurement
+from gridcore.measurement import Rebound, VenMeasurement, interval_share, sample_share
 from gridcore.verification import (
     EventPerformance,
     PerformanceReport,
@@ -124,10 +124,6 @@ def _rebound(r: Rebound | None) -> ReboundOut | None:
 
 
 def _ven_line_out(line: VenPerformanceLine) -> VenPerformanceOut:
-    shares = (
-        (line.intervals_present / line.intervals_expected) if line.intervals_expected else None,
-        min(1.0, line.samples_present / line.samples_expected) if line.samples_expected else None,
-    )
     rebound = (
         None
         if line.rebound_kwh is None or line.rebound_peak_kw is None
@@ -147,10 +143,10 @@ def _ven_line_out(line: VenPerformanceLine) -> VenPerformanceOut:
         quality=QualityOut(
             intervals_expected=line.intervals_expected,
             intervals_present=line.intervals_present,
-            interval_share=shares[0],
+            interval_share=interval_share(line.intervals_present, line.intervals_expected),
             samples_expected=line.samples_expected,
             samples_present=line.samples_present,
-            sample_share=shares[1],
+            sample_share=sample_share(line.samples_present, line.samples_expected),
             offline_intervals=line.offline_intervals,
             baseline_days=line.baseline_days,
         ),
