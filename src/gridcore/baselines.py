@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import Enum
 from functools import lru_cache
-from operator import attrgetter
-from typing import Protocol, overload
+from typing import Protocol
 
 from gridcore.errors import InvalidInput
-from gridcore.intervals import INTERVAL, IntervalReading, interval_start
+from gridcore.intervals import INTERVAL, MeterSeries, Readings, interval_start
 
 AFTER = timedelta(hours=1)  # the rebound hour: baselines run this long past the end
 MAX_AFTER = timedelta(hours=6)
@@ -101,11 +100,12 @@ class Exclusion(Enum):
 class ExcludedDay:
     """``present``/``expected``: intervals with a metered value among those the
     baseline reads on that day (the adjustment window to an hour after the end,
-    by local clock time); filled in for every day examined."""
+    by local clock time). ``present`` is None for a day excluded by its date
+    (an event day, or not like the event day): its data is never read."""
 
     day: date
     reason: Exclusion
-    present: int
+    present: int | None
     expected: int
 
 
@@ -182,7 +182,11 @@ class Baseline:
     ``days_excluded``: days examined and left out, newest first.
     ``period_used``/``intervals_used``: the span read and how many metered
     intervals fed the series. ``shortfall``: why this method could not give a
-    baseline (then every point is None); empty when it could."""
+    baseline (then every point is None); empty when it could. ``reached``:
+    the oldest history day this method, or one tried before it, looked at
+    (None: none looked at any). Only that day's and newer days' intervals
+    decide the baseline, so a caller that read fewer days knows whether it
+    read enough."""
 
     method: str
     asked: str
@@ -194,6 +198,7 @@ class Baseline:
     period_used: tuple[datetime, datetime] | None = None
     intervals_used: int = 0
     shortfall: str = ""
+    reached: date | None = None
 
     @property
     def available(self) -> bool:
@@ -225,7 +230,7 @@ class BaselineMethod(Protocol):
 
     def compute(
         self,
-        readings: Sequence[IntervalReading],
+        readings: Readings,
         window: EventWindow,
         *,
         tz: tzinfo,
@@ -256,7 +261,7 @@ class MeterBefore:
 
     def compute(
         self,
-        readings: Sequence[IntervalReading],
+        readings: Readings,
         window: EventWindow,
         *,
         tz: tzinfo,
@@ -334,7 +339,7 @@ class XOfY:
 
     def compute(
         self,
-        readings: Sequence[IntervalReading],
+        readings: Readings,
         window: EventWindow,
         *,
         tz: tzinfo,
@@ -347,22 +352,24 @@ class XOfY:
         business = _is_business(plan.day, holidays)
         eligible: list[_Day] = []
         excluded: list[ExcludedDay] = []
+        day = plan.day
         for back in range(1, self.lookback_days + 1):
             if len(eligible) == self.y:
                 break
             day = plan.day - timedelta(days=back)
             slots, instants, event = plan.on(day)
-            values = metered(instants)
-            present = len(values) - values.count(None)
             reason = _unlike(day, business, holidays)
             if reason is None and day in event_days:
                 reason = Exclusion.EVENT_DAY
-            if reason is None and not self._enough(values, present, event):
-                reason = Exclusion.MISSING_DATA
-            if reason is None:
+            if reason is not None:
+                excluded.append(ExcludedDay(day, reason, None, len(slots)))
+                continue
+            values = metered(instants)
+            present = len(values) - values.count(None)
+            if self._enough(values, present, event):
                 eligible.append(_Day(day, slots, event, values))
             else:
-                excluded.append(ExcludedDay(day, reason, present, len(slots)))
+                excluded.append(ExcludedDay(day, Exclusion.MISSING_DATA, present, len(slots)))
         if len(eligible) < self.fewest_days:
             counts = {r: sum(1 for e in excluded if e.reason is r) for r in Exclusion}
             why = ", ".join(f"{n} {r.value}" for r, n in counts.items() if n)
@@ -371,7 +378,8 @@ class XOfY:
                 f" {plan.day.isoformat()}, needs {self.fewest_days}"
                 + (f" (excluded: {why})" if why else "")
             )
-            return unavailable(window, self.name, shortfall, days_excluded=tuple(excluded))
+            missing = unavailable(window, self.name, shortfall, days_excluded=tuple(excluded))
+            return replace(missing, reached=day)
         chosen = self._choose(eligible)
         by_slot: list[list[float]] = [[] for _ in plan.span]
         for one in chosen:
@@ -392,6 +400,7 @@ class XOfY:
             days_excluded=tuple(excluded),
             adjustment=adjustment.record,
             intervals_used=fed,
+            reached=day,
         )
 
     def _enough(self, values: Sequence[float | None], present: int, event: Sequence[int]) -> bool:
@@ -496,18 +505,15 @@ class VenReported:
 
     def compute(
         self,
-        readings: Sequence[IntervalReading],
+        readings: Readings,
         window: EventWindow,
         *,
         tz: tzinfo,
         event_days: Set[date] = frozenset(),
         holidays: Set[date] = frozenset(),
     ) -> Baseline:
-        by_start = IndexedReadings.of(readings).by_start
-        points = tuple(
-            BaselinePoint(s, r.reported_baseline_kw if (r := by_start.get(s)) is not None else None)
-            for s in window.intervals()
-        )
+        reported = MeterSeries.of(readings).reported_baseline_at
+        points = tuple(BaselinePoint(s, reported(s)) for s in window.intervals())
         fed = sum(1 for p in points if p.kw is not None)
         if not fed:
             return unavailable(window, self.name, "the VEN reported no baselinePowerKw")
@@ -562,9 +568,40 @@ def fallback_chain(
     return tuple(dict.fromkeys(chain))  # a chain without repeats, in order
 
 
+def history_days(
+    chain: Sequence[BaselineMethod],
+    event_day: date,
+    *,
+    holidays: Set[date] = frozenset(),
+    event_days: Set[date] = frozenset(),
+    every: bool = False,
+) -> list[date]:
+    """The history days whose intervals the X-of-Y methods of ``chain`` read
+    for an event on ``event_day`` (a local date) when each has enough data,
+    newest first: the days like the event day (weekdays for a weekday event,
+    and so on) that are not ``event_days``, back to the Y-th, within the
+    lookback. Other days are excluded without a look at their data. A
+    method that finds a day without enough looks further back than these
+    (:attr:`Baseline.reached` says how far); ``every``: all the days they
+    could read, to the end of the lookback. Empty for a chain without X of Y."""
+    day_matching = [m for m in chain if isinstance(m, XOfY)]
+    if not day_matching:
+        return []
+    wanted = max(m.y for m in day_matching)
+    business = _is_business(event_day, holidays)
+    found: list[date] = []
+    for back in range(1, max(m.lookback_days for m in day_matching) + 1):
+        if len(found) == wanted and not every:
+            break
+        day = event_day - timedelta(days=back)
+        if _unlike(day, business, holidays) is None and day not in event_days:
+            found.append(day)
+    return found
+
+
 def compute_baseline(
     methods: Sequence[BaselineMethod],
-    readings: Sequence[IntervalReading],
+    readings: Readings,
     window: EventWindow,
     *,
     tz: tzinfo,
@@ -575,15 +612,19 @@ def compute_baseline(
     reason each earlier one could not; ``unavailable`` (every point None) when
     none can."""
     asked = methods[0].name if methods else UNAVAILABLE
+    series = MeterSeries.of(readings)  # indexed once, for every method
     tried: list[Fallback] = []
+    reached: date | None = None
     for method in methods:
-        found = method.compute(readings, window, tz=tz, event_days=event_days, holidays=holidays)
+        found = method.compute(series, window, tz=tz, event_days=event_days, holidays=holidays)
+        if found.reached is not None:
+            reached = found.reached if reached is None else min(reached, found.reached)
         if found.available:
-            return _replace_chain(found, asked, tried)
+            return _replace_chain(found, asked, tried, reached)
         tried.append(Fallback(method.name, found.shortfall, found.days_excluded))
     reason = "; ".join(f"{f.method}: {f.reason}" for f in tried) or "no method asked"
     result = unavailable(window, UNAVAILABLE, reason)
-    return _replace_chain(result, asked, tried)
+    return _replace_chain(result, asked, tried, reached)
 
 
 def unavailable(
@@ -605,85 +646,38 @@ def unavailable(
     )
 
 
-def _replace_chain(found: Baseline, asked: str, tried: list[Fallback]) -> Baseline:
-    return replace(found, asked=asked, fallbacks=tuple(tried))
+def _replace_chain(
+    found: Baseline, asked: str, tried: list[Fallback], reached: date | None
+) -> Baseline:
+    return replace(found, asked=asked, fallbacks=tuple(tried), reached=reached)
 
 
-# --- readings indexed once ---------------------------------------------------------
+# --- metered kW, looked up by start ---------------------------------------------------
 
-_START = attrgetter("start")
 # Beyond this before the event start, "the interval ends before the start" is
 # certain whatever the reading's time zone (a start is UTC; this only guards
 # against a caller's zone-aware start, whose wall-clock arithmetic could move
 # it by a DST change, or a skipped day).
 _CERTAIN = timedelta(days=2)
 
-
-class IndexedReadings(Sequence[IntervalReading]):
-    """A VEN's readings, indexed by start once. The methods of a chain and the
-    measurement of the VEN all look intervals up by start: given this instead
-    of a plain sequence, they share one index (:func:`measure_ven
-    <gridcore.measurement.measure_ven>` builds it). It is the readings, in
-    their order; ``by_start`` keeps the last reading of a start, as a dict
-    built from them in order would."""
-
-    __slots__ = ("_readings", "by_start", "starts")
-
-    def __init__(self, readings: Sequence[IntervalReading]) -> None:
-        self._readings = readings
-        self.starts: list[datetime] = list(map(_START, readings))
-        self.by_start: dict[datetime, IntervalReading] = dict(
-            zip(self.starts, readings, strict=True)
-        )
-
-    @classmethod
-    def of(cls, readings: Sequence[IntervalReading]) -> IndexedReadings:
-        return readings if isinstance(readings, IndexedReadings) else cls(readings)
-
-    @property
-    def unique(self) -> bool:
-        """No two readings share a start."""
-        return len(self.by_start) == len(self.starts)
-
-    def __len__(self) -> int:
-        return len(self._readings)
-
-    @overload
-    def __getitem__(self, index: int) -> IntervalReading: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[IntervalReading]: ...
-
-    def __getitem__(self, index: int | slice) -> IntervalReading | Sequence[IntervalReading]:
-        return self._readings[index]
-
-    def __iter__(self) -> Iterator[IntervalReading]:
-        return iter(self._readings)
-
-
 _Metered = Callable[[Sequence[datetime]], list[float | None]]
 
 
-def _metered(readings: Sequence[IntervalReading], *, before: datetime) -> _Metered:
+def _metered(readings: Readings, *, before: datetime) -> _Metered:
     """For interval starts, the metered kW of each: its finite value if it
     ends by ``before`` (the event never feeds its own baseline), else None.
-    Looks the starts up in the index rather than building a dict of every
-    interval: a baseline reads a few hundred of a VEN's thousands."""
-    index = IndexedReadings.of(readings)
-    if not index.unique:  # of several readings of a start, the last metered one
-        used = _used_kw(readings, before=before)
-        return lambda starts: [used.get(at) for at in starts]
-    get = index.by_start.get
+    Looks the starts up in the series' index rather than building a dict of
+    every interval: a baseline reads a few hundred of a VEN's thousands."""
+    get = MeterSeries.of(readings).used_by_start.get
     certain = before.astimezone(UTC) - _CERTAIN
     finite = math.isfinite
 
     def metered(starts: Sequence[datetime]) -> list[float | None]:
         return [
             kw
-            if (r := get(at)) is not None
-            and (kw := r.used_kw) is not None
+            if (kw := get(at)) is not None
             and finite(kw)
-            and (at <= certain or r.start + INTERVAL <= before)
+            and (at <= certain or at + INTERVAL <= before)
             else None
             for at in starts
         ]
@@ -803,13 +797,3 @@ def _starts(start: datetime, end: datetime) -> list[datetime]:
 
 def _in_event(start: datetime, window: EventWindow) -> bool:
     return start < window.end and start + INTERVAL > window.start
-
-
-def _used_kw(readings: Sequence[IntervalReading], *, before: datetime) -> dict[datetime, float]:
-    """Metered kW by interval start, of intervals wholly before ``before``:
-    the event never feeds its own baseline."""
-    used: dict[datetime, float] = {}
-    for r in readings:
-        if r.used_kw is not None and math.isfinite(r.used_kw) and r.start + INTERVAL <= before:
-            used[r.start] = r.used_kw
-    return used

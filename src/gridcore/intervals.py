@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gridcore.errors import InvalidInput
 
@@ -45,6 +45,15 @@ def check_interval_range(
         raise InvalidInput("end", f"at most {MAX_INTERVAL_SPAN.days} days after start")
     if spans is not None and len(spans) > MAX_INTERVAL_SPANS:
         raise InvalidInput("spans", f"at most {MAX_INTERVAL_SPANS} in one read")
+
+
+def spans_range(spans: Sequence[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+    """From the first start to the last end of ``spans`` (in time order), once
+    :func:`check_interval_range` allows the read."""
+    if not spans:
+        raise InvalidInput("spans", "at least one span to read")
+    check_interval_range(spans[0][0], spans[-1][1], spans)
+    return spans[0][0], spans[-1][1]
 
 
 def in_spans(at: datetime, spans: Sequence[tuple[datetime, datetime]] | None) -> bool:
@@ -137,6 +146,82 @@ class IntervalReading(NamedTuple):
             shed_kw=_mean(totals.shed_sum, totals.shed_count),
             reported_baseline_kw=_mean(totals.baseline_sum, totals.baseline_count),
         )
+
+
+class MeterSeries:
+    """What measurement reads of one VEN's intervals, as columns in time
+    order: each interval's start, sample count, mean used kW and mean
+    VEN-reported baseline kW. A store fills it straight from the arrays it
+    reads (ten days of a 10,000-VEN fleet are millions of intervals: an
+    object each would cost more than measuring them); :meth:`of` makes one
+    from readings. Indexed by start once: every baseline method and the
+    measurement of the VEN look intervals up by start.
+
+    One interval per start: of readings that share a start, the last gives
+    the sample count and the reported baseline, and the last present used kW
+    the metered value."""
+
+    __slots__ = (
+        "_position",
+        "reported_baseline_kw",
+        "samples",
+        "starts",
+        "used_by_start",
+        "used_kw",
+    )
+
+    def __init__(
+        self,
+        starts: list[datetime],
+        samples: list[int],
+        used_kw: list[float | None],
+        reported_baseline_kw: list[float | None],
+    ) -> None:
+        if not len(starts) == len(samples) == len(used_kw) == len(reported_baseline_kw):
+            raise ValueError("a MeterSeries needs columns of one length")
+        self.starts = starts
+        self.samples = samples
+        self.used_kw = used_kw
+        self.reported_baseline_kw = reported_baseline_kw
+        self.used_by_start: dict[datetime, float | None] = dict(zip(starts, used_kw, strict=True))
+        self._position = dict(zip(starts, range(len(starts)), strict=True))
+
+    @classmethod
+    def of(cls, readings: Readings) -> MeterSeries:
+        if isinstance(readings, MeterSeries):
+            return readings
+        merged: dict[datetime, list[Any]] = {}
+        for r in readings:
+            used = _finite(r.used_kw)
+            held = merged.get(r.start)
+            if held is None:
+                merged[r.start] = [r.samples, used, r.reported_baseline_kw]
+            else:
+                held[0], held[2] = r.samples, r.reported_baseline_kw
+                if used is not None:
+                    held[1] = used
+        columns = list(zip(*merged.values(), strict=True)) or [(), (), ()]
+        samples, used_kw, reported = (list(c) for c in columns)
+        return cls(list(merged), samples, used_kw, reported)
+
+    @classmethod
+    def empty(cls) -> MeterSeries:
+        return cls([], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def samples_at(self, start: datetime) -> int:
+        i = self._position.get(start)
+        return 0 if i is None else self.samples[i]
+
+    def reported_baseline_at(self, start: datetime) -> float | None:
+        i = self._position.get(start)
+        return None if i is None else _finite(self.reported_baseline_kw[i])
+
+
+# What measurement takes for a VEN's intervals: readings, or their columns.
+Readings = Sequence[IntervalReading] | MeterSeries
 
 
 def roll_up(

@@ -41,12 +41,11 @@ from gridcore.baselines import (
     Baseline,
     BaselineMethod,
     EventWindow,
-    IndexedReadings,
     VenReported,
     compute_baseline,
     fallback_chain,
 )
-from gridcore.intervals import INTERVAL, IntervalReading
+from gridcore.intervals import INTERVAL, MeterSeries, Readings
 
 _HOUR = timedelta(hours=1)
 _CERTAIN = timedelta(days=2)  # see _usual_samples
@@ -63,7 +62,7 @@ class VenMeterData:
     it, and the kW it claimed in its ACK (None if it did not answer)."""
 
     ven_id: str
-    readings: Sequence[IntervalReading]
+    readings: Readings
     event_days: frozenset[date] = frozenset()
     allocated_kw: float | None = None
     claimed_kw: float | None = None
@@ -246,20 +245,19 @@ def measure_ven(
     interval; None calibrates it from the VEN's own history (the median
     sample count of its intervals before the start)."""
     until = window.baseline_end if until is None else until
-    readings = IndexedReadings.of(data.readings)  # indexed once, for every method
+    readings = MeterSeries.of(data.readings)  # indexed once, for every method
     baseline = compute_baseline(
         methods, readings, window, tz=tz, event_days=data.event_days, holidays=holidays
     )
     claimed_line = VenReported().compute(readings, window, tz=tz)
-    by_start = readings.by_start
+    used = readings.used_by_start
     base = baseline.kw_by_interval()
     claimed = claimed_line.kw_by_interval()
     series = []
     for start in window.intervals():
         if start >= until:
             break
-        reading = by_start.get(start)
-        metered = _finite(reading.used_kw) if reading is not None else None
+        metered = _finite(used.get(start))
         b, c = base.get(start), claimed.get(start)
         series.append(
             MeterPoint(
@@ -299,14 +297,14 @@ def measure_ven(
         claimed_kw=data.claimed_kw,
         claimed_shed_kwh=claimed_kwh if claimed_points else None,
         claimed_avg_shed_kw=claimed_kwh / elapsed if claimed_points and elapsed else None,
-        quality=_quality(series, by_start, rate, until, len(baseline.days_used)),
+        quality=_quality(series, readings, rate, until, len(baseline.days_used)),
         rebound=_rebound([(p.after_hours, p.shed_kw) for p in series if p.after_hours]),
     )
 
 
 def _quality(
     series: Sequence[MeterPoint],
-    by_start: dict[datetime, IntervalReading],
+    readings: MeterSeries,
     rate: float | None,
     until: datetime,
     baseline_days: int,
@@ -321,8 +319,7 @@ def _quality(
     samples = 0
     expected = 0.0
     for p in window:
-        reading = by_start.get(p.start)
-        samples += reading.samples if reading is not None else 0
+        samples += readings.samples_at(p.start)
         # The interval under way is expected to hold only its elapsed part.
         expected += _span_hours(p.start, min(p.start + INTERVAL, until)) / _span_hours(
             p.start, p.start + INTERVAL
@@ -455,15 +452,15 @@ def _finite(kw: float | None) -> float | None:
     return kw if kw is not None and math.isfinite(kw) else None
 
 
-def _usual_samples(readings: IndexedReadings, before: datetime) -> float | None:
+def _usual_samples(readings: MeterSeries, before: datetime) -> float | None:
     """The VEN's own rate: the median sample count of its intervals before
     ``before`` (its reporting period differs by VEN and firmware)."""
     # An interval that starts 2 days before surely ends before: one comparison
     # of the start already read, not an addition, for nearly every reading.
     certain = before.astimezone(UTC) - _CERTAIN
     counts = [
-        r.samples
-        for r, start in zip(readings, readings.starts, strict=True)
-        if r.samples > 0 and (start <= certain or r.start + INTERVAL <= before)
+        n
+        for n, start in zip(readings.samples, readings.starts, strict=True)
+        if n > 0 and (start <= certain or start + INTERVAL <= before)
     ]
     return float(statistics.median(counts)) if counts else None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
-from gridcore.intervals import IntervalReading
+from gridcore.intervals import IntervalReading, MeterSeries
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary
@@ -400,6 +400,16 @@ class TelemetryQueries(Protocol):
         (:func:`~gridcore.intervals.check_interval_range`). ``spans``: only
         intervals starting in one of these ``[lo, hi)`` (within start, end;
         at most ``MAX_INTERVAL_SPANS``): a baseline's few hours of each day."""
+        ...
+
+    async def meter_series(
+        self, ven_ids: Sequence[str], spans: Sequence[tuple[datetime, datetime]]
+    ) -> dict[str, MeterSeries]:
+        """What measurement reads of each VEN's intervals starting in ``spans``
+        (``[lo, hi)`` in time order, bounded as for :meth:`intervals`): its
+        sample counts, metered and VEN-reported kW, as columns; VENs without
+        any are absent. A fleet's baselines read millions of intervals: this
+        read makes no object per interval."""
         ...
 
     async def ven_summaries(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -33,11 +33,12 @@ from gridcore.baselines import (
     MeterBefore,
     XOfY,
     fallback_chain,
+    history_days,
 )
 from gridcore.correlation import Command, delivered_per_ven, latest_per_ven
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import MAX_EVENT_DURATION, DrEvent
-from gridcore.intervals import INTERVAL, MAX_INTERVAL_VENS, IntervalReading
+from gridcore.intervals import INTERVAL, MAX_INTERVAL_VENS, MeterSeries
 from gridcore.measurement import (
     EventMeasurement,
     FleetMeasurement,
@@ -250,30 +251,32 @@ async def _measured(
     in_force = latest_per_ven(commands)
     if not in_force:
         raise InvalidInput("eventId", f"event {event.id} was sent to no VEN: nothing to measure")
-    lookback_start = _history_start(chain, event)
     delivered = delivered_per_ven(commands)
-    spans = history_spans(window, programme.tz, lookback_start, reach_before(chain))
-    readings = await _readings(queries, sorted(in_force), spans)
-    vens = [
-        VenMeterData(
+    until = min(now, window.baseline_end)
+
+    def measure(ven_id: str, series: MeterSeries | None) -> VenMeasurement:
+        data = VenMeterData(
             ven_id=ven_id,
-            readings=readings.get(ven_id, ()),
+            readings=series or MeterSeries.empty(),
             event_days=event_days.get(ven_id, frozenset()),
-            allocated_kw=command.shed_kw,
+            allocated_kw=in_force[ven_id].shed_kw,
             claimed_kw=to_kw(delivered[ven_id]) if ven_id in delivered else None,
         )
-        for ven_id, command in sorted(in_force.items())
-    ]
-    until = min(now, window.baseline_end)
-    measured: dict[str, VenMeasurement] = {}
-    for n, data in enumerate(vens, start=1):
-        measured[data.ven_id] = measure_ven(
+        return measure_ven(
             data, window, tz=programme.tz, methods=chain, holidays=programme.holidays, until=until
         )
-        if n % _YIELD_EVERY == 0:
-            # A fleet takes seconds of CPU: let the process's other work (the
-            # worker's MQTT consumer, the API's requests) run in between.
-            await asyncio.sleep(0)
+
+    # First the days each VEN's baseline reads when they all have data; then,
+    # for the VENs that had to look further back, every day they could read.
+    # A fleet's baselines read 10 of 45 days, not all of them.
+    reads = _HistoryReads(chain, event, window, event_days, programme)
+    measured: dict[str, VenMeasurement] = {}
+    async for ven_id, series in _series(queries, sorted(in_force), reads.first()):
+        measured[ven_id] = measure(ven_id, series)
+    further = [v for v, m in measured.items() if not reads.enough(v, m.baseline)]
+    if further:
+        async for ven_id, series in _series(queries, further, reads.every(further)):
+            measured[ven_id] = measure(ven_id, series)  # in its place: VENs stay in id order
     fleet = fleet_measurement(measured.values(), requested_kw=event.requested_reduction_kw)
     return EventPerformance(
         event,
@@ -302,7 +305,11 @@ def reach_before(chain: Sequence[BaselineMethod]) -> timedelta:
 
 
 def history_spans(
-    window: EventWindow, tz: tzinfo, since: datetime, before: timedelta = _DEFAULT_REACH
+    window: EventWindow,
+    tz: tzinfo,
+    since: datetime,
+    before: timedelta = _DEFAULT_REACH,
+    days: Set[date] | None = None,
 ) -> list[tuple[datetime, datetime]]:
     """The UTC spans of VEN intervals measurement reads, from ``since`` to
     the end of the hour after the event: on each local day, the event's
@@ -310,8 +317,10 @@ def history_spans(
     after its end (a 2-hour event reads 7 hours of each day, not 24, with
     the same results: docs/measurement.md). Local clock times, so a day on
     the other side of a daylight-saving change is read at the same hours.
-    One interval more on each side for a start off the 5-minute grid. In
-    time order; spans that meet are one."""
+    One interval more on each side for a start off the 5-minute grid.
+    ``days``: only these history days (local dates, as
+    :func:`~gridcore.baselines.history_days` gives them) besides the event
+    day. In time order; spans that meet are one."""
     if window.end - window.start > _DAILY_SPANS_UP_TO:
         return [(since, window.baseline_end)]
     first = (window.start - before - INTERVAL).astimezone(tz)
@@ -319,7 +328,11 @@ def history_spans(
     spans: list[tuple[datetime, datetime]] = []
     day = since.astimezone(tz).date() - timedelta(days=1)
     end_day = window.start.astimezone(tz).date()
+    shift = end_day - first.date()  # from the day a span starts on to its history day
     while day <= end_day:
+        if days is not None and day + shift not in days and day + shift != end_day:
+            day += timedelta(days=1)
+            continue
         offset = day - first.date()
         lo = datetime.combine(first.date() + offset, first.timetz().replace(tzinfo=None), tz)
         hi = datetime.combine(last.date() + offset, last.timetz().replace(tzinfo=None), tz)
@@ -480,11 +493,89 @@ async def _earlier_events(uow: UnitOfWork, event: DrEvent, since: datetime) -> l
     return [e for e in await _dispatched_events(uow, since, event.start_time) if e.id != event.id]
 
 
-async def _readings(
+class _HistoryReads:
+    """The intervals an event's measurement reads with ``chain``: first, the
+    days each VEN's baseline reads when they all have data
+    (:func:`~gridcore.baselines.history_days`, for each set of earlier event
+    days the fleet's VENs have); then, for a VEN whose baseline had to look
+    further back (a day without data, a new VEN), every day of the lookback."""
+
+    def __init__(
+        self,
+        chain: Sequence[BaselineMethod],
+        event: DrEvent,
+        window: EventWindow,
+        event_days: dict[str, frozenset[date]],
+        programme: Programme,
+    ) -> None:
+        self._chain = chain
+        self._window = window
+        self._event_days = event_days
+        self._programme = programme
+        self._day = window.start.astimezone(programme.tz).date()
+        self._since = _history_start(chain, event)
+        self._day_matching = any(isinstance(m, XOfY) for m in chain)
+        self._needed: dict[frozenset[date], list[date]] = {}
+
+    def first(self) -> list[tuple[datetime, datetime]]:
+        if not self._day_matching:  # meter-before: the minutes before the start
+            return self._spans(None)
+        groups: set[frozenset[date]] = {frozenset(), *self._event_days.values()}
+        return self._spans({day for g in groups for day in self._days(g)})
+
+    def enough(self, ven_id: str, baseline: Baseline) -> bool:
+        """Whether the first read held every day ``baseline`` looked at."""
+        if baseline.reached is None:
+            return True
+        needed = self._days(self._event_days.get(ven_id, frozenset()))
+        return bool(needed) and baseline.reached >= needed[-1]
+
+    def every(self, ven_ids: Sequence[str]) -> list[tuple[datetime, datetime]]:
+        groups = {self._event_days.get(v, frozenset()) for v in ven_ids}
+        return self._spans({day for g in groups for day in self._days(g, every=True)})
+
+    def _days(self, event_days: frozenset[date], *, every: bool = False) -> list[date]:
+        if every:
+            return history_days(
+                self._chain, self._day, holidays=self._programme.holidays, every=True
+            )
+        found = self._needed.get(event_days)
+        if found is None:
+            found = self._needed[event_days] = history_days(
+                self._chain,
+                self._day,
+                holidays=self._programme.holidays,
+                event_days=event_days,
+            )
+        return found
+
+    def _spans(self, days: set[date] | None) -> list[tuple[datetime, datetime]]:
+        return history_spans(
+            self._window, self._programme.tz, self._since, reach_before(self._chain), days
+        )
+
+
+async def _series(
     queries: TelemetryQueries, ven_ids: Sequence[str], spans: Sequence[tuple[datetime, datetime]]
-) -> dict[str, list[IntervalReading]]:
-    found: dict[str, list[IntervalReading]] = {}
-    for first in range(0, len(ven_ids), MAX_INTERVAL_VENS):
-        chunk = ven_ids[first : first + MAX_INTERVAL_VENS]
-        found.update(await queries.intervals(chunk, spans[0][0], spans[-1][1], spans=spans))
-    return found
+) -> AsyncIterator[tuple[str, MeterSeries | None]]:
+    """Each of ``ven_ids`` with its intervals in ``spans`` (None: it has none),
+    read in bounded slices. The next slice is read while this one is measured:
+    the store works on it while this process computes. Every
+    ``_YIELD_EVERY`` VENs the event loop runs other work (the worker's MQTT
+    consumer, the API's requests): a fleet takes seconds of CPU."""
+    slices = [ven_ids[i : i + MAX_INTERVAL_VENS] for i in range(0, len(ven_ids), MAX_INTERVAL_VENS)]
+    if not slices:
+        return
+    pending = asyncio.ensure_future(queries.meter_series(slices[0], spans))
+    try:
+        for n, chunk in enumerate(slices):
+            found = await pending
+            if n + 1 < len(slices):
+                pending = asyncio.ensure_future(queries.meter_series(slices[n + 1], spans))
+            for k, ven_id in enumerate(chunk, start=1):
+                yield ven_id, found.get(ven_id)
+                if k % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+    finally:
+        if not pending.done():
+            pending.cancel()

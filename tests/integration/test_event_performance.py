@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from tests.integration import test_api_endpoints as api
@@ -22,8 +23,10 @@ from tests.integration.test_dashboard_events import sent_to
 
 from entrypoints.api.performance import EventPerformanceOut
 from entrypoints.cli import main, performance_table
+from gridcore.baselines import fallback_chain
+from gridcore.measurement import VenMeterData, measure_ven
 from gridcore.telemetry import LoadSample, TelemetrySample
-from gridcore.verification import Programme, measure_finished_events
+from gridcore.verification import Programme, measure_event_performance, measure_finished_events
 
 rig = api.rig  # the fixture: the API over memory, SQLite and PostgreSQL
 
@@ -42,21 +45,25 @@ def used_kw(ven_id: str, at: datetime) -> float:
     return 6.0
 
 
-async def report(rig: Rig, since: datetime, until: datetime) -> None:
+async def report(
+    rig: Rig, since: datetime, until: datetime, missing: Collection[date] = frozenset()
+) -> None:
+    """Both VENs' telemetry every 5 minutes; ven-002 sends none on ``missing`` days."""
     samples = []
     at = since
     while at < until:
         samples += [
             TelemetrySample(ven, at, used_power_kw=used_kw(ven, at), shed_power_kw=0.0)
             for ven in ("ven-001", "ven-002")
+            if ven == "ven-001" or at.date() not in missing
         ]
         at += STEP
     for first in range(0, len(samples), 2000):
         await rig.storage.telemetry_store.append(samples[first : first + 2000])
 
 
-async def run_event(rig: Rig) -> str:
-    await report(rig, START - timedelta(days=16), START)
+async def run_event(rig: Rig, missing: Collection[date] = frozenset()) -> str:
+    await report(rig, START - timedelta(days=16), START, missing)
     # Online at the start, each with an HVAC circuit that can shed 6 kW.
     just_before = START - timedelta(seconds=10)
     await rig.storage.telemetry_store.append(
@@ -170,6 +177,41 @@ async def test_the_meter_shows_what_was_shed(rig: Rig) -> None:
         f"{allocated['ven-001']:.2f}",
         "4.00",
     ]
+
+
+async def test_a_ven_with_days_missing_is_read_further_back(rig: Rig) -> None:
+    """Measurement first reads the days a baseline takes when each has data
+    (for 10-in-10, the 10 weekdays before the event), then, for a VEN whose
+    baseline had to look further, every day of the lookback. ven-002 sent
+    nothing on 4 of those weekdays: its baseline takes the 7 weekdays it has
+    in full in its 16 days, one older than the first read. Each VEN measures
+    exactly as from every interval it has."""
+    missing = {date(2024, 7, 9), date(2024, 7, 8), date(2024, 7, 5), date(2024, 7, 3)}
+    event_id = await run_event(rig, missing)
+    await report(rig, START, END + timedelta(hours=1))
+    now = END + timedelta(hours=1, minutes=5)
+    chain = fallback_chain("10-in-10")
+    performance = await measure_event_performance(
+        rig.storage.uow_factory,
+        rig.storage.telemetry_queries,
+        event_id,
+        programme=Programme(method="10-in-10"),
+        now=now,
+    )
+    measured = performance.measurement.vens
+    two = measured["ven-002"].baseline
+    assert (two.method, len(two.days_used)) == ("10-in-10", 7)
+    assert min(two.days_used) == date(2024, 6, 25)  # read in the second pass
+    assert len(measured["ven-001"].baseline.days_used) == 10
+    window = performance.measurement.window
+    everything = await rig.storage.telemetry_queries.intervals(
+        ["ven-001", "ven-002"], START - timedelta(days=46), window.baseline_end
+    )
+    for ven_id, found in measured.items():
+        data = VenMeterData(
+            ven_id, everything[ven_id], allocated_kw=found.allocated_kw, claimed_kw=found.claimed_kw
+        )
+        assert measure_ven(data, window, tz=UTC, methods=chain) == found
 
 
 async def test_while_the_event_runs_the_meter_before_baseline_shows_progress(rig: Rig) -> None:

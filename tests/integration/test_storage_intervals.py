@@ -18,7 +18,7 @@ from adapters.sql.migrate import downgrade, migrate
 from adapters.sql.queries import SqlTelemetryQueries
 from adapters.sql.tables import ven_telemetry, vens
 from gridcore.errors import InvalidInput
-from gridcore.intervals import IntervalReading, roll_up
+from gridcore.intervals import IntervalReading, MeterSeries, roll_up
 from gridcore.telemetry import TelemetrySample
 
 T0 = datetime(2024, 7, 10, 15, 0, tzinfo=UTC)
@@ -191,3 +191,40 @@ async def test_a_read_can_keep_to_spans(backend: Backend) -> None:
     many = [(T0 + k * SECOND, T0 + (k + 1) * SECOND) for k in range(101)]
     with pytest.raises(InvalidInput, match="spans"):
         await backend.queries.intervals(["ven-a"], T0, T0 + HOUR, spans=many)
+
+
+async def test_measurement_reads_the_same_intervals_as_columns(backend: Backend) -> None:
+    # Two VENs, one with a hole, the other reporting its own baseline; a VEN
+    # without intervals is absent. The columns are the intervals' means.
+    samples = [
+        sample("ven-a", T0 + k * 5 * 60 * SECOND, float(k)) for k in range(24) if k not in (3, 4)
+    ]
+    samples += [
+        TelemetrySample(
+            "ven-b",
+            T0 + k * 5 * 60 * SECOND + s * SECOND,
+            used_power_kw=2.0 + s,
+            baseline_power_kw=5.0,
+        )
+        for k in range(24)
+        for s in (0, 60)
+    ]
+    await backend.store.append(samples)
+    spans = [(T0, T0 + HOUR), (T0 + HOUR + 30 * 60 * SECOND, T0 + 2 * HOUR)]
+    series = await backend.queries.meter_series(["ven-a", "ven-b", "nobody"], spans)
+    read = await backend.queries.intervals(["ven-a", "ven-b"], T0, T0 + 2 * HOUR, spans=spans)
+    assert sorted(series) == ["ven-a", "ven-b"]
+    for ven_id, readings in read.items():
+        expected = MeterSeries.of(readings)
+        found = series[ven_id]
+        assert found.starts == expected.starts == [r.start for r in readings]
+        assert found.samples == expected.samples
+        assert found.used_kw == pytest.approx(expected.used_kw)
+        assert found.reported_baseline_kw == pytest.approx(expected.reported_baseline_kw)
+    assert series["ven-a"].used_kw[:3] == [0.0, 1.0, 2.0] and len(series["ven-a"]) == 16
+    assert series["ven-b"].samples[0] == 2 and series["ven-b"].used_kw[0] == pytest.approx(32.0)
+    assert series["ven-b"].reported_baseline_at(T0) == 5.0
+    with pytest.raises(InvalidInput, match="spans"):
+        await backend.queries.meter_series(["ven-a"], [])
+    with pytest.raises(InvalidInput, match="62 days"):
+        await backend.queries.meter_series(["ven-a"], [(T0, T0 + timedelta(days=63))])

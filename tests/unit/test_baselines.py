@@ -650,7 +650,8 @@ def reference_x_of_y(method: XOfY, readings, window, tz, event_days, holidays):
         if reason is None:
             eligible.append((day, on_day))
         else:
-            excluded.append((day, reason, present, len(on_day)))
+            looked = reason is Exclusion.MISSING_DATA  # the others are known without a look
+            excluded.append((day, reason, present if looked else None, len(on_day)))
     if len(eligible) < method.fewest_days:
         return None, tuple(excluded)
     if method.selection is Selection.HIGHEST:

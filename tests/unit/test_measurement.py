@@ -332,13 +332,13 @@ def test_the_intervals_a_baseline_reads_give_the_same_result_as_whole_days(
 def test_the_usual_sample_count_is_the_median_of_the_history(
     counts: list[int], duplicates: int
 ) -> None:
-    # History intervals (some sharing a start) and the event's, in any order:
-    # only history intervals with samples count, each reading once.
+    # History intervals (some read twice) and the event's, in any order: only
+    # history intervals with samples count, each interval once.
     history = [IntervalReading(at(17) - (k + 1) * INTERVAL, n, 5.0) for k, n in enumerate(counts)]
     history += history[:duplicates]
     data = history + [IntervalReading(s, 1000, 3.0) for s in EVENT]
     random.Random(len(counts)).shuffle(data)
     found = measure_ven(VenMeterData("v", data), WINDOW, tz=TZ, methods=CHAIN)
-    positive = [r.samples for r in history if r.samples > 0]
+    positive = [r.samples for r in {r.start: r for r in history}.values() if r.samples > 0]
     expected = float(statistics.median(positive)) * 12 if positive else None
     assert found.quality.samples_expected == expected

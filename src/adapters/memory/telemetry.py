@@ -20,9 +20,11 @@ from gridcore.intervals import (
     MAX_INTERVAL_VENS,
     IntervalReading,
     IntervalTotals,
+    MeterSeries,
     check_interval_range,
     in_spans,
     interval_start,
+    spans_range,
 )
 from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
 from gridcore.ports import NOT_REGISTERED, AppendResult
@@ -260,6 +262,12 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             if ven_id in wanted and start <= at < end and in_spans(at, spans):
                 found.setdefault(ven_id, []).append(IntervalReading.of(at, totals))
         return found
+
+    async def meter_series(
+        self, ven_ids: Sequence[str], spans: Sequence[tuple[datetime, datetime]]
+    ) -> dict[str, MeterSeries]:
+        found = await self.intervals(ven_ids, *spans_range(spans), spans=spans)
+        return {ven_id: MeterSeries.of(readings) for ven_id, readings in found.items()}
 
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = set(ven_ids)
