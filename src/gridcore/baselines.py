@@ -74,10 +74,10 @@ class EventWindow:
         """Baselines cover the event and the rebound span after it."""
         return self.end + self.after
 
-    def intervals(self) -> list[datetime]:
+    def intervals(self) -> tuple[datetime, ...]:
         """Starts of the intervals a baseline covers: those overlapping
         ``[start, end + after)``."""
-        return _starts(self.start, self.baseline_end)
+        return _window_starts(self.start, self.baseline_end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +381,7 @@ class XOfY:
             missing = unavailable(window, self.name, shortfall, days_excluded=tuple(excluded))
             return replace(missing, reached=day)
         chosen = self._choose(eligible)
-        by_slot: list[list[float]] = [[] for _ in plan.span]
-        for one in chosen:
-            for (i, _), value in zip(one.slots, one.values, strict=True):
-                if value is not None:
-                    by_slot[i].append(value)
+        by_slot = _by_slot(chosen, len(plan.span))
         raw: dict[datetime, float | None] = {
             s: math.fsum(values) / len(values) if values else None
             for s, values in zip(plan.span, by_slot, strict=True)
@@ -435,6 +431,21 @@ class _Day:
     slots: tuple[tuple[int, datetime], ...]
     event: tuple[int, ...]
     values: list[float | None]
+
+
+def _by_slot(chosen: Sequence[_Day], slots: int) -> list[list[float]]:
+    """The metered values of the chosen days at each clock time of the span."""
+    if chosen and all(len(one.slots) == slots for one in chosen):
+        # Every clock time on every day (no DST change): the days' values,
+        # transposed in one go.
+        columns = zip(*(one.values for one in chosen), strict=True)
+        return [[v for v in column if v is not None] for column in columns]
+    by_slot: list[list[float]] = [[] for _ in range(slots)]
+    for one in chosen:
+        for (i, _), value in zip(one.slots, one.values, strict=True):
+            if value is not None:
+                by_slot[i].append(value)
+    return by_slot
 
 
 # --- day-of adjustment -----------------------------------------------------------
@@ -793,6 +804,12 @@ def _starts(start: datetime, end: datetime) -> list[datetime]:
         found.append(at)
         at += INTERVAL
     return found
+
+
+@lru_cache(maxsize=64)
+def _window_starts(start: datetime, end: datetime) -> tuple[datetime, ...]:
+    # Every VEN of an event, and every method, covers the same intervals.
+    return tuple(_starts(start, end))
 
 
 def _in_event(start: datetime, window: EventWindow) -> bool:

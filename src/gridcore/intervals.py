@@ -150,7 +150,8 @@ class IntervalReading(NamedTuple):
 
 class MeterSeries:
     """What measurement reads of one VEN's intervals, as columns in time
-    order: each interval's start, sample count, mean used kW and mean
+    order (starts ascending, each once): each interval's start, sample
+    count, mean used kW and mean
     VEN-reported baseline kW. A store fills it straight from the arrays it
     reads (ten days of a 10,000-VEN fleet are millions of intervals: an
     object each would cost more than measuring them); :meth:`of` makes one
@@ -176,7 +177,11 @@ class MeterSeries:
         samples: list[int],
         used_kw: list[float | None],
         reported_baseline_kw: list[float | None],
+        *,
+        index: dict[datetime, int] | None = None,
     ) -> None:
+        """``index``: :meth:`index_of` these ``starts``, when another series
+        has the same starts (a store reading a fleet shares one)."""
         if not len(starts) == len(samples) == len(used_kw) == len(reported_baseline_kw):
             raise ValueError("a MeterSeries needs columns of one length")
         self.starts = starts
@@ -184,7 +189,11 @@ class MeterSeries:
         self.used_kw = used_kw
         self.reported_baseline_kw = reported_baseline_kw
         self.used_by_start: dict[datetime, float | None] = dict(zip(starts, used_kw, strict=True))
-        self._position = dict(zip(starts, range(len(starts)), strict=True))
+        self._position = self.index_of(starts) if index is None else index
+
+    @staticmethod
+    def index_of(starts: Sequence[datetime]) -> dict[datetime, int]:
+        return dict(zip(starts, range(len(starts)), strict=True))
 
     @classmethod
     def of(cls, readings: Readings) -> MeterSeries:
@@ -200,9 +209,10 @@ class MeterSeries:
                 held[0], held[2] = r.samples, r.reported_baseline_kw
                 if used is not None:
                     held[1] = used
-        columns = list(zip(*merged.values(), strict=True)) or [(), (), ()]
+        starts = sorted(merged)
+        columns = list(zip(*(merged[s] for s in starts), strict=True)) or [(), (), ()]
         samples, used_kw, reported = (list(c) for c in columns)
-        return cls(list(merged), samples, used_kw, reported)
+        return cls(starts, samples, used_kw, reported)
 
     @classmethod
     def empty(cls) -> MeterSeries:

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from gridcore.baselines import (
     DEFAULT_METHOD,
@@ -48,7 +50,6 @@ from gridcore.baselines import (
 from gridcore.intervals import INTERVAL, MeterSeries, Readings
 
 _HOUR = timedelta(hours=1)
-_CERTAIN = timedelta(days=2)  # see _usual_samples
 DEFAULT_CHAIN = fallback_chain(DEFAULT_METHOD)
 
 # --- inputs ----------------------------------------------------------------------
@@ -254,16 +255,14 @@ def measure_ven(
     base = baseline.kw_by_interval()
     claimed = claimed_line.kw_by_interval()
     series = []
-    for start in window.intervals():
-        if start >= until:
-            break
+    for start, event_hours, after_hours, _ in _timeline(window, until):
         metered = _finite(used.get(start))
         b, c = base.get(start), claimed.get(start)
         series.append(
             MeterPoint(
                 start=start,
-                event_hours=_hours(start, window.start, min(window.end, until)),
-                after_hours=_hours(start, window.end, min(window.baseline_end, until)),
+                event_hours=event_hours,
+                after_hours=after_hours,
                 baseline_kw=b,
                 metered_kw=metered,
                 shed_kw=_difference(b, metered),
@@ -297,13 +296,14 @@ def measure_ven(
         claimed_kw=data.claimed_kw,
         claimed_shed_kwh=claimed_kwh if claimed_points else None,
         claimed_avg_shed_kw=claimed_kwh / elapsed if claimed_points and elapsed else None,
-        quality=_quality(series, readings, rate, until, len(baseline.days_used)),
+        quality=_quality(series, window, readings, rate, until, len(baseline.days_used)),
         rebound=_rebound([(p.after_hours, p.shed_kw) for p in series if p.after_hours]),
     )
 
 
 def _quality(
     series: Sequence[MeterPoint],
+    window_of: EventWindow,
     readings: MeterSeries,
     rate: float | None,
     until: datetime,
@@ -318,12 +318,10 @@ def _quality(
     ]
     samples = 0
     expected = 0.0
+    elapsed = {start: share for start, _, _, share in _timeline(window_of, until)}
     for p in window:
         samples += readings.samples_at(p.start)
-        # The interval under way is expected to hold only its elapsed part.
-        expected += _span_hours(p.start, min(p.start + INTERVAL, until)) / _span_hours(
-            p.start, p.start + INTERVAL
-        )
+        expected += elapsed[p.start]
     return DataQuality(
         intervals_expected=len(window),
         intervals_present=sum(1 for p in window if p.metered_kw is not None),
@@ -431,6 +429,27 @@ def _rebound(after: Sequence[tuple[float, float | None]]) -> Rebound | None:
     )
 
 
+_Slot = tuple[datetime, float, float, float]
+
+
+@lru_cache(maxsize=64)
+def _timeline(window: EventWindow, until: datetime) -> tuple[_Slot, ...]:
+    """Each interval of ``window`` that has begun by ``until``: its start, its
+    hours in the event and in the hour after (as far as ``until``), and the
+    share of it elapsed (the interval under way is expected to hold only
+    that part of its samples). The same for every VEN of an event."""
+    return tuple(
+        (
+            start,
+            _hours(start, window.start, min(window.end, until)),
+            _hours(start, window.end, min(window.baseline_end, until)),
+            _span_hours(start, min(start + INTERVAL, until)) / _span_hours(start, start + INTERVAL),
+        )
+        for start in window.intervals()
+        if start < until
+    )
+
+
 def _hours(start: datetime, lower: datetime, upper: datetime) -> float:
     """Hours of the interval at ``start`` inside ``[lower, upper)``."""
     return _span_hours(max(start, lower), min(start + INTERVAL, upper))
@@ -455,12 +474,7 @@ def _finite(kw: float | None) -> float | None:
 def _usual_samples(readings: MeterSeries, before: datetime) -> float | None:
     """The VEN's own rate: the median sample count of its intervals before
     ``before`` (its reporting period differs by VEN and firmware)."""
-    # An interval that starts 2 days before surely ends before: one comparison
-    # of the start already read, not an addition, for nearly every reading.
-    certain = before.astimezone(UTC) - _CERTAIN
-    counts = [
-        n
-        for n, start in zip(readings.samples, readings.starts, strict=True)
-        if n > 0 and (start <= certain or start + INTERVAL <= before)
-    ]
+    # The intervals that end by ``before``: a prefix, as starts are in order.
+    ended = bisect_right(readings.starts, before - INTERVAL)
+    counts = [n for n in readings.samples[:ended] if n > 0]
     return float(statistics.median(counts)) if counts else None

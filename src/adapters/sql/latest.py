@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import BigInteger, String, and_, case, false, func, or_, select, text, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import NullType
 
 from adapters.sql.energy import energy_today
 from adapters.sql.repositories import MAX_LIMIT
@@ -314,7 +315,10 @@ class LatestStateQueries:
             c.baseline_sum / func.nullif(c.baseline_count, 0),
         )
         arrays = (
-            select(*(func.array_agg(aggregate_order_by(v, c.start)) for v in columns))
+            # NullType: the driver's lists as they come, not walked again item by item.
+            select(
+                *(func.array_agg(aggregate_order_by(v, c.start), type_=NullType()) for v in columns)
+            )
             .where(
                 c.ven_id == ids.c.ven_id,
                 c.start >= first,
@@ -325,6 +329,7 @@ class LatestStateQueries:
         )
         found: dict[str, MeterSeries] = {}
         starts: dict[int, datetime] = {}
+        shared: tuple[list[int], list[datetime], dict[datetime, int]] | None = None
         async with self._engine.connect() as conn:
             # The plan's cost counts every interval: JIT-compiling it took
             # longer than running it (as for the fleet summary).
@@ -335,12 +340,15 @@ class LatestStateQueries:
             for ven_id, stamps, samples, used, reported in result:
                 if not stamps:
                     continue
-                # Each distinct start becomes one datetime, shared by every VEN.
-                at = [
-                    starts.get(s) or starts.setdefault(s, datetime.fromtimestamp(s, UTC))
-                    for s in stamps
-                ]
-                found[ven_id] = MeterSeries(at, samples, used, reported)
+                # Each distinct start becomes one datetime, shared by every VEN;
+                # VENs with the same intervals (most of a fleet) share their index.
+                if shared is None or stamps != shared[0]:
+                    at = [
+                        starts.get(s) or starts.setdefault(s, datetime.fromtimestamp(s, UTC))
+                        for s in stamps
+                    ]
+                    shared = (stamps, at, MeterSeries.index_of(at))
+                found[ven_id] = MeterSeries(shared[1], samples, used, reported, index=shared[2])
         return found
 
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
