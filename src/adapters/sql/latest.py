@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, String, and_, case, false, func, or_, select, text, true
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import NullType
 
@@ -308,16 +308,12 @@ class LatestStateQueries:
         ids = (
             func.unnest(array(wanted, type_=String)).table_valued("ven_id").render_derived("wanted")
         )
-        columns = (
-            func.extract("epoch", c.start).cast(BigInteger),
-            c.samples,
-            c.used_sum / func.nullif(c.used_count, 0),
-            c.baseline_sum / func.nullif(c.baseline_count, 0),
-        )
-        arrays = (
-            # NullType: the driver's lists as they come, not walked again item by item.
+        ordered = (
             select(
-                *(func.array_agg(aggregate_order_by(v, c.start), type_=NullType()) for v in columns)
+                func.extract("epoch", c.start).cast(BigInteger).label("epoch"),
+                c.samples.label("samples"),
+                (c.used_sum / func.nullif(c.used_count, 0)).label("used"),
+                (c.baseline_sum / func.nullif(c.baseline_count, 0)).label("reported"),
             )
             .where(
                 c.ven_id == ids.c.ven_id,
@@ -325,7 +321,15 @@ class LatestStateQueries:
                 c.start < last,
                 or_(*(and_(c.start >= lo, c.start < hi) for lo, hi in spans)),
             )
-            .lateral("series")
+            # Sorted once, here, for the four arrays (array_agg(... ORDER BY)
+            # sorts once per array: a quarter more of the server's time).
+            .order_by(c.start)
+            .correlate(ids)  # to the VEN two levels up, not a FROM of its own
+            .subquery("ordered")
+        )
+        arrays = (
+            # NullType: the driver's lists as they come, not walked again item by item.
+            select(*(func.array_agg(v, type_=NullType()) for v in ordered.c)).lateral("series")
         )
         found: dict[str, MeterSeries] = {}
         starts: dict[int, datetime] = {}
