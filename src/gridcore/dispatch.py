@@ -56,6 +56,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
 )
 from gridcore.quantities import to_kw, to_watts
+from gridcore.rebound import restore_offset
 from gridcore.reconcile import reassert_silent
 
 log = logging.getLogger("gridcore.dispatch")
@@ -109,8 +110,14 @@ class DispatchReport:
         )
 
 
-def _duration_sec(event: DrEvent, now: datetime) -> int:
-    return max(math.ceil(event.remaining(now).total_seconds()), 1)
+def _duration_sec(event: DrEvent, ven_id: str, now: datetime, restore_spread: timedelta) -> int:
+    """How long ``ven_id`` holds its shed: to the event's end plus its restore
+    offset. A VEN restores by itself when the duration has run (the
+    documents' VEN and the simulator do), so with staggered restores a
+    duration ending at the event's end would still bring every home back in
+    the same second; each holds until its own restore instead."""
+    held = event.remaining(now) + restore_offset(event.id, ven_id, restore_spread)
+    return max(math.ceil(held.total_seconds()), 1)
 
 
 async def end_event_commands(
@@ -171,10 +178,12 @@ def _ask(
     ven_id: str,
     shed_kw: float,
     now: datetime,
+    restore_spread: timedelta,
     supersedes: Command | None = None,
 ) -> Command:
     """Record an event command asking ``ven_id`` for ``shed_kw`` until the event
-    ends; a re-allocation's raised target replaces the VEN's previous command."""
+    ends (and its restore offset has passed); a re-allocation's raised target
+    replaces the VEN's previous command."""
     return ledger.record(
         Command(
             correlation_id=ledger.next_id(event.id),
@@ -183,7 +192,7 @@ def _ask(
             created_at=now,
             event_id=event.id,
             shed_kw=shed_kw,
-            duration_sec=_duration_sec(event, now),
+            duration_sec=_duration_sec(event, ven_id, now, restore_spread),
             supersedes=supersedes.correlation_id if supersedes else None,
         )
     )
@@ -267,7 +276,7 @@ class Dispatcher:
                 shares = allocate_shed(event.requested_reduction_kw, headroom)
                 for ven_id, kw in sorted(shares.items()):
                     if kw > 0:
-                        _ask(ledger, event, ven_id, kw, now)
+                        _ask(ledger, event, ven_id, kw, now, self.policy.restore_spread)
                 commands = ledger.added()
                 await uow.events.save_status(event.activate(now), EventStatus.SCHEDULED)
                 await uow.commands.add_many(commands)
@@ -464,7 +473,15 @@ class Dispatcher:
                 for v, w in sorted(extra.items()):
                     if w > 0:
                         mine = expected.get(v, 0)
-                        _ask(ledger, event, v, to_kw(mine + w), now, supersedes=latest.get(v))
+                        _ask(
+                            ledger,
+                            event,
+                            v,
+                            to_kw(mine + w),
+                            now,
+                            self.policy.restore_spread,
+                            supersedes=latest.get(v),
+                        )
                 commands = ledger.added()
                 if not commands:
                     continue

@@ -6,6 +6,7 @@ memory, SQLite and PostgreSQL is in tests/integration/test_storage_restores.py."
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
@@ -100,6 +101,22 @@ async def sent_event(fleet: Fleet, minutes: float = 10) -> str:
 
 def restores_sent(fleet: Fleet) -> list[str]:
     return [c.ven_id for c in fleet.publisher.sent if c.op is CommandOp.RESTORE]
+
+
+async def test_each_ven_holds_its_shed_until_its_own_restore(fleet: Fleet) -> None:
+    # A VEN lifts its shed by itself when the command's duration has run: a
+    # duration ending at the event's end would bring every home back in the
+    # same second whatever the restores do.
+    event_id = await sent_event(fleet)
+    events = [c for c in fleet.publisher.sent if c.op is CommandOp.EVENT]
+    assert sorted(c.ven_id for c in events) == VENS
+    end = T0 + timedelta(minutes=10)
+    for command in events:
+        held = end + restore_offset(event_id, command.ven_id, SPREAD) - T0
+        assert command.duration_sec == math.ceil(held.total_seconds())
+    assert (
+        len({c.duration_sec for c in events}) > 1
+    )  # (without a spread: tests/unit/test_dispatch.py)
 
 
 async def test_restores_go_out_one_by_one_as_their_time_comes(fleet: Fleet) -> None:
