@@ -54,8 +54,6 @@ from gridcore.quantities import to_kw
 log = logging.getLogger("gridcore.verification")
 
 LIVE_METHOD = "meter-before"
-# VENs measured between two chances for the event loop to run other work.
-_YIELD_EVERY = 25
 # Earlier events read per page when finding a VEN's event days.
 _EVENT_PAGE = 500
 
@@ -560,9 +558,11 @@ async def _series(
 ) -> AsyncIterator[tuple[str, MeterSeries | None]]:
     """Each of ``ven_ids`` with its intervals in ``spans`` (None: it has none),
     read in bounded slices. The next slice is read while this one is measured:
-    the store works on it while this process computes. Every
-    ``_YIELD_EVERY`` VENs the event loop runs other work (the worker's MQTT
-    consumer, the API's requests): a fleet takes seconds of CPU."""
+    the store works on it while this process computes. After each VEN the
+    event loop runs other work: the worker's MQTT consumer and the API's
+    requests (a fleet takes seconds of CPU), and the read of the next slice,
+    whose rows the server can send only as fast as they are taken off the
+    socket (every 25 VENs instead: a fifth longer for 10,000 VENs)."""
     slices = [ven_ids[i : i + MAX_INTERVAL_VENS] for i in range(0, len(ven_ids), MAX_INTERVAL_VENS)]
     if not slices:
         return
@@ -572,10 +572,9 @@ async def _series(
             found = await pending
             if n + 1 < len(slices):
                 pending = asyncio.ensure_future(queries.meter_series(slices[n + 1], spans))
-            for k, ven_id in enumerate(chunk, start=1):
+            for ven_id in chunk:
                 yield ven_id, found.get(ven_id)
-                if k % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+                await asyncio.sleep(0)
     finally:
         if not pending.done():
             pending.cancel()
