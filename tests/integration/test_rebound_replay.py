@@ -14,9 +14,7 @@ from datetime import timedelta
 from entrypoints.simulator.replay import ReplayedEvent, replay_event
 from gridcore.measurement import FleetPoint
 
-FLEET = ReplayedEvent(
-    vens=12, seed=7, step=timedelta(seconds=60), history_days=14, kw_per_ven=2.0
-)
+FLEET = ReplayedEvent(vens=12, seed=7, step=timedelta(seconds=60), history_days=14, kw_per_ven=2.0)
 
 
 async def test_staggered_restores_spread_the_rebound_of_the_same_fleet() -> None:
