@@ -28,7 +28,9 @@ from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
 from entrypoints.api.routers import events, health, performance, stats, ven_data, vens
+from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
+from entrypoints.console.pages import install_console
 from entrypoints.container import Container, container_for
 from entrypoints.settings import Settings
 
@@ -125,6 +127,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.state.container = container
     app.state.tokens = TokenChecker.from_settings(settings)
+    app.state.sessions = SessionKeeper(app.state.tokens)
     install_error_handlers(app)
     app.add_exception_handler(WrongMethod, wrong_method)
 
@@ -138,6 +141,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(api)
     app.include_router(health.router)
     _serve_docs(app)
+    install_console(app)
 
     # Middleware added first runs innermost: the gate sees /api paths (after
     # PathCompatibility) and CORS answers preflights before the gate asks for a token.
@@ -147,6 +151,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         prefix=API_PREFIX,
         docs=[OPENAPI_URL, DOCS_URL, OLD_REDOC_URL],
         tokens=app.state.tokens,
+        sessions=app.state.sessions,
         max_body_bytes=settings.gridcore_max_body_bytes,
     )
     origins = _cors_origins(settings)

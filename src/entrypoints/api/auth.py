@@ -41,7 +41,7 @@ from entrypoints.settings import Settings
 
 # Below this a token is guessable; refusing it at start-up beats a breach later.
 MIN_TOKEN_LENGTH = 16
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # What GRIDCORE_ANONYMOUS_READ opens, to GET (and HEAD) only: the reads of the
 # original dashboard (ecs-frontend: stats cards, VEN list, map and detail page,
@@ -161,6 +161,11 @@ class TokenChecker:
     def configured(self) -> bool:
         return bool(self._tokens)
 
+    def fingerprints(self) -> list[bytes]:
+        """What identifies the configured tokens (scope and digest), in a
+        fixed order: console sessions are signed with a key made of them."""
+        return sorted(t.scope.value.encode() + b":" + t.digest for t in self._tokens)
+
     def scope_of(self, presented: str) -> Scope | None:
         """The broadest scope of the configured tokens equal to ``presented``."""
         digest = _digest(presented)
@@ -176,6 +181,10 @@ _bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_AP
 
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# The console's session cookie and the header a write with it must carry
+# (entrypoints.api.sessions).
+COOKIE = "gridcore_session"
+CSRF_HEADER = "x-csrf-token"
 # The documentation pages: a browser asks for the token itself (as a password).
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="gridcore API", charset="UTF-8"'}
 
@@ -203,13 +212,20 @@ def refusal(
     *,
     basic: bool = False,
     path: str = "",
+    session: Scope | None = None,
 ) -> tuple[int, str] | None:
     """Why a request with this ``Authorization`` header may not go on (status,
     message), or None. GET needs read (or control), every other method control.
     ``basic``: the token may also come as an HTTP Basic password (docs pages).
     ``path``: without any header, a GET of ``ANONYMOUS_READS`` goes on when the
-    checker allows anonymous reads (never a docs page)."""
+    checker allows anonymous reads (never a docs page). ``session``: the scope
+    of the request's console session (``entrypoints.api.sessions``), which
+    stands for a token when no header is sent."""
     if not checker.enabled:
+        return None
+    if authorization is None and session is not None:
+        if method not in READ_METHODS and session is not Scope.CONTROL:
+            return 403, "this needs a token with control scope: sign in with one"
         return None
     anonymous = authorization is None and not basic and checker.anonymous_read
     if anonymous and anonymously_readable(method, path):
@@ -222,7 +238,7 @@ def refusal(
     scope = checker.scope_of(presented)
     if scope is None:
         return 401, "the bearer token is not valid"
-    if method not in _READ_METHODS and scope is not Scope.CONTROL:
+    if method not in READ_METHODS and scope is not Scope.CONTROL:
         return 403, "this needs a token with control scope"
     return None
 
@@ -238,6 +254,9 @@ async def authorize(
         request.method,
         request.headers.get("authorization"),
         path=request.scope["path"],
+        session=request.app.state.sessions.scope_for(
+            request.method, request.cookies.get(COOKIE), request.headers.get(CSRF_HEADER)
+        ),
     )
     if failure is not None:
         status, message = failure

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from entrypoints.api.auth import BASIC_CHALLENGE, CHALLENGE, TokenChecker, refusal
+from entrypoints.api.auth import BASIC_CHALLENGE, CHALLENGE, CSRF_HEADER, TokenChecker, refusal
+from entrypoints.api.sessions import COOKIE, SessionKeeper
 
 
 def _under(path: str, root: str) -> bool:
@@ -34,12 +36,14 @@ class RequestGate:
         prefix: str,
         docs: Iterable[str],
         tokens: TokenChecker,
+        sessions: SessionKeeper,
         max_body_bytes: int,
     ) -> None:
         self.app = app
         self.prefix = prefix  # the paths that need a token
         self.docs = tuple(docs)  # the documentation paths (and what is under them)
         self.tokens = tokens
+        self.sessions = sessions
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,7 +55,16 @@ class RequestGate:
         docs = any(_under(path, root) for root in self.docs)
         if docs or _under(path, self.prefix):
             authorization = headers.get("authorization")
-            failure = refusal(self.tokens, scope["method"], authorization, basic=docs, path=path)
+            session = None
+            if not docs:
+                session = self.sessions.scope_for(
+                    scope["method"],
+                    cookie_parser(headers.get("cookie", "")).get(COOKIE),
+                    headers.get(CSRF_HEADER),
+                )
+            failure = refusal(
+                self.tokens, scope["method"], authorization, basic=docs, path=path, session=session
+            )
             if failure is not None:
                 status, message = failure
                 extra = (BASIC_CHALLENGE if docs else CHALLENGE) if status == 401 else None
