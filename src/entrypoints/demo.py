@@ -93,6 +93,8 @@ async def backfill_history(storage: Storage, config: FleetConfig, days: float, c
 def banner(host: str, port: int, vens: int, database: str) -> str:
     base = f"http://{host}:{port}"
     return f"""
+  the console:     {base}/   (open it in a browser: fleet, events, VENs)
+
 gridcore demo is running: {vens} simulated VENs, SQLite at {database}, API at {base}
 
   network now:     curl -s {base}/api/stats/network

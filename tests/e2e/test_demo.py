@@ -22,6 +22,12 @@ def test_demo_starts_serves_fifty_vens_and_stops_cleanly(tmp_path: Path) -> None
 
         # It writes ten days of history first: 15 to 35 s on these machines.
         wait_for(fifty_vens, 90, "the demo to serve 50 online VENs")
+        # Its banner gives the console's address first; it serves without sign-in.
+        banner = procs.log("demo").split("the console:", 1)[1]
+        assert banner.split()[0] == f"http://127.0.0.1:{port}/"
+        assert banner.index(f"http://127.0.0.1:{port}/") < banner.index("API at")
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.status_code == 200 and "<title>Fleet · gridcore</title>" in page.text
         assert procs.stop("demo", signal.SIGINT, timeout=20) == 0
         assert "stopped." in procs.log("demo")
 
