@@ -189,6 +189,10 @@ class Table {
         if (x === y) return 0;
         if (x === null || x === undefined) return 1;
         if (y === null || y === undefined) return -1;
+        // Text in natural order: ven-2 before ven-10.
+        if (typeof x === "string" && typeof y === "string") {
+          return x.localeCompare(y, undefined, { numeric: true }) * this.sortDir;
+        }
         return (x < y ? -1 : 1) * this.sortDir;
       });
     }
@@ -229,8 +233,10 @@ function shading(periods) {
         ctx.save();
         ctx.fillStyle = "rgba(194, 65, 12, 0.12)";
         for (const [a, b] of periods()) {
-          const x0 = u.valToPos(a, "x", true), x1 = u.valToPos(b, "x", true);
-          ctx.fillRect(x0, u.bbox.top, Math.max(1, x1 - x0), u.bbox.height);
+          const left = u.bbox.left, right = u.bbox.left + u.bbox.width;
+          const x0 = Math.max(left, u.valToPos(a, "x", true));
+          const x1 = Math.min(right, u.valToPos(b, "x", true));
+          if (x1 > x0) ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
         }
         ctx.restore();
       }],
@@ -255,15 +261,19 @@ class Chart {
 
   set(xs, ...series) {
     const data = [xs, ...series];
-    if (this.plot) {
-      this.plot.setData(data);
-      return;
+    if (this.plot) this.plot.setData(data);
+    else this.create(data);
+    // One point in time (an event just begun) still gets a readable span.
+    if (xs.length && Math.min(...xs) === Math.max(...xs)) {
+      this.plot.setScale("x", { min: xs[0] - 300, max: xs[0] + 300 });
     }
+  }
+
+  create(data) {
     const opts = {
       ...this.size(),
       plugins: [shading(this.periods)],
-      // One point (an event just begun) still gets a readable span of time.
-      scales: { x: { time: true, range: (u, lo, hi) => (lo === hi ? [lo - 300, hi + 300] : [lo, hi]) } },
+      scales: { x: { time: true } },
       axes: [{}, { label: this.unit, values: (u, vals) => vals.map((v) => num(v, 1)) }],
       series: [{}, ...this.labels.map((label, i) => ({
         label: `${label} (${this.unit})`,
