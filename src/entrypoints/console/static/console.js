@@ -93,7 +93,7 @@ const setText = (id, text) => {
 // A status word with a symbol, so colour never carries the meaning alone.
 const BADGES = {
   online: "● online", offline: "○ offline", active: "▶ active", scheduled: "◷ scheduled",
-  completed: "✓ completed", cancelled: "✕ cancelled", acked: "✓ acked", accepted: "✓ accepted",
+  completed: "✓ completed", stopped: "■ stopped", cancelled: "✕ cancelled", acked: "✓ acked", accepted: "✓ accepted",
   sent: "→ sent", pending: "… pending", failed: "✕ failed", timed_out: "⌛ timed out",
   rejected: "✕ rejected", cancelled_cmd: "✕ cancelled", superseded: "↷ superseded",
   success: "✓ success", pong: "✓ pong",
@@ -501,7 +501,7 @@ pages.event = () => {
     const box = document.getElementById("measured");
     box.replaceChildren(
       el("dl", { class: "facts" },
-        el("dt", {}, "Baseline"), el("dd", {}, `${perf.method}${perf.live ? " (live, while the event runs)" : ""}`),
+        el("dt", {}, "Baseline"), el("dd", {}, `${perf.method}${perf.live ? (e.status === "active" ? " (live, while the event runs)" : " (live, until the rebound span after the end is over)") : ""}`),
         el("dt", {}, "Shed energy"), el("dd", {}, kwh(f.shedKwh)),
         el("dt", {}, "Average shed"), el("dd", {}, kw(f.avgShedKw, 2)),
         el("dt", {}, "Performance (metered / requested)"), el("dd", {}, pct(f.performanceRatio)),
