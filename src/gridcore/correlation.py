@@ -265,15 +265,23 @@ def apply_ack(command: Command | None, ack: VenAck, now: datetime) -> AckMatch:
 
 
 def newest_command(
-    candidates: Iterable[Command], ven_id: str, op: str, event_id: str | None
+    candidates: Iterable[Command],
+    ven_id: str,
+    op: str,
+    event_id: str | None,
+    *,
+    sent_only: bool = False,
 ) -> Command | None:
     """The newest command of ``op`` to ``ven_id`` (of ``event_id`` when given):
-    the ledger's order is (created_at, correlationId)."""
+    the ledger's order is (created_at, correlationId). ``sent_only`` skips
+    commands never put on the wire."""
     best: Command | None = None
     for command in candidates:
         if command.ven_id != ven_id or command.op.value != op:
             continue
         if event_id is not None and command.event_id != event_id:
+            continue
+        if sent_only and command.first_sent_at is None:
             continue
         if best is None or _order(command) > _order(best):
             best = command
@@ -281,9 +289,14 @@ def newest_command(
 
 
 def fallback_match(candidates: Iterable[Command], ack: VenAck) -> Command | None:
-    """For an ACK without correlationId: the newest command to that VEN with the
-    same op and (when the ACK names one) the same event."""
-    return newest_command(candidates, ack.ven_id, ack.op, ack.event_id)
+    """For an ACK without correlationId: the newest command sent to that VEN
+    with the same op and (when the ACK names one) the same event.
+
+    Only a command already on the wire can be answered: a VEN restoring by
+    itself at its duration's end ACKs with no correlationId in the same
+    instant its restore command is queued, and matching that queued command
+    would mark it answered and never send it (found by the e2e kill test)."""
+    return newest_command(candidates, ack.ven_id, ack.op, ack.event_id, sent_only=True)
 
 
 def _order(command: Command) -> tuple[datetime, str]:

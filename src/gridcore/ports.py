@@ -216,9 +216,12 @@ class CommandRepository(Protocol):
         """Sent commands whose ACK deadline has passed, earliest deadline first."""
         ...
 
-    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
-        """Newest command of ``op`` to ``ven_id`` (for ``event_id`` when given);
-        the fallback match for ACKs without correlationId."""
+    async def latest_for(
+        self, ven_id: str, op: str, event_id: str | None, *, sent_only: bool = False
+    ) -> Command | None:
+        """Newest command of ``op`` to ``ven_id`` (for ``event_id`` when given;
+        only those ever sent with ``sent_only``, the fallback match for ACKs
+        without correlationId): :func:`gridcore.correlation.newest_command`."""
         ...
 
     async def response_stats(self, event_id: str) -> ResponseStats:

@@ -206,7 +206,7 @@ async def _ack_ledger(uow: UnitOfWork, acks: Sequence[VenAck]) -> CommandLedger:
     )
     for ack in acks:
         if ack.correlation_id is None:
-            found = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id)
+            found = await uow.commands.latest_for(ack.ven_id, ack.op, ack.event_id, sent_only=True)
             if found is not None:
                 candidates.append(found)
     _, loose = await lock_owners(uow, candidates)

@@ -318,6 +318,9 @@ async def test_ledger_queries(backend: Backend) -> None:
         assert await uow.commands.latest_for("ven-001", "event", "evt-00000002") == c4
         assert await uow.commands.latest_for("ven-001", "restore", None) == c5
         assert await uow.commands.latest_for("ven-001", "ping", None) is None
+        # An ACK without correlationId answers only a command on the wire.
+        assert await uow.commands.latest_for("ven-001", "event", None, sent_only=True) == c3
+        assert await uow.commands.latest_for("ven-001", "restore", None, sent_only=True) is None
         # The SQL query is the domain's fallback rule, on the same commands.
         stored = [c1, c2, c3, c4, c5]
         for ven_id in ("ven-001", "ven-002"):
@@ -326,6 +329,8 @@ async def test_ledger_queries(backend: Backend) -> None:
                     assert await uow.commands.latest_for(ven_id, op, event_id) == newest_command(
                         stored, ven_id, op, event_id
                     )
+                    sent = await uow.commands.latest_for(ven_id, op, event_id, sent_only=True)
+                    assert sent == newest_command(stored, ven_id, op, event_id, sent_only=True)
         assert await uow.commands.for_event("evt-00000001", ["ven-002"]) == [
             c for c in await uow.commands.for_event("evt-00000001") if c.ven_id == "ven-002"
         ]

@@ -211,6 +211,29 @@ def test_fallback_for_a_restore_ack_without_event_id_takes_the_newest_restore() 
     assert ledger.get(event_cmd.correlation_id).state is CommandState.SENT
 
 
+def test_fallback_never_answers_a_command_still_in_the_outbox() -> None:
+    """A VEN restoring by itself at its duration's end ACKs without a
+    correlationId while its restore command is queued: the queued command is
+    no answer's target (it would be marked answered and never sent)."""
+    sent = command("evt-a1b2c3d4-00000001", op=CommandOp.RESTORE)
+    ledger = ledger_with(sent)
+    queued = command(
+        "evt-a1b2c3d4-00000002", op=CommandOp.RESTORE, created_at=T0 + timedelta(minutes=1)
+    )
+    ledger.record(queued)
+    result = ledger.match(
+        ack(correlation_id=None, op="restore", actual_shed_kw=None), T0 + timedelta(minutes=1)
+    )
+    assert result.command is not None
+    assert result.command.correlation_id == sent.correlation_id  # the newest one on the wire
+    assert ledger.get(queued.correlation_id).state is CommandState.PENDING
+    only_queued = CommandLedger(ack_timeout=TIMEOUT, max_retries=2)
+    only_queued.record(queued)
+    alone = only_queued.match(ack(correlation_id=None, op="restore", actual_shed_kw=None), T0)
+    assert alone.outcome is AckOutcome.UNMATCHED
+    assert only_queued.get(queued.correlation_id).state is CommandState.PENDING
+
+
 def test_ack_without_correlation_id_and_no_candidate_is_unmatched() -> None:
     ledger = ledger_with(command())
     result = ledger.match(ack(correlation_id=None, ven_id="ven-9"), T0)

@@ -339,8 +339,10 @@ class InMemoryCommandRepository:
             key=lambda c: (c.deadline or now, c.correlation_id),
         )[:limit]
 
-    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
-        return newest_command(self._commands.values(), ven_id, op, event_id)
+    async def latest_for(
+        self, ven_id: str, op: str, event_id: str | None, *, sent_only: bool = False
+    ) -> Command | None:
+        return newest_command(self._commands.values(), ven_id, op, event_id, sent_only=sent_only)
 
     async def response_stats(self, event_id: str) -> ResponseStats:
         return response_stats(c for c in self._commands.values() if c.event_id == event_id)

@@ -521,10 +521,14 @@ class SqlCommandRepository:
             .limit(_dispatch_batch(limit))
         )
 
-    async def latest_for(self, ven_id: str, op: str, event_id: str | None) -> Command | None:
+    async def latest_for(
+        self, ven_id: str, op: str, event_id: str | None, *, sent_only: bool = False
+    ) -> Command | None:
         query = select(commands).where(commands.c.ven_id == ven_id, commands.c.op == op)
         if event_id is not None:
             query = query.where(commands.c.event_id == event_id)
+        if sent_only:
+            query = query.where(commands.c.first_sent_at.is_not(None))
         found = await self._list(
             query.order_by(commands.c.created_at.desc(), commands.c.correlation_id.desc()).limit(1)
         )
