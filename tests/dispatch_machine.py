@@ -406,7 +406,7 @@ class DispatchMachine(RuleBasedStateMachine):
     def legacy_ack(self, data: st.DataObject) -> None:
         """An old VEN answers without correlationId: matched by VEN + op (+ event
         id for an event command; a restore ACK carries none) to the newest such
-        command."""
+        command already sent (one still in the outbox is nobody's answer)."""
         keys = sorted(
             {(c.ven_id, c.op.value, c.event_id or "") for c in self.publisher.sent},
         )
@@ -417,7 +417,7 @@ class DispatchMachine(RuleBasedStateMachine):
             for eid, (_, commands) in store.items()
             if op == CommandOp.RESTORE.value or eid == event_id
             for c in commands
-            if c.ven_id == ven_id and c.op.value == op
+            if c.ven_id == ven_id and c.op.value == op and c.first_sent_at is not None
         ]
         target = newest(candidates)
         assert target is not None
