@@ -450,11 +450,24 @@ async def run_worker(settings: Settings) -> None:
         worker.stop()
         await asyncio.gather(consuming, dispatching, stopping, return_exceptions=True)
         await storage.close()
-        log.info("worker stopped")
+        log.info("worker stopped; %s", _totals(worker.stats))
     if failure is not None:
         # Exit non-zero, so that a supervisor restarts it: a live process that
         # stopped consuming would look healthy while every VEN's data is lost.
         raise WorkerFailedError(failure)
+
+
+def _totals(stats: ConsumerStats | None) -> str:
+    """What this worker took from the broker and what became of it: over a
+    shared subscription the workers' totals add up to what was published."""
+    if stats is None:
+        return "it consumed nothing"
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.by_kind.items()))
+    w = stats.writes
+    return (
+        f"received {stats.received} ({kinds or 'none'}); stored {w.stored}, "
+        f"duplicates {w.duplicates}, dead letters {stats.dead_lettered}"
+    )
 
 
 class WorkerFailedError(RuntimeError):
