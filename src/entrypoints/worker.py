@@ -327,9 +327,25 @@ class Worker:
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            if self.settings.mqtt_shared_group and self._stopping.is_set():
+                await self._leave_group(transport)
         finally:
             await transport.close()  # ends messages(): the consumer drains and returns
         await consuming
+
+    async def _leave_group(self, transport: MessageTransport) -> None:
+        """Unsubscribe before disconnecting, so that the group's other members
+        take this one's share: Mosquitto 2 goes on routing a shared
+        subscription's messages to a member's persistent session while it is
+        disconnected, holding them (up to max_queued_messages, then dropping
+        them) until it returns. What is already on its way here is still
+        received and stored before the transport closes."""
+        try:
+            async with asyncio.timeout(5.0):
+                for route in self.routes:
+                    await transport.unsubscribe(route.topic_filter)
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("could not leave the shared group cleanly (%s)", exc)
 
     def stop(self) -> None:
         self._stopping.set()
