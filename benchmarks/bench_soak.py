@@ -9,7 +9,8 @@ since its last look, whose lag (publish to visible in PostgreSQL) is the
 poll time minus the row's timestamp: an upper bound, 0.1 s coarse. At the
 end: RSS over time (start after warm-up, max, end, and the slope over the
 second half: bounded or not), p50/p99/max lag per minute and overall, dead
-letters, and rows stored vs sent.
+letters, and rows stored vs sent; then bytes per row of the tables ingest
+writes (``pg_total_relation_size``), for sizing (docs/scaling.md).
 
 The reference is the offered load itself: stored/sent must be 1.0 and the
 worker must keep up (the lag does not grow over the run).
@@ -57,7 +58,7 @@ def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def soak(minutes: float, rate: float, sample: float, logs: Path) -> bool:
+def soak(minutes: float, rate: float, sample: float, logs: Path, sizes: bool) -> bool:
     name, url = fresh_database()
     try:
         asyncio.run(prepare(url))
@@ -67,10 +68,14 @@ def soak(minutes: float, rate: float, sample: float, logs: Path) -> bool:
             worker = start_worker(log, url, port, MQTT_CLIENT_ID="soak-worker")
             try:
                 wait_for_log(worker, log, "consuming ")
-                return watch(name, worker.pid, port, minutes, rate, sample)
+                ok = watch(name, worker.pid, port, minutes, rate, sample)
             finally:
                 stop_process(worker)
                 stop_process(broker)
+            print(log.read_text(errors="replace").rsplit("\n", 2)[-2])  # the worker's totals
+            if sizes:
+                table_sizes(name)
+            return ok
     finally:
         drop_database(name)
 
@@ -155,14 +160,40 @@ def watch(name: str, pid: int, port: int, minutes: float, rate: float, sample: f
     return stored == sent and dead == 0
 
 
+SIZED = ("ven_telemetry", "ven_load_samples", "ven_intervals", "ven_latest")
+
+
+def table_sizes(database: str) -> None:
+    """Bytes per row of the tables ingest writes (heap, indexes and TOAST,
+    every partition of a partitioned table), as the soak left them (dead row
+    versions of updated rows included) and after VACUUM FULL (compacted)."""
+    query = (  # a plain table has no partition tree; a partitioned one is all partitions
+        "SELECT pg_total_relation_size(%(t)s::regclass) + coalesce((SELECT"
+        " sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%(t)s::regclass)"
+        " WHERE relid <> %(t)s::regclass), 0)"
+    )
+    with psycopg.connect(dsn(database), autocommit=True) as conn:
+        before = {t: conn.execute(query, {"t": t}).fetchone()[0] for t in SIZED}  # type: ignore[index]
+        conn.execute(f"VACUUM FULL {', '.join(SIZED)}")
+        print("table             rows  bytes/row as left  bytes/row after VACUUM FULL")
+        for t in SIZED:
+            (rows,) = conn.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
+            (after,) = conn.execute(query, {"t": t}).fetchone()  # type: ignore[misc]
+            if rows:
+                print(f"{t:<16} {rows:>8}  {before[t] / rows:17.0f}  {after / rows:27.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--sample", type=float, default=5.0, help="RSS sample every N s")
+    parser.add_argument(
+        "--no-sizes", action="store_true", help="skip measuring bytes per row at the end"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as logs:
-        ok = soak(args.minutes, args.rate, args.sample, Path(logs))
+        ok = soak(args.minutes, args.rate, args.sample, Path(logs), not args.no_sizes)
     if not ok:
         sys.exit("rows lost or dead-lettered")
 
