@@ -327,9 +327,25 @@ class Worker:
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            if self.settings.mqtt_shared_group and self._stopping.is_set():
+                await self._leave_group(transport)
         finally:
             await transport.close()  # ends messages(): the consumer drains and returns
         await consuming
+
+    async def _leave_group(self, transport: MessageTransport) -> None:
+        """Unsubscribe before disconnecting, so that the group's other members
+        take this one's share: Mosquitto 2 goes on routing a shared
+        subscription's messages to a member's persistent session while it is
+        disconnected, holding them (up to max_queued_messages, then dropping
+        them) until it returns. What is already on its way here is still
+        received and stored before the transport closes."""
+        try:
+            async with asyncio.timeout(5.0):
+                for route in self.routes:
+                    await transport.unsubscribe(route.topic_filter)
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("could not leave the shared group cleanly (%s)", exc)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -450,11 +466,24 @@ async def run_worker(settings: Settings) -> None:
         worker.stop()
         await asyncio.gather(consuming, dispatching, stopping, return_exceptions=True)
         await storage.close()
-        log.info("worker stopped")
+        log.info("worker stopped; %s", _totals(worker.stats))
     if failure is not None:
         # Exit non-zero, so that a supervisor restarts it: a live process that
         # stopped consuming would look healthy while every VEN's data is lost.
         raise WorkerFailedError(failure)
+
+
+def _totals(stats: ConsumerStats | None) -> str:
+    """What this worker took from the broker and what became of it: over a
+    shared subscription the workers' totals add up to what was published."""
+    if stats is None:
+        return "it consumed nothing"
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.by_kind.items()))
+    w = stats.writes
+    return (
+        f"received {stats.received} ({kinds or 'none'}); stored {w.stored}, "
+        f"duplicates {w.duplicates}, dead letters {stats.dead_lettered}"
+    )
 
 
 class WorkerFailedError(RuntimeError):
