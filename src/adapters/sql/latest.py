@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import NullType
 
 from adapters.sql.energy import energy_today
+from adapters.sql.recent import Recent
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
     PANEL_FIELDS,
@@ -113,8 +114,13 @@ def sample_from(row: Any, loads: list[LoadSample]) -> TelemetrySample:
 class LatestStateQueries:
     """The latest-state half of :class:`gridcore.ports.TelemetryQueries`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, loads_max_age: float = 0.0) -> None:
+        """``loads_max_age``: seconds the fleet's load aggregates (the
+        capability figures of ``network_stats``, ``load_type_stats``) may be
+        answered from the last read of them (:mod:`adapters.sql.recent`)."""
         self._engine = engine
+        self._capability = Recent(self._read_capability, loads_max_age)
+        self._load_types = Recent(self._read_load_type_stats, loads_max_age)
 
     async def _all(self, query: Any) -> list[Any]:
         async with self._engine.connect() as conn:
@@ -140,6 +146,36 @@ class LatestStateQueries:
             .select_from(ven_latest)
             .join(vens, vens.c.id == ven_latest.c.ven_id)
         )
+        dispatched = (
+            select(events.c.requested_reduction_kw, events.c.actual_reduction_kw)
+            .where(events.c.activated_at.is_not(None))
+            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
+            .limit(1)
+        )  # gridcore.network.latest_dispatched
+        async with self._engine.connect() as conn:
+            counts = (await conn.execute(registered)).mappings().one()
+            used = (await conn.execute(usage)).mappings().one()
+            latest_event = (await conn.execute(dispatched)).one_or_none()
+            today = await energy_today(conn, now, offline_after)
+        power = await self._capability.get()
+        reporting = int(used["reporting"])
+        return NetworkStats(
+            ven_count=int(counts["vens"]),
+            online_vens=int(counts["online"]),
+            controllable_power_kw=rounded(power["controllable"]),
+            potential_load_reduction_kw=rounded(power["potential"]),
+            household_usage_kw=rounded(used["usage"]),
+            average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
+            if reporting
+            else None,
+            current_load_reduction_kw=rounded(used["reduction"]),
+            network_efficiency=delivery_percent(*latest_event) if latest_event else None,
+            total_house_power_today=rounded(today),
+        )
+
+    async def _read_capability(self) -> Any:
+        """What the fleet's latest load rows can control and shed: the
+        expensive part of the network stats (every VEN's loads)."""
         loads = _merged_latest_loads().subquery()
         not_critical = loads.c.critical.is_(False)
         sheddable = and_(not_critical, loads.c.enabled.is_(True), loads.c.shed_capability_kw > 0)
@@ -155,32 +191,8 @@ class LatestStateQueries:
             .select_from(loads)
             .join(vens, vens.c.id == loads.c.ven_id)
         )
-        dispatched = (
-            select(events.c.requested_reduction_kw, events.c.actual_reduction_kw)
-            .where(events.c.activated_at.is_not(None))
-            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
-            .limit(1)
-        )  # gridcore.network.latest_dispatched
         async with self._engine.connect() as conn:
-            counts = (await conn.execute(registered)).mappings().one()
-            used = (await conn.execute(usage)).mappings().one()
-            power = (await conn.execute(capability)).mappings().one()
-            latest_event = (await conn.execute(dispatched)).one_or_none()
-            today = await energy_today(conn, now, offline_after)
-        reporting = int(used["reporting"])
-        return NetworkStats(
-            ven_count=int(counts["vens"]),
-            online_vens=int(counts["online"]),
-            controllable_power_kw=rounded(power["controllable"]),
-            potential_load_reduction_kw=rounded(power["potential"]),
-            household_usage_kw=rounded(used["usage"]),
-            average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
-            if reporting
-            else None,
-            current_load_reduction_kw=rounded(used["reduction"]),
-            network_efficiency=delivery_percent(*latest_event) if latest_event else None,
-            total_house_power_today=rounded(today),
-        )
+            return (await conn.execute(capability)).mappings().one()
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
         loads = _merged_latest_loads().subquery()
@@ -198,6 +210,9 @@ class LatestStateQueries:
         return {r["id"]: rounded(r["shed"]) for r in rows}
 
     async def load_type_stats(self) -> list[LoadTypeStats]:
+        return await self._load_types.get()
+
+    async def _read_load_type_stats(self) -> list[LoadTypeStats]:
         loads = _merged_latest_loads().subquery()
         rows = await self._all(
             select(
