@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import NullType
 
-from adapters.sql.energy import energy_today
+from adapters.sql.energy import completed_today_kwh, today_kwh
 from adapters.sql.recent import Recent
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
@@ -152,23 +152,41 @@ class LatestStateQueries:
             .order_by(events.c.start_time.desc(), events.c.event_id.desc())
             .limit(1)
         )  # gridcore.network.latest_dispatched
+        # One statement, one round trip: each part is a pass over a small
+        # table (vens, ven_latest) or an index probe (the latest event).
+        counts, used = registered.subquery("counts"), usage.subquery("used")
+        dialect = self._engine.dialect.name
+        everything = select(
+            counts.c.vens,
+            counts.c.online,
+            used.c.usage,
+            used.c.reporting,
+            used.c.reduction,
+            *(
+                dispatched.with_only_columns(column).scalar_subquery().label(column.name)
+                for column in (events.c.requested_reduction_kw, events.c.actual_reduction_kw)
+            ),
+            today_kwh(dialect, now, offline_after).scalar_subquery().label("running"),
+            completed_today_kwh(now).scalar_subquery().label("completed"),
+        ).select_from(counts.join(used, true()))
         async with self._engine.connect() as conn:
-            counts = (await conn.execute(registered)).mappings().one()
-            used = (await conn.execute(usage)).mappings().one()
-            latest_event = (await conn.execute(dispatched)).one_or_none()
-            today = await energy_today(conn, now, offline_after)
+            row = (await conn.execute(everything)).mappings().one()
         power = await self._capability.get()
-        reporting = int(used["reporting"])
+        # gridcore.energy.energy_today: the running days and the completed ones.
+        today = float(row["running"] or 0.0) + float(row["completed"] or 0.0)
+        requested = row["requested_reduction_kw"]
+        latest_event = None if requested is None else (requested, row["actual_reduction_kw"])
+        reporting = int(row["reporting"])
         return NetworkStats(
-            ven_count=int(counts["vens"]),
-            online_vens=int(counts["online"]),
+            ven_count=int(row["vens"]),
+            online_vens=int(row["online"]),
             controllable_power_kw=rounded(power["controllable"]),
             potential_load_reduction_kw=rounded(power["potential"]),
-            household_usage_kw=rounded(used["usage"]),
-            average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
+            household_usage_kw=rounded(row["usage"]),
+            average_house_power=rounded(float(row["usage"] or 0.0) / reporting)
             if reporting
             else None,
-            current_load_reduction_kw=rounded(used["reduction"]),
+            current_load_reduction_kw=rounded(row["reduction"]),
             network_efficiency=delivery_percent(*latest_event) if latest_event else None,
             total_house_power_today=rounded(today),
         )
