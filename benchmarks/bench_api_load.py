@@ -10,7 +10,8 @@ worker process (``entrypoints.worker.Worker``, COPY into PostgreSQL) taking
 
 1. reference: ingest alone;
 2. loaded: ingest, and ``--clients`` HTTP clients (one process, kept-alive
-   connections, each request after the previous one's answer) cycling over
+   connections, each request after the previous one's answer; one untimed
+   round of every endpoint first, to warm each connection's API process) cycling over
    ``/api/stats/network``, a VEN's page ``/api/vens/{id}``, a ``/api/vens``
    page (``limit=100`` at a random offset) and the event list
    ``/api/events``.
@@ -109,8 +110,8 @@ def ingest(url: str, port: int, count: int, ready: Any, out: Any) -> None:
     out.put(asyncio.run(run()))
 
 
-def read_load(base: str, clients: int, seconds: float, vens: int, out: Any) -> None:
-    """``clients`` concurrent clients for ``seconds``: latencies per endpoint."""
+def read_load(base: str, clients: int, warmed: Any, stop: Any, vens: int, out: Any) -> None:
+    """``clients`` concurrent clients until ``stop`` is set: latencies per endpoint."""
 
     def path(kind: str, rng: random.Random) -> str:
         if kind == "network stats":
@@ -129,12 +130,21 @@ def read_load(base: str, clients: int, seconds: float, vens: int, out: Any) -> N
         async with httpx.AsyncClient(
             base_url=base, headers=headers, limits=limits, timeout=60
         ) as http:
-            end = time.monotonic() + seconds
+
+            async def warm(n: int) -> None:
+                # Each connection (so each API process) has built its OpenAPI
+                # document, its pool and the held load aggregate first.
+                for kind in ENDPOINTS:
+                    await http.get(path(kind, random.Random(n)))
+
+            await asyncio.gather(*(warm(n) for n in range(clients)))
+            warmed.set()  # the publisher starts now
+            began = time.monotonic()
 
             async def client(n: int) -> None:
                 rng = random.Random(n)
                 i = n
-                while time.monotonic() < end:
+                while not stop.is_set():
                     kind = ENDPOINTS[i % len(ENDPOINTS)]
                     i += 1
                     started = time.perf_counter()
@@ -144,7 +154,7 @@ def read_load(base: str, clients: int, seconds: float, vens: int, out: Any) -> N
                         failures[kind] += 1
 
             await asyncio.gather(*(client(n) for n in range(clients)))
-        return {"times": times, "failures": failures, "seconds": seconds}
+        return {"times": times, "failures": failures, "seconds": time.monotonic() - began}
 
     out.put(asyncio.run(run()))
 
@@ -177,21 +187,25 @@ def phase(
 ) -> dict[str, Any]:
     """One ingest of ``count`` messages at ``--rate``, with readers on ``base``."""
     ctx = mp.get_context("spawn")
-    ready, results, reads = ctx.Event(), ctx.Queue(), ctx.Queue()
+    ready, warmed, stop = ctx.Event(), ctx.Event(), ctx.Event()
+    results, reads = ctx.Queue(), ctx.Queue()
     worker = ctx.Process(target=ingest, args=(url, port, count, ready, results))
     worker.start()
     if not ready.wait(60):
         raise RuntimeError("the worker did not start")
     readers = None
     if base is not None:
-        seconds = count / args.rate
+        # The readers run for the whole ingest, however long it takes.
         readers = ctx.Process(
-            target=read_load, args=(base, args.clients, seconds, args.vens, reads)
+            target=read_load, args=(base, args.clients, warmed, stop, args.vens, reads)
         )
         readers.start()
+        if not warmed.wait(300):
+            raise RuntimeError("the readers did not get their first answers")
     publisher = ctx.Process(target=publish, args=(port, count, args.rate, args.vens))
     publisher.start()
     stats: dict[str, Any] = results.get(timeout=600)
+    stop.set()
     publisher.join(30)
     worker.join(30)
     if readers is not None:
