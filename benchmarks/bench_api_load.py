@@ -23,7 +23,7 @@ the loaded phase against the reference of the same run.
 Usage::
 
     python benchmarks/bench_api_load.py [--vens 10000] [--rate 2000] [--seconds 20]
-        [--clients 20] [--workers 1,2] [--events 200]
+        [--clients 20] [--workers 1,2] [--events 200] [--api-pool 5]
 
 Needs ``mosquitto`` and PostgreSQL (GRIDCORE_TEST_PG_* or 127.0.0.1:5432).
 """
@@ -214,7 +214,7 @@ def phase(
     return stats
 
 
-def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve(url: str, workers: int, pool: int) -> tuple[subprocess.Popen[bytes], str]:
     import socket
 
     with socket.socket() as s:
@@ -222,6 +222,7 @@ def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
         port = int(s.getsockname()[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDCORE_", "DB_"))}
     env.update(DATABASE_URL=url, GRIDCORE_API_TOKENS=f"read:{TOKEN}", GRIDCORE_LOG_LEVEL="WARNING")
+    env["GRIDCORE_API_DB_POOL_SIZE"] = str(pool)
     proc = subprocess.Popen(
         [GRIDCORE, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
@@ -271,6 +272,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--workers", default="1,2", help="API process counts, comma-separated")
     parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--api-pool", type=int, default=5, help="GRIDCORE_API_DB_POOL_SIZE")
     args = parser.parse_args()
     started = time.monotonic()
     name, url = fresh_database()
@@ -284,7 +286,7 @@ def main() -> None:
                 phase(url, port, args, args.vens, None)
                 count = int(args.rate * args.seconds)
                 for workers in (int(w) for w in args.workers.split(",")):
-                    api, base = serve(url, workers)
+                    api, base = serve(url, workers, args.api_pool)
                     try:
                         ref = phase(url, port, args, count, None)
                         loaded = phase(url, port, args, count, base)
