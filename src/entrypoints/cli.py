@@ -131,7 +131,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings()
     _check_access(settings, args)
     _starting("serve", settings)
-    serve(settings, host=args.host, port=args.port, open_access=args.insecure_open_access)
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        open_access=args.insecure_open_access,
+        workers=args.workers,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -387,6 +393,7 @@ def _bounded(
 
 
 _port = _bounded(int, lambda v: 1 <= v <= 65535, "a whole number from 1 to 65535")
+_workers = _bounded(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64")
 _positive_int = _bounded(int, lambda v: v >= 1, "a whole number of at least 1")
 _wait = _bounded(float, lambda v: v >= 0, "a number of seconds, 0 or more")
 _interval = _bounded(float, lambda v: v > 0, "a number of seconds above 0")
@@ -524,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("serve", "run the REST API (uvicorn); needs GRIDCORE_API_TOKENS", SERVE)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (8000)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="API processes on the one port, 1-64 (1); each holds its own "
+        "GRIDCORE_API_DB_POOL_SIZE database connections",
+    )
     _open_access_flag(p)
     p.set_defaults(func=cmd_serve)
 

@@ -84,7 +84,12 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
 
 
 def sql_storage(
-    url: str, timeout: float, *, max_hold: timedelta = DEFAULT_OFFLINE_AFTER
+    url: str,
+    timeout: float,
+    *,
+    max_hold: timedelta = DEFAULT_OFFLINE_AFTER,
+    engine_options: dict[str, Any] | None = None,
+    loads_max_age: float = 0.0,
 ) -> Storage:
     from sqlalchemy import text
 
@@ -97,7 +102,7 @@ def sql_storage(
     from adapters.sql.telemetry import SqlTelemetryStore
     from adapters.sql.uow import SqlUnitOfWorkFactory
 
-    engine = create_engine(url, timeout=timeout)
+    engine = create_engine(url, timeout=timeout, **(engine_options or {}))
     backend = engine.dialect.name
     if backend == "postgresql":
 
@@ -119,7 +124,7 @@ def sql_storage(
     return Storage(
         uow_factory=SqlUnitOfWorkFactory(engine),
         telemetry_store=SqlTelemetryStore(engine, max_hold=max_hold),
-        telemetry_queries=SqlTelemetryQueries(engine),
+        telemetry_queries=SqlTelemetryQueries(engine, loads_max_age=loads_max_age),
         shadows=SqlShadowStore(engine),
         new_lease=new_lease,
         backend=backend,
@@ -131,11 +136,29 @@ def sql_storage(
     )
 
 
-def build_storage(settings: Settings) -> Storage:
+def api_engine_options(settings: Settings) -> dict[str, Any]:
+    """An API process's database limits: a pool of GRIDCORE_API_DB_POOL_SIZE
+    connections and no more (readers queue in the process, not as backends
+    competing with ingest for the server's CPU), and a statement timeout."""
+    return {
+        "pool_size": settings.gridcore_api_db_pool_size,
+        "max_overflow": 0,
+        "statement_timeout": settings.gridcore_api_statement_timeout_seconds,
+    }
+
+
+def build_storage(settings: Settings, *, api: bool = False) -> Storage:
+    """The configured storage; ``api``: with the API process's database limits."""
     url = settings.resolved_database_url
     if url.startswith(MEMORY_URL):
         return memory_storage(max_hold=settings.offline_after)
-    return sql_storage(url, settings.db_timeout, max_hold=settings.offline_after)
+    return sql_storage(
+        url,
+        settings.db_timeout,
+        max_hold=settings.offline_after,
+        engine_options=api_engine_options(settings) if api else None,
+        loads_max_age=settings.gridcore_api_stats_max_age_seconds if api else 0.0,
+    )
 
 
 def describe_storage(settings: Settings) -> str:

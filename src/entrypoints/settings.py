@@ -146,6 +146,33 @@ class Settings(BaseSettings):
         le=64 * 1024 * 1024,
         description="Largest request body the API reads; larger ones get 413 unread",
     )
+    gridcore_api_max_page_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Most JSON bytes one page of GET /api/vens answers; the rest is on the "
+        "next page (X-Next-Offset)",
+    )
+    gridcore_api_statement_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL cancels an API query running longer (503); 0: no limit",
+    )
+    gridcore_api_stats_max_age_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How old the fleet's load aggregates in /api/stats/network (controllable, "
+        "potential reduction) and /api/stats/loads may be; 0: read on every request",
+    )
+    gridcore_api_db_pool_size: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Database connections one API process holds at most (each "
+        "`serve --workers` process has its own)",
+    )
 
     # --- what a VEN's report may claim (gridcore.plausibility) ---
     gridcore_max_loads_per_ven: int = Field(

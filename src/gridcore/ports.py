@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
 from gridcore.intervals import IntervalReading, MeterSeries
+from gridcore.listing import ALL, VenListing
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary
@@ -416,9 +417,11 @@ class TelemetryQueries(Protocol):
         ...
 
     async def ven_summaries(
-        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE
+        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE, listing: VenListing = ALL
     ) -> Page[VenSummary]:
-        """Registered VENs in id order, one :class:`~gridcore.summary.VenSummary`
+        """Registered VENs in id order (or those ``listing`` finds, in its
+        order: :meth:`gridcore.listing.VenListing.arrange`; the page's total
+        counts them), one :class:`~gridcore.summary.VenSummary`
         each, computed as :func:`gridcore.summary.summarize` does; at most
         ``MAX_FLEET_PAGE`` at a time, in a fixed number of queries whatever
         the fleet's size (never one per VEN)."""

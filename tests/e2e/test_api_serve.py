@@ -5,6 +5,7 @@ SQLite file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,10 +37,16 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
+    with _serving(tmp_path) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def _serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     env = _env(tmp_path, GRIDCORE_API_TOKENS=f"control:{CONTROL},read:{READ}")
     subprocess.run([GRIDCORE, "migrate", "--retries", "1"], env=env, check=True, timeout=60)
     port = _free_port()
-    process = subprocess.Popen([GRIDCORE, "serve", "--port", str(port)], env=env)
+    process = subprocess.Popen([GRIDCORE, "serve", "--port", str(port), *args], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -51,10 +58,57 @@ def server(tmp_path: Path) -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(0.2)
-        yield base
+        yield base, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=20)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` and that multiprocessing spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_serve_with_workers_runs_that_many_processes_sharing_sessions(tmp_path: Path) -> None:
+    with _serving(tmp_path, "--workers", "2") as (base, process):
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_children(process.pid)) == 2
+        signed_in = httpx.post(
+            f"{base}/console/sign-in", data={"token": READ, "next": "/"}, timeout=10
+        )
+        assert signed_in.status_code == 303
+        cookies = dict(signed_in.cookies)
+        assert cookies
+        start = datetime.now(UTC) + timedelta(hours=1)
+        body = {
+            "startTime": start.isoformat(),
+            "endTime": (start + timedelta(hours=1)).isoformat(),
+            "requestedReductionKw": 3.0,
+        }
+        control = {"Authorization": f"Bearer {CONTROL}"}
+        created = httpx.post(f"{base}/api/events", json=body, headers=control, timeout=10)
+        assert created.status_code == 201
+        # A fresh connection each time: the kernel hands them to either
+        # process; the session one process signed reads through both.
+        for _ in range(20):
+            with httpx.Client(base_url=base, cookies=cookies, timeout=10) as client:
+                listed = client.get("/api/events")
+                assert listed.status_code == 200
+                assert [e["id"] for e in listed.json()] == [created.json()["id"]]
 
 
 def test_serve_refuses_to_start_without_a_token(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from gridcore.intervals import (
     interval_start,
     spans_range,
 )
+from gridcore.listing import ALL, VenListing
 from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
 from gridcore.ports import NOT_REGISTERED, AppendResult
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
@@ -274,9 +275,9 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
         return {k: LatestPanel.of(s) for k, s in self._latest_samples().items() if k in wanted}
 
     async def ven_summaries(
-        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE
+        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE, listing: VenListing = ALL
     ) -> Page[VenSummary]:
-        vens = sorted(self._state.vens.values(), key=lambda v: v.id)
+        vens = listing.arrange(list(self._state.vens.values()))
         offset, limit = max(offset, 0), min(max(limit, 0), MAX_FLEET_PAGE)
         configured: dict[str, list[Load]] = defaultdict(list)
         for (ven_id, _), load in sorted(self._state.loads.items()):

@@ -45,12 +45,27 @@ def json_dumps(value: Any) -> str:
     return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
 
 
-def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    statement_timeout: float | None = None,
+) -> AsyncEngine:
     """An engine for ``postgresql+psycopg://...`` or ``sqlite+aiosqlite:///...``.
 
     ``timeout`` (``DB_TIMEOUT``) bounds connecting on PostgreSQL and waiting for
-    the write lock on SQLite. SQLite connections enforce foreign keys and use
-    WAL, so readers never block the writer.
+    the write lock on SQLite, and waiting for a free connection of the pool.
+    SQLite connections enforce foreign keys and use WAL, so readers never block
+    the writer.
+
+    On PostgreSQL, ``pool_size`` + ``max_overflow`` bound the connections (and
+    so the server's backends) this process may hold, and ``statement_timeout``
+    (seconds) makes the server cancel any statement running longer: the API
+    sets both so that readers cannot take the CPU or the connections ingest
+    needs (a cancelled statement raises ``QueryCanceled``).
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -61,11 +76,15 @@ def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = Fa
             parsed,
             echo=echo,
             json_serializer=json_dumps,
-            pool_size=10,
-            max_overflow=10,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=timeout,
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={"connect_timeout": max(1, math.ceil(timeout))},
+            connect_args={
+                "connect_timeout": max(1, math.ceil(timeout)),
+                **_server_options(statement_timeout),
+            },
         )
     if backend == "sqlite":
         if parsed.get_driver_name() != "aiosqlite":
@@ -82,6 +101,13 @@ def create_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT, echo: bool = Fa
         _configure_sqlite(engine, timeout, wal=not in_memory)
         return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def _server_options(statement_timeout: float | None) -> dict[str, str]:
+    """libpq ``options`` setting the session's statement_timeout (milliseconds)."""
+    if statement_timeout is None or statement_timeout <= 0:
+        return {}
+    return {"options": f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"}
 
 
 def _configure_sqlite(engine: AsyncEngine, timeout: float, *, wal: bool) -> None:

@@ -14,7 +14,8 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import NullType
 
-from adapters.sql.energy import energy_today
+from adapters.sql.energy import completed_today_kwh, today_kwh
+from adapters.sql.recent import Recent
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.tables import (
     PANEL_FIELDS,
@@ -113,8 +114,13 @@ def sample_from(row: Any, loads: list[LoadSample]) -> TelemetrySample:
 class LatestStateQueries:
     """The latest-state half of :class:`gridcore.ports.TelemetryQueries`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, loads_max_age: float = 0.0) -> None:
+        """``loads_max_age``: seconds the fleet's load aggregates (the
+        capability figures of ``network_stats``, ``load_type_stats``) may be
+        answered from the last read of them (:mod:`adapters.sql.recent`)."""
         self._engine = engine
+        self._capability = Recent(self._read_capability, loads_max_age)
+        self._load_types = Recent(self._read_load_type_stats, loads_max_age)
 
     async def _all(self, query: Any) -> list[Any]:
         async with self._engine.connect() as conn:
@@ -140,6 +146,54 @@ class LatestStateQueries:
             .select_from(ven_latest)
             .join(vens, vens.c.id == ven_latest.c.ven_id)
         )
+        dispatched = (
+            select(events.c.requested_reduction_kw, events.c.actual_reduction_kw)
+            .where(events.c.activated_at.is_not(None))
+            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
+            .limit(1)
+        )  # gridcore.network.latest_dispatched
+        # One statement, one round trip: each part is a pass over a small
+        # table (vens, ven_latest) or an index probe (the latest event).
+        counts, used = registered.subquery("counts"), usage.subquery("used")
+        dialect = self._engine.dialect.name
+        everything = select(
+            counts.c.vens,
+            counts.c.online,
+            used.c.usage,
+            used.c.reporting,
+            used.c.reduction,
+            *(
+                dispatched.with_only_columns(column).scalar_subquery().label(column.name)
+                for column in (events.c.requested_reduction_kw, events.c.actual_reduction_kw)
+            ),
+            today_kwh(dialect, now, offline_after).scalar_subquery().label("running"),
+            completed_today_kwh(now).scalar_subquery().label("completed"),
+        ).select_from(counts.join(used, true()))
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(everything)).mappings().one()
+        power = await self._capability.get()
+        # gridcore.energy.energy_today: the running days and the completed ones.
+        today = float(row["running"] or 0.0) + float(row["completed"] or 0.0)
+        requested = row["requested_reduction_kw"]
+        latest_event = None if requested is None else (requested, row["actual_reduction_kw"])
+        reporting = int(row["reporting"])
+        return NetworkStats(
+            ven_count=int(row["vens"]),
+            online_vens=int(row["online"]),
+            controllable_power_kw=rounded(power["controllable"]),
+            potential_load_reduction_kw=rounded(power["potential"]),
+            household_usage_kw=rounded(row["usage"]),
+            average_house_power=rounded(float(row["usage"] or 0.0) / reporting)
+            if reporting
+            else None,
+            current_load_reduction_kw=rounded(row["reduction"]),
+            network_efficiency=delivery_percent(*latest_event) if latest_event else None,
+            total_house_power_today=rounded(today),
+        )
+
+    async def _read_capability(self) -> Any:
+        """What the fleet's latest load rows can control and shed: the
+        expensive part of the network stats (every VEN's loads)."""
         loads = _merged_latest_loads().subquery()
         not_critical = loads.c.critical.is_(False)
         sheddable = and_(not_critical, loads.c.enabled.is_(True), loads.c.shed_capability_kw > 0)
@@ -155,32 +209,8 @@ class LatestStateQueries:
             .select_from(loads)
             .join(vens, vens.c.id == loads.c.ven_id)
         )
-        dispatched = (
-            select(events.c.requested_reduction_kw, events.c.actual_reduction_kw)
-            .where(events.c.activated_at.is_not(None))
-            .order_by(events.c.start_time.desc(), events.c.event_id.desc())
-            .limit(1)
-        )  # gridcore.network.latest_dispatched
         async with self._engine.connect() as conn:
-            counts = (await conn.execute(registered)).mappings().one()
-            used = (await conn.execute(usage)).mappings().one()
-            power = (await conn.execute(capability)).mappings().one()
-            latest_event = (await conn.execute(dispatched)).one_or_none()
-            today = await energy_today(conn, now, offline_after)
-        reporting = int(used["reporting"])
-        return NetworkStats(
-            ven_count=int(counts["vens"]),
-            online_vens=int(counts["online"]),
-            controllable_power_kw=rounded(power["controllable"]),
-            potential_load_reduction_kw=rounded(power["potential"]),
-            household_usage_kw=rounded(used["usage"]),
-            average_house_power=rounded(float(used["usage"] or 0.0) / reporting)
-            if reporting
-            else None,
-            current_load_reduction_kw=rounded(used["reduction"]),
-            network_efficiency=delivery_percent(*latest_event) if latest_event else None,
-            total_house_power_today=rounded(today),
-        )
+            return (await conn.execute(capability)).mappings().one()
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
         loads = _merged_latest_loads().subquery()
@@ -198,6 +228,9 @@ class LatestStateQueries:
         return {r["id"]: rounded(r["shed"]) for r in rows}
 
     async def load_type_stats(self) -> list[LoadTypeStats]:
+        return await self._load_types.get()
+
+    async def _read_load_type_stats(self) -> list[LoadTypeStats]:
         loads = _merged_latest_loads().subquery()
         rows = await self._all(
             select(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     text,
     true,
@@ -32,6 +33,7 @@ from adapters.sql.latest import LatestStateQueries, _merged_latest_loads, rounde
 from adapters.sql.mapping import ven_from
 from adapters.sql.repositories import answered_last
 from adapters.sql.tables import ven_latest, ven_load_samples, ven_loads, vens
+from gridcore.listing import ALL, VenListing, VenOrder
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary, summary_of
 from gridcore.telemetry import Page
 
@@ -41,14 +43,43 @@ def _sheddable(shed: Any, critical: Any, enabled: Any) -> Any:
     return case((and_(critical.is_(False), enabled.is_(True), shed > 0), shed), else_=0.0)
 
 
-def summary_query(offset: int, limit: int, dialect: str) -> Select[Any]:
+def listed(listing: VenListing) -> tuple[list[Any], list[Any]]:
+    """The WHERE and ORDER BY of ``listing`` over ``vens``
+    (:meth:`gridcore.listing.VenListing.arrange`)."""
+    where: list[Any] = []
+    needle = listing.needle
+    if needle is not None:
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            or_(
+                func.lower(vens.c.id).like(pattern, escape="\\"),
+                func.lower(vens.c.name).like(pattern, escape="\\"),
+            )
+        )
+    column = {
+        VenOrder.ID: vens.c.id,
+        VenOrder.NAME: vens.c.name,
+        VenOrder.LAST_SEEN: vens.c.last_seen_at,
+    }[listing.order]
+    key = column.desc() if listing.descending else column.asc()
+    order: list[Any] = [key.nulls_last()] if listing.order is VenOrder.LAST_SEEN else [key]
+    if listing.order is not VenOrder.ID:
+        order.append(vens.c.id)
+    return where, order
+
+
+def summary_query(offset: int, limit: int, dialect: str, listing: VenListing = ALL) -> Select[Any]:
     """One row per VEN of the page: registry columns, ``used_power_kw``, the
     loads' ``shed`` and ``loads_used``, and its last answer's ``acked_at`` and
     ``first_sent_at``. The per-VEN parts are LATERAL joins on PostgreSQL (its
     planner would otherwise hash-join every stored load sample: 1.2 million
     rows read for 100,000 wanted) and the same subqueries, one column each,
     on SQLite, which has no LATERAL and loops over the index anyway."""
-    page = select(vens).order_by(vens.c.id).offset(offset).limit(limit).cte("summary_page")
+    where, order = listed(listing)
+    position = func.row_number().over(order_by=order).label("position")
+    page = (select(vens, position).where(*where).order_by(*order).offset(offset).limit(limit)).cte(
+        "summary_page"
+    )
     s, cfg = ven_load_samples.c, ven_loads.c
     reported = _merged_latest_loads().where(ven_latest.c.ven_id == page.c.id).correlate(page)
     r = reported.subquery()
@@ -92,7 +123,9 @@ def summary_query(offset: int, limit: int, dialect: str) -> Select[Any]:
             for column in part.selected_columns
         ]
     return (
-        select(page, ven_latest.c.used_power_kw, *per_ven).select_from(source).order_by(page.c.id)
+        select(page, ven_latest.c.used_power_kw, *per_ven)
+        .select_from(source)
+        .order_by(page.c.position)
     )
 
 
@@ -100,17 +133,18 @@ class SummaryQueries(LatestStateQueries):
     """``ven_summaries`` of :class:`gridcore.ports.TelemetryQueries`."""
 
     async def ven_summaries(
-        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE
+        self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE, listing: VenListing = ALL
     ) -> Page[VenSummary]:
         offset, limit = max(offset, 0), min(max(limit, 0), MAX_FLEET_PAGE)
         dialect = self._engine.dialect.name
-        query = summary_query(offset, limit, dialect)
+        query = summary_query(offset, limit, dialect, listing)
         async with self._engine.connect() as conn:
             if dialect == "postgresql":
                 # One index probe per VEN is cheap; JIT-compiling the plan whose
                 # cost counts them all took longer than running it (230 ms).
                 await conn.execute(text("SET LOCAL jit = off"))
-            total = await conn.scalar(select(func.count()).select_from(vens))
+            where, _ = listed(listing)
+            total = await conn.scalar(select(func.count()).select_from(vens).where(*where))
             rows = (await conn.execute(query)).mappings().all()
         return Page(int(total or 0), tuple(_summary(r) for r in rows))
 

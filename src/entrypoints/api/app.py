@@ -25,13 +25,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrypoints.api.auth import TokenChecker, authorize
+from entrypoints.api.coalesce import Coalescer
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
 from entrypoints.api.routers import events, health, performance, stats, ven_data, vens
 from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.console.pages import install_console
-from entrypoints.container import Container, container_for
+from entrypoints.container import Container, build_storage, container_for
 from entrypoints.settings import Settings
 
 API_PREFIX = "/api"
@@ -106,7 +107,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     """The API for ``settings``. A container passed in (the demo shares one with
     its worker) is the caller's to close; one built here is closed at shutdown."""
     owned = container is None
-    container = container if container is not None else container_for(settings)
+    if container is None:
+        container = container_for(settings, storage=build_storage(settings, api=True))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +130,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.tokens = TokenChecker.from_settings(settings)
     app.state.sessions = SessionKeeper(app.state.tokens)
+    app.state.coalescer = Coalescer()
+    app.state.max_page_bytes = settings.gridcore_api_max_page_bytes
     install_error_handlers(app)
     app.add_exception_handler(WrongMethod, wrong_method)
 
@@ -161,7 +165,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             allow_origins=origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Total-Count"],
+            expose_headers=["X-Total-Count", "X-Next-Offset", "Link"],
         )
     app.add_middleware(PathCompatibility)
     return app

@@ -14,6 +14,7 @@ from typing import Annotated, cast
 from fastapi import Depends, FastAPI, Request
 
 from adapters.sql.schema import DatabaseCheck
+from entrypoints.api.coalesce import Coalescer
 from entrypoints.container import Container, Storage
 from entrypoints.settings import Settings
 from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
@@ -45,6 +46,10 @@ def database_check(app: FastAPI) -> DatabaseCheck | None:
 
 async def _database_check(request: Request) -> DatabaseCheck | None:
     return database_check(request.app)
+
+
+async def _coalescer(request: Request) -> Coalescer:
+    return cast(Coalescer, request.app.state.coalescer)
 
 
 async def _settings(container: ContainerDep) -> Settings:
@@ -87,4 +92,5 @@ ClockDep = Annotated[Clock, Depends(_clock)]
 IdsDep = Annotated[IdGenerator, Depends(_ids)]
 OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
 NowDep = Annotated[datetime, Depends(_now)]
+CoalescerDep = Annotated[Coalescer, Depends(_coalescer)]
 DatabaseCheckDep = Annotated[DatabaseCheck | None, Depends(_database_check)]

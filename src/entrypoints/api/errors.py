@@ -19,7 +19,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entrypoints.api.deps import database_check
@@ -106,10 +107,43 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
+# SQLSTATE 57014 query_canceled: statement_timeout (GRIDCORE_API_STATEMENT_TIMEOUT_SECONDS).
+_CANCELED = "57014"
+BUSY_RETRY_AFTER_S = 2
+
+
+def busy(detail: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": detail},
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
+
+
+def _busy_database(exc: Exception) -> JSONResponse | None:
+    """503 with Retry-After for a read the API gave up on so that ingest keeps
+    the database: the server cancelled it (statement timeout), or no
+    connection of this process's bounded pool came free in time."""
+    if isinstance(exc, PoolTimeout):
+        return busy(
+            "the database is busy: no connection of this API process's pool "
+            "(GRIDCORE_API_DB_POOL_SIZE) came free in time; retry"
+        )
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _CANCELED:
+        return busy(
+            "the database took longer than GRIDCORE_API_STATEMENT_TIMEOUT_SECONDS to answer "
+            "and the query was cancelled; retry, or ask for a smaller page or range"
+        )
+    return None
+
+
 async def _database_failed(request: Request, exc: Exception) -> Response:
-    """503 when the database is why (unreachable, or a statement failed on a
-    schema that is not this code's), logged once per kind of problem; any
+    """503 when the database is why (unreachable, busy, or a statement failed
+    on a schema that is not this code's), logged once per kind of problem; any
     other database error is a bug, raised again for its 500 and traceback."""
+    answer = _busy_database(exc)
+    if answer is not None:
+        return answer
     check = database_check(request.app)
     if check is None:
         raise exc

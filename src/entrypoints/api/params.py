@@ -17,6 +17,7 @@ from entrypoints.api.fields import (
     as_utc,
 )
 from gridcore.errors import InvalidInput
+from gridcore.listing import MAX_SEARCH, VenOrder
 from gridcore.summary import MAX_FLEET_PAGE
 from gridcore.telemetry import (
     DEFAULT_GRANULARITY,
@@ -58,6 +59,18 @@ FleetLimit = Annotated[
         le=MAX_FLEET_PAGE,
         description=f"At most {MAX_FLEET_PAGE} (the default: the whole fleet up to that size)",
     ),
+]
+_ORDERS = "|".join(o.value for o in VenOrder)
+SortParam = Annotated[
+    str,
+    Query(
+        pattern=f"^-?({_ORDERS})$",
+        description="id, name or lastSeen; a leading - sorts descending (never-seen VENs last)",
+    ),
+]
+SearchParam = Annotated[
+    str | None,
+    Query(max_length=MAX_SEARCH, description="Part of the VEN's id or name, any case"),
 ]
 Granularity = Annotated[
     str, Query(max_length=16, description="Bucket width: Ns, Nm or Nh (default 5m)")

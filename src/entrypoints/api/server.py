@@ -1,15 +1,27 @@
-"""``gridcore serve``: the API under uvicorn."""
+"""``gridcore serve``: the API under uvicorn, in one process or several.
+
+With ``--workers N`` uvicorn runs N processes on one listening socket, each
+building its own app from the environment (:func:`app_from_environment`).
+They share no memory and need not: a console session cookie is signed with a
+key derived from the configured tokens (every process derives the same), the
+database is the only state, each process's ``Coalescer`` only merges its own
+concurrent reads, and each has its own bounded pool
+(GRIDCORE_API_DB_POOL_SIZE connections). Nothing counts requests per client
+in memory (no rate limit to split across processes).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import AuthNotConfigured, OpenAccessRefused, TokenChecker
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, load_settings
 
 log = logging.getLogger("entrypoints.api.server")
 
@@ -76,10 +88,53 @@ def check_access(
     return checker
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one ``serve --workers`` process: the settings read again from
+    the environment the command started with (uvicorn's factory)."""
+    settings, _ = load_settings()
+    return create_app(settings)
+
+
+def _log_config() -> dict[str, Any]:
+    """The CLI's log format and level, for processes uvicorn starts (they do
+    not inherit the parent's handlers)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "cli": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "cli",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": logging.getLogger().getEffectiveLevel(), "handlers": ["stderr"]},
+    }
+
+
 def serve(
-    settings: Settings, host: str = "127.0.0.1", port: int = 8000, *, open_access: bool = False
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    open_access: bool = False,
+    workers: int = 1,
 ) -> None:
     check_access(settings, host, open_access=open_access)
-    app = create_app(settings)
-    # uvicorn's own logging config would replace the CLI's; keep the CLI's.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=True)
+    if workers == 1:
+        app = create_app(settings)
+        # uvicorn's own logging config would replace the CLI's; keep the CLI's.
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=True)
+        return
+    uvicorn.run(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=_log_config(),
+        access_log=True,
+    )

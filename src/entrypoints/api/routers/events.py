@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from entrypoints.api.deps import (
     ClockDep,
+    CoalescerDep,
     IdsDep,
     NowDep,
     OfflineAfterDep,
@@ -57,7 +58,7 @@ from gridcore.errors import NotFound
 from gridcore.events import DrEvent, EventStatus
 from gridcore.participation import event_metrics, reduction_instant
 from gridcore.ports import UnitOfWork, UnitOfWorkFactory
-from gridcore.telemetry import MAX_PAGE_SIZE
+from gridcore.telemetry import MAX_PAGE_SIZE, Page
 from gridcore.verification import event_progress
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -100,14 +101,21 @@ async def create_event(body: EventCreate, uow: UowDep, clock: ClockDep, ids: Ids
 @router.get("")
 async def list_events(
     uow: UowDep,
+    shared: CoalescerDep,
     response: Response,
     status: EventStatus | None = None,
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[EventOut]:
-    """Events, newest start first; the total is in ``X-Total-Count``."""
-    async with uow() as u:
-        page = await u.events.page(status=status, offset=offset, limit=limit)
+    """Events, newest start first; the total is in ``X-Total-Count``.
+    Concurrent requests for the same page share one read begun after they
+    arrived (``entrypoints.api.coalesce``)."""
+
+    async def read() -> Page[DrEvent]:
+        async with uow() as u:
+            return await u.events.page(status=status, offset=offset, limit=limit)
+
+    page = await shared.read(("events", status, offset, limit), read)
     response.headers["X-Total-Count"] = str(page.total_count)
     return [event_out(e) for e in page.items]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from entrypoints.api.deps import NowDep, OfflineAfterDep, QueriesDep
+from entrypoints.api.deps import ClockDep, CoalescerDep, NowDep, OfflineAfterDep, QueriesDep
 from entrypoints.api.params import End, Granularity, Start, history_window
 from entrypoints.api.schemas import HistoryResponse, LoadTypeStatsOut, NetworkStatsOut
 from entrypoints.api.views import history_point
@@ -15,13 +15,16 @@ router = APIRouter(prefix="/stats", tags=["stats"])
 
 @router.get("/network")
 async def network_stats(
-    queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
+    queries: QueriesDep, clock: ClockDep, offline_after: OfflineAfterDep, shared: CoalescerDep
 ) -> NetworkStatsOut:
     """Summary of every VEN's newest telemetry (online = heartbeat within
     VEN_OFFLINE_AFTER_SECONDS); the reduction in effect now (shedPowerKw of the
     current readings), the share of the latest dispatched event delivered
-    (percent), and the energy used since 00:00 UTC (kWh)."""
-    s = await queries.network_stats(now, offline_after)
+    (percent), and the energy used since 00:00 UTC (kWh). Concurrent requests
+    share one read begun after they arrived (``entrypoints.api.coalesce``)."""
+    s = await shared.read(
+        ("network", offline_after), lambda: queries.network_stats(clock.now(), offline_after)
+    )
     return NetworkStatsOut(
         ven_count=s.ven_count,
         controllable_power_kw=s.controllable_power_kw,
@@ -36,8 +39,9 @@ async def network_stats(
 
 
 @router.get("/loads")
-async def load_stats(queries: QueriesDep) -> list[LoadTypeStatsOut]:
-    """Each load's newest sample, grouped by load type."""
+async def load_stats(queries: QueriesDep, shared: CoalescerDep) -> list[LoadTypeStatsOut]:
+    """Each load's newest sample, grouped by load type (one read shared by
+    concurrent requests, as for ``/stats/network``)."""
     return [
         LoadTypeStatsOut(
             type=s.type,
@@ -45,7 +49,7 @@ async def load_stats(queries: QueriesDep) -> list[LoadTypeStatsOut]:
             total_shed_capability_kw=s.total_shed_capability_kw,
             current_usage_kw=s.current_usage_kw,
         )
-        for s in await queries.load_type_stats()
+        for s in await shared.read("load types", queries.load_type_stats)
     ]
 
 

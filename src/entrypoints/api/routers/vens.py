@@ -6,17 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
 from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
-from entrypoints.api.params import FleetLimit, LoadIdPath, Offset, VenIdPath
+from entrypoints.api.params import FleetLimit, LoadIdPath, Offset, SearchParam, SortParam, VenIdPath
 from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch, VenSummaryOut
 from entrypoints.api.views import load_out, ven_out, ven_summary_out
 from gridcore import services
 from gridcore.errors import NotFound
 from gridcore.fleet import LoadChanges, configure_load, deregister_ven, update_ven
+from gridcore.listing import VenListing, VenOrder
 from gridcore.ports import TelemetryQueries, UnitOfWorkFactory
 from gridcore.summary import MAX_FLEET_PAGE
 from gridcore.telemetry import MAX_PAGE_SIZE
@@ -70,37 +72,73 @@ def _fleet_window(
 FleetWindowDep = Annotated[FleetWindow, Depends(_fleet_window)]
 
 
-@router.get("")
+# VENs read per bulk query while a page fills: small first (a page of VENs
+# with many loads fills its bytes early), doubling up to MAX_PAGE_SIZE.
+FIRST_SLICE = 100
+
+
+@router.get("", response_model=list[VenOut])
 async def list_vens(
+    request: Request,
     uow: UowDep,
     queries: QueriesDep,
     now: NowDep,
     offline_after: OfflineAfterDep,
     window: FleetWindowDep,
-) -> list[VenOut]:
-    """Registered VENs in id order: the whole fleet up to 10,000 (the
-    dashboard's map and VEN list never page), else a page; the total is in
-    ``X-Total-Count``. Read in slices of 1,000, three bulk reads each."""
-    items: list[VenOut] = []
-    end = window.offset + window.limit
-    for start in range(window.offset, end, MAX_PAGE_SIZE):
+) -> Response:
+    """Registered VENs in id order, each with its loads: up to ``limit`` (the
+    whole fleet up to 10,000 by default) and at most
+    GRIDCORE_API_MAX_PAGE_BYTES of JSON (4 MiB by default), whichever comes
+    first; a page cut by its size says where the next one starts in
+    ``X-Next-Offset`` (and a ``Link: rel="next"``). The total is in
+    ``X-Total-Count``. Read in slices, three bulk reads each."""
+    budget: int = request.app.state.max_page_bytes
+    items: list[bytes] = []
+    size, cut, total = 2, False, 0  # "[" and "]"
+    start, end, step = window.offset, window.offset + window.limit, FIRST_SLICE
+    while start < end and not cut:
         async with uow() as u:
-            page = await u.vens.page(offset=start, limit=min(MAX_PAGE_SIZE, end - start))
-        window.total(page.total_count)
-        items += await _view(uow, queries, list(page.items), now, offline_after)
-        if len(page.items) < MAX_PAGE_SIZE:
+            page = await u.vens.page(offset=start, limit=min(step, end - start))
+        total = page.total_count
+        for ven in await _view(uow, queries, list(page.items), now, offline_after):
+            item = ven.model_dump_json(by_alias=True).encode()
+            if items and size + len(item) + 1 > budget:
+                cut = True  # one VEN always goes, however large
+                break
+            items.append(item)
+            size += len(item) + 1
+        if len(page.items) < min(step, end - start):
             break
-    return items
+        start, step = start + len(page.items), min(2 * step, MAX_PAGE_SIZE)
+    headers = {"X-Total-Count": str(total)}
+    if cut:
+        following = window.offset + len(items)
+        headers["X-Next-Offset"] = str(following)
+        query = request.query_params.multi_items()
+        rest = [(k, v) for k, v in query if k != "offset"] + [("offset", str(following))]
+        headers["Link"] = f'<{request.url.path}?{urlencode(rest)}>; rel="next"'
+    return Response(b"[" + b",".join(items) + b"]", media_type="application/json", headers=headers)
 
 
 @router.get("/summary")
 async def ven_summary(
-    queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep, window: FleetWindowDep
+    queries: QueriesDep,
+    now: NowDep,
+    offline_after: OfflineAfterDep,
+    window: FleetWindowDep,
+    sort: SortParam = "id",
+    search: SearchParam = None,
 ) -> list[VenSummaryOut]:
     """The dashboard's VEN list: one line per VEN, in id order, the whole
     fleet up to 10,000 in one answer (computed by the store in one query);
-    the total is in ``X-Total-Count``."""
-    page = await queries.ven_summaries(offset=window.offset, limit=window.limit)
+    the total is in ``X-Total-Count``. ``sort`` (``id``, ``name``,
+    ``lastSeen``; ``-`` first for descending) and ``search`` (part of the id
+    or name, any case) let a client page through a large fleet (the console
+    does); the total then counts the VENs found."""
+    listing = VenListing(
+        search=search, order=VenOrder(sort.removeprefix("-")), descending=sort.startswith("-")
+    )
+    page = await queries.ven_summaries(offset=window.offset, limit=window.limit, listing=listing)
     window.total(page.total_count)
     return [ven_summary_out(s, now, offline_after) for s in page.items]
 

@@ -135,9 +135,17 @@ function every(refresh, period = POLL_MS) {
 // --- tables: sortable by any column, searchable, paged ----------------------------
 
 class Table {
-  /* columns: [{key, label, value(row) for sorting, cell(row) -> node/text, num}] */
-  constructor(container, columns, { search = false, label = "Table", pageSize = PAGE_SIZE } = {}) {
+  /* columns: [{key, label, value(row) for sorting, cell(row) -> node/text, num}].
+     With `remote(window) -> {rows, total}` the server searches, sorts and pages
+     (window: {offset, limit, sort, search}); only columns with `sort` (the
+     server's key) are sortable then, and the table holds one page. */
+  constructor(container, columns, { search = false, label = "Table", pageSize = PAGE_SIZE, remote = null, onload = null } = {}) {
     this.columns = columns;
+    this.remote = remote;
+    this.onload = onload; // called with each page read (remote)
+    this.asked = 0; // the newest read: an older answer arriving late is dropped
+    this.typing = null;
+    this.total = 0;
     this.rows = [];
     this.sortKey = null;
     this.sortDir = 1;
@@ -148,15 +156,26 @@ class Table {
     if (search) {
       const id = `${container.id}-search`;
       const input = el("input", { id, type: "search", placeholder: "Search" });
-      input.addEventListener("input", () => { this.query = input.value.trim().toLowerCase(); this.page = 0; this.render(); });
+      input.addEventListener("input", () => {
+        this.query = input.value.trim().toLowerCase();
+        this.page = 0;
+        // A search the server runs waits for a pause in the typing.
+        clearTimeout(this.typing);
+        if (this.remote) this.typing = setTimeout(() => this.changed(), 250);
+        else this.render();
+      });
       container.append(el("label", { for: id }, "Search"), input);
     }
     this.table = el("table", { "aria-label": label });
     const head = el("tr");
     for (const c of columns) {
-      const button = el("button", { type: "button", class: "sort" }, c.label);
-      button.addEventListener("click", () => this.sortBy(c.key));
-      c.th = el("th", { scope: "col", class: c.num ? "num" : null, "aria-sort": "none" }, button);
+      if (remote && !c.sort) {
+        c.th = el("th", { scope: "col", class: c.num ? "num" : null }, c.label);
+      } else {
+        const button = el("button", { type: "button", class: "sort" }, c.label);
+        button.addEventListener("click", () => this.sortBy(c.key));
+        c.th = el("th", { scope: "col", class: c.num ? "num" : null, "aria-sort": "none" }, button);
+      }
       head.append(c.th);
     }
     this.tbody = el("tbody");
@@ -168,7 +187,7 @@ class Table {
   sortBy(key) {
     this.sortDir = this.sortKey === key ? -this.sortDir : 1;
     this.sortKey = key;
-    this.render();
+    this.changed();
   }
 
   set(rows) {
@@ -176,7 +195,34 @@ class Table {
     this.render();
   }
 
+  /* What the server is asked for: this page, this order, this search. */
+  window() {
+    const c = this.columns.find((col) => col.key === this.sortKey);
+    const sort = c ? `${this.sortDir < 0 ? "-" : ""}${c.sort}` : "id";
+    return { offset: this.page * this.pageSize, limit: this.pageSize, sort, search: this.query };
+  }
+
+  /* Reads the page again (remote), or shows the rows held in another order or page. */
+  async load() {
+    const asked = ++this.asked;
+    const { rows, total } = await this.remote(this.window());
+    if (asked !== this.asked) return this.rows;
+    this.rows = rows;
+    this.total = total;
+    const last = Math.max(0, Math.ceil(total / this.pageSize) - 1);
+    if (this.page > last) { this.page = last; return this.load(); }
+    this.render();
+    if (this.onload) this.onload(rows);
+    return rows;
+  }
+
+  changed() {
+    if (!this.remote) { this.render(); return; }
+    this.load().then(() => report(null), report);
+  }
+
   visible() {
+    if (this.remote) return this.rows;
     let rows = this.rows;
     if (this.query) {
       rows = rows.filter((r) => this.columns.some((c) => String(c.value ? c.value(r) : r[c.key] ?? "").toLowerCase().includes(this.query)));
@@ -204,16 +250,17 @@ class Table {
       c.th.setAttribute("aria-sort", c.key === this.sortKey ? (this.sortDir > 0 ? "ascending" : "descending") : "none");
     }
     const rows = this.visible();
-    const pages = Math.max(1, Math.ceil(rows.length / this.pageSize));
+    const count = this.remote ? this.total : rows.length;
+    const pages = Math.max(1, Math.ceil(count / this.pageSize));
     this.page = Math.min(this.page, pages - 1);
-    const shown = rows.slice(this.page * this.pageSize, (this.page + 1) * this.pageSize);
+    const shown = this.remote ? rows : rows.slice(this.page * this.pageSize, (this.page + 1) * this.pageSize);
     this.tbody.replaceChildren(...shown.map((r) => el("tr", {}, this.columns.map((c) =>
       el("td", { class: c.num ? "num" : null }, c.cell ? c.cell(r) : (r[c.key] ?? "–"))))));
     if (!shown.length) this.tbody.append(el("tr", {}, el("td", { colspan: this.columns.length }, "Nothing to show.")));
-    const go = (p) => () => { this.page = p; this.render(); };
+    const go = (p) => () => { this.page = p; this.changed(); };
     this.pager.replaceChildren(
       el("button", { type: "button", disabled: this.page === 0, onclick: go(this.page - 1) }, "‹ Previous"),
-      ` Page ${this.page + 1} of ${pages} (${rows.length} rows) `,
+      ` Page ${this.page + 1} of ${pages} (${count} rows) `,
       el("button", { type: "button", disabled: this.page >= pages - 1, onclick: go(this.page + 1) }, "Next ›"),
     );
   }
@@ -312,15 +359,24 @@ pages.fleet = () => {
     periods: () => events.map((e) => [seconds(e.startTime), seconds(e.endTime)]),
   });
   const loads = document.querySelector("#load-types tbody");
+  // The fleet table reads one page at a time: the server searches, sorts
+  // (by name, status or last heartbeat) and pages, so 10,000 VENs cost what 50 do.
+  const summaryPage = async ({ offset, limit, sort, search }) => {
+    const q = new URLSearchParams({ offset, limit, sort });
+    if (search) q.set("search", search);
+    const page = await api(`/api/vens/summary?${q}`);
+    return { rows: page.data, total: page.total };
+  };
   const vens = new Table(document.getElementById("ven-table"), [
-    { key: "name", label: "VEN", cell: (r) => el("a", { href: `/console/vens/${encodeURIComponent(r.id)}` }, r.name) },
-    { key: "status", label: "Status", cell: (r) => badge(r.status) },
-    { key: "lastSeen", label: "Last seen", value: (r) => r.lastSeen || "", cell: (r) => el("time", { datetime: r.lastSeen || "" }, age(r.lastSeen)) },
+    { key: "name", label: "VEN", sort: "name", cell: (r) => el("a", { href: `/console/vens/${encodeURIComponent(r.id)}` }, r.name) },
+    // Online is seen recently: status sorts as the last heartbeat does.
+    { key: "status", label: "Status", sort: "lastSeen", cell: (r) => badge(r.status) },
+    { key: "lastSeen", label: "Last seen", sort: "lastSeen", value: (r) => r.lastSeen || "", cell: (r) => el("time", { datetime: r.lastSeen || "" }, age(r.lastSeen)) },
     { key: "currentPower", label: "Power now (kW)", num: true, cell: (r) => num(r.currentPower, 2) },
     { key: "controllablePower", label: "Can shed now (kW)", num: true, cell: (r) => num(r.controllablePower, 2) },
     { key: "responseTime", label: "Last response (ms)", num: true, cell: (r) => num(r.responseTime, 0) },
     { key: "location", label: "Location", cell: (r) => r.location || "–" },
-  ], { search: true, label: "VENs" });
+  ], { search: true, label: "VENs", remote: summaryPage, onload: (rows) => drawMap(rows) });
   const map = document.getElementById("ven-map");
 
   const drawMap = (rows) => {
@@ -349,11 +405,11 @@ pages.fleet = () => {
   };
 
   every(async () => {
-    const [stats, history, loadStats, summary, current] = await Promise.all([
+    const [stats, history, loadStats, , current] = await Promise.all([
       api("/api/stats/network"),
       api(`/api/stats/network/history?start=${dayAgo()}`),
       api("/api/stats/loads"),
-      api("/api/vens/summary"),
+      vens.load(), // and the map of its page
       api("/api/events?limit=100"),
     ]);
     const s = stats.data;
@@ -372,8 +428,6 @@ pages.fleet = () => {
     loads.replaceChildren(...loadStats.data.map((l) => el("tr", {},
       el("td", {}, l.type), el("td", { class: "num" }, num(l.currentUsageKw, 2)),
       el("td", { class: "num" }, num(l.totalShedCapabilityKw, 2)), el("td", { class: "num" }, num(l.totalCapacityKw, 2)))));
-    vens.set(summary.data);
-    drawMap(summary.data);
   });
 };
 
