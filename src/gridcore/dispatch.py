@@ -452,6 +452,12 @@ class Dispatcher:
         created = 0
         for candidate in active:
             async with self._uow() as uow:
+                # One probe first: while any VEN has not answered, the whole
+                # ledger (100,000 rows at fleet size) is not read under the
+                # locks every ACK batch of the event waits for.
+                if await uow.commands.has_open(candidate.id):
+                    continue
+            async with self._uow() as uow:
                 await uow.commands.lock_allocation()
                 event = (await uow.events.lock([candidate.id])).get(candidate.id)
                 if event is None or event.status is not EventStatus.ACTIVE:

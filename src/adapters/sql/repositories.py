@@ -475,6 +475,16 @@ class SqlCommandRepository:
         query = select(func.count()).select_from(commands).where(commands.c.event_id == event_id)
         return int(await self._conn.scalar(query) or 0)
 
+    async def has_open(self, event_id: str) -> bool:
+        c = commands.c
+        open_states = (CommandState.PENDING.value, CommandState.SENT.value)
+        query = (
+            select(c.correlation_id)
+            .where(c.event_id == event_id, c.op == CommandOp.EVENT.value, c.state.in_(open_states))
+            .limit(1)
+        )
+        return (await self._conn.scalar(query)) is not None
+
     async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
         ids = sorted(set(correlation_ids))
         found: dict[str, Command] = {}
