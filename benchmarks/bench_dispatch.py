@@ -129,8 +129,8 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     pub.connect(host, port)
     pub.loop_start()
     time.sleep(0.2)
-    infos = []
     first = time.time()
+    acks = []
     for ven_id, cmd in commands.items():
         ack = {
             "op": "event", "status": "accepted", "venId": ven_id,
@@ -138,9 +138,8 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
             "requested_shed_kw": cmd["shed_kw"], "actual_shed_kw": cmd["shed_kw"],
             "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }  # fmt: skip
-        infos.append(pub.publish(f"ven/ack/{ven_id}", json.dumps(ack).encode(), qos=1))
-    for info in infos:
-        info.wait_for_publish(TIMEOUT)
+        acks.append((f"ven/ack/{ven_id}", json.dumps(ack).encode()))
+    publish_all(pub, acks)
     pipe.send(("acked", first, time.time()))
     pub.loop_stop()
     if pipe.recv() != "bare":
@@ -154,6 +153,16 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     with lock:
         pipe.send(("bare", dict(bare)))
     sub.loop_stop()
+
+
+def publish_all(client: Any, messages: list[tuple[str, bytes]]) -> None:
+    """QoS 1 publishes, waiting for each 30,000's PUBACKs before the next:
+    paho numbers messages 1-65535 and refuses one whose number is still
+    unacknowledged (ERR_QUEUE_SIZE), which 100,000 at once would reach."""
+    for start in range(0, len(messages), 30_000):
+        infos = [client.publish(t, p, qos=1) for t, p in messages[start : start + 30_000]]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)
 
 
 def bare_publisher(
@@ -172,9 +181,7 @@ def bare_publisher(
     client.loop_start()
     time.sleep(0.2)
     first = time.time()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(TIMEOUT)
+    publish_all(client, messages)
     pipe.send(("published", first, time.time()))
     client.loop_stop()
 
@@ -341,7 +348,8 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         _env_file=None,  # type: ignore[call-arg]
         database_url=url, mqtt_broker=args.mqtt_host, mqtt_port=args.mqtt_port,
         mqtt_client_id=f"{prefix}worker", mqtt_topic_metering=f"bench/{prefix}metering",
-        ack_timeout_seconds=120, ven_offline_after_seconds=600,
+        # The fleet ACKs once every command is in: no deadline may pass before.
+        ack_timeout_seconds=900, ven_offline_after_seconds=900,
     )  # fmt: skip
     storage = sql_storage(settings.resolved_database_url, settings.db_timeout)
     clock = SystemClock()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -344,8 +345,11 @@ class Dispatcher:
                     expired.append(ledger.get(command.correlation_id))
             await uow.commands.update_many(ledger.changed())
             await uow.commit()
+        # A line each for a few; for a fleet's worth, a line per event (each at DEBUG).
+        detailed = len(expired) + len(resend) <= DETAILED_LOG_BATCH
         for c in expired:
-            log.warning(
+            log.log(
+                logging.WARNING if detailed else logging.DEBUG,
                 "command %s to %s (event %s): no ACK after %d send(s); timed out",
                 c.correlation_id,
                 c.ven_id,
@@ -353,13 +357,20 @@ class Dispatcher:
                 c.attempts,
             )
         for c in resend:
-            log.info(
+            log.log(
+                logging.INFO if detailed else logging.DEBUG,
                 "command %s to %s: no ACK yet; retry %d of %d",
                 c.correlation_id,
                 c.ven_id,
                 c.attempts - 1,
                 policy.max_retries,
             )
+        if not detailed:
+            for event_id, n in sorted(Counter(c.event_id for c in expired).items(), key=str):
+                log.warning("%d command(s) of event %s: no ACK after every send; timed out",
+                            n, event_id)  # fmt: skip
+            for event_id, n in sorted(Counter(c.event_id for c in resend).items(), key=str):
+                log.info("%d command(s) of event %s: no ACK yet; sent again", n, event_id)
         report.timed_out += len(expired)
         report.retried += len(resend)
         report.failed += await self._publish(resend)

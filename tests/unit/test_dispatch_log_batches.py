@@ -5,6 +5,7 @@ logs each command and ACK with its correlationId."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from tests.unit.test_dispatch import Fleet, fleet
@@ -61,3 +62,23 @@ async def test_a_small_batch_logs_each_command(
     assert sorted(lines) == sorted(
         f"sent event {c.correlation_id} to {c.ven_id} (attempt 1)" for c in fleet.publisher.sent
     )
+
+
+async def test_a_fleet_of_retries_logs_one_line_per_event(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    vens = [f"ven-{n:03d}" for n in range(DETAILED_LOG_BATCH + 1)]
+    for ven_id in vens:
+        await fleet.report(ven_id, 2.0)
+    event_id = await fleet.event(float(len(vens)))
+    await fleet.dispatcher.run_once()
+    fleet.clock.advance(timedelta(seconds=31))
+    for ven_id in vens:  # still online
+        await fleet.report(ven_id, 2.0)
+    with caplog.at_level(logging.INFO, logger="gridcore"):
+        report = await fleet.dispatcher.run_once()
+    assert report.retried == len(vens)
+    assert _lines(caplog, logging.INFO, f"{len(vens)} command") == [
+        f"{len(vens)} command(s) of event {event_id}: no ACK yet; sent again"
+    ]
+    assert not _lines(caplog, logging.INFO, "command ")
