@@ -62,7 +62,7 @@ from gridcore.telemetry import LoadSample, TelemetrySample
 PG_HOST = os.environ.get("GRIDCORE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("GRIDCORE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("GRIDCORE_TEST_PG_USER", "postgres")
-TIMEOUT = 120.0
+TIMEOUT = 600.0
 
 
 # --- the fleet: another process ------------------------------------------------------------
@@ -78,16 +78,26 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
 
     lock = threading.Lock()
     commands: dict[str, dict[str, Any]] = {}
+    raw: dict[str, bytes] = {}  # each VEN's command as published, for the bare publisher
     received = {"event": 0, "other": 0, "first": 0.0, "last": 0.0}
     all_in = threading.Event()
+    bare = {"on": False, "count": 0, "first": 0.0, "last": 0.0}
+    bare_in = threading.Event()
     topic_prefix = f"ven/cmd/{prefix}"
 
     def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if not message.topic.startswith(topic_prefix):
             return  # someone else's VEN on a shared broker
         now = time.time()
-        body = json.loads(message.payload)
+        body = json.loads(message.payload)  # the same work for both publishers
         with lock:
+            if bare["on"]:
+                bare["count"] += 1
+                bare["first"] = bare["first"] or now
+                bare["last"] = now
+                if bare["count"] >= count:
+                    bare_in.set()
+                return
             if body["op"] != "event":
                 received["other"] += 1
                 return
@@ -95,6 +105,7 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
             received["first"] = received["first"] or now
             received["last"] = now
             commands[body["venId"]] = body
+            raw[message.topic] = message.payload
             if len(commands) >= count:
                 all_in.set()
 
@@ -118,8 +129,8 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     pub.connect(host, port)
     pub.loop_start()
     time.sleep(0.2)
-    infos = []
     first = time.time()
+    acks = []
     for ven_id, cmd in commands.items():
         ack = {
             "op": "event", "status": "accepted", "venId": ven_id,
@@ -127,12 +138,52 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
             "requested_shed_kw": cmd["shed_kw"], "actual_shed_kw": cmd["shed_kw"],
             "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }  # fmt: skip
-        infos.append(pub.publish(f"ven/ack/{ven_id}", json.dumps(ack).encode(), qos=1))
-    for info in infos:
-        info.wait_for_publish(TIMEOUT)
+        acks.append((f"ven/ack/{ven_id}", json.dumps(ack).encode()))
+    publish_all(pub, acks)
     pipe.send(("acked", first, time.time()))
     pub.loop_stop()
+    if pipe.recv() != "bare":
+        return
+    with lock:
+        bare["on"] = True
+    pipe.send(("payloads", list(raw.items())))
+    if not bare_in.wait(TIMEOUT):
+        pipe.send(("timeout", dict(bare)))
+        return
+    with lock:
+        pipe.send(("bare", dict(bare)))
     sub.loop_stop()
+
+
+def publish_all(client: Any, messages: list[tuple[str, bytes]]) -> None:
+    """QoS 1 publishes, waiting for each 30,000's PUBACKs before the next:
+    paho numbers messages 1-65535 and refuses one whose number is still
+    unacknowledged (ERR_QUEUE_SIZE), which 100,000 at once would reach."""
+    for start in range(0, len(messages), 30_000):
+        infos = [client.publish(t, p, qos=1) for t, p in messages[start : start + 30_000]]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)
+
+
+def bare_publisher(
+    host: str, port: int, messages: list[tuple[str, bytes]], pipe: Connection
+) -> None:
+    """The reference: paho publishing the same command payloads to the same
+    topics at QoS 1, as many in flight as the dispatcher allows (1,000), and
+    nothing else. Reports when its first publish started."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{uuid.uuid4().hex[:8]}")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    time.sleep(0.2)
+    first = time.time()
+    publish_all(client, messages)
+    pipe.send(("published", first, time.time()))
+    client.loop_stop()
 
 
 # --- the database ---------------------------------------------------------------------------
@@ -193,12 +244,58 @@ async def wait_stored(url: str, event_id: str, count: int) -> tuple[float, int, 
             await asyncio.sleep(0.01)
 
 
+async def bare_copy(url: str, event_id: str) -> tuple[float, int]:
+    """The reference for storing ACKs: the event's ``ven_acks`` rows, read
+    back, written again by one binary COPY (psycopg formats rows in C) and
+    committed; nothing else. Returns the seconds of the COPY and its commit."""
+    from psycopg.types.json import Jsonb
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute(
+            "SELECT attname, atttypid::int, atttypid = 'jsonb'::regtype FROM pg_attribute"
+            " WHERE attrelid = 'ven_acks'::regclass AND attnum > 0 AND NOT attisdropped"
+            " AND attname NOT IN ('id', 'created_at') ORDER BY attnum"
+        )
+        columns = await cur.fetchall()
+        names = [c[0] for c in columns]
+        types = [int(c[1]) for c in columns]
+        documents = [bool(c[2]) for c in columns]
+        cur = await conn.execute(
+            f"SELECT {', '.join(names)} FROM ven_acks WHERE event_id = %s", (event_id,)
+        )
+        rows = [
+            tuple(
+                Jsonb(v) if doc and v is not None else v
+                for v, doc in zip(r, documents, strict=True)
+            )
+            for r in await cur.fetchall()
+        ]
+        await conn.commit()
+        started = time.perf_counter()
+        async with conn.cursor() as copy_cur:
+            statement = f"COPY ven_acks ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+            async with copy_cur.copy(statement) as copy:
+                copy.set_types(types)  # type OIDs
+                for row in rows:
+                    await copy.write_row(row)
+        await conn.commit()
+        return time.perf_counter() - started, len(rows)
+
+
+def rss_mb() -> float:
+    """This process's resident set now (Linux), in MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Result:
     vens: int
+    register_s: float
     dispatch_s: float
     first_command_s: float
     commands: int
@@ -208,6 +305,12 @@ class Result:
     acked: int
     ack_rows: int
     actual_reduction_kw: float
+    bare_publish_s: float
+    bare_received: int
+    bare_copy_s: float
+    bare_copy_rows: int
+    rss_before_mb: float
+    rss_after_mb: float
 
 
 class Profiler:
@@ -245,7 +348,8 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         _env_file=None,  # type: ignore[call-arg]
         database_url=url, mqtt_broker=args.mqtt_host, mqtt_port=args.mqtt_port,
         mqtt_client_id=f"{prefix}worker", mqtt_topic_metering=f"bench/{prefix}metering",
-        ack_timeout_seconds=120, ven_offline_after_seconds=600,
+        # The fleet ACKs once every command is in: no deadline may pass before.
+        ack_timeout_seconds=900, ven_offline_after_seconds=900,
     )  # fmt: skip
     storage = sql_storage(settings.resolved_database_url, settings.db_timeout)
     clock = SystemClock()
@@ -262,13 +366,16 @@ async def run(args: argparse.Namespace, url: str) -> Result:
     )  # fmt: skip
     tasks: list[asyncio.Task[None]] = []
     try:
+        registering = time.perf_counter()
         await make_online(storage, prefix, args.vens)
+        register_s = time.perf_counter() - registering
         fleet.start()
         await wait_pipe(ours)
         tasks.append(asyncio.create_task(worker.run()))
         tasks.append(asyncio.create_task(run_dispatch(settings, storage, clock, stop)))
         await asyncio.wait_for(worker.ready.wait(), TIMEOUT)
         await asyncio.sleep(1.0)  # the dispatcher has taken the lease and idles
+        rss_before = rss_mb()
         start = clock.now() + timedelta(seconds=args.lead)
         event = await create_event(
             storage.uow_factory, clock, RandomIds(), start_time=start,
@@ -288,9 +395,33 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         _, first_ack, last_ack_published = got
         async with storage.uow_factory() as uow:
             stored = await uow.events.get(event.id)
+        rss_after = rss_mb()
+        # The references, same broker and database, right after.
+        ours.send("bare")
+        _, payloads = await wait_pipe(ours)
+        mine, publisher_end = ctx.Pipe()
+        publisher = ctx.Process(
+            target=bare_publisher, args=(args.mqtt_host, args.mqtt_port, payloads, publisher_end)
+        )
+        del payloads
+        publisher.start()
+        got = await wait_pipe(ours)
+        if got[0] != "bare":
+            raise RuntimeError(f"the bare publisher's commands did not all arrive: {got}")
+        bare = got[1]
+        _, bare_first, _ = await wait_pipe(mine)
+        publisher.join(10)
+        copy_s, copy_rows = await bare_copy(url, event.id)
         t0 = start.timestamp()
         return Result(
             vens=args.vens,
+            register_s=register_s,
+            bare_publish_s=bare["last"] - bare_first,
+            bare_received=bare["count"],
+            bare_copy_s=copy_s,
+            bare_copy_rows=copy_rows,
+            rss_before_mb=rss_before,
+            rss_after_mb=rss_after,
             dispatch_s=received["last"] - t0,
             first_command_s=received["first"] - t0,
             commands=received["event"],
@@ -313,7 +444,7 @@ async def run(args: argparse.Namespace, url: str) -> Result:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vens", type=int, default=10_000, help="online VENs (10000)")
+    parser.add_argument("--vens", type=int, default=100_000, help="online VENs (100000)")
     parser.add_argument("--runs", type=int, default=1, help="repeat, fresh database each (1)")
     parser.add_argument(
         "--lead", type=float, default=1.0, help="the event starts N s after its creation (1)"
@@ -355,16 +486,25 @@ def run_once(args: argparse.Namespace) -> Result:
         drop_database(name)
 
 
-def report(n: int, result: Result) -> None:
-    print(
-        f"run {n + 1}: {result.vens} VENs | start -> last command {result.dispatch_s:.3f} s "
-        f"(first {result.first_command_s:.3f} s), {result.commands} commands, "
-        f"{result.duplicates} duplicates | first ACK published -> all stored "
-        f"{result.ack_s:.3f} s (publishing took {result.acks_published_s:.3f} s), "
-        f"{result.acked} commands ACKed, {result.ack_rows} ven_acks rows, "
-        f"actualReductionKw {result.actual_reduction_kw:.1f}",
-        flush=True,
-    )
+def report(n: int, r: Result) -> None:
+    rows = [
+        ("register (telemetry, auto-registered)", f"{r.register_s:.3f} s", "", ""),
+        ("event start -> last command", f"{r.dispatch_s:.3f} s",
+         f"first {r.first_command_s:.3f} s; {r.commands} commands, {r.duplicates} duplicates", ""),
+        ("  bare paho publisher, same payloads", f"{r.bare_publish_s:.3f} s",
+         f"{r.bare_received} received", f"{r.dispatch_s / r.bare_publish_s:.2f}x"),
+        ("first ACK published -> all stored", f"{r.ack_s:.3f} s",
+         f"publishing took {r.acks_published_s:.3f} s; {r.acked} ACKed, {r.ack_rows} rows, "
+         f"actualReductionKw {r.actual_reduction_kw:.1f}", ""),
+        ("  bare binary COPY, same rows", f"{r.bare_copy_s:.3f} s", f"{r.bare_copy_rows} rows",
+         f"{r.ack_s / r.bare_copy_s:.2f}x"),
+        ("worker process RSS", f"{r.rss_after_mb:.0f} MB",
+         f"{r.rss_before_mb:.0f} MB before the event", ""),
+    ]  # fmt: skip
+    print(f"run {n + 1}: {r.vens} VENs", flush=True)
+    print(f"  {'measure':<40} {'seconds':>10} {'ratio':>7}  notes")
+    for name, value, notes, ratio in rows:
+        print(f"  {name:<40} {value:>10} {ratio:>7}  {notes}", flush=True)
 
 
 if __name__ == "__main__":

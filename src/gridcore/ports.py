@@ -192,6 +192,11 @@ class CommandRepository(Protocol):
         """How many commands an event has (its next command's sequence)."""
         ...
 
+    async def has_open(self, event_id: str) -> bool:
+        """Whether an event command of ``event_id`` is still pending or sent
+        (one probe: the dispatcher asks it before reading a whole event)."""
+        ...
+
     async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
         """Lock commands outside any event (``cmd-...``) until the transaction
         ends, in correlationId order, and return them as they are once locked.

@@ -111,3 +111,57 @@ async def test_an_unreachable_broker_is_a_connection_error() -> None:
     settings = Settings(_env_file=None, mqtt_broker="127.0.0.1", mqtt_port=1)  # type: ignore[call-arg]
     with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:1\b"):
         await asyncio.wait_for(run_simulator(settings, 2), WAIT)
+
+
+async def test_a_fleet_split_over_processes_reports_and_answers_every_ven_once(
+    mosquitto_address: tuple[str, int], observer: AiomqttTransport, prefix: str
+) -> None:
+    """``--processes 2``: two shard processes, each VEN reporting from exactly
+    one of them (one process's VEN answering a ping from two would ACK twice)."""
+    host, port = mosquitto_address
+    settings = Settings(_env_file=None, mqtt_broker=host, mqtt_port=port)  # type: ignore[call-arg]
+    await observer.subscribe("volttron/metering", qos=0)
+    await observer.subscribe("ven/ack/+", qos=1)
+    ready = asyncio.Event()
+    simulator = asyncio.create_task(
+        run_simulator(settings, 5, prefix=prefix, seed=3, interval=0.3, vens_per_connection=2,
+                      ready=ready, processes=2)
+    )  # fmt: skip
+    everyone = {f"{prefix}-{n}" for n in range(1, 6)}
+    try:
+        await asyncio.wait_for(ready.wait(), 3 * WAIT)  # two interpreters start
+        seen: set[str] = set()
+        async with asyncio.timeout(WAIT):
+            while seen != everyone:
+                body = await next_matching(
+                    observer, "volttron/metering", lambda b: b["venId"].startswith(prefix)
+                )
+                seen.add(body["venId"])
+        for ven_id in sorted(everyone):
+            ping = {"op": "ping", "correlationId": f"p-{ven_id}"}
+            await observer.publish(f"ven/cmd/{ven_id}", json.dumps(ping).encode(), 1)
+        pongs: list[str] = []
+        async with asyncio.timeout(WAIT):
+            async for message in observer.messages():
+                if message.topic.startswith(f"ven/ack/{prefix}-"):
+                    pongs.append(json.loads(message.payload)["correlationId"])
+                    if len(pongs) == len(everyone):
+                        break
+        with contextlib.suppress(TimeoutError):  # a second answer would come now
+            async with asyncio.timeout(1.0):
+                async for message in observer.messages():
+                    if message.topic.startswith(f"ven/ack/{prefix}-"):
+                        pongs.append(json.loads(message.payload)["correlationId"])
+        assert sorted(pongs) == sorted(f"p-{v}" for v in everyone)
+        assert not simulator.done()
+    finally:
+        simulator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(simulator, 3 * WAIT)
+
+
+async def test_more_processes_than_vens_is_refused(mosquitto_address: tuple[str, int]) -> None:
+    host, port = mosquitto_address
+    settings = Settings(_env_file=None, mqtt_broker=host, mqtt_port=port)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="processes"):
+        await run_simulator(settings, 2, processes=3)

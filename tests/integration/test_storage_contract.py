@@ -428,3 +428,30 @@ async def test_non_utc_timestamps_come_back_as_the_same_instant_in_utc(
     async with backend.uow() as uow:
         (got,) = await uow.dead_letters.recent()
     assert got.received_at == T0
+
+
+async def test_has_open_sees_only_an_events_pending_or_sent_event_commands(
+    backend: Backend,
+) -> None:
+    """The dispatcher's probe before it reads a whole event's ledger."""
+    pending = command("evt-00000001-00000001")
+    sent = command("evt-00000001-00000002", ven_id="ven-002").mark_sent(T0, timedelta(seconds=30))
+    other = command("evt-00000002-00000001", event_id="evt-00000002")
+    async with backend.uow() as uow:
+        await uow.events.add(event())
+        await uow.events.add(event(2))
+        await uow.commands.add_many([pending, sent, other])
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.commands.has_open("evt-00000001")
+        assert not await uow.commands.has_open("evt-00000003")  # no commands at all
+        await uow.commands.update_many([pending.cancel()])
+        assert await uow.commands.has_open("evt-00000001")  # the sent one
+        ack = VenAck("ven-002", "event", "accepted", T0, sent.correlation_id, "evt-00000001")
+        await uow.commands.update_many([sent.acknowledge(ack, T0)])
+        assert not await uow.commands.has_open("evt-00000001")
+        assert await uow.commands.has_open("evt-00000002")
+        restore = command("evt-00000002-00000002", event_id="evt-00000002", op=CommandOp.RESTORE)
+        await uow.commands.update_many([other.cancel()])
+        await uow.commands.add_many([replace(restore, shed_kw=None, duration_sec=None)])
+        assert not await uow.commands.has_open("evt-00000002")  # a restore is not asked for kW

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from gridcore import summary
-from gridcore.correlation import Command, CommandState, VenAck, newest_command
+from gridcore.correlation import Command, CommandOp, CommandState, VenAck, newest_command
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
 from gridcore.participation import ResponseStats, response_stats
@@ -316,6 +316,12 @@ class InMemoryCommandRepository:
 
     async def count_for_event(self, event_id: str) -> int:
         return sum(1 for c in self._commands.values() if c.event_id == event_id)
+
+    async def has_open(self, event_id: str) -> bool:
+        return any(
+            c.event_id == event_id and c.op is CommandOp.EVENT and c.state.is_open
+            for c in self._commands.values()
+        )
 
     async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
         return await self.get_many(sorted(set(correlation_ids)))

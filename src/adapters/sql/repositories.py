@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, cast
 
 import psycopg
@@ -321,19 +322,31 @@ _PG_UPDATE_FROM_TABLE = (
 )
 
 
-def _command_tuples(commands_: Sequence[Command]) -> list[tuple[Any, ...]]:
+# A command's COPY row straight from its attributes (one C call), not through
+# a dict per command: 100,000 commands of a fleet-sized event are written,
+# and marked sent, in batches of these.
+_COMMAND_VALUES = attrgetter(*_COMMAND_COLUMNS)
+_COMMAND_ENUMS = [_COMMAND_COLUMNS.index("op"), _COMMAND_COLUMNS.index("state")]
+_COMMAND_STAMPS = [
+    n for n, column in enumerate(commands.columns) if isinstance(column.type, UtcDateTime)
+]
+
+
+def _command_tuples(commands_: Sequence[Command]) -> list[list[Any]]:
     rows = []
     for c in commands_:
-        stamps = (c.created_at, c.first_sent_at, c.last_sent_at, c.deadline, c.acked_at)
-        for stamp in (*stamps, c.not_before):
+        row = list(_COMMAND_VALUES(c))
+        for n in _COMMAND_ENUMS:
+            row[n] = row[n].value
+        for n in _COMMAND_STAMPS:
+            stamp = row[n]
             if stamp is not None and stamp.utcoffset() is None:
                 raise ValueError(f"naive datetime {stamp!r}: timestamps must be timezone-aware")
-        row = mapping.command_row(c)
-        rows.append(tuple(row[name] for name in _COMMAND_COLUMNS))
+        rows.append(row)
     return rows
 
 
-async def _pg_copy_commands(conn: AsyncConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
+async def _pg_copy_commands(conn: AsyncConnection, table: str, rows: list[list[Any]]) -> None:
     await _pg_copy(conn, table, _COMMAND_COLUMNS, _COMMAND_TYPES, rows)
 
 
@@ -342,7 +355,7 @@ async def _pg_copy(
     table: str,
     columns: Sequence[str],
     types: Sequence[str],
-    rows: list[tuple[Any, ...]],
+    rows: Sequence[Sequence[Any]],
 ) -> None:
     """Binary COPY of ``rows`` on the unit of work's connection (same transaction)."""
     if not conn.in_transaction():
@@ -474,6 +487,16 @@ class SqlCommandRepository:
     async def count_for_event(self, event_id: str) -> int:
         query = select(func.count()).select_from(commands).where(commands.c.event_id == event_id)
         return int(await self._conn.scalar(query) or 0)
+
+    async def has_open(self, event_id: str) -> bool:
+        c = commands.c
+        open_states = (CommandState.PENDING.value, CommandState.SENT.value)
+        query = (
+            select(c.correlation_id)
+            .where(c.event_id == event_id, c.op == CommandOp.EVENT.value, c.state.in_(open_states))
+            .limit(1)
+        )
+        return (await self._conn.scalar(query)) is not None
 
     async def lock(self, correlation_ids: Sequence[str]) -> dict[str, Command]:
         ids = sorted(set(correlation_ids))

@@ -6,6 +6,12 @@ follows from (seed, n) and which VENs reject or stay silent from the seed, so
 a run is reproducible. VENs are dealt round robin over connections of at most
 ``vens_per_connection`` VENs, and their telemetry phases are spread evenly
 over the interval across the whole fleet.
+
+A large fleet is split into shards (``gridcore ven --processes N``): shard k
+of N simulates the VENs at positions k, k+N, k+2N.. of the fleet, with the
+same behaviours and phases as in one process, so the fleet is the same VENs
+reporting at the same moments however it is split; each shard is a process
+of its own, with its own connections.
 """
 
 from __future__ import annotations
@@ -86,29 +92,63 @@ def assign_behaviours(config: FleetConfig) -> list[Behaviour]:
     return behaviours
 
 
-def build_vens(config: FleetConfig) -> list[SimulatedVen]:
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` of ``of``: the fleet's positions ``index``, ``index + of``, .."""
+
+    index: int = 0
+    of: int = 1
+
+    def __post_init__(self) -> None:
+        if self.of < 1:
+            raise ValueError("the number of shards must be at least 1")
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"shard {self.index} does not exist in {self.of} shard(s)")
+
+    def positions(self, count: int) -> range:
+        """The fleet positions (0-based) this shard simulates: every position
+        belongs to exactly one shard, and the shards' sizes differ by one at most."""
+        return range(self.index, count, self.of)
+
+
+def build_vens(config: FleetConfig, shard: Shard | None = None) -> list[SimulatedVen]:
+    """The fleet's VENs, or those of ``shard``: built as the whole fleet
+    builds them (behaviours are dealt over the whole fleet)."""
     behaviours = assign_behaviours(config)
+    positions = (shard or Shard()).positions(config.count)
     return [
         SimulatedVen(
-            config.ven_id(n),
-            generate_panel(config.seed, n, config.utc_offset_s),
+            config.ven_id(config.start_index + position),
+            generate_panel(config.seed, config.start_index + position, config.utc_offset_s),
             behaviours[position],
             metering_topic=config.metering_topic,
             whole_seconds=config.interval >= 1.0,
         )
-        for position, n in enumerate(range(config.start_index, config.start_index + config.count))
+        for position in positions
     ]
 
 
 class Fleet:
-    """The VENs of ``config``, served over connections opened with ``connect``."""
+    """The VENs of ``config`` (or of its ``shard``), served over connections
+    opened with ``connect``."""
 
-    def __init__(self, config: FleetConfig, connect: Connect, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: FleetConfig,
+        connect: Connect,
+        clock: Clock | None = None,
+        shard: Shard | None = None,
+    ) -> None:
         self.config = config
+        self.shard = shard or Shard()
         self._connect = connect
         self._clock = clock or SystemClock()
-        self.vens = {ven.ven_id: ven for ven in build_vens(config)}
+        self.vens = {ven.ven_id: ven for ven in build_vens(config, self.shard)}
         self._shards: list[VenShard] = []
+
+    @property
+    def connections(self) -> int:
+        return -(-len(self.vens) // self.config.vens_per_connection)
 
     @property
     def stats(self) -> ShardStats:
@@ -123,24 +163,30 @@ class Fleet:
         connections are closed on the way out."""
         config = self.config
         vens = list(self.vens.values())
+        positions = self.shard.positions(config.count)
+        connections = self.connections
         transports: list[MessageTransport] = []
         try:
-            for c in range(config.connections):
-                transports.append(await self._connect(c))
+            for c in range(connections):
+                # Connection numbers are unique over the shards (client ids).
+                transports.append(await self._connect(c * self.shard.of + self.shard.index))
                 members = [
-                    (ven, (p / config.count) * config.interval)
-                    for p, ven in enumerate(vens)
-                    if p % config.connections == c
+                    (ven, (positions[k] / config.count) * config.interval)
+                    for k, ven in enumerate(vens)
+                    if k % connections == c
                 ]
                 self._shards.append(
                     VenShard(transports[c], members, interval=config.interval, clock=self._clock)
                 )
             await asyncio.gather(*(shard.subscribe() for shard in self._shards))
             log.info(
-                "simulating %d VEN(s) %s..%s on %d connection(s): %d rejecting, %d silent, "
+                "simulating %d VEN(s) %s..%s%s on %d connection(s): %d rejecting, %d silent, "
                 "telemetry every %.3g s",
-                config.count, config.ven_id(config.start_index),
-                config.ven_id(config.start_index + config.count - 1), len(transports),
+                len(vens), config.ven_id(config.start_index),
+                config.ven_id(config.start_index + config.count - 1),
+                f" (shard {self.shard.index + 1} of {self.shard.of}: every "
+                f"{self.shard.of}th from {vens[0].ven_id})" if self.shard.of > 1 else "",
+                len(transports),
                 sum(v.behaviour is Behaviour.REJECTING for v in vens),
                 sum(v.behaviour is Behaviour.SILENT for v in vens), config.interval,
             )  # fmt: skip
@@ -166,6 +212,7 @@ async def run_fleet(
     *,
     clock: Clock | None = None,
     ready: asyncio.Event | None = None,
+    shard: Shard | None = None,
 ) -> None:
-    """Simulate ``config``'s VENs until cancelled."""
-    await Fleet(config, connect, clock).run(ready)
+    """Simulate ``config``'s VENs (those of ``shard``) until cancelled."""
+    await Fleet(config, connect, clock, shard).run(ready)

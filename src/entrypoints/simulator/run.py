@@ -1,5 +1,6 @@
 """``run_simulator``: the fleet wired to a broker from :class:`Settings`, for
-the ``gridcore ven`` command and the zero-setup demo."""
+the ``gridcore ven`` command and the zero-setup demo; with ``processes`` above
+1, the fleet's shards each in a process of its own (:mod:`.processes`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from adapters.system import SystemClock
 from entrypoints.settings import Settings
 from entrypoints.simulator.backfill import BROKER_RATE, backfill_broker
 from entrypoints.simulator.fleet import Connect, FleetConfig, run_fleet
+from entrypoints.simulator.processes import run_shards
 from entrypoints.worker import mqtt_connection
 from gridcore.ports import Clock, MessageTransport
 
@@ -76,6 +78,7 @@ async def run_simulator(
     ready: asyncio.Event | None = None,
     backfill_days: float = 0.0,
     backfill_rate: float = BROKER_RATE,
+    processes: int = 1,
 ) -> None:
     """Simulate ``count`` VENs (``{prefix}-1``..) until cancelled.
 
@@ -90,6 +93,12 @@ async def run_simulator(
     sample per VEN per 5 minutes, :func:`backfill_broker`) at most
     ``backfill_rate`` samples a second on a connection of its own, while the
     live VENs already run; a backfill that fails is logged, the VENs go on.
+
+    ``processes``: split the fleet into that many shards, each simulated by a
+    process of its own (one core runs a few thousand VENs at the documents' 5 s
+    cadence: a larger fleet needs more processes, a longer interval, or both);
+    this process then only watches them (and backfills). Not with ``broker``,
+    which lives in this process.
     """
     config = FleetConfig(
         count=count,
@@ -105,11 +114,20 @@ async def run_simulator(
     )
     if backfill_rate <= 0:
         raise ValueError("the backfill rate must be a positive number of samples a second")
+    if not 1 <= processes <= count:
+        raise ValueError("processes must be at least 1 and at most the number of VENs")
+    if processes > 1 and broker is not None:
+        raise ValueError("an in-process broker serves one process: run the fleet in one")
     connect = connector(settings, prefix, broker)
+    live_fleet = (
+        run_fleet(config, connect, clock=clock, ready=ready)
+        if processes == 1
+        else run_shards(settings, config, processes, ready=ready)
+    )
     if backfill_days <= 0:
-        await run_fleet(config, connect, clock=clock, ready=ready)
+        await live_fleet
         return
-    live = asyncio.create_task(run_fleet(config, connect, clock=clock, ready=ready))
+    live = asyncio.create_task(live_fleet)
     history = asyncio.create_task(
         _backfill(config, connect, clock or SystemClock(), backfill_days, backfill_rate)
     )
