@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -53,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from brokers import start_mosquitto
 
+from adapters.mqtt.transport import AiomqttTransport
 from adapters.sql.engine import create_engine
 from adapters.sql.ingest_pg import _LOAD_COLUMNS, _LOAD_TYPES, _TELEMETRY_COLUMNS, _TELEMETRY_TYPES
 from adapters.sql.migrate import migrate
@@ -60,8 +62,13 @@ from adapters.sql.telemetry import SqlTelemetryStore
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from adapters.system import SystemClock
 from entrypoints.settings import Settings
-from entrypoints.worker import CONSUMER_RECEIVE_MAXIMUM, Worker, transport_factory
-from gridcore.ports import AppendResult
+from entrypoints.worker import (
+    CONSUMER_RECEIVE_MAXIMUM,
+    TransportFactory,
+    Worker,
+    consumer_connection,
+)
+from gridcore.ports import AppendResult, MessageTransport
 from gridcore.telemetry import TelemetrySample
 
 PG_HOST = os.environ.get("GRIDCORE_TEST_PG_HOST", "127.0.0.1")
@@ -220,7 +227,7 @@ async def run_worker(
             mqtt_batch_max_delay_ms=50, mqtt_max_held_samples=200_000,
         )  # fmt: skip
         worker = Worker(
-            transport_factory=transport_factory(settings),
+            transport_factory=bench_transport(settings),
             uow_factory=SqlUnitOfWorkFactory(engine), telemetry_store=store,
             shadow_store=None, clock=SystemClock(), settings=settings,
         )  # fmt: skip
@@ -259,6 +266,20 @@ async def run_worker(
         }
     finally:
         drop_database(name)
+
+
+def bench_transport(settings: Settings) -> TransportFactory:
+    """The worker's own connection, but a session that ends with the run: a
+    session left behind would queue every later run's messages in Mosquitto
+    (and hand them to the next worker run under the same client id)."""
+    conn = dataclasses.replace(
+        consumer_connection(settings), client_id=f"bench-{uuid.uuid4().hex[:8]}", persistent=False
+    )
+
+    async def connect() -> MessageTransport:
+        return await AiomqttTransport.connect(conn)
+
+    return connect
 
 
 def _f(value: Any) -> float | None:
