@@ -132,7 +132,12 @@ class _Client(aiomqtt.Client):
         self._high_water = high_water
         self.paused_fd: int | None = None
         self.on_lost: asyncio.Event | None = None
-        self._settled_filters = tuple(unshared(f) for f in settle_after_store)
+        # Each with the literal start of its topics (up to its first wildcard):
+        # most messages (telemetry) are told apart by that alone.
+        self._settled_filters = tuple(
+            (proper, proper.partition("+")[0].partition("#")[0])
+            for proper in (unshared(f) for f in settle_after_store)
+        )
         if self._settled_filters:
             self._client.manual_ack_set(True)
         # Counts connections: a PUBACK belongs to the connection that received
@@ -170,14 +175,16 @@ class _Client(aiomqtt.Client):
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         settle = None
+        topic = message.topic  # a property decoding the topic's bytes at each call
         if self._settled_filters and message.qos > 0:
-            if any(match_levels(f, message.topic) is not None for f in self._settled_filters):
+            if any(
+                topic.startswith(start) and match_levels(f, topic) is not None
+                for f, start in self._settled_filters
+            ):
                 settle = self._settler(client, message.mid, message.qos)
             else:
                 client.ack(message.mid, message.qos)
-        self._sink.put_nowait(
-            BrokerMessage(message.topic, payload, message.qos, message.retain, settle)
-        )
+        self._sink.put_nowait(BrokerMessage(topic, payload, message.qos, message.retain, settle))
         if self.paused_fd is None and self._sink.qsize() >= self._high_water:
             self._pause()
 
