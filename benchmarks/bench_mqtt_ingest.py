@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from brokers import start_mosquitto
 
-from adapters.mqtt.transport import AiomqttTransport, BufferedSocket
+from adapters.mqtt.transport import AiomqttTransport
 from adapters.sql.engine import create_engine
 from adapters.sql.ingest_pg import _LOAD_COLUMNS, _LOAD_TYPES, _TELEMETRY_COLUMNS, _TELEMETRY_TYPES
 from adapters.sql.migrate import migrate
@@ -376,24 +376,16 @@ class LeanClient(aiomqtt.Client):
     as the worker's transport does: aiomqtt's own iterator costs a task and
     an ``asyncio.wait`` per message, which is not the worker's cost to compare."""
 
-    def __init__(
-        self, sink: asyncio.Queue[bytes], buffered: bool, *args: Any, **kwargs: Any
-    ) -> None:
+    def __init__(self, sink: asyncio.Queue[bytes], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sink = sink
-        self._buffered = buffered
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self._sink.put_nowait(message.payload)
 
-    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
-        if self._buffered:  # --bare-receive buffered: the worker transport's socket reads
-            client._sock = BufferedSocket(sock)
-        super()._on_socket_open(client, userdata, sock)
-
 
 async def run_bare(
-    port: int, count: int, qos: int, batch: int, profile: bool = False, buffered: bool = False
+    port: int, count: int, qos: int, batch: int, profile: bool = False
 ) -> dict[str, Any]:
     name, _ = await prepared_database()
     try:
@@ -407,12 +399,7 @@ async def run_bare(
             props.ReceiveMaximum = CONSUMER_RECEIVE_MAXIMUM  # as the worker's connection
             payloads: asyncio.Queue[bytes] = asyncio.Queue()
             client = LeanClient(
-                payloads,
-                buffered,
-                "127.0.0.1",
-                port,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                properties=props,
+                payloads, "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, properties=props
             )
             async with client:
                 await client.subscribe("volttron/metering", 1)
@@ -442,7 +429,7 @@ async def run_bare(
             await asyncio.to_thread(pub.join, 30)
         span = loop.last_commit - (loop.first_write or started)
         return {
-            "loop": f"bare ({PARSER}{', buffered' if buffered else ''})",
+            "loop": f"bare ({PARSER})",
             "stored": loop.stored,
             "offered": count,
             "msgs_per_s": loop.stored / span if span > 0 else 0.0,
@@ -453,9 +440,9 @@ async def run_bare(
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'round':>5}  {'loop':<24} {'stored':>7} {'msgs/s':>8} {'CPU us/msg':>11}")
+    print(f"\n{'round':>5}  {'loop':<14} {'stored':>7} {'msgs/s':>8} {'CPU us/msg':>11}")
     for r in results:
-        print(f"{r['round']:>5}  {r['loop']:<24} {r['stored']:>7} {r['msgs_per_s']:>8.0f}"
+        print(f"{r['round']:>5}  {r['loop']:<14} {r['stored']:>7} {r['msgs_per_s']:>8.0f}"
               f" {r['cpu_us_per_msg']:>11.0f}")  # fmt: skip
     rounds = sorted({r["round"] for r in results})
     ratios = []
@@ -482,15 +469,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile each run (by wall time)")
     parser.add_argument("--only", choices=["worker", "bare"], help="run one loop only")
-    parser.add_argument(
-        "--bare-receive",
-        choices=["aiomqtt", "buffered"],
-        default="aiomqtt",
-        help="the bare loop's socket reads: paho's own (default), or the worker transport's"
-        " buffered socket (isolates the message path and the store)",
-    )
     args = parser.parse_args()
-    buffered = args.bare_receive == "buffered"
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_mosquitto(Path(tmp))
@@ -507,9 +486,7 @@ def main() -> None:
                             run_worker(port, args.messages, 0.0, 1, args.batch, args.profile)
                         )
                     else:
-                        r = asyncio.run(
-                            run_bare(port, args.messages, 1, args.batch, args.profile, buffered)
-                        )
+                        r = asyncio.run(run_bare(port, args.messages, 1, args.batch, args.profile))
                     r["round"] = n
                     print(json.dumps(r), flush=True)
                     results.append(r)
