@@ -116,46 +116,6 @@ def tls_context(conn: MqttConnection) -> ssl.SSLContext:
     return context
 
 
-_READ_SIZE = 64 * 1024
-
-
-class BufferedSocket:
-    """paho's socket, read in large chunks. paho reads a packet in several
-    ``recv`` calls (its type byte, each byte of its length, then the rest):
-    five system calls a telemetry message, a tenth of the worker's CPU for it.
-    This takes what the socket holds in one call and hands paho its bytes
-    from memory. ``pending`` (as an SSL socket has it, and aiomqtt's reader
-    and :meth:`_Client.resume` ask it) counts the buffered bytes, so that the
-    reader goes on with them rather than waiting for the socket, which has
-    nothing more to say about them. Everything else is the socket's."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buffer = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        buffer, pos = self._buffer, self._pos
-        if pos >= len(buffer):
-            data: bytes = self._sock.recv(max(size, _READ_SIZE))  # raises as the socket does
-            if len(data) <= size:
-                return data  # b"" included: the connection closed
-            buffer, pos = data, 0
-        end = pos + size
-        if end >= len(buffer):
-            self._buffer, self._pos = b"", 0
-        else:
-            self._buffer, self._pos = buffer, end
-        return buffer[pos:end]
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._buffer) - self._pos + (inner() if inner is not None else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
 class _Client(aiomqtt.Client):
     """aiomqtt's client with a lean receive path into the transport's queue,
     and reading paused while that queue is above its high-water mark."""
@@ -227,11 +187,6 @@ class _Client(aiomqtt.Client):
         self._sink.put_nowait(BrokerMessage(topic, payload, message.qos, message.retain, settle))
         if self.paused_fd is None and self._sink.qsize() >= self._high_water:
             self._pause()
-
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        # paho calls this once the socket is made, before reading or writing on it.
-        client._sock = BufferedSocket(sock)
-        super()._on_socket_open(client, userdata, sock)
 
     def _settler(self, client: paho.Client, mid: int, qos: int) -> Callable[[], None]:
         connection = self.connection
