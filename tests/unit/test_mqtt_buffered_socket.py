@@ -1,11 +1,11 @@
 """The transport's buffered socket hands paho the same bytes, in the sizes it
-asks for, reading the socket once per turn of the reader."""
+asks for, reading the socket a bounded number of times per turn of the reader."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters.mqtt.transport import BufferedSocket
+from adapters.mqtt.transport import _READS_PER_TURN, BufferedSocket
 
 
 class ChunkedSocket:
@@ -71,12 +71,16 @@ def test_a_turn_reads_the_socket_once_for_many_packets() -> None:
 
 def test_a_packet_cut_by_the_chunk_waits_for_the_next_turn() -> None:
     stream = packets(3)
-    raw = ChunkedSocket(stream[:17], stream[17:])
+    chunks = [b"x" * 3] * (_READS_PER_TURN - 1)  # a packet's body 3 bytes a chunk...
+    raw = ChunkedSocket(bytes([0x30, 3 * _READS_PER_TURN + 3]), *chunks, b"y" * 6, stream)
     sock = BufferedSocket(raw)
-    done, partial = turn(sock)
-    assert done == [stream[:12]] and partial == stream[12:17] and raw.calls == 1
-    more, partial = turn(sock, partial)
-    assert b"".join(done + more) == stream and partial == b"" and raw.calls == 2
+    done, partial = turn(sock)  # ...read up to the turn's last read, then cut
+    assert done == [] and len(partial) == 2 + 3 * _READS_PER_TURN - 3
+    assert raw.calls == _READS_PER_TURN
+    (whole,), partial = turn(sock, partial)
+    assert whole.endswith(b"y" * 6) and partial == b""
+    rest, partial = turn(sock)
+    assert b"".join(rest) == stream and partial == b""
 
 
 def test_closed_connection_and_the_rest_of_the_socket_pass_through() -> None:

@@ -118,6 +118,7 @@ def tls_context(conn: MqttConnection) -> ssl.SSLContext:
 
 
 _READ_SIZE = 64 * 1024
+_READS_PER_TURN = 8  # at most 512 KB (~150 telemetry messages) before others run
 
 
 class BufferedSocket:
@@ -128,24 +129,25 @@ class BufferedSocket:
 
     ``pending`` (as an SSL socket has it: aiomqtt's reader and
     :meth:`_Client.resume` read on while it is above 0) counts the buffered
-    bytes, which the event loop cannot see. The socket is read once per turn
-    of the reader (a turn ends when ``pending`` is 0): a packet cut at the end
-    of the chunk waits for the next turn, which the event loop starts while
-    the socket has data, instead of the reader going on for as long as the
-    broker sends while everything else waits. Everything else is the socket's."""
+    bytes, which the event loop cannot see. The socket is read at most
+    ``_READS_PER_TURN`` times per turn of the reader (a turn ends when
+    ``pending`` is 0): then a packet cut at the end of a chunk waits for the
+    next turn, which the event loop starts while the socket has data, instead
+    of the reader going on for as long as the broker sends while everything
+    else waits. Everything else is the socket's."""
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buffer = b""
         self._pos = 0
-        self._may_read = True
+        self._reads_left = _READS_PER_TURN
 
     def recv(self, size: int) -> bytes:
         buffer, pos = self._buffer, self._pos
         if pos >= len(buffer):
-            if not self._may_read:
-                raise BlockingIOError  # read once this turn: paho keeps its partial packet
-            self._may_read = False
+            if not self._reads_left:
+                raise BlockingIOError  # enough this turn: paho keeps its partial packet
+            self._reads_left -= 1
             data: bytes = self._sock.recv(max(size, _READ_SIZE))  # raises as the socket does
             if len(data) <= size:
                 return data  # b"" included: the connection closed
@@ -160,7 +162,7 @@ class BufferedSocket:
     def pending(self) -> int:
         buffered = len(self._buffer) - self._pos
         if buffered == 0:
-            self._may_read = True  # the reader's turn ends
+            self._reads_left = _READS_PER_TURN  # the reader's turn ends
         return buffered
 
     def __getattr__(self, name: str) -> Any:
