@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Required
 
 from pydantic import (
     AfterValidator,
@@ -40,7 +41,9 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     model_validator,
+    with_config,
 )
+from typing_extensions import TypedDict  # pydantic takes typing's only from Python 3.12
 
 from gridcore.correlation import VenAck
 from gridcore.curtailment import CircuitCurtailment
@@ -172,8 +175,54 @@ def _kw_alias(*names: str) -> Any:
 
 # --- telemetry: volttron/metering -------------------------------------------
 
+_LINE_CONFIG = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+
+def _line_reading(*names: str) -> Any:
+    """``_reading_alias`` for a field of a line (a TypedDict: no defaults)."""
+    return Field(ge=-MAX_KW, le=MAX_KW, validation_alias=AliasChoices(*names))
+
+
+# A message's circuits and loads are validated into plain dicts, by the same
+# rules as the models below, keyed by the models' field names, a field absent
+# from the payload absent from the dict. Why: pydantic-core builds a dict for
+# a line in a fifth of the time it builds a model instance (10 circuits and 10
+# loads: 13 against 69 us a message), and these are most of a message.
+@with_config(_LINE_CONFIG)
+class CircuitLine(TypedDict, total=False):
+    """A ``circuits`` entry of a metering message (electrical view)."""
+
+    id: Required[LoadId]
+    name: Name | None
+    breaker_amps: Annotated[float | None, _line_reading("breakerAmps", "breaker_amps")]
+    current_kw: Annotated[float | None, _line_reading("currentKw", "current_kw")]
+    current_amps: Annotated[float | None, _line_reading("currentAmps", "current_amps")]
+    enabled: bool | None
+    critical: bool | None
+
+
+@with_config(_LINE_CONFIG)
+class LoadLine(TypedDict, total=False):
+    """A ``loads`` entry of a metering message (DR view)."""
+
+    load_id: Required[
+        Annotated[LoadId, Field(validation_alias=AliasChoices("loadId", "load_id", "id"))]
+    ]
+    name: Name | None
+    type: LoadType | None
+    capacity_kw: Annotated[float | None, _line_reading("capacityKw", "capacity_kw")]
+    current_power_kw: Annotated[float | None, _line_reading("currentPowerKw", "current_power_kw")]
+    shed_capability_kw: Annotated[
+        float | None, _line_reading("shedCapabilityKw", "shed_capability_kw")
+    ]
+    enabled: bool | None
+    priority: Priority | None
+    critical: bool | None
+
 
 class CircuitWire(_Wire):
+    """:class:`CircuitLine` as a model, for callers holding one circuit."""
+
     id: LoadId
     name: Name | None = None
     breaker_amps: float | None = _reading_alias("breakerAmps", "breaker_amps")
@@ -184,6 +233,8 @@ class CircuitWire(_Wire):
 
 
 class LoadWire(_Wire):
+    """:class:`LoadLine` as a model (the lines of a load snapshot)."""
+
     load_id: LoadId = Field(validation_alias=AliasChoices("loadId", "load_id", "id"))
     name: Name | None = None
     type: LoadType | None = None
@@ -209,78 +260,91 @@ class TelemetryWire(_Wire):
     panel_max_kw: float | None = _reading_alias("panelMaxKw")
     current_amps: float | None = _reading_alias("currentAmps")
     panel_utilization_percent: float | None = _reading_alias("panelUtilizationPercent")
-    circuits: tuple[CircuitWire, ...] = ()
-    loads: tuple[LoadWire, ...] = ()
+    circuits: tuple[CircuitLine, ...] = ()
+    loads: tuple[LoadLine, ...] = ()
+
+
+def _line(item: Any) -> Any:
+    """A line as a dict of its fields, from a dict or from a wire model."""
+    return item if type(item) is dict else item.__dict__
 
 
 def merge_loads(
-    circuits: tuple[CircuitWire, ...], loads: tuple[LoadWire, ...]
+    circuits: Sequence[CircuitLine | CircuitWire], loads: Sequence[LoadLine | LoadWire]
 ) -> tuple[LoadSample, ...]:
     """One line per id: a ``circuits`` entry (electrical view) and a ``loads``
     entry (DR view) with the same id describe the same circuit. Where both
     report a value the ``loads`` one wins (it is the DR contract's view).
-    Order: circuits as sent, then loads without a circuit."""
+    Order: circuits as sent, then loads without a circuit. Takes the lines as
+    :class:`TelemetryWire` holds them, or as models."""
+    return _merge_lines([_line(c) for c in circuits], [_line(ld) for ld in loads])
+
+
+def _merge_lines(
+    circuits: Sequence[CircuitLine], loads: Sequence[LoadLine]
+) -> tuple[LoadSample, ...]:
     # Written out long-hand: this runs for every circuit of every message on
     # the ingest hot path, where helper calls per field cost more than the rest.
-    by_id: dict[str, LoadWire] = {load.load_id: load for load in loads}
+    by_id: dict[str, LoadLine] = {load["load_id"]: load for load in loads}
     merged: list[LoadSample] = []
     seen: set[str] = set()
     matched = 0  # loads that had a circuit of the same id
     for c in circuits:
-        if c.id in seen:
+        cid = c["id"]
+        if cid in seen:
             continue
-        seen.add(c.id)
-        ld = by_id.get(c.id)
+        seen.add(cid)
+        ld = by_id.get(cid)
         if ld is None:
             merged.append(
                 LoadSample(
-                    load_id=c.id,
-                    name=c.name,
-                    current_power_kw=c.current_kw,
-                    enabled=c.enabled,
-                    critical=c.critical,
-                    breaker_amps=c.breaker_amps,
-                    current_amps=c.current_amps,
+                    load_id=cid,
+                    name=c.get("name"),
+                    current_power_kw=c.get("current_kw"),
+                    enabled=c.get("enabled"),
+                    critical=c.get("critical"),
+                    breaker_amps=c.get("breaker_amps"),
+                    current_amps=c.get("current_amps"),
                 )
             )
             continue
         matched += 1
+        name, power = ld.get("name"), ld.get("current_power_kw")
+        enabled, critical = ld.get("enabled"), ld.get("critical")
         merged.append(
             LoadSample(
-                load_id=c.id,
-                name=ld.name if ld.name is not None else c.name,
-                type=ld.type,
-                capacity_kw=ld.capacity_kw,
-                current_power_kw=(
-                    ld.current_power_kw if ld.current_power_kw is not None else c.current_kw
-                ),
-                shed_capability_kw=ld.shed_capability_kw,
-                enabled=ld.enabled if ld.enabled is not None else c.enabled,
-                priority=ld.priority,
-                critical=ld.critical if ld.critical is not None else c.critical,
-                breaker_amps=c.breaker_amps,
-                current_amps=c.current_amps,
+                load_id=cid,
+                name=name if name is not None else c.get("name"),
+                type=ld.get("type"),
+                capacity_kw=ld.get("capacity_kw"),
+                current_power_kw=power if power is not None else c.get("current_kw"),
+                shed_capability_kw=ld.get("shed_capability_kw"),
+                enabled=enabled if enabled is not None else c.get("enabled"),
+                priority=ld.get("priority"),
+                critical=critical if critical is not None else c.get("critical"),
+                breaker_amps=c.get("breaker_amps"),
+                current_amps=c.get("current_amps"),
             )
         )
     if matched < len(by_id):
         for ld in loads:
-            if ld.load_id not in seen:
-                seen.add(ld.load_id)
+            if ld["load_id"] not in seen:
+                seen.add(ld["load_id"])
                 merged.append(_load_sample(ld))
     return tuple(merged)
 
 
-def _load_sample(ld: LoadWire) -> LoadSample:
+def _load_sample(ld: LoadLine) -> LoadSample:
     return LoadSample(
-        load_id=ld.load_id,
-        name=ld.name,
-        type=ld.type,
-        capacity_kw=ld.capacity_kw,
-        current_power_kw=ld.current_power_kw,
-        shed_capability_kw=ld.shed_capability_kw,
-        enabled=ld.enabled,
-        priority=ld.priority,
-        critical=ld.critical,
+        load_id=ld["load_id"],
+        name=ld.get("name"),
+        type=ld.get("type"),
+        capacity_kw=ld.get("capacity_kw"),
+        current_power_kw=ld.get("current_power_kw"),
+        shed_capability_kw=ld.get("shed_capability_kw"),
+        enabled=ld.get("enabled"),
+        priority=ld.get("priority"),
+        critical=ld.get("critical"),
     )
 
 
@@ -288,10 +352,10 @@ def _refuse_nul(wire: TelemetryWire) -> None:
     """Raise :class:`InvalidInput` naming the first text field holding NUL."""
     fields: list[tuple[str, str | None]] = [("eventId", wire.event_id)]
     for n, c in enumerate(wire.circuits):
-        fields += [(f"circuits.{n}.id", c.id), (f"circuits.{n}.name", c.name)]
+        fields += [(f"circuits.{n}.id", c["id"]), (f"circuits.{n}.name", c.get("name"))]
     for n, ld in enumerate(wire.loads):
-        fields += [(f"loads.{n}.loadId", ld.load_id), (f"loads.{n}.name", ld.name),
-                   (f"loads.{n}.type", ld.type)]  # fmt: skip
+        fields += [(f"loads.{n}.loadId", ld["load_id"]), (f"loads.{n}.name", ld.get("name")),
+                   (f"loads.{n}.type", ld.get("type"))]  # fmt: skip
     for name, value in fields:
         if value is not None and "\x00" in value:
             raise InvalidInput(name, "must not contain NUL characters (\\u0000)")
@@ -319,7 +383,7 @@ def to_telemetry_sample(
         panel_max_kw=wire.panel_max_kw,
         current_amps=wire.current_amps,
         panel_utilization_percent=wire.panel_utilization_percent,
-        loads=merge_loads(wire.circuits, wire.loads),
+        loads=_merge_lines(wire.circuits, wire.loads),
         raw_payload=raw_text,
     )
 
@@ -425,7 +489,7 @@ class LoadSnapshotWire(_Wire):
     loads: tuple[SnapshotLoadWire, ...] = ()
 
     def load_samples(self) -> tuple[LoadSample, ...]:
-        return merge_loads((), self.loads)
+        return _merge_lines((), [_line(ld) for ld in self.loads])
 
 
 class StatusWire(_Wire):

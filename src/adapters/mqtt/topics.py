@@ -104,19 +104,19 @@ class TopicRouter:
     lookup (the metering hot path); wildcard routes are tried in order."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
-        self._exact: dict[str, MessageKind] = {}
+        self._exact: dict[str, Routed] = {}  # one answer shared by every message
         self._wild: list[Route] = []
         for route in routes:
             proper = unshared(route.topic_filter)
             if "+" in proper or "#" in proper:
                 self._wild.append(Route(proper, route.kind))
             else:
-                self._exact.setdefault(proper, route.kind)
+                self._exact.setdefault(proper, Routed(route.kind, None))
 
     def route(self, topic: str) -> Routed | None:
-        kind = self._exact.get(topic)
-        if kind is not None:
-            return Routed(kind, None)
+        routed = self._exact.get(topic)
+        if routed is not None:
+            return routed
         for route in self._wild:
             captured = match_levels(route.topic_filter, topic)
             if captured is not None:

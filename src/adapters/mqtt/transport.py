@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -116,6 +117,58 @@ def tls_context(conn: MqttConnection) -> ssl.SSLContext:
     return context
 
 
+_READ_SIZE = 64 * 1024
+_READS_PER_TURN = 8  # at most 512 KB (~150 telemetry messages) before others run
+
+
+class BufferedSocket:
+    """A plain TCP socket of paho's, read in large chunks. paho reads a packet
+    in several ``recv`` calls (its type byte, each byte of its length, then the
+    rest): five system calls a telemetry message. This takes what the socket
+    holds in one call and hands paho its bytes from memory.
+
+    ``pending`` (as an SSL socket has it: aiomqtt's reader and
+    :meth:`_Client.resume` read on while it is above 0) counts the buffered
+    bytes, which the event loop cannot see. The socket is read at most
+    ``_READS_PER_TURN`` times per turn of the reader (a turn ends when
+    ``pending`` is 0): then a packet cut at the end of a chunk waits for the
+    next turn, which the event loop starts while the socket has data, instead
+    of the reader going on for as long as the broker sends while everything
+    else waits. Everything else is the socket's."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._pos = 0
+        self._reads_left = _READS_PER_TURN
+
+    def recv(self, size: int) -> bytes:
+        buffer, pos = self._buffer, self._pos
+        if pos >= len(buffer):
+            if not self._reads_left:
+                raise BlockingIOError  # enough this turn: paho keeps its partial packet
+            self._reads_left -= 1
+            data: bytes = self._sock.recv(max(size, _READ_SIZE))  # raises as the socket does
+            if len(data) <= size:
+                return data  # b"" included: the connection closed
+            buffer, pos = data, 0
+        end = pos + size
+        if end >= len(buffer):
+            self._buffer, self._pos = b"", 0
+        else:
+            self._buffer, self._pos = buffer, end
+        return buffer[pos:end]
+
+    def pending(self) -> int:
+        buffered = len(self._buffer) - self._pos
+        if buffered == 0:
+            self._reads_left = _READS_PER_TURN  # the reader's turn ends
+        return buffered
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class _Client(aiomqtt.Client):
     """aiomqtt's client with a lean receive path into the transport's queue,
     and reading paused while that queue is above its high-water mark."""
@@ -132,7 +185,12 @@ class _Client(aiomqtt.Client):
         self._high_water = high_water
         self.paused_fd: int | None = None
         self.on_lost: asyncio.Event | None = None
-        self._settled_filters = tuple(unshared(f) for f in settle_after_store)
+        # Each with the literal start of its topics (up to its first wildcard):
+        # most messages (telemetry) are told apart by that alone.
+        self._settled_filters = tuple(
+            (proper, proper.partition("+")[0].partition("#")[0])
+            for proper in (unshared(f) for f in settle_after_store)
+        )
         if self._settled_filters:
             self._client.manual_ack_set(True)
         # Counts connections: a PUBACK belongs to the connection that received
@@ -170,16 +228,24 @@ class _Client(aiomqtt.Client):
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         settle = None
+        topic = message.topic  # a property decoding the topic's bytes at each call
         if self._settled_filters and message.qos > 0:
-            if any(match_levels(f, message.topic) is not None for f in self._settled_filters):
+            if any(
+                topic.startswith(start) and match_levels(f, topic) is not None
+                for f, start in self._settled_filters
+            ):
                 settle = self._settler(client, message.mid, message.qos)
             else:
                 client.ack(message.mid, message.qos)
-        self._sink.put_nowait(
-            BrokerMessage(message.topic, payload, message.qos, message.retain, settle)
-        )
+        self._sink.put_nowait(BrokerMessage(topic, payload, message.qos, message.retain, settle))
         if self.paused_fd is None and self._sink.qsize() >= self._high_water:
             self._pause()
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # paho calls this once the socket is made, before reading or writing on it.
+        if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket):
+            client._sock = BufferedSocket(sock)  # TLS sockets buffer their records themselves
+        super()._on_socket_open(client, userdata, sock)
 
     def _settler(self, client: paho.Client, mid: int, qos: int) -> Callable[[], None]:
         connection = self.connection

@@ -76,6 +76,10 @@ JOIN ven_telemetry t ON t.ven_id = k.ven_id AND t.timestamp = k.ts
 """
 
 # The ids as one text value: 1,000 int8 rows cost more to fetch than to split.
+# Taken a block at a time (a sequence hands out each id once, committed or not):
+# a round trip fewer for most batches, a third of a millisecond of the
+# worker's CPU each, which at 20 messages a batch is ~15 us a message.
+_ID_BLOCK = 5000
 _IDS = """
 SELECT string_agg(nextval(pg_get_serial_sequence('ven_telemetry', 'id'))::text, ',')
 FROM generate_series(1, %s)
@@ -211,6 +215,20 @@ class PostgresBatchWriter:
         self._current_state = _CURRENT_STATE.replace(
             "{day_offsets}", ", ".join(f"({n})" for n in range(days))
         )
+        self._ids: list[int] = []  # taken from the sequence, not used yet
+
+    async def _take_ids(self, cur: psycopg.AsyncCursor[Any], count: int) -> list[int]:
+        if len(self._ids) < count:
+            want = max(count - len(self._ids), _ID_BLOCK)
+            await cur.execute(_IDS, (want,))
+            row = await cur.fetchone()
+            fresh = [int(i) for i in row[0].split(",")] if row and row[0] else []
+            if len(fresh) != want:
+                raise RuntimeError(f"asked for {want} ids, got {len(fresh)}")
+            self._ids += fresh
+        # No await from here on: concurrent appends each take ids of their own.
+        ids, self._ids = self._ids[:count], self._ids[count:]
+        return ids
 
     async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
         if not ven_ids:
@@ -242,11 +260,7 @@ class PostgresBatchWriter:
     async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
         pg = await _driver(conn)
         async with pg.cursor() as cur:
-            await cur.execute(_IDS, (len(batch),))
-            row = await cur.fetchone()
-            ids = [int(i) for i in row[0].split(",")] if row and row[0] else []
-            if len(ids) != len(batch):
-                raise RuntimeError(f"asked for {len(batch)} ids, got {len(ids)}")
+            ids = await self._take_ids(cur, len(batch))
             await _copy_telemetry(cur, batch, ids)
             await _copy_loads(cur, batch, ids)
             newest = {item.key[0]: tid for item, tid in zip(batch, ids, strict=True)}
