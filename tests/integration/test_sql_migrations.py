@@ -14,7 +14,12 @@ from sqlalchemy.engine import Connection
 
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import DatabaseUnavailable, downgrade, head_revision, migrate
-from adapters.sql.tables import metadata
+from adapters.sql.partitions import partition_of
+from adapters.sql.tables import PARTITIONED_PRIMARY_KEYS, metadata
+
+
+def _not_a_partition(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (type_ == "table" and name is not None and partition_of(name) is not None)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -26,12 +31,27 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _state(conn: Connection) -> dict[str, Any]:
     context = MigrationContext.configure(
-        conn, opts={"compare_type": True, "target_metadata": metadata}
+        conn,
+        opts={
+            "compare_type": True,
+            "target_metadata": metadata,
+            "include_name": _not_a_partition,
+        },
     )
+    inspector = inspect(conn)
+    tables = {t for t in inspector.get_table_names() if partition_of(t) is None}
     return {
         "revision": context.get_current_revision(),
-        "tables": sorted(set(inspect(conn).get_table_names()) - {"alembic_version"}),
+        "tables": sorted(tables - {"alembic_version"}),
         "diff": compare_metadata(context, metadata),
+        # Alembic does not compare primary keys; on PostgreSQL the partitioned
+        # tables' keys carry the partition key (tables.PARTITIONED_PRIMARY_KEYS).
+        "keys": {
+            t: tuple(inspector.get_pk_constraint(t)["constrained_columns"])
+            for t in PARTITIONED_PRIMARY_KEYS
+            if t in tables
+        },
+        "dialect": conn.dialect.name,
     }
 
 
@@ -52,6 +72,13 @@ async def test_upgrade_matches_the_models(url: str) -> None:
     assert state["tables"] == sorted(metadata.tables)
     assert state["diff"] == []
     assert any("migrated" in m for m in messages)
+    if state["dialect"] == "postgresql":
+        assert state["keys"] == PARTITIONED_PRIMARY_KEYS
+    else:
+        assert state["keys"] == {
+            t: tuple(c.name for c in metadata.tables[t].primary_key)
+            for t in PARTITIONED_PRIMARY_KEYS
+        }
 
 
 async def test_downgrade_and_upgrade_the_whole_chain(url: str) -> None:

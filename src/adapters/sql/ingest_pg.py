@@ -73,6 +73,7 @@ _EXISTING = """
 SELECT t.ven_id, t.timestamp
 FROM unnest(%s::varchar[], %s::timestamptz[]) AS k(ven_id, ts)
 JOIN ven_telemetry t ON t.ven_id = k.ven_id AND t.timestamp = k.ts
+WHERE t.timestamp BETWEEN %s::timestamptz AND %s::timestamptz
 """
 
 # The ids as one text value: 1,000 int8 rows cost more to fetch than to split.
@@ -80,6 +81,11 @@ _IDS = """
 SELECT string_agg(nextval(pg_get_serial_sequence('ven_telemetry', 'id'))::text, ',')
 FROM generate_series(1, %s)
 """
+
+# The batch's rows are looked up by id within the batch's time span: the span
+# prunes the day partitions to the batch's day(s) (on a partitioned
+# ven_telemetry, ids alone would probe every day's index).
+_SPAN = "t.timestamp BETWEEN %(first)s::timestamptz AND %(last)s::timestamptz"
 
 # Heartbeat and current state from each VEN's newest row just written (still
 # in shared buffers), found by id, rather than sent again as Python values.
@@ -101,7 +107,7 @@ _CURRENT_STATE = """
 WITH newest AS (
     SELECT t.ven_id, t.id, LEAST(t.timestamp, %(received)s::timestamptz) AS heard,
            t.timestamp, t.used_power_kw, t.shed_power_kw, t.requested_reduction_kw, t.event_id
-    FROM ven_telemetry t WHERE t.id = ANY(%(ids)s::int8[])
+    FROM ven_telemetry t WHERE t.id = ANY(%(ids)s::int8[]) AND {span}
 ), intervals AS (
     -- gridcore.intervals.roll_up in SQL: the batch's samples added to their
     -- VENs' 5-minute intervals, wherever in time they fall (late ones too).
@@ -113,7 +119,7 @@ WITH newest AS (
            coalesce(sum(t.shed_power_kw), 0), count(t.shed_power_kw),
            min(t.shed_power_kw), max(t.shed_power_kw),
            coalesce(sum(t.baseline_power_kw), 0), count(t.baseline_power_kw)
-    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[])
+    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[]) AND {span}
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (ven_id, start) DO UPDATE SET
         samples = i.samples + excluded.samples,
@@ -139,7 +145,8 @@ WITH newest AS (
     UNION ALL
     SELECT t.ven_id, t.timestamp, t.used_power_kw
     FROM ven_telemetry t LEFT JOIN before b ON b.ven_id = t.ven_id
-    WHERE t.id = ANY(%(all_ids)s::int8[]) AND (b.timestamp IS NULL OR t.timestamp > b.timestamp)
+    WHERE t.id = ANY(%(all_ids)s::int8[]) AND {span}
+      AND (b.timestamp IS NULL OR t.timestamp > b.timestamp)
 ), segment AS (
     SELECT ven_id, used_power_kw AS kw, timestamp AS s,
            LEAST(nxt, timestamp + %(hold)s * interval '1 second') AS e
@@ -210,7 +217,7 @@ class PostgresBatchWriter:
         days = int(max_hold // timedelta(days=1)) + 2
         self._current_state = _CURRENT_STATE.replace(
             "{day_offsets}", ", ".join(f"({n})" for n in range(days))
-        )
+        ).replace("{span}", _SPAN)
 
     async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
         if not ven_ids:
@@ -234,8 +241,10 @@ class PostgresBatchWriter:
             return set()
         pg = await _driver(conn)
         async with pg.cursor() as cur:
+            stamps = [k[1] for k in keys]
             await cur.execute(
-                _EXISTING, (_ven_ids([k[0] for k in keys]), _stamps([k[1] for k in keys]))
+                _EXISTING,
+                (_ven_ids([k[0] for k in keys]), _stamps(stamps), min(stamps), max(stamps)),
             )
             return {(ven_id, ts.astimezone(UTC)) for ven_id, ts in await cur.fetchall()}
 
@@ -257,6 +266,8 @@ class PostgresBatchWriter:
                 "ids": newest_ids,
                 "all_ids": "{" + ",".join(map(str, ids)) + "}",
                 "received": received_by(batch),
+                "first": min(item.key[1] for item in batch),
+                "last": max(item.key[1] for item in batch),
                 "hold": self._hold_seconds,
             }
             await cur.execute(self._current_state, params)
