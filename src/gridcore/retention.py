@@ -62,7 +62,7 @@ class RetentionPolicy:
         if self.ack_days < 0:
             raise ValueError("ACK retention is a number of days, or 0 for ever")
         if self.days_ahead < 1:
-            raise ValueError("at least tomorrow must be made ready ahead")
+            raise ValueError("at least one day (tomorrow) must be made ready ahead")
 
     def keep_days(self, kept: Kept) -> int | None:
         """Full days kept before today; None: kept for ever."""
