@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from entrypoints.retaining import run_retention
 from entrypoints.settings import Settings
+from gridcore.ports import RetentionReport
 from gridcore.retention import Kept, RetentionPolicy
 
 NOW = datetime(2031, 5, 20, 0, 0, 1, tzinfo=UTC)
@@ -52,3 +55,32 @@ def test_settings_give_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = Settings().retention
     assert (policy.raw_days, policy.ack_days) == (10, 0)
     assert Settings(_env_file=None, gridcore_raw_retention_days=35).retention.raw_days == 35
+
+
+class FlakyRetention:
+    """A StorageRetention whose first pass fails."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.passes: list[datetime] = []
+        self._stop = stop
+
+    async def enforce(self, policy: RetentionPolicy, now: datetime) -> RetentionReport | None:
+        self.passes.append(now)
+        if len(self.passes) == 3:
+            self._stop.set()
+        if len(self.passes) == 1:
+            raise RuntimeError("database went away")
+        return RetentionReport()
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+async def test_the_worker_loop_passes_at_start_and_survives_a_failure() -> None:
+    stop = asyncio.Event()
+    retention = FlakyRetention(stop)
+    run = run_retention(retention, RetentionPolicy(), FixedClock(), stop, interval=0.01)
+    await asyncio.wait_for(run, 2.0)  # ends once stop is set, after the third pass
+    assert retention.passes == [NOW, NOW, NOW]
