@@ -195,7 +195,11 @@ async def test_ingest_goes_on_while_a_day_is_dropped(migrated_postgres_url: str)
                 await conn.rollback()
 
         ingesting = asyncio.create_task(ingest())
-        maintainer = PostgresPartitions(engine, lock_timeout=timedelta(milliseconds=100))
+        maintainer = PostgresPartitions(
+            engine,
+            lock_timeout=timedelta(milliseconds=100),
+            max_lock_timeout=timedelta(milliseconds=400),
+        )
         reading = asyncio.create_task(reader(1.0))
         await asyncio.sleep(0.1)
         report = await maintainer.enforce(RetentionPolicy(raw_days=35), NOW)

@@ -19,7 +19,11 @@ insert never fails for lack of a partition. A pass, by one worker at a time
    DETACH ... CONCURRENTLY would not block ingest at all, but PostgreSQL
    refuses it on a table with a default partition; so DETACH waits at most
    ``lock_timeout`` for its lock (while it waits, it queues the inserts
-   behind it: that is the longest ingest stall) and is retried after a pause.
+   behind it: that is the longest ingest stall) and is retried after a short
+   pause, which lets the queued inserts through. The timeout starts short
+   and doubles with each attempt up to ``max_lock_timeout``: DETACH gets its
+   lock once the ingest transactions in flight end, so it must be able to
+   outwait one of them, however slow the machine.
 3. deletes catch-all rows past retention in bounded batches.
 
 SQLite (``SqliteRetention``): plain tables; rows past retention are deleted in
@@ -33,6 +37,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
@@ -97,12 +102,16 @@ class PostgresPartitions:
         self,
         engine: AsyncEngine,
         *,
-        lock_timeout: timedelta = timedelta(milliseconds=200),
+        lock_timeout: timedelta = timedelta(milliseconds=100),
+        max_lock_timeout: timedelta = timedelta(seconds=2),
         attempts: int = 20,
         delete_batch: int = DELETE_BATCH,
     ) -> None:
         self._engine = engine
         self._lock_timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
+        self._max_lock_timeout_ms = max(
+            self._lock_timeout_ms, int(max_lock_timeout.total_seconds() * 1000)
+        )
         self._attempts = attempts
         self._delete_batch = delete_batch
 
@@ -118,7 +127,6 @@ class PostgresPartitions:
                 log.debug("another worker maintains the partitions; skipping this pass")
                 return None
             try:
-                await pg.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
                 report = RetentionReport()
                 for table, kept in TIME_KEPT.items():
                     report = _merge(report, await self._table(pg, table, kept, policy, now))
@@ -176,16 +184,27 @@ class PostgresPartitions:
     async def _retrying(
         self, pg: psycopg.AsyncConnection[Any], table: str, day: date, step: Any
     ) -> int:
-        """Run a step, again after a pause when it timed out waiting for a lock
-        (a long reader on the table): it never waits longer than lock_timeout
-        at a time, so ingest queued behind it never stalls longer."""
+        """Run a step, again after a short pause when it timed out waiting for
+        a lock (a transaction in flight on the table), each time with twice
+        the timeout (module docstring): ingest queued behind it never stalls
+        longer than the timeout of the attempt."""
+        timeout = self._lock_timeout_ms
+        started = time.perf_counter()
         for attempt in range(1, self._attempts + 1):
+            await pg.execute(f"SET lock_timeout = {timeout}")
             try:
-                return cast(int, await step(pg, table, day))
+                moved = cast(int, await step(pg, table, day))
             except psycopg.errors.LockNotAvailable:
                 if attempt == self._attempts:
                     raise
-                await asyncio.sleep(random.uniform(0.05, 0.5) * min(attempt, 4))
+                timeout = min(timeout * 2, self._max_lock_timeout_ms)
+                await asyncio.sleep(random.uniform(0.02, 0.1))
+                continue
+            log.debug(
+                "%s %s %s: %d attempt(s), %.0f ms",
+                step.__name__, table, day, attempt, (time.perf_counter() - started) * 1000,
+            )  # fmt: skip
+            return moved
         raise AssertionError("unreachable")
 
     async def _make_day(self, pg: psycopg.AsyncConnection[Any], table: str, day: date) -> int:
