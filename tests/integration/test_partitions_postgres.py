@@ -237,3 +237,17 @@ async def test_sqlite_deletes_rows_past_retention_in_batches(tmp_path: Path) -> 
         assert await rows(engine, "SELECT count(*) FROM ven_load_samples") == [(36,)]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_day_left_detached_by_a_stopped_pass_is_dropped(engine: AsyncEngine) -> None:
+    await SqlTelemetryStore(engine).append([sample("ven-a", NOW - 40 * DAY)])
+    await PostgresPartitions(engine).enforce(RetentionPolicy(raw_days=100), NOW)
+    day = f"ven_telemetry_p{TODAY - 40 * DAY:%Y%m%d}"
+    async with engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE ven_telemetry DETACH PARTITION {day}"))
+    report = await PostgresPartitions(engine).enforce(RetentionPolicy(raw_days=35), NOW)
+    assert (
+        report is not None and f"ven_telemetry:{(TODAY - 40 * DAY).isoformat()}" in report.dropped
+    )
+    assert await rows(engine, f"SELECT to_regclass('{day}')") == [(None,)]

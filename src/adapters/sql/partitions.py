@@ -82,9 +82,15 @@ def _day(name: str) -> date | None:
     return None if day is None else datetime.strptime(day, "%Y%m%d").date()
 
 
+# The table's partitions, and day tables left detached (a pass that stopped
+# between its DETACH and its DROP): those are dropped when past retention.
 _PARTITIONS = """
 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = %s::regclass
+UNION
+SELECT relname FROM pg_class
+WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace
+  AND relname ~ ('^' || %s || '_p[0-9]{8}$')
 """
 
 # The UTC days of the catch-all's rows at or after a bound (a small table:
@@ -143,7 +149,7 @@ class PostgresPartitions:
         policy: RetentionPolicy,
         now: datetime,
     ) -> RetentionReport:
-        names = [r[0] for r in await (await pg.execute(_PARTITIONS, (table,))).fetchall()]
+        names = [r[0] for r in await (await pg.execute(_PARTITIONS, (table, table))).fetchall()]
         days = {d for name in names if (d := _day(name)) is not None}
         if default_name(table) not in names:  # a table made outside the migrations
             await pg.execute(
