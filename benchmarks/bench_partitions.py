@@ -3,7 +3,8 @@ ones, and dropping a full day's partition while ingest runs.
 
 1. Ingest: ``SqlTelemetryStore.append`` in batches (binary COPY) of the same
    10-circuit messages as ``bench_ingest.py``, into a fresh database at
-   revision 0009 (unpartitioned, the reference) and one at head (partitioned
+   revision 0009 (unpartitioned, the reference, with the ingest statements
+   as they were then: ``PostgresBatchWriter(by_span=False)``) and one at head (partitioned
    by day, with the 36 days of a 35-day retention and the days ahead made, as
    a worker leaves them). Rounds alternate the two (ABBA), each on a fresh
    database, so drift of a shared machine hits both. Figure: partitioned / unpartitioned.
@@ -45,13 +46,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import CIRCUITS, T0, samples
 
 from adapters.sql.engine import create_engine
+from adapters.sql.ingest_pg import PostgresBatchWriter
 from adapters.sql.migrate import migrate
 from adapters.sql.partitions import PostgresPartitions
 from adapters.sql.telemetry import SqlTelemetryStore
 from gridcore.retention import RetentionPolicy
 from gridcore.telemetry import TelemetrySample
+from gridcore.ven import DEFAULT_OFFLINE_AFTER
 
 DAY = timedelta(days=1)
+
+
+class Logged(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 class Database:
@@ -92,9 +104,11 @@ async def make_days(url: str) -> int:
     return int(count or 0)
 
 
-async def ingest(url: str, data: list[TelemetrySample], size: int) -> float:
+async def ingest(url: str, data: list[TelemetrySample], size: int, *, by_span: bool) -> float:
     engine = create_engine(url)
     writer = SqlTelemetryStore(engine)
+    # The reference runs the statements as they were before partitioning.
+    writer._writer = PostgresBatchWriter(DEFAULT_OFFLINE_AFTER, by_span=by_span)
     await writer.append(data[:size])  # registers the VENs; not timed
     rest = data[size:]
     started = time.perf_counter()
@@ -211,8 +225,6 @@ def main() -> None:
         "--migrate-rows", type=int, default=0, help="also time migration 0010 on this many rows"
     )
     args = parser.parse_args()
-    # The maintainer's attempts and time per step, as it logs them.
-    logging.basicConfig(format="    %(name)s: %(message)s", level=logging.WARNING)
 
     if args.migrate_rows:
         with Database(args.url, "0009") as url:
@@ -234,7 +246,7 @@ def main() -> None:
                 with Database(args.url, revision) as url:
                     if revision == "head":
                         days = asyncio.run(make_days(url))
-                    rate = asyncio.run(ingest(url, data, args.batch))
+                    rate = asyncio.run(ingest(url, data, args.batch, by_span=revision == "head"))
                 rates[
                     "unpartitioned (0009)" if revision == "0009" else "partitioned (head)"
                 ].append(rate)
@@ -251,7 +263,11 @@ def main() -> None:
 
     with Database(args.url, "head") as url:
         asyncio.run(make_days(url))
-        logging.getLogger("adapters.sql.partitions").setLevel(logging.DEBUG)
+        # The maintainer's attempts and time per step, as it logs them.
+        steps = logging.getLogger("adapters.sql.partitions")
+        steps.setLevel(logging.DEBUG)
+        steps.propagate = False
+        steps.addHandler(logged := Logged())
         figures = asyncio.run(
             drop_while_ingesting(url, data, args.batch, args.drop_rows, args.payload)
         )
@@ -260,6 +276,10 @@ def main() -> None:
         f"filled in {figures['fill_s']:.1f} s) while ingest runs:"
     )
     print(f"  retention pass (detach + drop, all five tables): {figures['drop_s'] * 1000:8.0f} ms")
+    full = f"_drop_day ven_telemetry {(T0 - 40 * DAY).date().isoformat()}:"
+    for line in logged.lines:
+        if line.startswith(full):
+            print(f"  of which the full day of ven_telemetry:        {line.split(': ', 1)[1]}")
     print(
         "  median ingest batch before it:                   "
         f"{figures['median_batch_s'] * 1000:8.0f} ms"
