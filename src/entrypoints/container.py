@@ -32,6 +32,7 @@ from gridcore.ports import (
     LoadSnapshotStore,
     PerformanceStore,
     ShadowStore,
+    StorageRetention,
     TelemetryQueries,
     TelemetryStore,
     UnitOfWorkFactory,
@@ -59,6 +60,8 @@ class Storage:
     performance: PerformanceStore
     statuses: VenStatusStore | None = None
     load_snapshots: LoadSnapshotStore | None = None
+    # None: nothing kept by time needs maintenance (memory storage)
+    retention: StorageRetention | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -95,6 +98,7 @@ def sql_storage(
 
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
+    from adapters.sql.partitions import PostgresPartitions, SqliteRetention
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
     from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
@@ -131,6 +135,9 @@ def sql_storage(
         performance=SqlPerformanceStore(engine),
         statuses=SqlVenStatusStore(engine),
         load_snapshots=SqlLoadSnapshotStore(engine),
+        retention=PostgresPartitions(engine)
+        if backend == "postgresql"
+        else SqliteRetention(engine),
         ping=ping,
         close=engine.dispose,
     )

@@ -24,6 +24,11 @@ from gridcore.baselines import DEFAULT_METHOD, method_named
 from gridcore.errors import InvalidInput
 from gridcore.plausibility import DEFAULT_MAX_FUTURE_SKEW, DEFAULT_MAX_LOADS_PER_VEN
 from gridcore.rebound import MAX_RESTORE_SPREAD
+from gridcore.retention import (
+    DEFAULT_ACK_RETENTION_DAYS,
+    DEFAULT_RAW_RETENTION_DAYS,
+    RetentionPolicy,
+)
 from gridcore.verification import Programme
 
 SQLITE_DEFAULT = "sqlite+aiosqlite:///./gridcore.db"
@@ -188,6 +193,27 @@ class Settings(BaseSettings):
         description="How far past its receive time a report may be stamped; later is refused",
     )
 
+    # --- retention (gridcore.retention; docs/decisions.md) ---
+    gridcore_raw_retention_days: int = Field(
+        default=DEFAULT_RAW_RETENTION_DAYS,
+        ge=1,
+        le=3660,
+        description="UTC days of raw telemetry, load samples, statuses and load snapshots "
+        "kept before today; older days are dropped (5-minute intervals stay)",
+    )
+    gridcore_ack_retention_days: int = Field(
+        default=DEFAULT_ACK_RETENTION_DAYS,
+        ge=0,
+        le=36600,
+        description="UTC days of ACKs kept before today (settlement evidence); 0 keeps them",
+    )
+    gridcore_retention_interval_seconds: float = Field(
+        default=3600.0,
+        ge=10,
+        le=86400,
+        description="How often a worker makes the coming days ready and applies retention",
+    )
+
     # --- measurement and verification (gridcore.baselines, gridcore.verification) ---
     gridcore_timezone: str = Field(
         default="UTC",
@@ -318,6 +344,13 @@ class Settings(BaseSettings):
                 auth += ":" + quote(self.db_password, safe="")
             return f"postgresql+psycopg://{auth}@{self.db_host}:{self.db_port}/{self.db_name}"
         return SQLITE_DEFAULT
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            raw_days=self.gridcore_raw_retention_days,
+            ack_days=self.gridcore_ack_retention_days,
+        )
 
     @property
     def offline_after(self) -> timedelta:

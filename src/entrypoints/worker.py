@@ -46,6 +46,7 @@ from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.measuring import run_measurer
+from entrypoints.retaining import run_retention
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
@@ -451,6 +452,12 @@ async def run_worker(settings: Settings) -> None:
     dispatching = asyncio.create_task(
         run_dispatch(settings, storage, clock, stop), name="dispatcher"
     )
+    retaining = asyncio.create_task(
+        run_retention(storage.retention, settings.retention, clock, stop,
+                      interval=settings.gridcore_retention_interval_seconds)
+        if storage.retention is not None else stop.wait(),
+        name="retention",
+    )  # fmt: skip
     stopping = asyncio.create_task(stop.wait(), name="stop")
     failure: str | None = None
     try:
@@ -464,7 +471,7 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker stopping")
         stop.set()
         worker.stop()
-        await asyncio.gather(consuming, dispatching, stopping, return_exceptions=True)
+        await asyncio.gather(consuming, dispatching, retaining, stopping, return_exceptions=True)
         await storage.close()
         log.info("worker stopped; %s", _totals(worker.stats))
     if failure is not None:

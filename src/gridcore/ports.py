@@ -18,6 +18,7 @@ from gridcore.intervals import IntervalReading, MeterSeries
 from gridcore.listing import ALL, VenListing
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
+from gridcore.retention import RetentionPolicy
 from gridcore.summary import MAX_FLEET_PAGE, VenSummary
 from gridcore.telemetry import (
     CircuitSnapshot,
@@ -548,6 +549,30 @@ class ShadowStore(Protocol):
     async def update(self, ven_id: str, document: Mapping[str, Any], at: datetime) -> None:
         """Merge a shadow update (as a VEN publishes it) into the stored document."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What one retention pass did: days made ready, days dropped (as
+    ``table:YYYY-MM-DD``), rows moved from the catch-all into a day made
+    for them, rows deleted one by one (past retention where no whole day
+    could be dropped)."""
+
+    prepared: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    moved: int = 0
+    deleted: int = 0
+
+
+class StorageRetention(Protocol):
+    """Keeps time-kept storage within a :class:`RetentionPolicy`: makes the
+    coming days ready and removes what is past retention. Idempotent, and safe
+    to call from every worker at once: at most one does the work at a time, the
+    others get None. It never loses a row that is within retention, and
+    writers are never refused for lack of a day made ready (such rows wait in a
+    catch-all until their day is made)."""
+
+    async def enforce(self, policy: RetentionPolicy, now: datetime) -> RetentionReport | None: ...
 
 
 class DispatchLease(Protocol):

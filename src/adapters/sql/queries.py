@@ -91,7 +91,10 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
             who = t.ven_id
         else:
             s = ven_load_samples.c
-            source = ven_load_samples.join(ven_telemetry, t.id == s.telemetry_id)
+            # the timestamp too: it prunes each lookup to one day's partition
+            source = ven_load_samples.join(
+                ven_telemetry, (t.id == s.telemetry_id) & (t.timestamp == s.timestamp)
+            )
             stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
             shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
         bucket = self._bucket(stamp, int(width.total_seconds())).label("bucket")

@@ -23,6 +23,15 @@ Deliberate departures, each for a measured reason:
   network stats never scan history. A VEN's latest loads are the load rows of
   that newest message, one primary-key lookup away. (A per-load current-state
   table cost more to maintain than both COPYs together; see ``ingest_pg``.)
+- The time-kept tables (``TIME_KEPT``: telemetry, load samples, statuses, load
+  snapshots, ACKs) are range-partitioned by UTC day on ``timestamp`` on
+  PostgreSQL (``adapters.sql.partitions`` makes and drops the days; migration
+  0010), so that retention drops a day instead of deleting rows. PostgreSQL
+  requires every primary and unique key of a partitioned table to include the
+  partition key: there the surrogate ``id`` keys are ``(id, timestamp)``
+  (``PARTITIONED_PRIMARY_KEYS``); SQLite keeps ``id`` alone, its rowid, which
+  numbers rows itself. Alembic does not compare primary keys;
+  ``test_sql_migrations`` checks the PostgreSQL ones.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from sqlalchemy import (
 
 from adapters.sql.types import BigId, Document, UtcDateTime
 from gridcore import limits
+from gridcore.retention import Kept
 
 # Explicit constraint names: Alembic can then drop/alter them on both dialects,
 # and SQLite batch migrations can find them.
@@ -189,6 +199,7 @@ ven_telemetry = Table(
     # BRIN on PostgreSQL: tiny, and telemetry arrives in time order (network
     # history scans a time range). SQLite ignores the method: a plain index.
     Index("ix_ven_telemetry_timestamp", "timestamp", postgresql_using="brin"),
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 ven_load_samples = Table(
@@ -210,6 +221,7 @@ ven_load_samples = Table(
     Column("current_amps", Float),
     PrimaryKeyConstraint("ven_id", "timestamp", "load_id"),
     Index("ix_ven_load_samples_timestamp", "timestamp", postgresql_using="brin"),
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 ven_statuses = Table(
@@ -221,6 +233,7 @@ ven_statuses = Table(
     Column("details", Document),
     Column("timestamp", UtcDateTime, nullable=False),
     Index(None, "ven_id", "timestamp"),
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 # ``ven/loads/{venId}``: the document's columns, plus the load line's other
@@ -243,6 +256,7 @@ load_snapshots = Table(
     Column("critical", Boolean),
     Column("raw_payload", Document),
     UniqueConstraint("ven_id", "timestamp", "load_id"),
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 ven_acks = Table(
@@ -267,6 +281,7 @@ ven_acks = Table(
     Index(None, "ven_id", "timestamp"),
     Index(None, "event_id", "timestamp"),
     Index(None, "correlation_id"),
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 dead_letters = Table(
@@ -443,3 +458,20 @@ PANEL_FIELDS = (
     "current_amps",
     "panel_utilization_percent",
 )
+
+# Tables kept by time (gridcore.retention), partitioned by day on PostgreSQL.
+TIME_KEPT = {
+    "ven_telemetry": Kept.RAW,
+    "ven_load_samples": Kept.RAW,
+    "ven_statuses": Kept.RAW,
+    "load_snapshots": Kept.RAW,
+    "ven_acks": Kept.ACKS,
+}
+# Their primary keys on PostgreSQL (the partition key added; see the docstring).
+PARTITIONED_PRIMARY_KEYS = {
+    "ven_telemetry": ("id", "timestamp"),
+    "ven_load_samples": ("ven_id", "timestamp", "load_id"),
+    "ven_statuses": ("id", "timestamp"),
+    "load_snapshots": ("id", "timestamp"),
+    "ven_acks": ("id", "timestamp"),
+}

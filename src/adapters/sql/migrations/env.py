@@ -10,7 +10,14 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from adapters.sql.engine import create_engine
+from adapters.sql.partitions import partition_of
 from adapters.sql.tables import metadata
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Compare tables, not the days they are partitioned into (which the
+    worker makes and drops, adapters.sql.partitions)."""
+    return not (type_ == "table" and name is not None and partition_of(name) is not None)
 
 
 def _run(connection: Connection) -> None:
@@ -19,6 +26,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
         transaction_per_migration=False,
     )
     with context.begin_transaction():
