@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         description="Restores at an event's end or stop are staggered over this window, "
         "a fixed offset per VEN and event; 0: all at once",
     )
+    gridcore_telemetry_retention_days: int = Field(
+        default=35,
+        ge=1,
+        le=36500,
+        description="Raw 5-second telemetry is kept this many days; history older than that "
+        "comes from the 5-minute intervals (kept for years)",
+    )
     gridcore_auto_register: bool = Field(
         default=True, description="Register unknown VENs on first telemetry (else refuse)"
     )
@@ -303,6 +310,10 @@ class Settings(BaseSettings):
     @property
     def restore_spread(self) -> timedelta:
         return timedelta(seconds=self.gridcore_restore_spread_seconds)
+
+    @property
+    def telemetry_retention(self) -> timedelta:
+        return timedelta(days=self.gridcore_telemetry_retention_days)
 
     @property
     def reconcile_after(self) -> timedelta | None:

@@ -127,6 +127,19 @@ WITH newest AS (
         shed_max = GREATEST(i.shed_max, excluded.shed_max),
         baseline_sum = i.baseline_sum + excluded.baseline_sum,
         baseline_count = i.baseline_count + excluded.baseline_count
+), interval_events AS (
+    -- gridcore.history.IntervalEvents: the event marks of those intervals, for
+    -- history read from them past raw retention; rows only during events.
+    INSERT INTO ven_interval_events AS ie
+    SELECT t.ven_id, to_timestamp(floor(extract(epoch FROM t.timestamp) / 300) * 300),
+           max(t.event_id), coalesce(sum(t.requested_reduction_kw), 0)
+    FROM ven_telemetry t
+    WHERE t.id = ANY(%(all_ids)s::int8[])
+      AND (t.event_id IS NOT NULL OR t.requested_reduction_kw IS NOT NULL)
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (ven_id, start) DO UPDATE SET
+        event_id = GREATEST(ie.event_id, excluded.event_id),
+        requested_sum = ie.requested_sum + excluded.requested_sum
 ), heartbeat AS (
     UPDATE vens SET last_seen_at = n.heard
     FROM newest n

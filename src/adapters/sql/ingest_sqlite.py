@@ -23,6 +23,7 @@ from adapters.sql.tables import (
     LOAD_FIELDS,
     PANEL_FIELDS,
     ven_energy,
+    ven_interval_events,
     ven_intervals,
     ven_latest,
     ven_load_samples,
@@ -32,7 +33,8 @@ from adapters.sql.tables import (
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
 from gridcore.energy import Reading
-from gridcore.intervals import roll_up
+from gridcore.history import IntervalEvents
+from gridcore.intervals import interval_start, roll_up
 from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
@@ -168,6 +170,36 @@ class SqliteBatchWriter:
             added.on_conflict_do_update(index_elements=[held.ven_id, held.start], set_=merged),
             rows,
         )
+        marks: dict[tuple[str, datetime], IntervalEvents] = {}
+        for item in batch:
+            one = IntervalEvents.of(item.panel[_EVENT_ID], item.panel[_REQUESTED])
+            if one is not None:
+                key = (item.key[0], interval_start(item.key[1]))
+                marks[key] = one if key not in marks else marks[key].merge(one)
+        if marks:
+            events = insert(ven_interval_events)
+            mark, fresh = ven_interval_events.c, events.excluded
+            await conn.execute(
+                events.on_conflict_do_update(
+                    index_elements=[mark.ven_id, mark.start],
+                    set_={
+                        # SQLite's max() of NULL and a text is NULL: coalesce both ways.
+                        "event_id": func.coalesce(
+                            func.max(mark.event_id, fresh.event_id), mark.event_id, fresh.event_id
+                        ),
+                        "requested_sum": mark.requested_sum + fresh.requested_sum,
+                    },
+                ),
+                [
+                    {
+                        "ven_id": v,
+                        "start": at,
+                        "event_id": m.event_id,
+                        "requested_sum": m.requested_sum,
+                    }
+                    for (v, at), m in sorted(marks.items())
+                ],
+            )
 
     async def _energy_before(
         self, conn: AsyncConnection, ven_ids: Sequence[str]
@@ -192,4 +224,6 @@ _REWRITTEN = (*_LATEST, "energy_day", "energy_kwh")
 _USED_POWER = PANEL_FIELDS.index("used_power_kw")
 _SHED_POWER = PANEL_FIELDS.index("shed_power_kw")
 _BASELINE = PANEL_FIELDS.index("baseline_power_kw")
+_EVENT_ID = PANEL_FIELDS.index("event_id")
+_REQUESTED = PANEL_FIELDS.index("requested_reduction_kw")
 _LOAD_COLUMNS = ("load_id", *LOAD_FIELDS, "current_amps")

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import (
     Float,
     Integer,
+    Select,
+    and_,
     case,
     cast,
     extract,
@@ -38,9 +40,13 @@ from adapters.sql.participation import ParticipationQueries
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.summary import SummaryQueries
 from adapters.sql.tables import (
+    ven_interval_events,
+    ven_intervals,
     ven_load_samples,
     ven_telemetry,
 )
+from gridcore.history import HistorySource, history_source
+from gridcore.intervals import interval_start
 from gridcore.telemetry import (
     MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
@@ -75,44 +81,20 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
         width: timedelta,
         ven_id: str | None = None,
         load_id: str | None = None,
+        raw_since: datetime | None = None,
+        source: HistorySource | None = None,
     ) -> list[HistoryPoint]:
         check_history_range(start, end, width)
+        source = source or history_source(
+            start, end, width, per_load=load_id is not None, raw_since=raw_since
+        )
         if end <= start:
             return []
-        t = ven_telemetry.c
-        source: FromClause
-        stamp: ColumnElement[datetime]
-        used: ColumnElement[float]
-        shed: ColumnElement[float]
-        who: ColumnElement[str]
-        if load_id is None:
-            source = ven_telemetry
-            stamp, used, shed = t.timestamp, t.used_power_kw, t.shed_power_kw
-            who = t.ven_id
+        seconds = int(width.total_seconds())
+        if source is HistorySource.INTERVALS:
+            per_ven = self._per_ven_from_intervals(start, end, seconds, ven_id)
         else:
-            s = ven_load_samples.c
-            source = ven_load_samples.join(ven_telemetry, t.id == s.telemetry_id)
-            stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
-            shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
-        bucket = self._bucket(stamp, int(width.total_seconds())).label("bucket")
-        n = cast(func.count(), Float)
-        per_ven = (
-            select(
-                bucket,
-                who.label("ven_id"),
-                (func.sum(func.coalesce(used, 0.0)) / n).label("used"),
-                (func.sum(func.coalesce(shed, 0.0)) / n).label("shed"),
-                (func.sum(func.coalesce(t.requested_reduction_kw, 0.0)) / n).label("requested"),
-                func.max(t.event_id).label("event_id"),
-            )
-            .select_from(source)
-            .where(stamp >= start, stamp < end)
-            .group_by(bucket, who)
-        )
-        if ven_id is not None:
-            per_ven = per_ven.where(who == ven_id)
-        if load_id is not None:
-            per_ven = per_ven.where(ven_load_samples.c.load_id == load_id)
+            per_ven = self._per_ven_from_samples(start, end, seconds, ven_id, load_id)
         pv = per_ven.subquery()
         rows = await self._all(
             select(
@@ -135,6 +117,76 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
             )
             for r in rows
         ]
+
+    def _per_ven_from_samples(
+        self, start: datetime, end: datetime, seconds: int, ven_id: str | None, load_id: str | None
+    ) -> Select[Any]:
+        """Each VEN's mean kW per bucket, from the raw samples."""
+        t = ven_telemetry.c
+        source: FromClause
+        stamp: ColumnElement[datetime]
+        used: ColumnElement[float]
+        shed: ColumnElement[float]
+        who: ColumnElement[str]
+        if load_id is None:
+            source = ven_telemetry
+            stamp, used, shed = t.timestamp, t.used_power_kw, t.shed_power_kw
+            who = t.ven_id
+        else:
+            s = ven_load_samples.c
+            source = ven_load_samples.join(ven_telemetry, t.id == s.telemetry_id)
+            stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
+            shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
+        bucket = self._bucket(stamp, seconds).label("bucket")
+        n = cast(func.count(), Float)
+        per_ven = (
+            select(
+                bucket,
+                who.label("ven_id"),
+                (func.sum(func.coalesce(used, 0.0)) / n).label("used"),
+                (func.sum(func.coalesce(shed, 0.0)) / n).label("shed"),
+                (func.sum(func.coalesce(t.requested_reduction_kw, 0.0)) / n).label("requested"),
+                func.max(t.event_id).label("event_id"),
+            )
+            .select_from(source)
+            .where(stamp >= start, stamp < end)
+            .group_by(bucket, who)
+        )
+        if ven_id is not None:
+            per_ven = per_ven.where(who == ven_id)
+        if load_id is not None:
+            per_ven = per_ven.where(ven_load_samples.c.load_id == load_id)
+        return per_ven
+
+    def _per_ven_from_intervals(
+        self, start: datetime, end: datetime, seconds: int, ven_id: str | None
+    ) -> Select[Any]:
+        """Each VEN's mean kW per bucket, from its 5-minute intervals and their
+        event marks: a bucket of whole intervals holds the same samples' sums
+        and counts as the raw rows (gridcore.history). Every interval that
+        overlaps [start, end) counts whole."""
+        i, e = ven_intervals.c, ven_interval_events.c
+        bucket = self._bucket(i.start, seconds).label("bucket")
+        n = cast(func.sum(i.samples), Float)
+        marks = ven_intervals.outerjoin(
+            ven_interval_events, and_(e.ven_id == i.ven_id, e.start == i.start)
+        )
+        per_ven = (
+            select(
+                bucket,
+                i.ven_id.label("ven_id"),
+                (func.sum(i.used_sum) / n).label("used"),
+                (func.sum(i.shed_sum) / n).label("shed"),
+                (func.coalesce(func.sum(e.requested_sum), 0.0) / n).label("requested"),
+                func.max(e.event_id).label("event_id"),
+            )
+            .select_from(marks)
+            .where(i.start >= interval_start(start), i.start < end)
+            .group_by(bucket, i.ven_id)
+        )
+        if ven_id is not None:
+            per_ven = per_ven.where(i.ven_id == ven_id)
+        return per_ven
 
     async def telemetry(
         self,

@@ -338,6 +338,19 @@ ven_intervals = Table(
     Column("baseline_count", Integer, nullable=False),
     PrimaryKeyConstraint("ven_id", "start"),
 )
+# What each VEN's samples in a 5-minute interval said about DR events
+# (gridcore.history.IntervalEvents): the greatest eventId and the summed
+# requestedReductionKw. Beside ven_intervals, which history reads once raw
+# samples are past retention; a row only where a sample carried either.
+ven_interval_events = Table(
+    "ven_interval_events",
+    metadata,
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("start", UtcDateTime, nullable=False),
+    Column("event_id", EVENT_ID),
+    Column("requested_sum", Float, nullable=False),
+    PrimaryKeyConstraint("ven_id", "start"),
+)
 INTERVAL_TOTALS = (
     "samples",
     "used_sum",

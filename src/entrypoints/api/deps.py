@@ -79,6 +79,13 @@ async def _now(clock: Annotated[Clock, Depends(_clock)]) -> datetime:
     return clock.now()
 
 
+async def _raw_since(
+    settings: Annotated[Settings, Depends(_settings)], now: Annotated[datetime, Depends(_now)]
+) -> datetime:
+    """The oldest instant raw telemetry is kept from (GRIDCORE_TELEMETRY_RETENTION_DAYS)."""
+    return now - settings.telemetry_retention
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
 QueriesDep = Annotated[TelemetryQueries, Depends(_queries)]
@@ -87,4 +94,5 @@ ClockDep = Annotated[Clock, Depends(_clock)]
 IdsDep = Annotated[IdGenerator, Depends(_ids)]
 OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
 NowDep = Annotated[datetime, Depends(_now)]
+RawSinceDep = Annotated[datetime, Depends(_raw_since)]
 DatabaseCheckDep = Annotated[DatabaseCheck | None, Depends(_database_check)]
