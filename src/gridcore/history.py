@@ -10,6 +10,9 @@ needs:
   (:class:`IntervalEvents`): kept for years, one row per VEN per 5 minutes
   instead of sixty, but per VEN only, not per load.
 
+- each VEN's days (:class:`DayTotals`, UTC days): the same sums per day, so
+  a year of daily points reads 365 rows a VEN instead of 105,120.
+
 A bucket whose width is a whole number of 5-minute intervals is a union of
 whole intervals (both are aligned to the Unix epoch), so the intervals give
 it exactly what the raw samples give: each VEN's sum of kW over its samples
@@ -19,17 +22,21 @@ the bucket holding it is a mean over up to 5 minutes more than the range.) Finer
 odd widths (``30s``, ``7m``) and per-load history need the raw samples, so
 they can reach back only as far as those are kept; a read further back is
 refused, naming what to change, rather than answered with silently missing
-buckets.
+buckets. Buckets of whole days read the whole days of the range from the
+days, and the intervals of its partial days at either end
+(:func:`whole_days`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from gridcore.errors import InvalidInput
-from gridcore.intervals import INTERVAL
+from gridcore.intervals import INTERVAL, IntervalTotals
+
+DAY = timedelta(days=1)
 
 
 class HistorySource(StrEnum):
@@ -95,3 +102,50 @@ class IntervalEvents:
     def merge(self, other: IntervalEvents) -> IntervalEvents:
         ids = [e for e in (self.event_id, other.event_id) if e is not None]
         return IntervalEvents(max(ids) if ids else None, self.requested_sum + other.requested_sum)
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    """One VEN's samples in one UTC day, as history reads them: the sample
+    count and the sums of used, shed (a sample without one adds 0) and
+    requested kW, and the greatest eventId. The sum of its intervals."""
+
+    samples: int = 0
+    used_sum: float = 0.0
+    shed_sum: float = 0.0
+    requested_sum: float = 0.0
+    event_id: str | None = None
+
+    @classmethod
+    def of(cls, totals: IntervalTotals, events: IntervalEvents | None = None) -> DayTotals:
+        events = events or IntervalEvents()
+        return cls(
+            totals.samples, totals.used_sum, totals.shed_sum, events.requested_sum, events.event_id
+        )
+
+    def merge(self, other: DayTotals) -> DayTotals:
+        ids = [e for e in (self.event_id, other.event_id) if e is not None]
+        return DayTotals(
+            self.samples + other.samples,
+            self.used_sum + other.used_sum,
+            self.shed_sum + other.shed_sum,
+            self.requested_sum + other.requested_sum,
+            max(ids) if ids else None,
+        )
+
+
+def day_of(at: datetime) -> datetime:
+    """The UTC midnight starting ``at``'s day."""
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def whole_days(
+    start: datetime, end: datetime, width: timedelta
+) -> tuple[datetime, datetime] | None:
+    """For buckets of whole days, the whole UTC days inside [start, end) that
+    the days answer (the rest, at either end, the intervals); else None."""
+    if width % DAY != timedelta(0):
+        return None
+    first = day_of(start) if start == day_of(start) else day_of(start) + DAY
+    last = day_of(end)
+    return (first, last) if first < last else None

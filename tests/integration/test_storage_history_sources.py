@@ -102,11 +102,21 @@ async def test_intervals_answer_what_the_raw_samples_answer(backend: Backend, se
 async def test_days_of_history_from_the_intervals(backend: Backend) -> None:
     # Sparse samples over three days, daily points; a range that starts mid-day.
     await append(backend, fleet(7, 3 * DAY, step_s=900))
+    # Whole days from the days, partial ones from their intervals.
     for start in (T0 - DAY, T0 + timedelta(hours=13, minutes=-1, seconds=-7)):
-        args: dict[str, Any] = {"start": start, "end": T0 + 4 * DAY, "width": DAY}
+        for width, ven_id in ((DAY, None), (DAY, "ven-b"), (2 * DAY, None), (7 * DAY, "ven-a")):
+            args: dict[str, Any] = {"start": start, "end": T0 + 4 * DAY, "width": width}
+            raw = await backend.queries.history(**args, ven_id=ven_id, source=HistorySource.RAW)
+            same(await backend.queries.history(**args, ven_id=ven_id), raw)
+            days = 4 if start < T0 else 3
+            assert len(raw) == days if width == DAY else raw  # (buckets aligned to the epoch)
+    # Whole days only: read from the days alone.
+    midnight = T0.replace(hour=0, minute=0, second=0)
+    for ven_id in (None, "ven-c"):
+        args = {"start": midnight, "end": midnight + 3 * DAY, "width": DAY, "ven_id": ven_id}
         raw = await backend.queries.history(**args, source=HistorySource.RAW)
         same(await backend.queries.history(**args), raw)
-        assert len(raw) in (3, 4)
+        assert len(raw) == 3
 
 
 async def test_a_range_inside_an_interval_counts_it_whole(backend: Backend) -> None:
@@ -140,6 +150,7 @@ async def test_history_past_raw_retention(backend: Backend) -> None:
     await append(backend, samples)
     whole: dict[str, Any] = {"start": T0 - DAY, "end": T0 + 3 * DAY, "width": timedelta(hours=1)}
     before = await backend.queries.history(**whole, ven_id="ven-b")
+    before_daily = await backend.queries.history(**{**whole, "width": DAY})
     raw_since = T0 + DAY
     await drop_raw_before(backend, raw_since)
 
@@ -147,6 +158,9 @@ async def test_history_past_raw_retention(backend: Backend) -> None:
     after = await backend.queries.history(**whole, ven_id="ven-b", raw_since=raw_since)
     same(after, before)
     assert after[0].timestamp < raw_since
+
+    daily = {**whole, "width": DAY}
+    same(await backend.queries.history(**daily, raw_since=raw_since), before_daily)
 
     # Finer buckets, or one load, need the raw samples: refused before raw_since...
     fine: dict[str, Any] = {"start": T0, "end": T0 + 2 * DAY, "width": MINUTE}

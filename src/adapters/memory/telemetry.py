@@ -16,7 +16,14 @@ from adapters.memory.participation import InMemoryParticipationQueries
 from adapters.memory.repositories import InMemoryState
 from gridcore.energy import Reading, batch_energy, day_start, energy_today
 from gridcore.errors import InvalidInput
-from gridcore.history import HistorySource, IntervalEvents, history_source
+from gridcore.history import (
+    DayTotals,
+    HistorySource,
+    IntervalEvents,
+    day_of,
+    history_source,
+    whole_days,
+)
 from gridcore.intervals import (
     MAX_INTERVAL_VENS,
     IntervalReading,
@@ -71,6 +78,8 @@ class InMemoryTelemetry:
     intervals: dict[tuple[str, datetime], IntervalTotals] = field(default_factory=dict)
     # Their event marks (gridcore.history), only where a sample carried one.
     interval_events: dict[tuple[str, datetime], IntervalEvents] = field(default_factory=dict)
+    # And per UTC day (gridcore.history.DayTotals).
+    days: dict[tuple[str, datetime], DayTotals] = field(default_factory=dict)
 
 
 class InMemoryTelemetryStore:
@@ -144,6 +153,9 @@ class InMemoryTelemetryStore:
         if mark is not None:
             marks = self._telemetry.interval_events
             marks[key] = mark if key not in marks else marks[key].merge(mark)
+        day = (sample.ven_id, day_of(sample.timestamp))
+        days, total = self._telemetry.days, DayTotals.of(one, mark)
+        days[day] = total if day not in days else days[day].merge(total)
 
 
 def _load_from(sample: LoadSample, config: Load | None) -> Load:
@@ -335,8 +347,13 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
         if source is HistorySource.INTERVALS:
             marks = self._telemetry.interval_events
             first = interval_start(start)  # every interval overlapping the range, whole
+            days = whole_days(start, end, width)  # read from the days; the rest from intervals
+            lo, hi = days or (end, end)
+            for (sid, day), d in self._telemetry.days.items():
+                if lo <= day < hi and (ven_id is None or sid == ven_id):
+                    add(day, sid, (d.used_sum, d.shed_sum, d.requested_sum, d.samples), d.event_id)
             for (sid, at), totals in self._telemetry.intervals.items():
-                if not first <= at < end or (ven_id is not None and sid != ven_id):
+                if not first <= at < end or lo <= at < hi or (ven_id is not None and sid != ven_id):
                     continue
                 mark = marks.get((sid, at)) or IntervalEvents()
                 sums = (totals.used_sum, totals.shed_sum, mark.requested_sum, totals.samples)

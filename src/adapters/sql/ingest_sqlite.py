@@ -22,6 +22,7 @@ from adapters.sql.tables import (
     INTERVAL_TOTALS,
     LOAD_FIELDS,
     PANEL_FIELDS,
+    ven_days,
     ven_energy,
     ven_interval_events,
     ven_intervals,
@@ -33,8 +34,8 @@ from adapters.sql.tables import (
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
 from gridcore.energy import Reading
-from gridcore.history import IntervalEvents
-from gridcore.intervals import interval_start, roll_up
+from gridcore.history import DayTotals, IntervalEvents, day_of
+from gridcore.intervals import IntervalTotals, interval_start, roll_up
 from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
@@ -171,11 +172,18 @@ class SqliteBatchWriter:
             rows,
         )
         marks: dict[tuple[str, datetime], IntervalEvents] = {}
+        days: dict[tuple[str, datetime], DayTotals] = {}
         for item in batch:
-            one = IntervalEvents.of(item.panel[_EVENT_ID], item.panel[_REQUESTED])
+            (ven_id, ts), panel = item.key, item.panel
+            one = IntervalEvents.of(panel[_EVENT_ID], panel[_REQUESTED])
             if one is not None:
-                key = (item.key[0], interval_start(item.key[1]))
+                key = (ven_id, interval_start(ts))
                 marks[key] = one if key not in marks else marks[key].merge(one)
+            totals = IntervalTotals.of(panel[_USED_POWER], panel[_SHED_POWER], None)
+            sample = DayTotals.of(totals, one)
+            key = (ven_id, day_of(ts))
+            days[key] = sample if key not in days else days[key].merge(sample)
+        await self._add_days(conn, days)
         if marks:
             events = insert(ven_interval_events)
             mark, fresh = ven_interval_events.c, events.excluded
@@ -200,6 +208,25 @@ class SqliteBatchWriter:
                     for (v, at), m in sorted(marks.items())
                 ],
             )
+
+    async def _add_days(
+        self, conn: AsyncConnection, days: dict[tuple[str, datetime], DayTotals]
+    ) -> None:
+        """The batch's samples added to their VENs' days (gridcore.history)."""
+        if not days:
+            return
+        added = insert(ven_days)
+        held, new = ven_days.c, added.excluded
+        sums = ("samples", "used_sum", "shed_sum", "requested_sum")
+        merged: dict[str, Any] = {f: held[f] + new[f] for f in sums}
+        # SQLite's max() of NULL and a text is NULL: coalesce both ways.
+        merged["event_id"] = func.coalesce(
+            func.max(held.event_id, new.event_id), held.event_id, new.event_id
+        )
+        await conn.execute(
+            added.on_conflict_do_update(index_elements=[held.ven_id, held.day], set_=merged),
+            [{"ven_id": v, "day": d, **asdict(t)} for (v, d), t in sorted(days.items())],
+        )
 
     async def _energy_before(
         self, conn: AsyncConnection, ven_ids: Sequence[str]
