@@ -365,6 +365,10 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.gridcore_restore_spread_seconds)
 
     @property
+    def telemetry_retention(self) -> timedelta:
+        return timedelta(days=self.gridcore_raw_retention_days)
+
+    @property
     def reconcile_after(self) -> timedelta | None:
         seconds = self.gridcore_reconcile_after_seconds
         return timedelta(seconds=seconds) if seconds > 0 else None

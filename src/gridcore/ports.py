@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
+from gridcore.history import HistorySource
 from gridcore.intervals import IntervalReading, MeterSeries
 from gridcore.listing import ALL, VenListing
 from gridcore.participation import Around, ResponseStats
@@ -471,9 +472,17 @@ class TelemetryQueries(Protocol):
         width: timedelta,
         ven_id: str | None = None,
         load_id: str | None = None,
+        raw_since: datetime | None = None,
+        source: HistorySource | None = None,
     ) -> list[HistoryPoint]:
         """Buckets of ``width`` over [start, end): sums of used/shed kW, for the
-        network, one VEN, or one load of one VEN."""
+        network, one VEN, or one load of one VEN. Read from the 5-minute
+        intervals when ``width`` is a whole number of them, else from the raw
+        samples (:func:`gridcore.history.history_source`); ``raw_since``: the
+        oldest instant raw samples are kept from (None: all), a read that needs
+        raw samples from before it is refused (``InvalidInput``). ``source``:
+        read that store whatever the width (None: the one chosen as above);
+        for comparing the two, as tests and benchmarks do."""
         ...
 
     async def telemetry(

@@ -233,6 +233,9 @@ async def test_telemetry_circuits_and_history_shapes(rig: Rig) -> None:
     assert load["points"][0]["usedPowerKw"] == 2.1
     # Defaults: all stored data up to now.
     assert (await rig.client.get("/api/vens/ven-001/history")).json()["points"]
+    # ...for one load, all its raw samples kept (not 10,000 hours back, past retention).
+    hourly = await rig.client.get("/api/vens/ven-001/loads/circuit_1/history?granularity=1h")
+    assert hourly.json()["points"][0]["usedPowerKw"] == 2.1
 
 
 async def test_stats(rig: Rig) -> None:
@@ -457,6 +460,21 @@ async def test_manual_commands_go_through_the_outbox(rig: Rig) -> None:
             "/api/stats/network/history?start=2000-01-01T00:00&granularity=1s",
             None,
             "granularity",
+        ),
+        # Raw samples are kept 35 days (GRIDCORE_RAW_RETENTION_DAYS): what only they
+        # answer is refused before then, never answered with silently empty buckets.
+        (
+            "GET",
+            "/api/stats/network/history?start=2024-09-01T00:00Z&end=2024-09-02T00:00Z"
+            "&granularity=1m",
+            None,
+            "granularity",
+        ),
+        (
+            "GET",
+            "/api/vens/ven-001/loads/circuit_1/history?start=2024-09-01T00:00Z&granularity=1h",
+            None,
+            "start",
         ),
         ("GET", "/api/vens?limit=0", None, "limit"),
         ("GET", "/api/vens?limit=100000", None, "limit"),

@@ -16,6 +16,14 @@ from adapters.memory.participation import InMemoryParticipationQueries
 from adapters.memory.repositories import InMemoryState
 from gridcore.energy import Reading, batch_energy, day_start, energy_today
 from gridcore.errors import InvalidInput
+from gridcore.history import (
+    DayTotals,
+    HistorySource,
+    IntervalEvents,
+    day_of,
+    history_source,
+    whole_days,
+)
 from gridcore.intervals import (
     MAX_INTERVAL_VENS,
     IntervalReading,
@@ -69,6 +77,10 @@ class InMemoryTelemetry:
     energy: dict[tuple[datetime, str], float] = field(default_factory=dict)
     # 5-minute intervals per (VEN, start), kept up as telemetry arrives.
     intervals: dict[tuple[str, datetime], IntervalTotals] = field(default_factory=dict)
+    # Their event marks (gridcore.history), only where a sample carried one.
+    interval_events: dict[tuple[str, datetime], IntervalEvents] = field(default_factory=dict)
+    # And per UTC day (gridcore.history.DayTotals).
+    days: dict[tuple[str, datetime], DayTotals] = field(default_factory=dict)
 
 
 class InMemoryTelemetryStore:
@@ -138,6 +150,13 @@ class InMemoryTelemetryStore:
         )
         held = self._telemetry.intervals.get(key)
         self._telemetry.intervals[key] = one if held is None else held.merge(one)
+        mark = IntervalEvents.of(sample.event_id, sample.requested_reduction_kw)
+        if mark is not None:
+            marks = self._telemetry.interval_events
+            marks[key] = mark if key not in marks else marks[key].merge(mark)
+        day = (sample.ven_id, day_of(sample.timestamp))
+        days, total = self._telemetry.days, DayTotals.of(one, mark)
+        days[day] = total if day not in days else days[day].merge(total)
 
 
 def _load_from(sample: LoadSample, config: Load | None) -> Load:
@@ -305,31 +324,56 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
         width: timedelta,
         ven_id: str | None = None,
         load_id: str | None = None,
+        raw_since: datetime | None = None,
+        source: HistorySource | None = None,
     ) -> list[HistoryPoint]:
         check_history_range(start, end, width)
-        # bucket -> ven -> [used, shed, requested, n, event ids]
+        source = source or history_source(
+            start, end, width, per_load=load_id is not None, raw_since=raw_since
+        )
+        # bucket -> ven -> [used, shed, requested sums, samples]; bucket -> greatest event id
         acc: dict[datetime, dict[str, list[float]]] = defaultdict(dict)
         events: dict[datetime, str] = {}
-        for (sid, ts), sample in self._telemetry.samples.items():
-            if not start <= ts < end or (ven_id is not None and sid != ven_id):
-                continue
-            used, shed = sample.used_power_kw, sample.shed_power_kw
-            if load_id is not None:
-                line = next((ld for ld in sample.loads if ld.load_id == load_id), None)
-                if line is None:
-                    continue
-                # A load is shed while the VEN reports it disabled; what it gives
-                # up then is its shed capability.
-                used = line.current_power_kw
-                shed = line.shed_capability_kw if line.enabled is False else 0.0
-            bucket = bucket_start(ts, width, EPOCH)
+
+        def add(
+            at: datetime, sid: str, sums: tuple[float, float, float, int], event: str | None
+        ) -> None:
+            bucket = bucket_start(at, width, EPOCH)
             row = acc[bucket].setdefault(sid, [0.0, 0.0, 0.0, 0.0])
-            row[0] += used or 0.0
-            row[1] += shed or 0.0
-            row[2] += sample.requested_reduction_kw or 0.0
-            row[3] += 1
-            if sample.event_id and events.get(bucket, "") < sample.event_id:
-                events[bucket] = sample.event_id
+            for i, value in enumerate(sums):
+                row[i] += value
+            if event and events.get(bucket, "") < event:
+                events[bucket] = event
+
+        if source is HistorySource.INTERVALS:
+            marks = self._telemetry.interval_events
+            first = interval_start(start)  # every interval overlapping the range, whole
+            days = whole_days(start, end, width)  # read from the days; the rest from intervals
+            lo, hi = days or (end, end)
+            for (sid, day), d in self._telemetry.days.items():
+                if lo <= day < hi and (ven_id is None or sid == ven_id):
+                    add(day, sid, (d.used_sum, d.shed_sum, d.requested_sum, d.samples), d.event_id)
+            for (sid, at), totals in self._telemetry.intervals.items():
+                if not first <= at < end or lo <= at < hi or (ven_id is not None and sid != ven_id):
+                    continue
+                mark = marks.get((sid, at)) or IntervalEvents()
+                sums = (totals.used_sum, totals.shed_sum, mark.requested_sum, totals.samples)
+                add(at, sid, sums, mark.event_id)
+        else:
+            for (sid, ts), sample in self._telemetry.samples.items():
+                if not start <= ts < end or (ven_id is not None and sid != ven_id):
+                    continue
+                used, shed = sample.used_power_kw, sample.shed_power_kw
+                if load_id is not None:
+                    line = next((ld for ld in sample.loads if ld.load_id == load_id), None)
+                    if line is None:
+                        continue
+                    # A load is shed while the VEN reports it disabled; what it gives
+                    # up then is its shed capability.
+                    used = line.current_power_kw
+                    shed = line.shed_capability_kw if line.enabled is False else 0.0
+                sums = (used or 0.0, shed or 0.0, sample.requested_reduction_kw or 0.0, 1)
+                add(ts, sid, sums, sample.event_id)
         points = []
         for bucket in sorted(acc):
             per_ven = acc[bucket].values()

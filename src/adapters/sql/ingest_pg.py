@@ -140,6 +140,33 @@ WITH newest AS (
         shed_max = GREATEST(i.shed_max, excluded.shed_max),
         baseline_sum = i.baseline_sum + excluded.baseline_sum,
         baseline_count = i.baseline_count + excluded.baseline_count
+), interval_events AS (
+    -- gridcore.history.IntervalEvents: the event marks of those intervals, for
+    -- history read from them past raw retention; rows only during events.
+    INSERT INTO ven_interval_events AS ie
+    SELECT t.ven_id, to_timestamp(floor(extract(epoch FROM t.timestamp) / 300) * 300),
+           max(t.event_id), coalesce(sum(t.requested_reduction_kw), 0)
+    FROM ven_telemetry t
+    WHERE t.id = ANY(%(all_ids)s::int8[])
+      AND (t.event_id IS NOT NULL OR t.requested_reduction_kw IS NOT NULL)
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (ven_id, start) DO UPDATE SET
+        event_id = GREATEST(ie.event_id, excluded.event_id),
+        requested_sum = ie.requested_sum + excluded.requested_sum
+), days AS (
+    -- gridcore.history.DayTotals: the same samples added to their VENs' UTC days.
+    INSERT INTO ven_days AS d
+    SELECT t.ven_id, date_trunc('day', t.timestamp, 'UTC'), count(*),
+           coalesce(sum(t.used_power_kw), 0), coalesce(sum(t.shed_power_kw), 0),
+           coalesce(sum(t.requested_reduction_kw), 0), max(t.event_id)
+    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[])
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (ven_id, day) DO UPDATE SET
+        samples = d.samples + excluded.samples,
+        used_sum = d.used_sum + excluded.used_sum,
+        shed_sum = d.shed_sum + excluded.shed_sum,
+        requested_sum = d.requested_sum + excluded.requested_sum,
+        event_id = GREATEST(d.event_id, excluded.event_id)
 ), heartbeat AS (
     UPDATE vens SET last_seen_at = n.heard
     FROM newest n

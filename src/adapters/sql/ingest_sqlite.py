@@ -22,7 +22,9 @@ from adapters.sql.tables import (
     INTERVAL_TOTALS,
     LOAD_FIELDS,
     PANEL_FIELDS,
+    ven_days,
     ven_energy,
+    ven_interval_events,
     ven_intervals,
     ven_latest,
     ven_load_samples,
@@ -32,7 +34,8 @@ from adapters.sql.tables import (
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
 from gridcore.energy import Reading
-from gridcore.intervals import roll_up
+from gridcore.history import DayTotals, IntervalEvents, day_of
+from gridcore.intervals import IntervalTotals, interval_start, roll_up
 from gridcore.timestamps import heard_at
 
 # Under SQLite's default limit of 32,766 bound variables per statement.
@@ -168,6 +171,62 @@ class SqliteBatchWriter:
             added.on_conflict_do_update(index_elements=[held.ven_id, held.start], set_=merged),
             rows,
         )
+        marks: dict[tuple[str, datetime], IntervalEvents] = {}
+        days: dict[tuple[str, datetime], DayTotals] = {}
+        for item in batch:
+            (ven_id, ts), panel = item.key, item.panel
+            one = IntervalEvents.of(panel[_EVENT_ID], panel[_REQUESTED])
+            if one is not None:
+                key = (ven_id, interval_start(ts))
+                marks[key] = one if key not in marks else marks[key].merge(one)
+            totals = IntervalTotals.of(panel[_USED_POWER], panel[_SHED_POWER], None)
+            sample = DayTotals.of(totals, one)
+            key = (ven_id, day_of(ts))
+            days[key] = sample if key not in days else days[key].merge(sample)
+        await self._add_days(conn, days)
+        if marks:
+            events = insert(ven_interval_events)
+            mark, fresh = ven_interval_events.c, events.excluded
+            await conn.execute(
+                events.on_conflict_do_update(
+                    index_elements=[mark.ven_id, mark.start],
+                    set_={
+                        # SQLite's max() of NULL and a text is NULL: coalesce both ways.
+                        "event_id": func.coalesce(
+                            func.max(mark.event_id, fresh.event_id), mark.event_id, fresh.event_id
+                        ),
+                        "requested_sum": mark.requested_sum + fresh.requested_sum,
+                    },
+                ),
+                [
+                    {
+                        "ven_id": v,
+                        "start": at,
+                        "event_id": m.event_id,
+                        "requested_sum": m.requested_sum,
+                    }
+                    for (v, at), m in sorted(marks.items())
+                ],
+            )
+
+    async def _add_days(
+        self, conn: AsyncConnection, days: dict[tuple[str, datetime], DayTotals]
+    ) -> None:
+        """The batch's samples added to their VENs' days (gridcore.history)."""
+        if not days:
+            return
+        added = insert(ven_days)
+        held, new = ven_days.c, added.excluded
+        sums = ("samples", "used_sum", "shed_sum", "requested_sum")
+        merged: dict[str, Any] = {f: held[f] + new[f] for f in sums}
+        # SQLite's max() of NULL and a text is NULL: coalesce both ways.
+        merged["event_id"] = func.coalesce(
+            func.max(held.event_id, new.event_id), held.event_id, new.event_id
+        )
+        await conn.execute(
+            added.on_conflict_do_update(index_elements=[held.ven_id, held.day], set_=merged),
+            [{"ven_id": v, "day": d, **asdict(t)} for (v, d), t in sorted(days.items())],
+        )
 
     async def _energy_before(
         self, conn: AsyncConnection, ven_ids: Sequence[str]
@@ -192,4 +251,6 @@ _REWRITTEN = (*_LATEST, "energy_day", "energy_kwh")
 _USED_POWER = PANEL_FIELDS.index("used_power_kw")
 _SHED_POWER = PANEL_FIELDS.index("shed_power_kw")
 _BASELINE = PANEL_FIELDS.index("baseline_power_kw")
+_EVENT_ID = PANEL_FIELDS.index("event_id")
+_REQUESTED = PANEL_FIELDS.index("requested_reduction_kw")
 _LOAD_COLUMNS = ("load_id", *LOAD_FIELDS, "current_amps")

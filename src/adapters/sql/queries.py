@@ -23,12 +23,17 @@ from typing import Any
 from sqlalchemy import (
     Float,
     Integer,
+    Select,
+    and_,
     case,
     cast,
     extract,
     func,
     literal,
+    null,
+    or_,
     select,
+    union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
@@ -38,9 +43,14 @@ from adapters.sql.participation import ParticipationQueries
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.summary import SummaryQueries
 from adapters.sql.tables import (
+    ven_days,
+    ven_interval_events,
+    ven_intervals,
     ven_load_samples,
     ven_telemetry,
 )
+from gridcore.history import DAY, HistorySource, history_source, whole_days
+from gridcore.intervals import interval_start
 from gridcore.telemetry import (
     MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
@@ -59,13 +69,20 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
     capped at 1,000 rows; history at ``MAX_BUCKETS`` buckets."""
 
     def _bucket(self, column: Any, seconds: int) -> ColumnElement[Any]:
+        """The bucket's start: a timestamp on PostgreSQL (grouping by it is
+        cheap; ``extract`` yields numeric, a third of a year's read), epoch
+        seconds on SQLite; :meth:`_epoch` makes either epoch seconds."""
         if self._engine.dialect.name == "postgresql":
-            start = func.date_bin(timedelta(seconds=seconds), column, literal(EPOCH))
-            return extract("epoch", start)
+            return func.date_bin(timedelta(seconds=seconds), column, literal(EPOCH))
         # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; whole-second widths
         # aligned to the epoch make the fraction irrelevant. Floor, not truncate.
         epoch = cast(func.strftime("%s", column), Integer)
         return epoch - ((epoch % seconds) + seconds) % seconds
+
+    def _epoch(self, bucket: Any) -> ColumnElement[Any]:
+        if self._engine.dialect.name == "postgresql":
+            return extract("epoch", bucket)
+        return cast(bucket, Integer)
 
     async def history(
         self,
@@ -75,51 +92,24 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
         width: timedelta,
         ven_id: str | None = None,
         load_id: str | None = None,
+        raw_since: datetime | None = None,
+        source: HistorySource | None = None,
     ) -> list[HistoryPoint]:
         check_history_range(start, end, width)
+        source = source or history_source(
+            start, end, width, per_load=load_id is not None, raw_since=raw_since
+        )
         if end <= start:
             return []
-        t = ven_telemetry.c
-        source: FromClause
-        stamp: ColumnElement[datetime]
-        used: ColumnElement[float]
-        shed: ColumnElement[float]
-        who: ColumnElement[str]
-        if load_id is None:
-            source = ven_telemetry
-            stamp, used, shed = t.timestamp, t.used_power_kw, t.shed_power_kw
-            who = t.ven_id
+        seconds = int(width.total_seconds())
+        if source is HistorySource.INTERVALS:
+            per_ven = self._per_ven_from_intervals(start, end, width, ven_id)
         else:
-            s = ven_load_samples.c
-            # the timestamp too: it prunes each lookup to one day's partition
-            source = ven_load_samples.join(
-                ven_telemetry, (t.id == s.telemetry_id) & (t.timestamp == s.timestamp)
-            )
-            stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
-            shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
-        bucket = self._bucket(stamp, int(width.total_seconds())).label("bucket")
-        n = cast(func.count(), Float)
-        per_ven = (
-            select(
-                bucket,
-                who.label("ven_id"),
-                (func.sum(func.coalesce(used, 0.0)) / n).label("used"),
-                (func.sum(func.coalesce(shed, 0.0)) / n).label("shed"),
-                (func.sum(func.coalesce(t.requested_reduction_kw, 0.0)) / n).label("requested"),
-                func.max(t.event_id).label("event_id"),
-            )
-            .select_from(source)
-            .where(stamp >= start, stamp < end)
-            .group_by(bucket, who)
-        )
-        if ven_id is not None:
-            per_ven = per_ven.where(who == ven_id)
-        if load_id is not None:
-            per_ven = per_ven.where(ven_load_samples.c.load_id == load_id)
+            per_ven = self._per_ven_from_samples(start, end, seconds, ven_id, load_id)
         pv = per_ven.subquery()
         rows = await self._all(
             select(
-                pv.c.bucket,
+                self._epoch(pv.c.bucket).label("bucket"),
                 func.sum(pv.c.used).label("used"),
                 func.sum(pv.c.shed).label("shed"),
                 func.sum(pv.c.requested).label("requested"),
@@ -138,6 +128,127 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
             )
             for r in rows
         ]
+
+    def _per_ven_from_samples(
+        self, start: datetime, end: datetime, seconds: int, ven_id: str | None, load_id: str | None
+    ) -> Select[Any]:
+        """Each VEN's mean kW per bucket, from the raw samples."""
+        t = ven_telemetry.c
+        source: FromClause
+        stamp: ColumnElement[datetime]
+        used: ColumnElement[float]
+        shed: ColumnElement[float]
+        who: ColumnElement[str]
+        if load_id is None:
+            source = ven_telemetry
+            stamp, used, shed = t.timestamp, t.used_power_kw, t.shed_power_kw
+            who = t.ven_id
+        else:
+            s = ven_load_samples.c
+            # the timestamp too: it prunes each lookup to one day's partition
+            source = ven_load_samples.join(
+                ven_telemetry, (t.id == s.telemetry_id) & (t.timestamp == s.timestamp)
+            )
+            stamp, used, who = s.timestamp, s.current_power_kw, s.ven_id
+            shed = case((s.enabled.is_(False), s.shed_capability_kw), else_=0.0)
+        bucket = self._bucket(stamp, seconds).label("bucket")
+        n = cast(func.count(), Float)
+        per_ven = (
+            select(
+                bucket,
+                who.label("ven_id"),
+                (func.sum(func.coalesce(used, 0.0)) / n).label("used"),
+                (func.sum(func.coalesce(shed, 0.0)) / n).label("shed"),
+                (func.sum(func.coalesce(t.requested_reduction_kw, 0.0)) / n).label("requested"),
+                func.max(t.event_id).label("event_id"),
+            )
+            .select_from(source)
+            .where(stamp >= start, stamp < end)
+            .group_by(bucket, who)
+        )
+        if ven_id is not None:
+            per_ven = per_ven.where(who == ven_id)
+        if load_id is not None:
+            per_ven = per_ven.where(ven_load_samples.c.load_id == load_id)
+        return per_ven
+
+    def _per_ven_from_intervals(
+        self, start: datetime, end: datetime, width: timedelta, ven_id: str | None
+    ) -> Select[Any]:
+        """Each VEN's mean kW per bucket, from its 5-minute intervals and their
+        event marks: a bucket of whole intervals holds the same samples' sums
+        and counts as the raw rows (gridcore.history). Every interval that
+        overlaps [start, end) counts whole. Buckets of whole days read the
+        range's whole days from ``ven_days``, only its partial days' intervals."""
+        i, e, d = ven_intervals.c, ven_interval_events.c, ven_days.c
+        days = whole_days(start, end, width)
+        first = interval_start(start)
+        # The partial days at either end (none: the days answer it all), each a
+        # range the primary key or the BRIN index on start can read. The event
+        # marks are rows of their own (no samples), not a join: a join made
+        # PostgreSQL hash every mark of the table.
+        edges = [(first, end)] if days is None else [(first, days[0]), (days[1], end)]
+        edges = [(lo, hi) for lo, hi in edges if lo < hi]
+        zero = literal(0.0, Float)
+        parts: list[Select[Any]] = []
+        if edges:
+            sums = select(
+                i.ven_id,
+                i.start.label("at"),
+                i.samples,
+                i.used_sum,
+                i.shed_sum,
+                zero.label("requested_sum"),
+                cast(null(), e.event_id.type).label("event_id"),
+            ).where(or_(*(and_(i.start >= lo, i.start < hi) for lo, hi in edges)))
+            marks = select(
+                e.ven_id,
+                e.start.label("at"),
+                literal(0, Integer).label("samples"),
+                zero.label("used_sum"),
+                zero.label("shed_sum"),
+                e.requested_sum,
+                e.event_id,
+            ).where(or_(*(and_(e.start >= lo, e.start < hi) for lo, hi in edges)))
+            if ven_id is not None:
+                sums, marks = sums.where(i.ven_id == ven_id), marks.where(e.ven_id == ven_id)
+            parts += [sums, marks]
+        if days is not None:
+            whole = select(
+                d.ven_id,
+                d.day.label("at"),
+                d.samples,
+                d.used_sum,
+                d.shed_sum,
+                d.requested_sum,
+                d.event_id,
+            ).where(d.day >= days[0], d.day < days[1])
+            if ven_id is not None:
+                whole = whole.where(d.ven_id == ven_id)
+            if not parts and width == DAY:
+                # Daily points of whole days: each row is its VEN's bucket already
+                # (a year of the fleet: one pass, no grouping per VEN).
+                n = cast(d.samples, Float)
+                return whole.with_only_columns(
+                    self._bucket(d.day, 86_400).label("bucket"),
+                    d.ven_id,
+                    (d.used_sum / n).label("used"),
+                    (d.shed_sum / n).label("shed"),
+                    (d.requested_sum / n).label("requested"),
+                    d.event_id,
+                )
+            parts.append(whole)
+        rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        bucket = self._bucket(rows.c.at, int(width.total_seconds())).label("bucket")
+        n = cast(func.sum(rows.c.samples), Float)
+        return select(
+            bucket,
+            rows.c.ven_id,
+            (func.sum(rows.c.used_sum) / n).label("used"),
+            (func.sum(rows.c.shed_sum) / n).label("shed"),
+            (func.sum(rows.c.requested_sum) / n).label("requested"),
+            func.max(rows.c.event_id).label("event_id"),
+        ).group_by(bucket, rows.c.ven_id)
 
     async def telemetry(
         self,

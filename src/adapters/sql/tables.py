@@ -352,6 +352,38 @@ ven_intervals = Table(
     Column("baseline_sum", Float, nullable=False),
     Column("baseline_count", Integer, nullable=False),
     PrimaryKeyConstraint("ven_id", "start"),
+    # The fleet's history reads a time range of every VEN (migration 0010). BRIN:
+    # tiny, and intervals are written in time order.
+    Index("ix_ven_intervals_start", "start", postgresql_using="brin"),
+)
+# What each VEN's samples in a 5-minute interval said about DR events
+# (gridcore.history.IntervalEvents): the greatest eventId and the summed
+# requestedReductionKw. Beside ven_intervals, which history reads once raw
+# samples are past retention; a row only where a sample carried either.
+ven_interval_events = Table(
+    "ven_interval_events",
+    metadata,
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("start", UtcDateTime, nullable=False),
+    Column("event_id", EVENT_ID),
+    Column("requested_sum", Float, nullable=False),
+    PrimaryKeyConstraint("ven_id", "start"),
+    Index("ix_ven_interval_events_start", "start", postgresql_using="brin"),
+)
+# Each VEN's samples per UTC day (gridcore.history.DayTotals), kept up at
+# ingest: a year of daily history is 365 rows a VEN, not 105,120 intervals.
+ven_days = Table(
+    "ven_days",
+    metadata,
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("day", UtcDateTime, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("used_sum", Float, nullable=False),
+    Column("shed_sum", Float, nullable=False),
+    Column("requested_sum", Float, nullable=False),
+    Column("event_id", EVENT_ID),
+    PrimaryKeyConstraint("ven_id", "day"),
+    Index(None, "day"),  # the fleet's days
 )
 INTERVAL_TOTALS = (
     "samples",

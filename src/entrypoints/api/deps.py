@@ -84,6 +84,13 @@ async def _now(clock: Annotated[Clock, Depends(_clock)]) -> datetime:
     return clock.now()
 
 
+async def _raw_since(
+    settings: Annotated[Settings, Depends(_settings)], now: Annotated[datetime, Depends(_now)]
+) -> datetime:
+    """The oldest instant raw telemetry is kept from (GRIDCORE_RAW_RETENTION_DAYS)."""
+    return now - settings.telemetry_retention
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
 QueriesDep = Annotated[TelemetryQueries, Depends(_queries)]
@@ -93,4 +100,5 @@ IdsDep = Annotated[IdGenerator, Depends(_ids)]
 OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
 NowDep = Annotated[datetime, Depends(_now)]
 CoalescerDep = Annotated[Coalescer, Depends(_coalescer)]
+RawSinceDep = Annotated[datetime, Depends(_raw_since)]
 DatabaseCheckDep = Annotated[DatabaseCheck | None, Depends(_database_check)]

@@ -17,6 +17,7 @@ from entrypoints.api.fields import (
     as_utc,
 )
 from gridcore.errors import InvalidInput
+from gridcore.history import history_source, needs_raw
 from gridcore.listing import MAX_SEARCH, VenOrder
 from gridcore.summary import MAX_FLEET_PAGE
 from gridcore.telemetry import (
@@ -83,14 +84,22 @@ def checked_range(start: datetime | None, end: datetime | None) -> None:
 
 
 def history_window(
-    start: datetime | None, end: datetime | None, granularity: str, now: datetime
+    start: datetime | None,
+    end: datetime | None,
+    granularity: str,
+    now: datetime,
+    *,
+    raw_since: datetime | None = None,
+    per_load: bool = False,
 ) -> tuple[datetime, datetime, timedelta]:
     """[start, end) and the bucket width for a history request.
 
     Omitted bounds mean "all stored data": ``end`` defaults to now, ``start``
-    to the oldest instant that still fits the bucket cap, so an omitted range
-    never fails. An explicit range wider than the cap is refused, naming the
-    granularity, rather than silently cut.
+    to the oldest instant that still fits the bucket cap and, for a read only
+    raw samples answer (gridcore.history), that they are still kept for
+    (``raw_since``), so an omitted range never fails. An explicit range wider
+    than the cap, or reaching raw samples past retention, is refused, naming
+    what to change, rather than silently cut.
     """
     width = parse_granularity(granularity or DEFAULT_GRANULARITY)
     checked_range(start, end)
@@ -98,6 +107,8 @@ def history_window(
         end = max(as_utc(now), start + width) if start is not None else as_utc(now)
     if start is None:
         start = end - width * MAX_BUCKETS
+        if raw_since is not None and needs_raw(width, per_load=per_load) and raw_since < end:
+            start = max(start, raw_since)
     buckets = (end - start) / width
     if buckets > MAX_BUCKETS:
         raise InvalidInput(
@@ -105,4 +116,5 @@ def history_window(
             f"start..end holds {int(buckets)} buckets of {granularity}; at most {MAX_BUCKETS}: "
             "choose a coarser granularity or a shorter range",
         )
+    history_source(start, end, width, per_load=per_load, raw_since=raw_since)
     return start, end, width

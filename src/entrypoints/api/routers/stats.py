@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from entrypoints.api.deps import ClockDep, CoalescerDep, NowDep, OfflineAfterDep, QueriesDep
+from entrypoints.api.deps import (
+    ClockDep,
+    CoalescerDep,
+    NowDep,
+    OfflineAfterDep,
+    QueriesDep,
+    RawSinceDep,
+)
 from entrypoints.api.params import End, Granularity, Start, history_window
 from entrypoints.api.schemas import HistoryResponse, LoadTypeStatsOut, NetworkStatsOut
 from entrypoints.api.views import history_point
@@ -57,11 +64,12 @@ async def load_stats(queries: QueriesDep, shared: CoalescerDep) -> list[LoadType
 async def network_history(
     queries: QueriesDep,
     now: NowDep,
+    raw_since: RawSinceDep,
     start: Start = None,
     end: End = None,
     granularity: Granularity = DEFAULT_GRANULARITY,
 ) -> HistoryResponse:
     """Per bucket: the sum over VENs of each VEN's mean used/shed kW in it."""
-    lo, hi, width = history_window(start, end, granularity, now)
-    points = await queries.history(start=lo, end=hi, width=width)
+    lo, hi, width = history_window(start, end, granularity, now, raw_since=raw_since)
+    points = await queries.history(start=lo, end=hi, width=width, raw_since=raw_since)
     return HistoryResponse(points=[history_point(p) for p in points])

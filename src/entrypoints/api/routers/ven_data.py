@@ -11,6 +11,7 @@ from entrypoints.api.deps import (
     NowDep,
     OfflineAfterDep,
     QueriesDep,
+    RawSinceDep,
     ShadowsDep,
     UowDep,
 )
@@ -109,14 +110,17 @@ async def ven_history(
     uow: UowDep,
     queries: QueriesDep,
     now: NowDep,
+    raw_since: RawSinceDep,
     start: Start = None,
     end: End = None,
     granularity: Granularity = DEFAULT_GRANULARITY,
 ) -> HistoryResponse:
     """The VEN's mean used/shed kW per bucket."""
-    lo, hi, width = history_window(start, end, granularity, now)
+    lo, hi, width = history_window(start, end, granularity, now, raw_since=raw_since)
     await _known(uow, ven_id)
-    points = await queries.history(start=lo, end=hi, width=width, ven_id=ven_id)
+    points = await queries.history(
+        start=lo, end=hi, width=width, ven_id=ven_id, raw_since=raw_since
+    )
     return HistoryResponse(points=[history_point(p) for p in points])
 
 
@@ -127,19 +131,23 @@ async def load_history(
     uow: UowDep,
     queries: QueriesDep,
     now: NowDep,
+    raw_since: RawSinceDep,
     start: Start = None,
     end: End = None,
     granularity: Granularity = DEFAULT_GRANULARITY,
 ) -> HistoryResponse:
     """One load's mean used kW per bucket; shed is its shed capability while
-    the VEN reports it switched off."""
-    lo, hi, width = history_window(start, end, granularity, now)
+    the VEN reports it switched off. From raw samples only: a start before
+    they are kept (GRIDCORE_RAW_RETENTION_DAYS) is refused."""
+    lo, hi, width = history_window(start, end, granularity, now, raw_since=raw_since, per_load=True)
     async with uow() as u:
         ven = await services.get_ven(u, ven_id)
     known = {load.id for load in ven.loads} | {ld.id for ld in await queries.latest_loads(ven_id)}
     if load_id not in known:
         raise NotFound("load", f"{ven_id}/{load_id}")
-    points = await queries.history(start=lo, end=hi, width=width, ven_id=ven_id, load_id=load_id)
+    points = await queries.history(
+        start=lo, end=hi, width=width, ven_id=ven_id, load_id=load_id, raw_since=raw_since
+    )
     return HistoryResponse(points=[history_point(p) for p in points])
 
 

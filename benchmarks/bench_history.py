@@ -1,0 +1,279 @@
+"""Benchmark: history and stats over a year of 5-minute intervals plus recent
+raw telemetry, on PostgreSQL (issue 16).
+
+Generates, in SQL (``generate_series``), into a fresh database:
+
+- ``--interval-days`` (default 365) of ``ven_intervals`` for ``--vens`` VENs
+  (1,000: 105 million rows), with their event marks (``ven_interval_events``,
+  an hour-long event every day) and their days (``ven_days``, rolled up from
+  them as migration 0010 does);
+- the last ``--raw-days`` of raw telemetry at one message per VEN every
+  ``--raw-step`` seconds, each with ``--circuits`` load rows, and ``ven_latest``.
+
+The issue asks for 30 days of raw 5-second rows for 1,000 VENs: 518 million
+telemetry rows and 5.2 billion load rows, more than this shared machine's disk
+and time allow. Raw rows matter to history only within retention and only for
+the reads that still use them (widths under 5 minutes, one load), and not at
+all to stats (current state), so the default keeps 1 day of raw rows at one a
+minute (1.4 M telemetry, 14 M load rows): enough to time the old query path,
+which every history read took before, as the reference in the same run.
+
+Times through ``SqlTelemetryQueries`` (median and p95 over ``--repeat`` runs,
+one warm-up), each against a reference measured in the same run:
+
+- history of one VEN over the year in daily points, and over the last day in
+  5-minute points; the fleet's history over the year (daily) and the last day
+  (5-minute). Reference: the same call answered from the raw rows (the old
+  path). For the year, the raw rows hold only ``--raw-days``: the reference
+  reads far fewer rows than a year of raw would (a lower bound of the old
+  path), and its ratio says so;
+- network stats and load-type stats (current state, unchanged by this work).
+  Reference: a bare ``SELECT * FROM ven_latest`` (the floor of reading every
+  VEN's current state).
+
+Usage::
+
+    python benchmarks/bench_history.py \\
+        --url postgresql+psycopg://postgres@127.0.0.1:5432/gridcore_bench \\
+        [--vens 1000] [--interval-days 365] [--raw-days 1] [--raw-step 60] \\
+        [--circuits 10] [--repeat 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ingest import CIRCUITS, Database
+from sqlalchemy import text
+
+from adapters.sql.engine import create_engine
+from adapters.sql.queries import SqlTelemetryQueries
+from gridcore.history import HistorySource
+
+END = datetime(2026, 11, 30, tzinfo=UTC)  # the generated data ends here ("now")
+DAY = timedelta(days=1)
+FIVE = timedelta(minutes=5)
+
+# Written in time order, as ingest writes them (BRIN indexes rely on it): the
+# inner series depends on the outer one, so PostgreSQL cannot swap them.
+# Interval k of VEN v starts at END - days + 5 min * k. Sixty 5-s samples each;
+# used 3..9 kW; 15:00-16:00 UTC every day an event (shed 2.5 kW, requested 5 kW).
+INTERVALS = """
+INSERT INTO vens (id, name, enabled, registered_at, last_seen_at)
+SELECT 'ven-' || lpad(v::text, 5, '0'), format('VEN %%s', v), true,
+       %(end)s - %(days)s * interval '1 day', %(end)s
+FROM generate_series(0, %(vens)s - 1) AS v;
+
+INSERT INTO ven_intervals
+SELECT 'ven-' || lpad(v::text, 5, '0'),
+       %(end)s - %(days)s * interval '1 day' + k * interval '5 minutes',
+       60, 60 * (3 + (v + k) %% 7), 60, 3 + (v + k) %% 7, 3 + (v + k) %% 7,
+       CASE WHEN k %% 288 BETWEEN 180 AND 191 THEN 150 ELSE 0 END, 60,
+       0, CASE WHEN k %% 288 BETWEEN 180 AND 191 THEN 2.5 ELSE 0 END,
+       0, 0
+FROM generate_series(0, %(days)s * 288 - 1) AS k
+CROSS JOIN LATERAL generate_series(0, %(vens)s - 1 + 0 * k) AS v;
+
+INSERT INTO ven_interval_events
+SELECT 'ven-' || lpad(v::text, 5, '0'),
+       %(end)s - %(days)s * interval '1 day' + k * interval '5 minutes',
+       'evt-' || lpad(to_hex(k / 288), 8, '0'), 300
+FROM generate_series(0, %(days)s * 288 - 1) AS k
+CROSS JOIN LATERAL generate_series(0, %(vens)s - 1 + 0 * k) AS v
+WHERE k %% 288 BETWEEN 180 AND 191;
+
+INSERT INTO ven_days
+SELECT i.ven_id, date_trunc('day', i.start, 'UTC'), sum(i.samples), sum(i.used_sum),
+       sum(i.shed_sum), coalesce(sum(e.requested_sum), 0), max(e.event_id)
+FROM ven_intervals i LEFT JOIN ven_interval_events e ON e.ven_id = i.ven_id AND e.start = i.start
+GROUP BY 1, 2;
+"""
+
+# Raw message s of VEN v at END - raw days + step * s.
+RAW = """
+INSERT INTO ven_telemetry (id, ven_id, timestamp, used_power_kw, shed_power_kw,
+    requested_reduction_kw, event_id, panel_max_kw, raw_payload)
+SELECT v * %(steps)s + s + 1, 'ven-' || lpad(v::text, 5, '0'),
+       %(end)s - %(raw_days)s * interval '1 day' + s * %(step)s * interval '1 second',
+       3 + (v + s) %% 7, 0, NULL, NULL, 48.0, '{"generated": true}'
+FROM generate_series(0, %(steps)s - 1) AS s
+CROSS JOIN LATERAL generate_series(0, %(vens)s - 1 + 0 * s) AS v;
+
+INSERT INTO ven_load_samples (ven_id, timestamp, load_id, telemetry_id, name, type,
+    capacity_kw, current_power_kw, shed_capability_kw, enabled, priority, critical)
+SELECT t.ven_id, t.timestamp, 'circuit_' || c.n, t.id, c.name, c.type, c.capacity,
+       c.capacity * ((t.id + c.n) %% 10) / 10.0, c.capacity, true, c.priority,
+       c.type IN ('hvac', 'refrigerator')
+FROM ven_telemetry t
+CROSS JOIN (VALUES {circuits}) AS c(n, name, type, capacity, priority);
+
+INSERT INTO ven_latest (ven_id, telemetry_id, timestamp, used_power_kw, shed_power_kw,
+    requested_reduction_kw, event_id)
+SELECT DISTINCT ON (ven_id) ven_id, id, timestamp, used_power_kw, shed_power_kw,
+       requested_reduction_kw, event_id
+FROM ven_telemetry ORDER BY ven_id, timestamp DESC;
+"""
+
+
+def generate(url: str, params: dict[str, Any], circuits: int) -> float:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    values = ", ".join(
+        f"({n}, '{name}', '{kind}', {capacity}, {priority})"
+        for n, (name, kind, _, capacity, priority) in enumerate(CIRCUITS[:circuits], start=1)
+    )
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # Keys built once after the load rather than row by row: same schema, faster.
+        for table in ("ven_intervals", "ven_load_samples"):
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT pk_{table}")
+        for statement in (INTERVALS + RAW.replace("{circuits}", values)).split(";\n"):
+            if statement.strip():
+                conn.execute(statement, params)
+        conn.execute(
+            "ALTER TABLE ven_intervals ADD CONSTRAINT pk_ven_intervals PRIMARY KEY (ven_id, start)"
+        )
+        conn.execute(
+            "ALTER TABLE ven_load_samples ADD CONSTRAINT pk_ven_load_samples "
+            "PRIMARY KEY (ven_id, timestamp, load_id)"
+        )
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('ven_telemetry', 'id'), "
+            "(SELECT max(id) FROM ven_telemetry))"
+        )
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+async def timed(run: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float]:
+    await run()  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await run()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
+
+
+Case = tuple[str, Callable[[], Awaitable[Any]], str, Callable[[], Awaitable[Any]]]
+
+
+async def measure(url: str, vens: int, days: int, repeat: int) -> list[tuple[str, ...]]:
+    engine = create_engine(url)
+    queries = SqlTelemetryQueries(engine)
+    ven = f"ven-{vens // 2:05d}"
+    year = {"start": END - days * DAY, "end": END, "width": DAY}
+    day = {"start": END - DAY, "end": END, "width": FIVE}
+    raw = HistorySource.RAW
+
+    async def bare_latest() -> None:
+        async with engine.connect() as conn:
+            (await conn.execute(text("SELECT * FROM ven_latest"))).all()
+
+    cases: list[Case] = [
+        (
+            f"one VEN, {days} d, daily",
+            lambda: queries.history(**year, ven_id=ven),
+            "raw rows (old path)",
+            lambda: queries.history(**year, ven_id=ven, source=raw),
+        ),
+        (
+            "one VEN, 1 d, 5-minute",
+            lambda: queries.history(**day, ven_id=ven),
+            "raw rows (old path)",
+            lambda: queries.history(**day, ven_id=ven, source=raw),
+        ),
+        (
+            f"fleet, {days} d, daily",
+            lambda: queries.history(**year),
+            "raw rows (old path)",
+            lambda: queries.history(**year, source=raw),
+        ),
+        (
+            "fleet, 1 d, 5-minute",
+            lambda: queries.history(**day),
+            "raw rows (old path)",
+            lambda: queries.history(**day, source=raw),
+        ),
+        (
+            "network stats",
+            lambda: queries.network_stats(END, timedelta(seconds=60)),
+            "bare SELECT * FROM ven_latest",
+            bare_latest,
+        ),
+        ("load-type stats", queries.load_type_stats, "bare SELECT * FROM ven_latest", bare_latest),
+    ]
+    rows = []
+    for name, run, ref_name, reference in cases:
+        median, p95 = await timed(run, repeat)
+        ref_median, _ = await timed(reference, repeat)
+        rows.append(
+            (
+                name,
+                f"{median:9.2f}",
+                f"{p95:9.2f}",
+                ref_name,
+                f"{ref_median:9.2f}",
+                f"{median / ref_median:6.2f}",
+            )
+        )
+    await engine.dispose()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/gridcore_bench"
+    )
+    parser.add_argument("--vens", type=int, default=1000)
+    parser.add_argument("--interval-days", type=int, default=365)
+    parser.add_argument("--raw-days", type=int, default=1)
+    parser.add_argument("--raw-step", type=int, default=60, help="seconds between raw messages")
+    parser.add_argument("--circuits", type=int, default=10, choices=range(len(CIRCUITS) + 1))
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    steps = args.raw_days * 86_400 // args.raw_step
+    params = {
+        "end": END,
+        "days": args.interval_days,
+        "vens": args.vens,
+        "raw_days": args.raw_days,
+        "steps": steps,
+        "step": args.raw_step,
+    }
+    started = time.perf_counter()
+    with Database(args.url) as url:
+        seconds = generate(url, params, args.circuits)
+        intervals = args.vens * args.interval_days * 288
+        print(
+            f"generated {intervals:,} intervals ({args.vens} VENs x {args.interval_days} d) and "
+            f"{args.vens * steps:,} raw messages x {args.circuits} circuits "
+            f"({args.raw_days} d, one per {args.raw_step} s) in {seconds:.0f} s"
+        )
+        header = ("query", "median ms", "p95 ms", "reference", "ref ms", "ratio")
+        print(
+            f"{header[0]:26s} {header[1]:>9s} {header[2]:>9s}  {header[3]:30s} "
+            f"{header[4]:>9s} {header[5]:>6s}"
+        )
+        for row in asyncio.run(measure(url, args.vens, args.interval_days, args.repeat)):
+            print(f"{row[0]:26s} {row[1]} {row[2]}  {row[3]:30s} {row[4]} {row[5]}")
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
