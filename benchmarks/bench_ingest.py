@@ -29,11 +29,13 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -41,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from adapters.mqtt.payloads import TelemetryWire, to_telemetry_sample
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
+from adapters.sql.partitions import PostgresPartitions
 from adapters.sql.tables import ven_load_samples, ven_telemetry, vens
 from adapters.sql.telemetry import SqlTelemetryStore
+from gridcore.retention import RetentionPolicy
 from gridcore.telemetry import TelemetrySample
 
 CIRCUITS = [
@@ -187,14 +191,42 @@ async def naive(url: str, batch: list[TelemetrySample]) -> float:
     return len(batch) / elapsed
 
 
-async def store(url: str, batch: list[TelemetrySample], size: int) -> float:
+async def make_days(url: str) -> int:
+    """The day partitions a worker keeps around T0 (35 days back to 3 ahead),
+    so that the rows land in their day's table as they do in production
+    rather than in the DEFAULT catch-all; returns how many ``ven_telemetry``
+    has."""
     engine = create_engine(url)
-    writer = SqlTelemetryStore(engine)
-    await writer.append(batch[:size])  # registers the VENs; not timed
+    partitions = PostgresPartitions(engine)
+    keep = RetentionPolicy(raw_days=100, ack_days=100)
+    for back in range(35, -1, -1):
+        await partitions.enforce(keep, T0 - timedelta(days=back))
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ven_telemetry'::regclass")
+        )
+    await engine.dispose()
+    return int(count or 0)
+
+
+async def store(
+    url: str,
+    batch: list[TelemetrySample],
+    size: int,
+    writer: Callable[[SqlTelemetryStore], None] | None = None,
+) -> float:
+    """Messages/s of ``SqlTelemetryStore.append`` in batches of ``size``, the
+    first batch (registering the VENs) untimed; ``writer`` may swap the
+    store's batch writer first (bench_partitions' reference does)."""
+    engine = create_engine(url)
+    store_ = SqlTelemetryStore(engine)
+    if writer is not None:
+        writer(store_)
+    await store_.append(batch[:size])  # registers the VENs; not timed
     rest = batch[size:]
     started = time.perf_counter()
     for i in range(0, len(rest), size):
-        result = await writer.append(rest[i : i + size])
+        result = await store_.append(rest[i : i + size])
         assert result.stored == len(rest[i : i + size]), result
     elapsed = time.perf_counter() - started
     await engine.dispose()
@@ -240,6 +272,7 @@ def main() -> None:
     with Database(args.url) as url:
         slow = asyncio.run(naive(url, data[: args.naive_messages]))
     with Database(args.url) as url:
+        asyncio.run(make_days(url))
         fast = asyncio.run(store(url, data, args.batch))
     rows = 1 + len(data[0].loads)
     print(f"raw payload: {size} bytes; rows per message: {rows}")

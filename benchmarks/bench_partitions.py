@@ -3,8 +3,9 @@ ones, and dropping a full day's partition while ingest runs.
 
 1. Ingest: ``SqlTelemetryStore.append`` in batches (binary COPY) of the same
    10-circuit messages as ``bench_ingest.py``, into a fresh database at
-   revision 0009 (unpartitioned, the reference, with the ingest statements
-   as they were then: ``PostgresBatchWriter(by_span=False)``) and one at head (partitioned
+   the head schema without migration 0010 (unpartitioned, the reference, with
+   the ingest statements as they were then: ``PostgresBatchWriter(by_span=False)``)
+   and one at head (partitioned
    by day, with the 36 days of a 35-day retention and the days ahead made, as
    a worker leaves them). Rounds alternate the two (ABBA), each on a fresh
    database, so drift of a shared machine hits both. Figure: partitioned / unpartitioned.
@@ -43,7 +44,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import CIRCUITS, T0, samples
+from bench_ingest import CIRCUITS, T0, make_days, samples, store
 
 from adapters.sql.engine import create_engine
 from adapters.sql.ingest_pg import PostgresBatchWriter
@@ -66,8 +67,13 @@ class Logged(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+UNPARTITIONED = "unpartitioned"
+
+
 class Database:
-    """A fresh database at ``revision``, dropped on exit."""
+    """A fresh database at ``revision``, dropped on exit. ``UNPARTITIONED``:
+    every migration but 0010 (partitioning), so that the reference has the
+    tables today's ingest statements write (0011's among them)."""
 
     def __init__(self, url: str, revision: str) -> None:
         parsed = make_url(url)
@@ -81,7 +87,16 @@ class Database:
     def __enter__(self) -> str:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.name}"')
-        asyncio.run(migrate(self.url, revision=self.revision, retries=3, log=lambda _: None))
+        quiet = {"retries": 3, "log": lambda _: None}
+        if self.revision != UNPARTITIONED:
+            asyncio.run(migrate(self.url, revision=self.revision, **quiet))  # type: ignore[arg-type]
+            return self.url
+        asyncio.run(migrate(self.url, revision="0009", **quiet))  # type: ignore[arg-type]
+        with psycopg.connect(
+            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        ) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = '0010'")
+        asyncio.run(migrate(self.url, **quiet))  # type: ignore[arg-type]
         return self.url
 
     def __exit__(self, *_: object) -> None:
@@ -89,35 +104,12 @@ class Database:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-async def make_days(url: str) -> int:
-    """The partitions a worker keeps: 35 days back to 3 ahead of T0."""
-    engine = create_engine(url)
-    partitions = PostgresPartitions(engine)
-    keep = RetentionPolicy(raw_days=100, ack_days=100)
-    for back in range(35, -1, -1):
-        await partitions.enforce(keep, T0 - back * DAY)
-    async with engine.connect() as conn:
-        count = await conn.scalar(
-            text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ven_telemetry'::regclass")
-        )
-    await engine.dispose()
-    return int(count or 0)
-
-
 async def ingest(url: str, data: list[TelemetrySample], size: int, *, by_span: bool) -> float:
-    engine = create_engine(url)
-    writer = SqlTelemetryStore(engine)
-    # The reference runs the statements as they were before partitioning.
-    writer._writer = PostgresBatchWriter(DEFAULT_OFFLINE_AFTER, by_span=by_span)
-    await writer.append(data[:size])  # registers the VENs; not timed
-    rest = data[size:]
-    started = time.perf_counter()
-    for i in range(0, len(rest), size):
-        result = await writer.append(rest[i : i + size])
-        assert result.stored == len(rest[i : i + size]), result
-    elapsed = time.perf_counter() - started
-    await engine.dispose()
-    return len(rest) / elapsed
+    def old_statements(store_: SqlTelemetryStore) -> None:
+        # The reference runs the statements as they were before partitioning.
+        store_._writer = PostgresBatchWriter(DEFAULT_OFFLINE_AFTER, by_span=by_span)
+
+    return await store(url, data, size, writer=old_statements)
 
 
 async def drop_while_ingesting(
@@ -238,17 +230,18 @@ def main() -> None:
     print(f"preparing {args.messages:,} messages ({len(CIRCUITS)} circuits, {args.vens} VENs)...")
     data = samples(args.messages + args.batch, args.vens)
     if args.rounds:  # 0: the drop only
-        rates: dict[str, list[float]] = {"unpartitioned (0009)": [], "partitioned (head)": []}
+        rates: dict[str, list[float]] = {"unpartitioned": [], "partitioned (head)": []}
         days = 0
         for round_ in range(args.rounds):
             # ABBA: odd rounds start with the partitioned schema, so order effects cancel.
-            for revision in ("0009", "head") if round_ % 2 == 0 else ("head", "0009"):
+            pair = (UNPARTITIONED, "head")
+            for revision in pair if round_ % 2 == 0 else pair[::-1]:
                 with Database(args.url, revision) as url:
                     if revision == "head":
                         days = asyncio.run(make_days(url))
                     rate = asyncio.run(ingest(url, data, args.batch, by_span=revision == "head"))
                 rates[
-                    "unpartitioned (0009)" if revision == "0009" else "partitioned (head)"
+                    "unpartitioned" if revision == UNPARTITIONED else "partitioned (head)"
                 ].append(rate)
         rows = 1 + len(data[0].loads)
         print(f"\ningest, batches of {args.batch}, {rows} rows a message ({days} day partitions):")
@@ -257,7 +250,7 @@ def main() -> None:
             each = ", ".join(f"{v:,.0f}" for v in values)
             print(f"{name:24} {each:>36} {statistics.median(values) * rows:>14,.0f}")
         ratio = statistics.median(rates["partitioned (head)"]) / statistics.median(
-            rates["unpartitioned (0009)"]
+            rates["unpartitioned"]
         )
         print(f"ratio partitioned / unpartitioned: {ratio:.2f}")
 
