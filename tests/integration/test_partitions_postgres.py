@@ -251,3 +251,28 @@ async def test_a_day_left_detached_by_a_stopped_pass_is_dropped(engine: AsyncEng
         report is not None and f"ven_telemetry:{(TODAY - 40 * DAY).isoformat()}" in report.dropped
     )
     assert await rows(engine, f"SELECT to_regclass('{day}')") == [(None,)]
+
+
+@pytest.mark.postgres
+async def test_every_telemetry_day_compresses_raw_payloads_as_its_parent(
+    engine: AsyncEngine,
+) -> None:
+    """pglz instead of lz4 on the days cost a third of ingest (issue 16): the
+    days the migrations made and those the worker makes keep the parent's."""
+    await PostgresPartitions(engine).enforce(RetentionPolicy(raw_days=35), NOW)
+    compression = await rows(
+        engine,
+        "SELECT c.relname, a.attcompression FROM pg_class c"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'raw_payload'"
+        " WHERE c.relname = 'ven_telemetry' OR c.oid IN"
+        " (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'ven_telemetry'::regclass)",
+    )
+    (lz4,) = (
+        await rows(
+            engine,
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+            " WHERE name = 'default_toast_compression'",
+        )
+    )[0]
+    assert len(compression) > 3  # the parent, the catch-all, the days made
+    assert {method for _, method in compression} == {"l" if lz4 else ""}

@@ -230,7 +230,10 @@ class PostgresPartitions:
             ).fetchone()
             if exists and exists[0] is not None:
                 return 0
-            await pg.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(part, parent))
+            # INCLUDING COMPRESSION: lz4 on raw payloads (migration 0012), not pglz.
+            await pg.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING COMPRESSION)").format(part, parent)
+            )
             # DDL takes no parameters: the bounds go in as literals.
             bounds = {"lo": sql.Literal(lo), "hi": sql.Literal(hi)}
             await pg.execute(
