@@ -11,7 +11,7 @@ import pytest
 
 from adapters.system import ManualClock
 from tests import openadr_schema
-from tests.openadr_client import BL_SECRET, VEN_SECRETS, Checked, vtn_client
+from tests.openadr_client import BL_SECRET, VEN_SECRETS, Checked, settings, vtn_client
 
 pytestmark = pytest.mark.skipif(not openadr_schema.available(), reason="openadr3.yaml not found")
 
@@ -38,11 +38,24 @@ def _names(answer: Any) -> set[str]:
     return {e["eventName"] for e in answer.json()}
 
 
-async def test_targeted_events_reach_exactly_the_granted_ven_with_targets_hidden() -> None:
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    fixture = "migrated_sqlite_url" if request.param == "sqlite" else "migrated_postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+async def test_targeted_events_reach_exactly_the_granted_ven_with_targets_hidden(
+    database_url: str,
+) -> None:
     """User Guide 8.13 (dynamic targeting): BL grants targets through a ven
     and its resource; a VEN reads the untargeted event and those carrying a
-    granted target, seeing only granted targets; another VEN does not."""
-    async with vtn_client() as vtn:
+    granted target, seeing only granted targets; another VEN does not. On
+    each storage."""
+    async with vtn_client(settings(database_url=database_url)) as vtn:
         bl, ven_a, ven_b = await _tokens(vtn)
         ven = await _created(
             vtn,
@@ -100,8 +113,10 @@ async def test_targeted_events_reach_exactly_the_granted_ven_with_targets_hidden
         assert _names(await vtn.get("/events", ven_a)) == {"everyone", "resource", "by-id"}
 
 
-async def test_a_ven_reports_on_its_event_and_only_bl_and_itself_read_the_report() -> None:
-    async with vtn_client() as vtn:
+async def test_a_ven_reports_on_its_event_and_only_bl_and_itself_read_the_report(
+    database_url: str,
+) -> None:
+    async with vtn_client(settings(database_url=database_url)) as vtn:
         bl, ven_a, ven_b = await _tokens(vtn)
         await _created(
             vtn,
