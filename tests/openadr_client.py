@@ -17,9 +17,7 @@ from tests import openadr_schema
 BASE = "/openadr3"
 BL_SECRET = "bl-secret-0123456789"
 VEN_SECRETS = {"ven-a": "ven-a-secret-0123456789", "ven-b": "ven-b-secret-0123456789"}
-CLIENTS = ",".join(
-    [f"bl:bl-client:{BL_SECRET}", *(f"ven:{c}:{s}" for c, s in VEN_SECRETS.items())]
-)
+CLIENTS = ",".join([f"bl:bl-client:{BL_SECRET}", *(f"ven:{c}:{s}" for c, s in VEN_SECRETS.items())])
 
 
 def settings(**overrides: Any) -> Settings:
@@ -74,7 +72,11 @@ class Checked:
     async def token(self, client_id: str, secret: str) -> str:
         answer = await self.post(
             "/auth/token",
-            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
         )
         assert answer.status_code == 200, answer.text
         token: str = answer.json()["access_token"]

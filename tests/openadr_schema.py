@@ -42,9 +42,20 @@ def available() -> bool:
     return SPEC.exists()
 
 
+class _TextTimes(yaml.SafeLoader):
+    """YAML that keeps an unquoted ``2023-06-15T09:30:00Z`` (an example) a
+    string, as in JSON, instead of a datetime."""
+
+
+_TextTimes.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @cache
 def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = yaml.load(SPEC.read_text(encoding="utf-8"), Loader=_TextTimes)  # noqa: S506 - a safe loader
     return loaded
 
 
@@ -72,18 +83,37 @@ def _without_request_object_type(schema: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-@cache
-def components() -> dict[str, Any]:
-    schemas = copy.deepcopy(document()["components"]["schemas"])
+def _served(schemas: dict[str, Any]) -> dict[str, Any]:
+    """``schemas`` with ven and resource as the VTN serves them (see above)."""
+    schemas = copy.deepcopy(schemas)
     for served, request in (("ven", "BlVenRequest"), ("resource", "BlResourceRequest")):
         name = f"{request}AsServed"
         schemas[name] = _without_request_object_type(schemas[request])
         schemas[served]["allOf"] = [
-            {"$ref": f"#/components/schemas/{name}"} if part.get("$ref", "").endswith(request)
+            {"$ref": f"#/components/schemas/{name}"}
+            if part.get("$ref", "").endswith("/" + request)
             else part
             for part in schemas[served]["allOf"]
         ]
-    return {"schemas": _json_schema(schemas)}
+    return schemas
+
+
+@cache
+def components() -> dict[str, Any]:
+    return {"schemas": _json_schema(_served(document()["components"]["schemas"]))}
+
+
+def served_document(base_path: str) -> dict[str, Any]:
+    """The OpenAPI document with the VTN's base path as its server, ven and
+    resource as served, and the answers of ``UNDECLARED`` declared: what
+    schemathesis runs against."""
+    patched = copy.deepcopy(document())
+    patched["servers"] = [{"url": base_path}]
+    patched["components"]["schemas"] = _served(patched["components"]["schemas"])
+    for template, method, status in UNDECLARED:
+        responses = patched["paths"][template][method]["responses"]
+        responses[str(status)] = {"$ref": f"#/components/responses/{_RESPONSE_NAMES[status]}"}
+    return patched
 
 
 def validator(schema: dict[str, Any]) -> Any:
@@ -123,6 +153,7 @@ _VALIDATORS: dict[tuple[str, str, int], Any] = {}
 # - 409 for POST /vens: "venName is expected to be unique within the scope
 #   of a VTN", and Definition.md's POST answers include 409 (PUT /vens has it).
 UNDECLARED = {("/vens", "post", 409)}
+_RESPONSE_NAMES = {409: "conflict"}
 _PROBLEM = {"$ref": "#/components/schemas/problem"}
 
 

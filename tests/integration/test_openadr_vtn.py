@@ -38,9 +38,7 @@ def _names(answer: Any) -> set[str]:
     return {e["eventName"] for e in answer.json()}
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
@@ -61,15 +59,24 @@ async def test_targeted_events_reach_exactly_the_granted_ven_with_targets_hidden
             vtn,
             "/vens",
             bl,
-            {"objectType": "BL_VEN_REQUEST", "venName": "VEN-A", "clientID": "ven-a",
-             "targets": ["group1", "areaX"]},
+            {
+                "objectType": "BL_VEN_REQUEST",
+                "venName": "VEN-A",
+                "clientID": "ven-a",
+                "targets": ["group1", "areaX"],
+            },
         )
         await _created(
             vtn,
             "/resources",
             bl,
-            {"objectType": "BL_RESOURCE_REQUEST", "resourceName": "battery", "clientID": "ven-a",
-             "venID": ven["id"], "targets": ["resource-9"]},
+            {
+                "objectType": "BL_RESOURCE_REQUEST",
+                "resourceName": "battery",
+                "clientID": "ven-a",
+                "venID": ven["id"],
+                "targets": ["resource-9"],
+            },
         )
         program = await _created(vtn, "/programs", bl, {"programName": "Shed"})
         events = {
@@ -122,8 +129,12 @@ async def test_a_ven_reports_on_its_event_and_only_bl_and_itself_read_the_report
             vtn,
             "/vens",
             bl,
-            {"objectType": "BL_VEN_REQUEST", "venName": "VEN-A", "clientID": "ven-a",
-             "targets": ["group1"]},
+            {
+                "objectType": "BL_VEN_REQUEST",
+                "venName": "VEN-A",
+                "clientID": "ven-a",
+                "targets": ["group1"],
+            },
         )
         program = await _created(vtn, "/programs", bl, {"programName": "Shed"})
         event = await _created(
@@ -133,8 +144,10 @@ async def test_a_ven_reports_on_its_event_and_only_bl_and_itself_read_the_report
             "eventID": event["id"],
             "clientName": "VEN-A",
             "resources": [
-                {"resourceName": "AGGREGATED_REPORT",
-                 "intervals": [{"id": 0, "payloads": [{"type": "USAGE", "values": [2.5]}]}]}
+                {
+                    "resourceName": "AGGREGATED_REPORT",
+                    "intervals": [{"id": 0, "payloads": [{"type": "USAGE", "values": [2.5]}]}],
+                }
             ],
         }
         report = await _created(vtn, "/reports", ven_a, report_body)
@@ -147,7 +160,9 @@ async def test_a_ven_reports_on_its_event_and_only_bl_and_itself_read_the_report
         assert [r["id"] for r in (await vtn.get("/reports", ven_a)).json()] == [report["id"]]
         assert (await vtn.get("/reports", ven_b)).json() == []
         assert (await vtn.get("/reports/" + report["id"], ven_b)).status_code == 404
-        assert (await vtn.put("/reports/" + report["id"], ven_b, json=report_body)).status_code == 404
+        assert (
+            await vtn.put("/reports/" + report["id"], ven_b, json=report_body)
+        ).status_code == 404
         assert (await vtn.delete("/reports/" + report["id"], ven_b)).status_code == 404
         # an event not meant for ven-b is no event to report on
         assert (await vtn.post("/reports", ven_b, json=report_body)).status_code == 409
@@ -177,8 +192,12 @@ async def test_a_ven_registers_itself_and_its_resources_and_never_sees_another()
         refused = await vtn.post(
             "/vens",
             ven_b,
-            json={"objectType": "BL_VEN_REQUEST", "venName": "X", "clientID": "ven-b",
-                  "targets": ["group1"]},
+            json={
+                "objectType": "BL_VEN_REQUEST",
+                "venName": "X",
+                "clientID": "ven-b",
+                "targets": ["group1"],
+            },
         )
         assert refused.status_code == 403
         taken = await vtn.post(
@@ -190,7 +209,11 @@ async def test_a_ven_registers_itself_and_its_resources_and_never_sees_another()
             vtn,
             "/resources",
             ven_b,
-            {"objectType": "VEN_RESOURCE_REQUEST", "resourceName": "heat-pump", "venID": mine["id"]},
+            {
+                "objectType": "VEN_RESOURCE_REQUEST",
+                "resourceName": "heat-pump",
+                "venID": mine["id"],
+            },
         )
         assert resource["clientID"] == "ven-b"
         on_theirs = await vtn.post(
@@ -212,8 +235,12 @@ async def test_a_ven_registers_itself_and_its_resources_and_never_sees_another()
         await vtn.put(
             "/vens/" + mine["id"],
             bl,
-            json={"objectType": "BL_VEN_REQUEST", "venName": "VEN-B", "clientID": "ven-b",
-                  "targets": ["group7"]},
+            json={
+                "objectType": "BL_VEN_REQUEST",
+                "venName": "VEN-B",
+                "clientID": "ven-b",
+                "targets": ["group7"],
+            },
         )
         renamed = await vtn.put(
             "/vens/" + mine["id"], ven_b, json={"objectType": "VEN_VEN_REQUEST", "venName": "B2"}
@@ -264,7 +291,9 @@ async def test_every_write_without_its_scope_or_token_is_refused() -> None:
         expired = await vtn.get("/programs", bl)
         assert expired.status_code == 401
         assert "expired" in expired.json()["detail"]
-        assert (await vtn.get("/programs", await vtn.token("bl-client", BL_SECRET))).status_code == 200
+        assert (
+            await vtn.get("/programs", await vtn.token("bl-client", BL_SECRET))
+        ).status_code == 200
 
 
 async def test_the_vtn_writes_object_metadata_and_names_are_unique() -> None:
@@ -276,15 +305,22 @@ async def test_the_vtn_writes_object_metadata_and_names_are_unique() -> None:
             "/programs",
             bl,
             # metadata in a request is ignored (Definition.md, POST and PUT)
-            {"programName": "P", "id": "mine", "objectType": "EVENT",
-             "createdDateTime": "2000-01-01T00:00:00Z", "unknownField": 1},
+            {
+                "programName": "P",
+                "id": "mine",
+                "objectType": "EVENT",
+                "createdDateTime": "2000-01-01T00:00:00Z",
+                "unknownField": 1,
+            },
         )
         assert program["id"] != "mine"
         assert program["objectType"] == "PROGRAM"
         assert program["createdDateTime"] == "2026-12-03T12:00:00.000Z"
         assert "unknownField" not in program
         clock.advance(timedelta(minutes=5))
-        updated = (await vtn.put("/programs/" + program["id"], bl, json={"programName": "P2"})).json()
+        updated = (
+            await vtn.put("/programs/" + program["id"], bl, json={"programName": "P2"})
+        ).json()
         assert updated["id"] == program["id"]
         assert updated["createdDateTime"] == program["createdDateTime"]
         assert updated["modificationDateTime"] == "2026-12-03T12:05:00.000Z"
@@ -310,9 +346,12 @@ async def test_search_parameters_page_and_filter() -> None:
                 vtn,
                 "/events",
                 bl,
-                {"programID": program["id"], "eventName": f"e{hour}",
-                 "intervalPeriod": {"start": start, "duration": "PT1H"},
-                 "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}]},
+                {
+                    "programID": program["id"],
+                    "eventName": f"e{hour}",
+                    "intervalPeriod": {"start": start, "duration": "PT1H"},
+                    "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}],
+                },
             )
         await _created(vtn, "/events", bl, {"programID": program["id"], "eventName": "open"})
         page = await vtn.get("/events?skip=1&limit=2", bl)
@@ -326,14 +365,30 @@ async def test_search_parameters_page_and_filter() -> None:
         assert len((await vtn.get(f"/events?programID={program['id']}", bl)).json()) == 5
         assert (await vtn.get("/events?programID=other", bl)).json() == []
 
-        for query in ("limit=51", "limit=-1", "skip=x", "active=yes", "targetType=VEN_NAME",
-                      "programID=no%20spaces", "skip=1&skip=2", "objects=EVENT"):
+        for query in (
+            "limit=51",
+            "limit=-1",
+            "skip=x",
+            "active=yes",
+            "targetType=VEN_NAME",
+            "programID=no%20spaces",
+            "skip=1&skip=2",
+            "objects=EVENT",
+        ):
             answer = await vtn.get("/events?" + query, bl)
             assert answer.status_code == 400, query
             assert answer.json()["title"] == "Bad Request"
 
-        sub = {"clientName": "bl", "objectOperations": [
-            {"objects": ["EVENT"], "operations": ["CREATE"], "callbackUrl": "https://bl.test/cb"}]}
+        sub = {
+            "clientName": "bl",
+            "objectOperations": [
+                {
+                    "objects": ["EVENT"],
+                    "operations": ["CREATE"],
+                    "callbackUrl": "https://bl.test/cb",
+                }
+            ],
+        }
         await _created(vtn, "/subscriptions", bl, sub)
         assert len((await vtn.get("/subscriptions?objects=EVENT&objects=VEN", bl)).json()) == 1
         assert (await vtn.get("/subscriptions?objects=REPORT", bl)).json() == []
@@ -351,16 +406,24 @@ async def test_search_parameters_page_and_filter() -> None:
         ("/programs", b'{"programName": "p", "intervalPeriod": {"start": "yesterday"}}'),
         ("/events", b'{"programID": "p", "intervals": [{"id": "0", "payloads": []}]}'),
         ("/events", b'{"programID": "p", "duration": "1 hour"}'),
-        ("/events", b'{"programID": "p", "intervals": [{"id": 0, "payloads": [{"type": "X", "values": [NaN]}]}]}'),
+        (
+            "/events",
+            b'{"programID": "p", "intervals": [{"id": 0, "payloads": [{"type": "X", "values": [NaN]}]}]}',
+        ),
         ("/vens", b'{"venName": "v"}'),
         ("/vens", b'{"objectType": "BL_VEN_REQUEST", "venName": "v"}'),
-        ("/subscriptions", b'{"clientName": "c", "objectOperations": [{"objects": ["CAT"], "operations": ["CREATE"], "callbackUrl": "https://x"}]}'),
+        (
+            "/subscriptions",
+            b'{"clientName": "c", "objectOperations": [{"objects": ["CAT"], "operations": ["CREATE"], "callbackUrl": "https://x"}]}',
+        ),
     ],
 )
 async def test_bad_input_is_a_400_problem_naming_what_is_wrong(path: str, body: bytes) -> None:
     async with vtn_client() as vtn:
         bl, _, _ = await _tokens(vtn)
-        answer = await vtn.post(path, bl, content=body, headers={"Content-Type": "application/json"})
+        answer = await vtn.post(
+            path, bl, content=body, headers={"Content-Type": "application/json"}
+        )
         assert answer.status_code == 400
         assert answer.json()["status"] == 400
         assert answer.json()["detail"]
@@ -392,14 +455,20 @@ async def test_token_endpoint_takes_form_and_basic_and_answers_rfc6749_errors() 
         assert basic.json()["token_type"] == "Bearer"
         assert basic.json()["expires_in"] == 3600
         assert set(basic.json()["scope"].split()) == {
-            "read_targets", "read_ven_objects", "write_reports", "write_subscriptions",
+            "read_targets",
+            "read_ven_objects",
+            "write_reports",
+            "write_subscriptions",
             "write_vens",
         }
         assert basic.headers["cache-control"] == "no-store"
         wrong = await vtn.post(
             "/auth/token",
-            data={"grant_type": "client_credentials", "client_id": "ven-a",
-                  "client_secret": VEN_SECRETS["ven-b"]},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "ven-a",
+                "client_secret": VEN_SECRETS["ven-b"],
+            },
         )
         assert wrong.status_code == 401
         assert wrong.json()["error"] == "invalid_client"
@@ -417,15 +486,17 @@ async def test_notifiers_claim_no_binding_yet_and_topics_keep_privacy() -> None:
         bl, ven_a, ven_b = await _tokens(vtn)
         assert (await vtn.get("/notifiers", ven_a)).json() == {"WEBHOOK": False}
         topics = (await vtn.get("/notifiers/mqtt/topics/programs", ven_a)).json()["topics"]
-        assert topics == {"CREATE": "programs/create", "UPDATE": "programs/update",
-                          "DELETE": "programs/delete", "ALL": "programs/+"}
+        assert topics == {
+            "CREATE": "programs/create",
+            "UPDATE": "programs/update",
+            "DELETE": "programs/delete",
+            "ALL": "programs/+",
+        }
         assert (await vtn.get("/notifiers/mqtt/topics/events", bl)).json()["topics"]["ALL"] == (
             "events/+"
         )
         assert (await vtn.get("/notifiers/mqtt/topics/events", ven_a)).status_code == 403
-        ven = await _created(
-            vtn, "/vens", ven_a, {"objectType": "VEN_VEN_REQUEST", "venName": "A"}
-        )
+        ven = await _created(vtn, "/vens", ven_a, {"objectType": "VEN_VEN_REQUEST", "venName": "A"})
         own = await vtn.get(f"/notifiers/mqtt/topics/vens/{ven['id']}/events", ven_a)
         assert own.json()["topics"]["CREATE"] == f"vens/{ven['id']}/events/create"
         one = (await vtn.get(f"/notifiers/mqtt/topics/vens/{ven['id']}", ven_a)).json()
@@ -436,3 +507,15 @@ async def test_notifiers_claim_no_binding_yet_and_topics_keep_privacy() -> None:
         assert hidden.status_code == 404
         shown = await vtn.get(f"/notifiers/mqtt/topics/programs/{program['id']}", bl)
         assert shown.json()["topics"]["UPDATE"] == f"programs/{program['id']}/update"
+
+
+async def test_text_with_nul_is_refused_not_a_failure(database_url: str) -> None:
+    """PostgreSQL's text cannot hold NUL: a 400, on every storage, not a 500."""
+    async with vtn_client(settings(database_url=database_url)) as vtn:
+        bl, _, _ = await _tokens(vtn)
+        body = b'{"programName": "a\\u0000b"}'
+        answer = await vtn.post("/programs", bl, content=body)
+        assert answer.status_code == 400
+        assert "programName" in answer.json()["detail"]
+        assert (await vtn.get("/vens?venName=a%00b", bl)).status_code == 400
+        assert (await vtn.get("/programs?targets=a%00b", bl)).status_code == 400

@@ -238,4 +238,27 @@ def parse_request(kind: Kind, body: bytes) -> dict[str, Any]:
         value: dict[str, Any] = REQUESTS[kind].validate_json(body, strict=True)
     except ValidationError as exc:
         raise BadRequest(f"not a valid {_SCHEMA_NAMES[kind]}: {describe(exc)}") from None
+    where = _nul_in(value)
+    if where is not None:
+        raise BadRequest(f"{where or 'body'}: text with a NUL character (\\u0000) is not stored")
     return value
+
+
+def _nul_in(value: Any, path: str = "") -> str | None:
+    """Where a string holding NUL is (PostgreSQL's text cannot hold one, and
+    no OpenADR value needs it), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _nul_in(key, path) if isinstance(key, str) else None
+        found = found if found is not None else _nul_in(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None

@@ -36,8 +36,14 @@ def object_id(value: str, name: str) -> str:
     return value
 
 
+def _no_nul(name: str, values: list[str]) -> None:
+    if any("\x00" in v for v in values):
+        raise BadRequest(f"{name}: a NUL character (%00) is in no stored value")
+
+
 def _one(params: QueryParams, name: str) -> str | None:
     values = params.getlist(name)
+    _no_nul(name, values)
     if len(values) > 1:
         raise BadRequest(f"{name}: given {len(values)} times; it takes one value")
     return values[0] if values else None
@@ -66,6 +72,7 @@ def _many(
     params: QueryParams, name: str, allowed: Collection[str] | None = None
 ) -> frozenset[str] | None:
     values = params.getlist(name)
+    _no_nul(name, values)
     if not values:
         return None
     for value in values:
