@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from tests import openadr_schema
 
 from entrypoints.api.app import create_app
 from entrypoints.container import container_for
 from entrypoints.settings import Settings
-from tests import openadr_schema
 
 BASE = "/openadr3"
 BL_SECRET = "bl-secret-0123456789"

@@ -55,7 +55,7 @@ _TextTimes.yaml_implicit_resolvers = {
 
 @cache
 def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(SPEC.read_text(encoding="utf-8"), Loader=_TextTimes)  # noqa: S506 - a safe loader
+    loaded: dict[str, Any] = yaml.load(SPEC.read_text(encoding="utf-8"), Loader=_TextTimes)
     return loaded
 
 

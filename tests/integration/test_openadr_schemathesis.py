@@ -21,6 +21,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
+from tests import openadr_schema
+from tests.openadr_client import BL_SECRET, vtn_client
+from tests.openadr_client import settings as vtn_settings
 
 from adapters.sql.migrate import migrate
 from adapters.system import SystemClock
@@ -28,9 +31,6 @@ from entrypoints.api.app import create_app
 from entrypoints.openadr.app import BASE_PATH
 from entrypoints.openadr.tokens import TokenService
 from gridcore.openadr import ROLE_SCOPES, Client, Role
-from tests import openadr_schema
-from tests.openadr_client import BL_SECRET, settings as vtn_settings
-from tests.openadr_client import vtn_client
 
 EXAMPLES = int(os.environ.get("GRIDCORE_SCHEMATHESIS_EXAMPLES", "10"))
 if not openadr_schema.available():  # pragma: no cover - the shared folder is missing

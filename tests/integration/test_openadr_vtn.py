@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from adapters.system import ManualClock
 from tests import openadr_schema
 from tests.openadr_client import BL_SECRET, VEN_SECRETS, Checked, settings, vtn_client
+
+from adapters.system import ManualClock
 
 pytestmark = pytest.mark.skipif(not openadr_schema.available(), reason="openadr3.yaml not found")
 
@@ -408,13 +408,15 @@ async def test_search_parameters_page_and_filter() -> None:
         ("/events", b'{"programID": "p", "duration": "1 hour"}'),
         (
             "/events",
-            b'{"programID": "p", "intervals": [{"id": 0, "payloads": [{"type": "X", "values": [NaN]}]}]}',
+            b'{"programID": "p", "intervals": [{"id": 0, "payloads": '
+            b'[{"type": "X", "values": [NaN]}]}]}',
         ),
         ("/vens", b'{"venName": "v"}'),
         ("/vens", b'{"objectType": "BL_VEN_REQUEST", "venName": "v"}'),
         (
             "/subscriptions",
-            b'{"clientName": "c", "objectOperations": [{"objects": ["CAT"], "operations": ["CREATE"], "callbackUrl": "https://x"}]}',
+            b'{"clientName": "c", "objectOperations": [{"objects": ["CAT"], '
+            b'"operations": ["CREATE"], "callbackUrl": "https://x"}]}',
         ),
     ],
 )

@@ -200,7 +200,7 @@ def _conditions(kind: Kind, table: Table, query: ObjectQuery) -> list[ColumnElem
         )
     if query.targets_any is not None:
         t = oadr_targets.c
-        carries = (
+        carries: ColumnElement[bool] = (
             exists().where(
                 t.kind == kind.value, t.object_id == table.c.id, t.target.in_(query.targets_any)
             )
