@@ -10,11 +10,12 @@ before they get here. What is a rule lives here and in :mod:`gridcore.vtn`
 
 from __future__ import annotations
 
+import calendar
 import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gridcore.targeting import matches_query
@@ -266,13 +267,14 @@ def parse_date_time(text: str) -> datetime:
 
 
 def _add_months(at: datetime, months: int) -> datetime:
+    """``at`` that many calendar months on (31 January + 1 month: the last day
+    of February); OverflowError past the calendar."""
     year, month = divmod(at.month - 1 + months, 12)
-    day = at.day
-    while True:  # 31 January + 1 month: the last day of February
-        try:
-            return at.replace(year=at.year + year, month=month + 1, day=day)
-        except ValueError:
-            day -= 1
+    year += at.year
+    if not MINYEAR <= year <= MAXYEAR:
+        raise OverflowError(f"year {year} is outside the calendar")
+    day = min(at.day, calendar.monthrange(year, month + 1)[1])
+    return at.replace(year=year, month=month + 1, day=day)
 
 
 def add_duration(at: datetime, text: str) -> datetime | None:

@@ -34,6 +34,9 @@ T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
         ("P1Y", datetime(2027, 1, 31, 12, 0, tzinfo=UTC)),
         ("-PT1H", T0 - timedelta(hours=1)),
         ("P9999Y", None),  # "may indicate infinity"
+        ("P999Y", datetime(3025, 1, 31, 12, 0, tzinfo=UTC)),
+        ("P99999999M", None),  # past the calendar (year 9999): as open
+        ("PT99999999999999999999S", None),
     ],
 )
 def test_durations_are_calendar_aware_and_p9999y_is_open(
