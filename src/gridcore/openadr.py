@@ -262,8 +262,10 @@ def parse_date_time(text: str) -> datetime:
     """An RFC 3339 date-time, timezone-aware; ``ValueError`` if it is not one."""
     if not DATE_TIME.match(text):
         raise ValueError(f"{text!r} is not an RFC 3339 date-time (2023-06-15T09:30:00Z)")
-    value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    return value.astimezone(UTC)
+    try:
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is past the calendar in UTC
+        raise ValueError(f"{text!r} is outside the calendar in UTC") from None
 
 
 def _add_months(at: datetime, months: int) -> datetime:

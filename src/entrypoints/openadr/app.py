@@ -134,7 +134,7 @@ def _credentials(request: Request, body: bytes) -> tuple[dict[str, str], tuple[s
         else:
             parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
             fields = {k: v[-1] for k, v in parsed.items()}
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(
             f"the body is not an application/x-www-form-urlencoded form: {exc}"
         ) from None
