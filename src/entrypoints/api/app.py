@@ -178,7 +178,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],  # PUT: /openadr3
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Total-Count", "X-Next-Offset", "Link"],
         )
