@@ -531,7 +531,13 @@ TOPIC_FILTERS = (
     "mqtt_topic_responses",
     "backend_loads_topic",
 )
-FILES = ("mqtt_ca_cert", "mqtt_client_cert", "mqtt_client_key", "gridcore_api_tokens_file")
+FILES = (
+    "mqtt_ca_cert",
+    "mqtt_client_cert",
+    "mqtt_client_key",
+    "gridcore_api_tokens_file",
+    "gridcore_openadr_clients_file",
+)
 
 
 def start_problems(settings: Settings) -> list[str]:

@@ -178,3 +178,15 @@ def test_a_configured_key_signs_instead() -> None:
 def test_client_configuration_mistakes_are_named(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_clients(text)
+
+
+def test_serve_refuses_a_malformed_client_entry_before_it_starts() -> None:
+    from entrypoints.api.server import check_access
+
+    settings = Settings(
+        database_url="memory://",
+        gridcore_api_tokens="control:control-token-0123456789",
+        gridcore_openadr_clients="ven:ven-1:short",
+    )
+    with pytest.raises(ValueError, match="GRIDCORE_OPENADR_CLIENTS entry 1: secret shorter"):
+        check_access(settings, "127.0.0.1")
