@@ -27,6 +27,8 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
+from entrypoints.openadr.models import NULL_AS_ABSENT
+
 SPEC = Path(
     os.environ.get(
         "GRIDCORE_OPENADR_SPEC",
@@ -103,13 +105,37 @@ def components() -> dict[str, Any]:
     return {"schemas": _json_schema(_served(document()["components"]["schemas"]))}
 
 
+def _null_as_absent(schema: Any) -> None:
+    """Optional properties the VTN takes null for as absent
+    (entrypoints.openadr.models.NULL_AS_ABSENT) marked nullable, wherever
+    they are defined, so that null there is not "negative data"."""
+    if isinstance(schema, list):
+        for item in schema:
+            _null_as_absent(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name in NULL_AS_ABSENT and name not in required and not prop.get("nullable"):
+            wrapped = {"allOf": [prop]} if "$ref" in prop else dict(prop)
+            schema["properties"][name] = {**wrapped, "nullable": True}
+    for value in schema.values():
+        if isinstance(value, dict | list):
+            _null_as_absent(value)
+
+
 def served_document(base_path: str) -> dict[str, Any]:
     """The OpenAPI document with the VTN's base path as its server, ven and
     resource as served, and the answers of ``UNDECLARED`` declared: what
-    schemathesis runs against."""
+    schemathesis runs against. Optional properties given as null are
+    declared nullable where the VTN takes null as absent (see
+    ``_null_as_absent``)."""
     patched = copy.deepcopy(document())
     patched["servers"] = [{"url": base_path}]
     patched["components"]["schemas"] = _served(patched["components"]["schemas"])
+    for schema in patched["components"]["schemas"].values():
+        _null_as_absent(schema)
     for template, method, status in UNDECLARED:
         responses = patched["paths"][template][method]["responses"]
         responses[str(status)] = {"$ref": f"#/components/responses/{_RESPONSE_NAMES[status]}"}

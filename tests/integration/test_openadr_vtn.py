@@ -402,7 +402,6 @@ async def test_search_parameters_page_and_filter() -> None:
         ("/programs", b""),
         ("/programs", b"[]"),
         ("/programs", b'{"programName": ""}'),
-        ("/programs", b'{"programName": "p", "intervalPeriod": null}'),
         ("/programs", b'{"programName": "p", "intervalPeriod": {"start": "yesterday"}}'),
         ("/events", b'{"programID": "p", "intervals": [{"id": "0", "payloads": []}]}'),
         ("/events", b'{"programID": "p", "duration": "1 hour"}'),
@@ -429,6 +428,33 @@ async def test_bad_input_is_a_400_problem_naming_what_is_wrong(path: str, body: 
         assert answer.status_code == 400
         assert answer.json()["status"] == 400
         assert answer.json()["detail"]
+
+
+async def test_an_optional_field_given_null_is_taken_as_absent() -> None:
+    """What 3.1 clients send for what they leave unset (openadr3-client)."""
+    async with vtn_client() as vtn:
+        bl, _, _ = await _tokens(vtn)
+        program = await _created(
+            vtn, "/programs", bl, {"programName": "p", "intervalPeriod": None, "targets": None}
+        )
+        assert "intervalPeriod" not in program
+        assert program["targets"] is None  # nullable in the yaml: kept
+        event = await _created(
+            vtn,
+            "/events",
+            bl,
+            {
+                "programID": program["id"],
+                "duration": None,
+                "intervals": None,
+                "intervalPeriod": {"start": "2026-12-03T12:00:00Z", "randomizeStart": None},
+            },
+        )
+        assert event["intervalPeriod"] == {"start": "2026-12-03T12:00:00Z"}
+        assert "duration" not in event
+        assert "intervals" not in event
+        refused = await vtn.post("/events", bl, json={"programID": None})
+        assert refused.status_code == 400  # required: null is no value
 
 
 async def test_bad_ids_and_unknown_paths_and_methods_are_problems() -> None:

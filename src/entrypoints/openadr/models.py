@@ -50,9 +50,9 @@ Targets = list[Name] | None
 
 
 class IntervalPeriod(TypedDict):
-    start: NotRequired[DateTime]
-    duration: NotRequired[Duration]
-    randomizeStart: NotRequired[Duration]
+    start: NotRequired[DateTime | None]
+    duration: NotRequired[Duration | None]
+    randomizeStart: NotRequired[Duration | None]
 
 
 class Point(TypedDict):
@@ -67,7 +67,7 @@ class ValuesMap(TypedDict):
 
 class Interval(TypedDict):
     id: Int32
-    intervalPeriod: NotRequired[IntervalPeriod]
+    intervalPeriod: NotRequired[IntervalPeriod | None]
     payloads: list[ValuesMap]
 
 
@@ -92,13 +92,13 @@ class ReportDescriptor(TypedDict):
     readingType: NotRequired[Name | None]
     units: NotRequired[Name | None]
     targets: NotRequired[Targets]
-    aggregate: NotRequired[bool]
-    startInterval: NotRequired[Int32]
-    numIntervals: NotRequired[Int32]
-    historical: NotRequired[bool]
-    frequency: NotRequired[Int32]
-    repeat: NotRequired[Int32]
-    reportIntervals: NotRequired[Literal["INTERVALS", "SUB_INTERVALS", "OPEN_INTERVALS"]]
+    aggregate: NotRequired[bool | None]
+    startInterval: NotRequired[Int32 | None]
+    numIntervals: NotRequired[Int32 | None]
+    historical: NotRequired[bool | None]
+    frequency: NotRequired[Int32 | None]
+    repeat: NotRequired[Int32 | None]
+    reportIntervals: NotRequired[Literal["INTERVALS", "SUB_INTERVALS", "OPEN_INTERVALS"] | None]
 
 
 class ProgramDescription(TypedDict):
@@ -112,7 +112,7 @@ AnyPayloadDescriptor = Annotated[
 
 class ProgramRequest(TypedDict):
     programName: Name
-    intervalPeriod: NotRequired[IntervalPeriod]
+    intervalPeriod: NotRequired[IntervalPeriod | None]
     programDescriptions: NotRequired[list[ProgramDescription] | None]
     payloadDescriptors: NotRequired[list[AnyPayloadDescriptor] | None]
     attributes: NotRequired[list[ValuesMap] | None]
@@ -122,18 +122,18 @@ class ProgramRequest(TypedDict):
 class EventRequest(TypedDict):
     programID: ObjectID
     eventName: NotRequired[str | None]
-    duration: NotRequired[Duration]
+    duration: NotRequired[Duration | None]
     priority: NotRequired[Annotated[int, Field(ge=0)] | None]
     targets: NotRequired[Targets]
     reportDescriptors: NotRequired[list[ReportDescriptor] | None]
     payloadDescriptors: NotRequired[list[EventPayloadDescriptor] | None]
-    intervalPeriod: NotRequired[IntervalPeriod]
-    intervals: NotRequired[list[Interval]]
+    intervalPeriod: NotRequired[IntervalPeriod | None]
+    intervals: NotRequired[list[Interval] | None]
 
 
 class ReportResource(TypedDict):
     resourceName: Name
-    intervalPeriod: NotRequired[IntervalPeriod]
+    intervalPeriod: NotRequired[IntervalPeriod | None]
     intervals: list[Interval]
 
 
@@ -157,7 +157,7 @@ class ObjectOperation(TypedDict):
 
 class SubscriptionRequest(TypedDict):
     clientName: Name
-    programID: NotRequired[ObjectID]
+    programID: NotRequired[ObjectID | None]
     objectOperations: list[ObjectOperation]
     targets: NotRequired[Targets]
 
@@ -215,6 +215,40 @@ _SCHEMA_NAMES = {
 }
 
 
+# Optional fields the yaml does not mark nullable (most are a bare $ref, which
+# OpenAPI 3.0 cannot mark so), yet "optional fields are generally nullable
+# and have default values of null" (Definition.md), and 3.1 clients send
+# null for what they leave unset (openadr3-client does): null is taken as
+# absent, and the field left out of the stored object.
+NULL_AS_ABSENT = frozenset(
+    {
+        "intervalPeriod",
+        "start",
+        "duration",
+        "randomizeStart",
+        "intervals",
+        "programID",
+        "aggregate",
+        "startInterval",
+        "numIntervals",
+        "historical",
+        "frequency",
+        "repeat",
+        "reportIntervals",
+    }
+)
+
+
+def _drop_absent(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _drop_absent(v) for k, v in value.items() if not (v is None and k in NULL_AS_ABSENT)
+        }
+    if isinstance(value, list):
+        return [_drop_absent(v) for v in value]
+    return value
+
+
 class BadRequest(ValueError):
     """A request body or parameter the schema refuses; the message says why."""
 
@@ -238,6 +272,7 @@ def parse_request(kind: Kind, body: bytes) -> dict[str, Any]:
         value: dict[str, Any] = REQUESTS[kind].validate_json(body, strict=True)
     except ValidationError as exc:
         raise BadRequest(f"not a valid {_SCHEMA_NAMES[kind]}: {describe(exc)}") from None
+    value = _drop_absent(value)
     where = _nul_in(value)
     if where is not None:
         raise BadRequest(f"{where or 'body'}: text with a NUL character (\\u0000) is not stored")
