@@ -95,7 +95,7 @@ class Vtn:
         self._store = store
         self._clock = clock
         self._ids = ids
-        self._changes = changes
+        self.changes = changes  # the sink of every stored change: notifiers and the bridge set it
 
     # --- writes ---------------------------------------------------------
 
@@ -270,7 +270,7 @@ class Vtn:
         return index_of(kind, document, program_id=program_id)
 
     async def _publish(self, changes: Sequence[ObjectChange]) -> None:
-        await self._changes(changes)
+        await self.changes(changes)
 
 
 def _need(client: Client, scope: str) -> None:

@@ -547,3 +547,31 @@ async def test_text_with_nul_is_refused_not_a_failure(database_url: str) -> None
         assert "programName" in answer.json()["detail"]
         assert (await vtn.get("/vens?venName=a%00b", bl)).status_code == 400
         assert (await vtn.get("/programs?targets=a%00b", bl)).status_code == 400
+
+
+async def test_every_stored_change_passes_through_the_change_sink() -> None:
+    """Where notifications and the bridge hook in: creates, updates, and
+    deletes with what was deleted along."""
+    from gridcore.openadr import ObjectChange
+
+    seen: list[ObjectChange] = []
+
+    async def sink(changes: Any) -> None:
+        seen.extend(changes)
+
+    async with vtn_client() as vtn:
+        app = vtn.http._transport.app  # type: ignore[attr-defined]
+        vtn_app = next(r.app for r in app.routes if getattr(r, "path", "") == "/openadr3")
+        vtn_app.state.vtn.changes = sink
+        bl, _, _ = await _tokens(vtn)
+        program = await _created(vtn, "/programs", bl, {"programName": "P"})
+        event = await _created(vtn, "/events", bl, {"programID": program["id"]})
+        await vtn.put("/programs/" + program["id"], bl, json={"programName": "P2"})
+        await vtn.delete("/programs/" + program["id"], bl)
+    assert [(c.operation, c.kind.value, c.document["id"]) for c in seen] == [
+        ("CREATE", "PROGRAM", program["id"]),
+        ("CREATE", "EVENT", event["id"]),
+        ("UPDATE", "PROGRAM", program["id"]),
+        ("DELETE", "PROGRAM", program["id"]),
+        ("DELETE", "EVENT", event["id"]),
+    ]

@@ -28,7 +28,7 @@ from entrypoints.openadr.tokens import InvalidToken, TokenService
 from gridcore.errors import Forbidden
 from gridcore.openadr import READ_BL, READ_VEN_OBJECTS, Client, Kind, mqtt_topics
 from gridcore.ports import Clock, IdGenerator, OpenAdrStore
-from gridcore.vtn import Vtn
+from gridcore.vtn import ChangeSink, Vtn
 
 BASE_PATH = "/openadr3"
 COLLECTIONS = {
@@ -255,8 +255,14 @@ def _notifier_routes(router: APIRouter) -> None:
 
 
 def create_vtn(
-    store: OpenAdrStore, clock: Clock, ids: IdGenerator, tokens: TokenService
+    store: OpenAdrStore,
+    clock: Clock,
+    ids: IdGenerator,
+    tokens: TokenService,
+    changes: ChangeSink | None = None,
 ) -> FastAPI:
+    """The VTN app; ``changes`` receives every stored change (notifications
+    and the bridge to gridcore's events hook in there)."""
     app = FastAPI(
         title="gridcore OpenADR 3.1.1 VTN",
         openapi_url=None,  # the contract is openadr3.yaml itself
@@ -264,7 +270,7 @@ def create_vtn(
         redoc_url=None,
         redirect_slashes=False,
     )
-    app.state.vtn = Vtn(store, clock, ids)
+    app.state.vtn = Vtn(store, clock, ids) if changes is None else Vtn(store, clock, ids, changes)
     app.state.tokens = tokens
     problems.install(app)
     router = app.router  # routes of its own: the 405 handler lists each path's methods
