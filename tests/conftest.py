@@ -34,7 +34,11 @@ TESTS = Path(__file__).parent
 # Slow as a whole: the end-to-end tests (processes, brokers) and schemathesis. Under
 # exactly -m "not slow" they are not even collected: importing them takes seconds
 # (schemathesis loads the API's schema at import).
-SLOW_PATHS = (TESTS / "e2e", TESTS / "integration" / "test_api_schemathesis.py")
+SLOW_PATHS = (
+    TESTS / "e2e",
+    TESTS / "integration" / "test_api_schemathesis.py",
+    TESTS / "integration" / "test_openadr_schemathesis.py",
+)
 
 
 def _slow_path(path: Path) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from adapters.memory.openadr import InMemoryOpenAdrStore
 from adapters.memory.performance import InMemoryPerformanceStore
 from adapters.memory.reports import (
     InMemoryLoadSnapshotStore,
@@ -30,6 +31,7 @@ from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
     LoadSnapshotStore,
+    OpenAdrStore,
     PerformanceStore,
     ShadowStore,
     StorageRetention,
@@ -62,6 +64,9 @@ class Storage:
     load_snapshots: LoadSnapshotStore | None = None
     # None: nothing kept by time needs maintenance (memory storage)
     retention: StorageRetention | None = None
+    # The OpenADR VTN's objects; None only where a caller assembles storage
+    # without them (a process that serves no /openadr3).
+    openadr: OpenAdrStore | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -83,6 +88,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         performance=InMemoryPerformanceStore(),
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
+        openadr=InMemoryOpenAdrStore(),
     )
 
 
@@ -98,6 +104,7 @@ def sql_storage(
 
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
+    from adapters.sql.openadr import SqlOpenAdrStore
     from adapters.sql.partitions import PostgresPartitions, SqliteRetention
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
@@ -138,6 +145,7 @@ def sql_storage(
         retention=PostgresPartitions(engine)
         if backend == "postgresql"
         else SqliteRetention(engine),
+        openadr=SqlOpenAdrStore(engine),
         ping=ping,
         close=engine.dispose,
     )

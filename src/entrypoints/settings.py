@@ -179,6 +179,25 @@ class Settings(BaseSettings):
         "`serve --workers` process has its own)",
     )
 
+    # --- the OpenADR 3.1 VTN under /openadr3 (docs/openadr3.md; secrets never logged) ---
+    gridcore_openadr_clients: str | None = Field(
+        default=None,
+        description="Comma-separated role:clientID:secret entries (role bl or ven): the "
+        "OAuth2 clients that /openadr3/auth/token trades for bearer tokens",
+    )
+    gridcore_openadr_clients_file: str | None = Field(
+        default=None, description="File with one role:clientID:secret entry a line (# comments)"
+    )
+    gridcore_openadr_token_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="How long an OpenADR bearer token is valid"
+    )
+    gridcore_openadr_token_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs OpenADR bearer tokens (every API process must share it); "
+        "unset: derived from the configured clients and their secrets",
+    )
+
     # --- what a VEN's report may claim (gridcore.plausibility) ---
     gridcore_max_loads_per_ven: int = Field(
         default=DEFAULT_MAX_LOADS_PER_VEN,
@@ -512,7 +531,13 @@ TOPIC_FILTERS = (
     "mqtt_topic_responses",
     "backend_loads_topic",
 )
-FILES = ("mqtt_ca_cert", "mqtt_client_cert", "mqtt_client_key", "gridcore_api_tokens_file")
+FILES = (
+    "mqtt_ca_cert",
+    "mqtt_client_cert",
+    "mqtt_client_key",
+    "gridcore_api_tokens_file",
+    "gridcore_openadr_clients_file",
+)
 
 
 def start_problems(settings: Settings) -> list[str]:

@@ -41,3 +41,12 @@ class NotFound(DomainError, LookupError):
 
 class RetriesExhausted(DomainError):
     """A command was retried as often as allowed and still got no ACK."""
+
+
+class Forbidden(DomainError, PermissionError):
+    """The client may not do this (its role or scopes do not allow it)."""
+
+
+class Conflict(DomainError):
+    """A write that contradicts what is stored: a unique name already taken,
+    or a reference to an object that does not exist."""

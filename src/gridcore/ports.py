@@ -17,6 +17,7 @@ from gridcore.events import DrEvent, EventStatus
 from gridcore.history import HistorySource
 from gridcore.intervals import IntervalReading, MeterSeries
 from gridcore.listing import ALL, VenListing
+from gridcore.openadr import Document, Kind, ObjectChange, ObjectIndex, ObjectQuery
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.retention import RetentionPolicy
@@ -328,6 +329,40 @@ class PerformanceStore(Protocol):
 
     async def kept(self, event_ids: Sequence[str], method: str) -> set[str]:
         """Which of ``event_ids`` have a report kept for ``method``."""
+        ...
+
+
+class OpenAdrStore(Protocol):
+    """The OpenADR VTN's objects (:mod:`gridcore.openadr`): JSON documents by
+    kind and id, with the fields of :func:`gridcore.openadr.index_of` indexed.
+
+    Unique: a program's name, a ven's name, a resource's name within its ven
+    (a write that would repeat one raises :class:`~gridcore.errors.Conflict`).
+    An event belongs to an existing program and a resource to an existing ven
+    (else ``Conflict``); removing a program removes its events, removing a
+    ven its resources. Searches return documents in the order they were
+    first stored."""
+
+    async def add(self, kind: Kind, document: Document, index: ObjectIndex) -> None:
+        """Store a new object (``document["id"]`` is new)."""
+        ...
+
+    async def get(self, kind: Kind, object_id: str) -> Document | None: ...
+
+    async def replace(self, kind: Kind, document: Document, index: ObjectIndex) -> bool:
+        """Replace the stored object with ``document["id"]``; False if there is none."""
+        ...
+
+    async def remove(self, kind: Kind, object_id: str) -> list[ObjectChange]:
+        """Remove the object and what goes with it: the DELETE changes, the
+        object's first (empty if there was none)."""
+        ...
+
+    async def search(
+        self, kind: Kind, query: ObjectQuery, skip: int = 0, limit: int | None = None
+    ) -> list[Document]:
+        """The objects matching ``query``, ``skip`` of them skipped, at most
+        ``limit`` (None: all)."""
         ...
 
 

@@ -36,7 +36,10 @@ Deliberate departures, each for a measured reason:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Float,
@@ -507,3 +510,85 @@ PARTITIONED_PRIMARY_KEYS = {
     "load_snapshots": ("id", "timestamp"),
     "ven_acks": ("id", "timestamp"),
 }
+
+# --- the OpenADR 3.1 VTN's objects (gridcore.openadr, adapters.sql.openadr) ------
+#
+# Each object is kept whole as the JSON document the VTN serves, beside the
+# fields its searches filter on (gridcore.openadr.ObjectIndex). ``seq`` orders
+# searches (the order objects were first stored); ``id`` is the VTN's objectID.
+# ``name`` is the unique name of programs and vens, and of a resource within
+# its ven. An event goes with its program, a resource with its ven (ON DELETE
+# CASCADE); reports and subscriptions only name what they refer to.
+# ``oadr_targets`` holds each object's targets, one row a target, so that a
+# VEN's search for what is targeted at it is one indexed lookup.
+
+OADR_ID = String(128)  # openadr3.yaml objectID, clientID, names, targets: 1 to 128
+OADR_DOCUMENT = JSON()  # the document as the client will read it back (key order kept)
+
+
+def _oadr_table(name: str, *extra: Column[Any] | Index | UniqueConstraint) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("seq", BigId, primary_key=True, autoincrement=True),
+        Column("id", OADR_ID, nullable=False, unique=True),
+        *extra,
+        Column("document", OADR_DOCUMENT, nullable=False),
+    )
+
+
+oadr_programs = _oadr_table(
+    "oadr_programs",
+    Column("name", OADR_ID, nullable=False, unique=True),
+    Column("targeted", Boolean, nullable=False),
+)
+oadr_events = _oadr_table(
+    "oadr_events",
+    Column(
+        "program_id",
+        OADR_ID,
+        ForeignKey("oadr_programs.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("ends_at", UtcDateTime, index=True),  # NULL: not known to end
+    Column("targeted", Boolean, nullable=False),
+)
+oadr_reports = _oadr_table(
+    "oadr_reports",
+    Column("program_id", OADR_ID, index=True),
+    Column("event_id", OADR_ID, nullable=False, index=True),
+    Column("client_id", OADR_ID, nullable=False, index=True),
+    Column("client_name", OADR_ID, nullable=False),
+)
+oadr_subscriptions = _oadr_table(
+    "oadr_subscriptions",
+    Column("program_id", OADR_ID, index=True),
+    Column("client_id", OADR_ID, nullable=False, index=True),
+    Column("client_name", OADR_ID, nullable=False),
+    Column("object_types", String(128), nullable=False),  # ",EVENT,PROGRAM,"
+    Column("targeted", Boolean, nullable=False),
+)
+oadr_vens = _oadr_table(
+    "oadr_vens",
+    Column("name", OADR_ID, nullable=False, unique=True),
+    Column("client_id", OADR_ID, nullable=False, index=True),
+    Column("targeted", Boolean, nullable=False),
+)
+oadr_resources = _oadr_table(
+    "oadr_resources",
+    Column("ven_id", OADR_ID, ForeignKey("oadr_vens.id", ondelete="CASCADE"), nullable=False),
+    Column("name", OADR_ID, nullable=False),
+    Column("client_id", OADR_ID, nullable=False, index=True),
+    Column("targeted", Boolean, nullable=False),
+    UniqueConstraint("ven_id", "name"),
+)
+oadr_targets = Table(
+    "oadr_targets",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("object_id", OADR_ID, nullable=False),
+    Column("target", OADR_ID, nullable=False),
+    PrimaryKeyConstraint("kind", "object_id", "target"),
+    Index(None, "kind", "target"),
+)

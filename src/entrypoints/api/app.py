@@ -33,6 +33,9 @@ from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.console.pages import install_console
 from entrypoints.container import Container, build_storage, container_for
+from entrypoints.openadr.app import BASE_PATH as OPENADR_PATH
+from entrypoints.openadr.app import create_vtn
+from entrypoints.openadr.tokens import TokenService
 from entrypoints.settings import Settings
 
 API_PREFIX = "/api"
@@ -103,6 +106,17 @@ def _serve_docs(app: FastAPI) -> None:
     app.add_route(OAUTH2_REDIRECT_URL, oauth2_redirect, include_in_schema=False)
 
 
+def openadr_vtn(settings: Settings, container: Container) -> FastAPI:
+    """The OpenADR 3.1.1 VTN (entrypoints.openadr), over the container's storage."""
+    storage = container.storage()
+    if storage.openadr is None:
+        raise RuntimeError("this storage keeps no OpenADR objects")
+    clock = container.clock()
+    return create_vtn(
+        storage.openadr, clock, container.ids(), TokenService.from_settings(settings, clock)
+    )
+
+
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
     """The API for ``settings``. A container passed in (the demo shares one with
     its worker) is the caller's to close; one built here is closed at shutdown."""
@@ -144,6 +158,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)
+    app.mount(OPENADR_PATH, openadr_vtn(settings, container))
     _serve_docs(app)
     install_console(app)
 
@@ -163,7 +178,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],  # PUT: /openadr3
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Total-Count", "X-Next-Offset", "Link"],
         )

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import AuthNotConfigured, OpenAccessRefused, TokenChecker
+from entrypoints.openadr.tokens import clients_from
 from entrypoints.settings import Settings, load_settings
 
 log = logging.getLogger("entrypoints.api.server")
@@ -60,6 +61,7 @@ def check_access(
     with auth off, only on loopback unless ``open_access`` (the CLI flag) or
     GRIDCORE_ALLOW_OPEN_ACCESS says otherwise."""
     checker = TokenChecker.from_settings(settings)
+    clients_from(settings)  # a malformed OpenADR client entry: refused before the start line
     if checker.enabled and not checker.configured:
         raise AuthNotConfigured(
             "no API token configured: set GRIDCORE_API_TOKENS (e.g. 'control:<secret>,"
