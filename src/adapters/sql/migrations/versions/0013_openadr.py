@@ -4,8 +4,8 @@
 searches filter on) and ``oadr_targets`` (each object's targets, a row each).
 All start empty.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from adapters.sql.types import BigId, UtcDateTime
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
