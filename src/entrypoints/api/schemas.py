@@ -75,7 +75,10 @@ class LoadOut(ApiModel):
     critical: bool
     enabled: bool
     breaker_amps: float | None
-    targets: list[str] = Field(description="Targets the operator granted this load (see VenOut)")
+    # Added fields have defaults: the documents' shapes keep their required set.
+    targets: list[str] = Field(
+        default_factory=list, description="Targets the operator granted this load (see VenOut)"
+    )
 
 
 class VenMetrics(ApiModel):
@@ -104,6 +107,7 @@ class VenOut(ApiModel):
     loads: list[LoadOut]
     metrics: VenMetrics
     targets: list[str] = Field(
+        default_factory=list,
         description="Targets the operator granted the VEN (a group, a feeder, a postal code...): "
         "an event targeting one of them, one of its loads' targets or its id reaches it",
     )
@@ -307,7 +311,9 @@ class EventOut(ApiModel):
     end_time: UtcDateTime
     requested_reduction_kw: float
     actual_reduction_kw: float
-    targets: list[str] = Field(description="The event's targets; []: the whole fleet")
+    targets: list[str] = Field(
+        default_factory=list, description="The event's targets; []: the whole fleet"
+    )
 
 
 class VenProgress(ApiModel):

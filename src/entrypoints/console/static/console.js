@@ -679,6 +679,7 @@ pages.ven = () => {
     setText("ven-power", kw(v.metrics.currentPowerKw, 2));
     setText("ven-shed", kw(v.metrics.shedAvailabilityKw, 2));
     setText("ven-rtt", ms(v.responseTimeMs));
+    setText("ven-targets", v.targets && v.targets.length ? v.targets.join(", ") : "none granted");
     // Shaded: the events this VEN answered.
     const mine = new Set(ackList.data.acks.map((a) => a.eventId).filter(Boolean));
     events = fleetEvents.data.filter((e) => mine.has(e.id)).map((e) => [seconds(e.startTime), seconds(e.endTime)]);
