@@ -140,7 +140,8 @@ async def measure(name: str, url: str, count: int, repeat: int) -> None:
             async with engine.connect() as conn:
                 plan = await conn.execute(
                     text(
-                        "EXPLAIN SELECT id FROM vens WHERE id = ANY(:t) OR targets && :t"
+                        "EXPLAIN SELECT id FROM vens WHERE id = ANY(:t)"
+                        " UNION SELECT id FROM vens WHERE targets && :t"
                         " UNION SELECT ven_id FROM ven_loads WHERE targets && :t"
                     ).bindparams(bindparam("t", ["group-7"], type_=TEXT_ARRAY))
                 )
