@@ -9,19 +9,42 @@ Arithmetic is in whole watts so that shares sum exactly: the sum of shares is
 ``min(requested, total available)`` to the watt. The watts that an integer
 division leaves over go one each to the uncapped VENs first in id order, which
 makes the result independent of input order and monotone in the request.
+
+A targeted event (:mod:`gridcore.targeting`) is allocated over the VENs it
+targets only: the others get nothing and are not sent a command. An untargeted
+event is allocated over the whole fleet, as the documents' events are.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 from gridcore.errors import InvalidInput
 from gridcore.quantities import to_kw, to_watts
 
+V = TypeVar("V")
 
-def allocate_shed(requested_kw: float, available_kw: Mapping[str, float]) -> dict[str, float]:
-    """Shares in kW per VEN id. VENs with no availability get 0.0."""
+
+def among_targeted(available: Mapping[str, V], targeted: AbstractSet[str] | None) -> dict[str, V]:
+    """What ``available`` holds for the VENs an event targets (``targeted``,
+    the VEN ids it reaches); None: an untargeted event, every VEN."""
+    if targeted is None:
+        return dict(available)
+    return {ven_id: v for ven_id, v in available.items() if ven_id in targeted}
+
+
+def allocate_shed(
+    requested_kw: float,
+    available_kw: Mapping[str, float],
+    targeted: AbstractSet[str] | None = None,
+) -> dict[str, float]:
+    """Shares in kW per VEN id. VENs with no availability get 0.0; with
+    ``targeted`` (the VENs a targeted event reaches), only those VENs are
+    allocated (and returned)."""
+    available_kw = among_targeted(available_kw, targeted)
     if isinstance(requested_kw, bool) or not math.isfinite(requested_kw) or requested_kw < 0:
         raise InvalidInput("requestedReductionKw", "must be a finite, non-negative kW value")
     caps: dict[str, int] = {}

@@ -3,8 +3,9 @@ them honest until the event ends.
 
 One pass (:meth:`Dispatcher.run_once`) does, in order:
 1. activate events whose start has come: allocate the requested kW over the
-   online VENs (:func:`allocate_shed`) and write one command per VEN into the
-   ledger in the same transaction as the state change (the outbox);
+   online VENs it targets (:func:`allocate_shed`; an untargeted event: every
+   online VEN) and write one command per VEN into the ledger in the same
+   transaction as the state change (the outbox);
 2. complete events whose end has come, queueing a restore to every VEN that
    was sent the event (cancelling event commands never sent, and no longer
    retrying unanswered ones);
@@ -17,8 +18,14 @@ One pass (:meth:`Dispatcher.run_once`) does, in order:
 4. relay: publish what the outbox holds, once its time has come (a
    staggered restore waits, :mod:`gridcore.rebound`) (before step 5, which reads every
    command of every active event: a new event's commands do not wait for it);
-5. re-allocate the shortfall of rejected, silent or short VENs to VENs with
-   headroom, while time remains, and relay those commands.
+5. re-allocate the shortfall of rejected, silent or short VENs to VENs the
+   event targets with headroom, while time remains, and relay those commands.
+
+Everything after activation follows from the commands (ACKs, retries,
+restores, reconciliation, measurement): a VEN an event does not target is
+never sent it, so nothing downstream counts it. An event's targets are
+resolved against the VENs' granted targets when it is allocated (at
+activation and at each re-allocation), under the allocation lock.
 
 Delivery rule: a command is marked sent (and committed) *before* it is
 published. A worker killed between the two never sends a duplicate; the ACK
@@ -36,7 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gridcore.allocation import allocate_shed, allocate_watts
+from gridcore.allocation import allocate_shed, allocate_watts, among_targeted
 from gridcore.correlation import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_MAX_RETRIES,
@@ -256,6 +263,10 @@ class Dispatcher:
         active = [e.id for e in await uow.events.active()]
         return CommandLedger(await uow.commands.for_events([*active, event_id]))
 
+    async def _targeted(self, uow: UnitOfWork, event: DrEvent) -> set[str] | None:
+        """The VENs ``event`` targets, as granted now; None: untargeted, every VEN."""
+        return await uow.vens.targeted(event.targets) if event.targets else None
+
     async def activate_due(self) -> list[str]:
         now = self._clock.now()
         async with self._uow() as uow:
@@ -280,7 +291,8 @@ class Dispatcher:
                 ledger = await self._allocation_ledger(uow, event.id)
                 owed = ledger.owed_w()
                 headroom = {v: max(kw - to_kw(owed.get(v, 0)), 0.0) for v, kw in available.items()}
-                shares = allocate_shed(event.requested_reduction_kw, headroom)
+                targeted = await self._targeted(uow, event)
+                shares = allocate_shed(event.requested_reduction_kw, headroom, targeted)
                 for ven_id, kw in sorted(shares.items()):
                     if kw > 0:
                         _ask(ledger, event, ven_id, kw, now, self.policy.restore_spread)
@@ -290,6 +302,13 @@ class Dispatcher:
                 await uow.commit()
             activated.append(event.id)
             allocated = sum(c.shed_kw or 0.0 for c in commands)
+            if targeted is not None:
+                log.info(
+                    "event %s targets %s: %d registered VEN(s) granted one",
+                    event.id,
+                    ", ".join(event.targets),
+                    len(targeted),
+                )
             log.info(
                 "event %s active: %.3f of %.3f kW allocated over %d online VEN(s)",
                 event.id,
@@ -298,7 +317,11 @@ class Dispatcher:
                 len(commands),
             )
             if not commands:
-                log.warning("event %s: no online VEN with shed available; nothing sent", event.id)
+                log.warning(
+                    "event %s: no online VEN%s with shed available; nothing sent",
+                    event.id,
+                    "" if targeted is None else " it targets",
+                )
         return activated
 
     # --- 2. end ---------------------------------------------------------
@@ -487,9 +510,11 @@ class Dispatcher:
                 # event (this one included): the same count activation uses.
                 owed = ledger.owed_w()
                 refused = {v for v, c in latest.items() if c.state is not CommandState.ACKED}
+                # Only VENs the event targets (as granted now) take its shortfall.
+                targeted = among_targeted(available, await self._targeted(uow, event))
                 headroom = {
                     v: max(to_watts(kw) - owed.get(v, 0), 0)
-                    for v, kw in available.items()
+                    for v, kw in targeted.items()
                     if v not in refused
                 }
                 extra = allocate_watts(min(gap, sum(headroom.values())), headroom)

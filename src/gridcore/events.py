@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from gridcore.errors import IllegalTransition, InvalidInput
 from gridcore.quantities import require_finite_kw
+from gridcore.targeting import Targets, validate_targets
 
 EVENT_ID = re.compile(r"^evt-[0-9a-f]{8}\Z")
 # An event longer than this is almost certainly a typo in a date.
@@ -71,8 +72,12 @@ class DrEvent:
     created_at: datetime | None = None
     activated_at: datetime | None = None
     ended_at: datetime | None = None
+    # The VENs it is meant for (gridcore.targeting); none: the whole fleet.
+    targets: Targets = ()
 
     def __post_init__(self) -> None:
+        if self.targets:
+            object.__setattr__(self, "targets", validate_targets(self.targets, "targets"))
         _aware("startTime", self.start_time)
         _aware("endTime", self.end_time)
         if self.start_time >= self.end_time:

@@ -1,6 +1,9 @@
 """Use cases an operator drives by hand: changing a VEN's registration and its
 loads' configuration, and sending one VEN a command outside the dispatcher.
 
+A manual command for an event goes only to a VEN the event targets (an
+untargeted event targets every VEN), as the dispatcher's do.
+
 Manual commands go through the same ledger as dispatched ones: they are
 written PENDING (the outbox) in one transaction and the worker's relay
 publishes them on ``ven/cmd/{venId}``, so a manual command is retried,
@@ -10,7 +13,7 @@ correlated and audited exactly like an automatic one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -20,6 +23,7 @@ from gridcore.errors import DomainError, InvalidInput, NotFound
 from gridcore.events import DrEvent, EventStatus
 from gridcore.ports import Clock, IdGenerator, TelemetryQueries, UnitOfWork, UnitOfWorkFactory
 from gridcore.quantities import require_finite_kw
+from gridcore.targeting import is_targeted, validate_targets
 from gridcore.ven import Load, Location, Ven
 
 log = logging.getLogger("gridcore.fleet")
@@ -54,11 +58,16 @@ async def update_ven(
     name: str | None = None,
     location: Location | object | None = _KEEP,
     enabled: bool | None = None,
+    targets: Sequence[str] | None = None,
 ) -> Ven:
-    """Change name, location (None clears it) or enabled. A disabled VEN keeps
+    """Change name, location (None clears it), enabled or targets (replaced
+    as given; empty clears them; None leaves them). A disabled VEN keeps
     reporting telemetry but is sent no DR event."""
+    checked = None if targets is None else validate_targets(targets)
     async with uow_factory() as uow:
         ven = await _ven(uow, ven_id)
+        if checked is not None:
+            ven = replace(ven, targets=checked)
         if name is not None:
             ven = replace(ven, name=name)
         if location is not _KEEP:
@@ -110,6 +119,7 @@ class LoadChanges:
     enabled: bool | None = None
     capacity_kw: float | None = None
     shed_capability_kw: float | None = None
+    targets: tuple[str, ...] | None = None  # replaced as given; () clears them
 
 
 async def _known_load(
@@ -162,6 +172,16 @@ def _duration(duration_sec: int | None, event: DrEvent | None, now: datetime) ->
     return duration_sec
 
 
+def _check_targeted(event: DrEvent, ven: Ven) -> None:
+    """A VEN an event does not target is not sent it, by hand either."""
+    if not is_targeted(event.targets, ven.granted_targets()):
+        raise InvalidInput(
+            "venId",
+            f"event {event.id} does not target VEN {ven.id!r} "
+            f"(its targets: {', '.join(event.targets)}; the VEN is granted none of them)",
+        )
+
+
 async def _running_event(uow: UnitOfWork, event_id: str) -> DrEvent:
     """The active event, locked: its commands are added to under its lock (their
     correlationIds count them), and a stop cannot slip in between."""
@@ -201,9 +221,10 @@ async def send_event_command(
     require_finite_kw("shedKw", shed_kw, positive=True)
     now = clock.now()
     async with uow_factory() as uow:
-        await _ven(uow, ven_id)
+        ven = await _ven(uow, ven_id)
         await uow.commands.lock_allocation()
         event = await _running_event(uow, event_id)
+        _check_targeted(event, ven)
         previous = await uow.commands.latest_for(ven_id, CommandOp.EVENT.value, event_id)
         command = Command(
             correlation_id=await _new_command_id(uow, ids, event_id),
@@ -265,6 +286,8 @@ async def shed_load_command(
         if load.critical:
             raise InvalidInput("loadId", f"load {load_id!r} is critical; it is never shed")
         event = await _running_event(uow, event_id) if event_id is not None else None
+        if event is not None:
+            _check_targeted(event, await _ven(uow, ven_id))
         kw = shed_kw if shed_kw is not None else load.shed_capability_kw
         if kw <= 0:
             raise InvalidInput("shedKw", "the load reports no shed capability; give shedKw")

@@ -70,7 +70,7 @@ class VenRepository(Protocol):
         ...
 
     async def update(self, ven: Ven) -> None:
-        """Replace name, location, enabled. Loads are saved with ``save_load``."""
+        """Replace name, location, enabled and targets. Loads are saved with ``save_load``."""
         ...
 
     async def remove(self, ven_id: str) -> bool:
@@ -82,7 +82,15 @@ class VenRepository(Protocol):
         ...
 
     async def save_load(self, ven_id: str, load: Load) -> None:
-        """Insert or replace one load's configuration."""
+        """Insert or replace one load's configuration (its targets included)."""
+        ...
+
+    async def targeted(self, targets: Sequence[str]) -> set[str]:
+        """The registered VENs an object with ``targets`` is meant for: those
+        :func:`gridcore.targeting.is_targeted` finds among their granted
+        targets (their id, their own targets, their configured loads' targets:
+        :meth:`gridcore.ven.Ven.granted_targets`); with no targets, every
+        registered VEN. Found through an index, in one round trip."""
         ...
 
     async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:

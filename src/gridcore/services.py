@@ -22,6 +22,7 @@ from gridcore.ports import (
     UnitOfWorkFactory,
 )
 from gridcore.quantities import to_kw
+from gridcore.targeting import validate_targets
 from gridcore.telemetry import DeadLetter, TelemetrySample
 from gridcore.ven import Location, Ven
 
@@ -38,8 +39,16 @@ async def register_ven(
     ven_id: str,
     name: str,
     location: Location | None = None,
+    targets: Sequence[str] = (),
 ) -> Ven:
-    ven = Ven(id=ven_id, name=name, location=location, registered_at=clock.now())
+    """Register a VEN, with the targets the operator grants it (gridcore.targeting)."""
+    ven = Ven(
+        id=ven_id,
+        name=name,
+        location=location,
+        registered_at=clock.now(),
+        targets=validate_targets(targets),
+    )
     async with uow_factory() as uow:
         if await uow.vens.get(ven_id) is not None:
             raise InvalidInput("id", f"VEN {ven_id!r} is already registered")
@@ -67,9 +76,20 @@ async def create_event(
     start_time: datetime,
     end_time: datetime,
     requested_reduction_kw: float,
+    targets: Sequence[str] = (),
+    require_match: bool = True,
 ) -> DrEvent:
     """Store a new scheduled event. The dispatcher activates it at start time
-    (immediately when the start is now or past)."""
+    (immediately when the start is now or past), over the VENs it targets
+    (none: the whole fleet).
+
+    A targeted event whose targets no registered VEN is granted is refused
+    (``InvalidInput`` on ``targets``: a misspelt group would otherwise shed
+    nothing, silently), unless ``require_match`` is false (a source that may
+    target VENs yet to be registered or granted, such as an OpenADR BL). The
+    targets are resolved again when the event is allocated: one that then
+    reaches no online VEN activates with nothing allocated, as an untargeted
+    event does with no VEN online."""
     now = clock.now()
     if end_time <= now:
         raise InvalidInput("endTime", "is in the past; an event must end in the future")
@@ -79,16 +99,23 @@ async def create_event(
         end_time=end_time,
         requested_reduction_kw=requested_reduction_kw,
         created_at=now,
+        targets=validate_targets(targets),
     )
     async with uow_factory() as uow:
+        if event.targets and require_match and not await uow.vens.targeted(event.targets):
+            raise InvalidInput(
+                "targets",
+                f"targets match no VEN: no registered VEN is granted any of {list(event.targets)}",
+            )
         await uow.events.add(event)
         await uow.commit()
     log.info(
-        "event %s created: %.3f kW from %s to %s",
+        "event %s created: %.3f kW from %s to %s%s",
         event.id,
         requested_reduction_kw,
         start_time.isoformat(),
         end_time.isoformat(),
+        f", targets {', '.join(event.targets)}" if event.targets else "",
     )
     return event
 

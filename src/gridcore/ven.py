@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from gridcore.errors import InvalidInput
 from gridcore.limits import VEN_ID_LENGTH
+from gridcore.targeting import Targets, granted, validate_targets
 
 DEFAULT_OFFLINE_AFTER = timedelta(seconds=60)
 
@@ -78,6 +79,13 @@ class Load:
     critical: bool = False
     enabled: bool = True
     breaker_amps: float | None = None
+    # Granted by the operator (gridcore.targeting): an event targeting one of
+    # them reaches this load's VEN. Configuration only: telemetry never sets them.
+    targets: Targets = ()
+
+    def __post_init__(self) -> None:
+        if self.targets:
+            object.__setattr__(self, "targets", validate_targets(self.targets, "targets"))
 
     @property
     def effective_capacity_kw(self) -> float:
@@ -97,9 +105,19 @@ class Ven:
     last_seen_at: datetime | None = None
     enabled: bool = True
     loads: tuple[Load, ...] = field(default_factory=tuple)
+    # Granted by the operator (a group, a feeder, a postal code: gridcore.targeting);
+    # a VEN never grants itself targets (it is registered from telemetry without any).
+    targets: Targets = ()
 
     def __post_init__(self) -> None:
         validate_ven_id(self.id)
+        if self.targets:
+            object.__setattr__(self, "targets", validate_targets(self.targets, "targets"))
+
+    def granted_targets(self) -> frozenset[str]:
+        """Everything an event may target this VEN by: its id, its targets and
+        those of its configured loads (:func:`gridcore.targeting.granted`)."""
+        return granted(self.id, self.targets, *(load.targets for load in self.loads))
 
     def connectivity(
         self, now: datetime, offline_after: timedelta = DEFAULT_OFFLINE_AFTER

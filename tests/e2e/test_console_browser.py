@@ -402,7 +402,7 @@ def submit_event_form(page: Page) -> Response:
 def error_element(detail: list[dict[str, Any]]) -> str:
     """Where the console shows a 422's first message: next to the field its
     ``loc`` names, else under the form."""
-    fields = {"startTime", "endTime", "requestedReductionKw"}
+    fields = {"startTime", "endTime", "requestedReductionKw", "targets"}
     for entry in detail:
         named = [x for x in reversed(entry.get("loc", [])) if x in fields]
         if named:
@@ -500,6 +500,19 @@ def test_an_operator_signs_in_runs_an_event_and_stops_it(
         # The earlier message is gone.
         expect(page.locator("#requestedReductionKw-error")).to_be_hidden()
         assert console.event_ids() == before, "a refused form created an event"
+
+        # Targets no VEN is granted: refused, shown next to the targets field.
+        now = datetime.now(UTC)
+        page.locator("#startTime").fill(local_minute(now + timedelta(hours=1)))
+        page.locator("#endTime").fill(local_minute(now + timedelta(hours=2)))
+        page.locator("#targets").fill("no-such-group, feeder-x")
+        answer = submit_event_form(page)
+        assert answer.status == 422, answer.text()
+        detail = answer.json()["detail"]
+        assert error_element(detail) == "#targets-error", detail
+        expect(page.locator("#targets-error")).to_contain_text("targets match no VEN")
+        assert console.event_ids() == before, "a refused form created an event"
+        page.locator("#targets").fill("")  # the whole fleet
 
         # A real event: from this minute (so it starts at once) for ten minutes.
         start = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -294,6 +294,7 @@ async def test_create_event_answers_the_documents_example(rig: Rig) -> None:
         "status": "scheduled",
         **body,
         "actualReductionKw": 0,
+        "targets": [],  # added (issue 17): the documents' untargeted event, the whole fleet
     }
     assert (await rig.client.get("/api/events")).json() == [created.json()]
     assert (await rig.client.get("/api/events/current")).json() is None

@@ -245,3 +245,48 @@ def test_hundred_thousand_vens_sum_correctly_without_quadratic_blow_up() -> None
 
     everything = _watts(allocate_shed(total_w / 1000.0 + 1.0, fleet))
     assert everything == caps
+
+
+# --- targeted events -----------------------------------------------------------
+
+
+def test_a_targeted_event_is_allocated_over_the_vens_it_targets_only() -> None:
+    available = {"north-1": 8, "north-2": 8, "south-1": 8}
+    # 10 kW over the two northern VENs: 5 each; the southern one is not asked.
+    assert allocate_shed(10, available, {"north-1", "north-2"}) == {
+        "north-1": 5.0,
+        "north-2": 5.0,
+    }
+    # A request larger than the targeted VENs can shed stops at what they can:
+    # the untargeted one never makes up the difference.
+    assert allocate_shed(20, available, {"north-1"}) == {"north-1": 8.0}
+
+
+def test_an_untargeted_event_is_allocated_over_the_whole_fleet() -> None:
+    available = {"a": 8, "b": 8, "c": 8}
+    assert allocate_shed(12, available, None) == allocate_shed(12, available)
+    assert allocate_shed(12, available) == {"a": 4.0, "b": 4.0, "c": 4.0}
+
+
+def test_targets_naming_no_available_ven_allocate_nothing() -> None:
+    assert allocate_shed(10, {"a": 8}, set()) == {}
+    assert allocate_shed(10, {"a": 8}, {"offline-ven"}) == {}
+
+
+@given(
+    st.floats(min_value=0, max_value=500),
+    st.dictionaries(
+        st.sampled_from([f"ven-{i}" for i in range(12)]),
+        st.floats(min_value=0, max_value=50),
+        max_size=12,
+    ),
+    st.sets(st.sampled_from([f"ven-{i}" for i in range(15)])),
+)
+def test_targeted_allocation_is_the_allocation_over_the_targeted_vens(
+    requested: float, available: dict[str, float], targeted: set[str]
+) -> None:
+    shares = allocate_shed(requested, available, targeted)
+    assert set(shares) <= targeted
+    assert shares == allocate_shed(
+        requested, {v: kw for v, kw in available.items() if v in targeted}
+    )

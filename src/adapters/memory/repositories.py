@@ -8,7 +8,8 @@ are frozen, so sharing them between state and overlay is safe.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -19,6 +20,7 @@ from gridcore.correlation import Command, CommandOp, CommandState, VenAck, newes
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
 from gridcore.participation import ResponseStats, response_stats
+from gridcore.targeting import granted, is_targeted
 from gridcore.telemetry import DeadLetter, Page, page_bounds
 from gridcore.ven import Connectivity, Load, Ven, connectivity
 
@@ -130,6 +132,17 @@ class InMemoryVenRepository:
         if self._vens.get(ven_id) is None:
             raise ValueError(f"VEN {ven_id!r} is not registered")
         self._loads.put((ven_id, load.id), load)
+
+    async def targeted(self, targets: Sequence[str]) -> set[str]:
+        load_targets: dict[str, list[Iterable[str]]] = defaultdict(list)
+        for (ven_id, _), load in self._loads.items():
+            if load.targets:
+                load_targets[ven_id].append(load.targets)
+        return {
+            v.id
+            for v in self._vens.values()
+            if is_targeted(targets, granted(v.id, v.targets, *load_targets.get(v.id, ())))
+        }
 
     async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:
         return sorted(

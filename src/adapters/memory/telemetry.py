@@ -173,6 +173,7 @@ def _load_from(sample: LoadSample, config: Load | None) -> Load:
         critical=bool(config.critical if config else sample.critical),
         enabled=sample.enabled if sample.enabled is not None else True,
         breaker_amps=sample.breaker_amps,
+        targets=config.targets if config else (),
     )
 
 

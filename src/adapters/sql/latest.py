@@ -84,6 +84,7 @@ def _merged_latest_loads() -> Any:
             ).label("critical"),
             func.coalesce(s.enabled, true()).label("enabled"),
             s.breaker_amps,
+            c.targets,  # configuration only: a VEN never grants itself targets
             func.coalesce(capacity, case((current > 0, current), else_=0.0) + shed).label(
                 "effective_capacity_kw"
             ),
@@ -283,6 +284,7 @@ class LatestStateQueries:
                     critical=bool(r["critical"]),
                     enabled=bool(r["enabled"]),
                     breaker_amps=r["breaker_amps"],
+                    targets=tuple(r["targets"] or ()),
                 )
             )
         return by_ven

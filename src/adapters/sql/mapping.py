@@ -3,7 +3,7 @@ adapter: repositories turn rows into gridcore dataclasses here and back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -21,6 +21,16 @@ _CIRCUIT_FIELDS = frozenset(f.name for f in fields(CircuitCurtailment))
 _COMMAND_FIELDS = tuple(f.name for f in fields(Command))
 
 
+def targets_value(targets: Sequence[str]) -> list[str] | None:
+    """A target list as stored: NULL for none (as a VEN registered by its
+    telemetry has), else the list."""
+    return list(targets) or None
+
+
+def targets_from(value: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(value or ())
+
+
 def ven_row(ven: Ven) -> dict[str, Any]:
     return {
         "id": ven.id,
@@ -30,6 +40,7 @@ def ven_row(ven: Ven) -> dict[str, Any]:
         "enabled": ven.enabled,
         "registered_at": ven.registered_at,
         "last_seen_at": ven.last_seen_at,
+        "targets": targets_value(ven.targets),
     }
 
 
@@ -45,6 +56,7 @@ def ven_from(row: RowMapping, loads: tuple[Load, ...] = ()) -> Ven:
         last_seen_at=row["last_seen_at"],
         enabled=row["enabled"],
         loads=loads,
+        targets=targets_from(row["targets"]),
     )
 
 
@@ -61,6 +73,7 @@ def load_row(ven_id: str, load: Load) -> dict[str, Any]:
         "critical": load.critical,
         "enabled": load.enabled,
         "breaker_amps": load.breaker_amps,
+        "targets": targets_value(load.targets),
     }
 
 
@@ -76,6 +89,7 @@ def load_from(row: RowMapping) -> Load:
         critical=row["critical"],
         enabled=row["enabled"],
         breaker_amps=row["breaker_amps"],
+        targets=targets_from(row["targets"]),
     )
 
 
@@ -90,6 +104,7 @@ def event_row(event: DrEvent) -> dict[str, Any]:
         "created_at": event.created_at,
         "activated_at": event.activated_at,
         "ended_at": event.ended_at,
+        "targets": targets_value(event.targets),
     }
 
 
@@ -105,6 +120,7 @@ def event_from(row: RowMapping) -> DrEvent:
         created_at=row["created_at"],
         activated_at=row["activated_at"],
         ended_at=row["ended_at"],
+        targets=targets_from(row["targets"]),
     )
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.sql import mapping
 from adapters.sql.engine import json_dumps
 from adapters.sql.tables import commands, dead_letters, events, ven_acks, ven_loads, vens
+from adapters.sql.targets import is_one_of, shares_one
 from adapters.sql.types import UtcDateTime
 from gridcore.correlation import Command, CommandOp, CommandState, VenAck
 from gridcore.errors import IllegalTransition
@@ -102,7 +104,13 @@ class SqlVenRepository:
         result = await self._conn.execute(
             update(vens)
             .where(vens.c.id == ven.id)
-            .values(name=row["name"], lat=row["lat"], lon=row["lon"], enabled=row["enabled"])
+            .values(
+                name=row["name"],
+                lat=row["lat"],
+                lon=row["lon"],
+                enabled=row["enabled"],
+                targets=row["targets"],
+            )
         )
         if result.rowcount == 0:
             raise ValueError(f"VEN {ven.id!r} is not registered")
@@ -129,6 +137,19 @@ class SqlVenRepository:
                 set_={k: stmt.excluded[k] for k in row if k not in ("ven_id", "load_id")},
             )
         )
+
+    async def targeted(self, targets: Sequence[str]) -> set[str]:
+        if not targets:
+            return {row[0] for row in await self._conn.execute(select(vens.c.id))}
+        wanted = list(targets)
+        dialect = self._conn.dialect.name
+        # gridcore.targeting.granted: the VEN's id, its targets, its loads'
+        # targets; a SELECT each, so that each is read through its own index
+        # (with an OR, PostgreSQL scans every VEN).
+        by_id = select(vens.c.id).where(is_one_of(vens.c.id, wanted, dialect))
+        own = select(vens.c.id).where(shares_one(vens.c.targets, wanted, dialect))
+        by_load = select(ven_loads.c.ven_id).where(shares_one(ven_loads.c.targets, wanted, dialect))
+        return {row[0] for row in await self._conn.execute(union(by_id, own, by_load))}
 
     async def online_ids(self, now: datetime, offline_after: timedelta) -> list[str]:
         rows = await self._conn.execute(

@@ -58,7 +58,7 @@ from sqlalchemy import (
     text,
 )
 
-from adapters.sql.types import BigId, Document, UtcDateTime
+from adapters.sql.types import BigId, Document, TargetList, UtcDateTime
 from gridcore import limits
 from gridcore.retention import Kept
 
@@ -83,6 +83,14 @@ NAME = String(limits.NAME_LENGTH)
 LOAD_TYPE = String(limits.LOAD_TYPE_LENGTH)
 STATE = String(limits.EVENT_STATE_LENGTH)
 
+
+def targets_index() -> Index:
+    """The index that finds the rows granted one of an event's targets: GIN on
+    PostgreSQL (``&&``); on SQLite, where json_each reads the lists, a partial
+    index that holds only the rows with targets (it costs nothing elsewhere)."""
+    return Index(None, "targets", postgresql_using="gin", sqlite_where=text("targets IS NOT NULL"))
+
+
 # --- registry and configuration ----------------------------------------------
 
 vens = Table(
@@ -95,6 +103,9 @@ vens = Table(
     Column("enabled", Boolean, nullable=False),
     Column("registered_at", UtcDateTime),
     Column("last_seen_at", UtcDateTime),
+    # Granted by the operator (gridcore.targeting); NULL: none.
+    Column("targets", TargetList),
+    targets_index(),
 )
 
 ven_loads = Table(
@@ -111,7 +122,10 @@ ven_loads = Table(
     Column("critical", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("breaker_amps", Float),
+    # Granted by the operator: an event targeting one reaches the load's VEN.
+    Column("targets", TargetList),
     PrimaryKeyConstraint("ven_id", "load_id"),
+    targets_index(),
 )
 
 # --- DR events and the dispatch ledger ----------------------------------------
@@ -129,6 +143,8 @@ events = Table(
     Column("created_at", UtcDateTime),
     Column("activated_at", UtcDateTime),
     Column("ended_at", UtcDateTime),
+    # The VENs it is meant for (gridcore.targeting); NULL: the whole fleet.
+    Column("targets", TargetList),
     Index(None, "status", "start_time"),
     Index(None, "status", "end_time"),
     Index(None, "start_time"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -16,6 +16,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # JSON documents that are queried (ACK circuits, shadows): JSONB on PostgreSQL
 # so the documents' `@>` queries work; they are low-volume, so the parse is free.
 Document = JSON().with_variant(JSONB(), "postgresql")
+
+# Targets (gridcore.targeting): text[] on PostgreSQL, where a GIN index finds
+# the rows sharing one with a list (`&&`); a JSON array on SQLite, read with
+# json_each (adapters.sql.targets). NULL: none.
+TargetList = JSON().with_variant(ARRAY(Text()), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):

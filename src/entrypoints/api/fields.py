@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from gridcore.limits import LOAD_ID_LENGTH, LOAD_TYPE_LENGTH, MAX_KW, NAME_LENGTH
+from gridcore.targeting import MAX_TARGET_LENGTH, MAX_TARGETS, validate_targets
 from gridcore.timestamps import to_utc
 from gridcore.ven import VEN_ID_SHAPE
 
@@ -89,6 +90,26 @@ Name = Annotated[
 ]
 LoadTypeName = Annotated[
     str, StringConstraints(pattern=rf"^[A-Za-z0-9_ .-]{{1,{LOAD_TYPE_LENGTH}}}$")
+]
+
+
+def _targets(values: list[str]) -> list[str]:
+    # The domain's rule (no surrounding whitespace, repeats dropped): one place.
+    return list(validate_targets(values))
+
+
+Target = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_TARGET_LENGTH)]
+Targets = Annotated[
+    list[Target],
+    Field(
+        max_length=MAX_TARGETS,
+        description="OpenADR 3.1 targets: strings of 1 to "
+        f"{MAX_TARGET_LENGTH} characters without surrounding whitespace (a VEN's id, a group "
+        "such as 'group1', an attribute such as 'feeder-12' or 'postal-94110'); repeats are "
+        "dropped. An event with targets reaches the VENs granted one of them (by the VEN or by "
+        "one of its loads); none: the whole fleet",
+    ),
+    AfterValidator(_targets),
 ]
 
 

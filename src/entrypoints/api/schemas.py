@@ -16,6 +16,7 @@ from entrypoints.api.fields import (
     PositiveKw,
     Request,
     Seconds,
+    Targets,
     UtcDateTime,
     VenId,
 )
@@ -74,6 +75,10 @@ class LoadOut(ApiModel):
     critical: bool
     enabled: bool
     breaker_amps: float | None
+    # Added fields have defaults: the documents' shapes keep their required set.
+    targets: list[str] = Field(
+        default_factory=list, description="Targets the operator granted this load (see VenOut)"
+    )
 
 
 class VenMetrics(ApiModel):
@@ -101,6 +106,11 @@ class VenOut(ApiModel):
     )
     loads: list[LoadOut]
     metrics: VenMetrics
+    targets: list[str] = Field(
+        default_factory=list,
+        description="Targets the operator granted the VEN (a group, a feeder, a postal code...): "
+        "an event targeting one of them, one of its loads' targets or its id reaches it",
+    )
 
 
 class VenSummaryOut(ApiModel):
@@ -127,12 +137,16 @@ class VenCreate(Request):
     )
     name: Name
     location: LocationBody | None = None
+    targets: Targets = Field(default_factory=list)
 
 
 class VenPatch(Request):
     name: Name | None = None
     location: LocationBody | None = None
     enabled: Annotated[bool, Strict()] | None = None
+    targets: Targets | None = Field(
+        default=None, description="Replaces the VEN's targets ([] clears them); absent: unchanged"
+    )
 
 
 class LoadPatch(Request):
@@ -143,6 +157,11 @@ class LoadPatch(Request):
     enabled: Annotated[bool, Strict()] | None = None
     capacity_kw: Kw | None = None
     shed_capability_kw: Kw | None = None
+    targets: Targets | None = Field(
+        default=None,
+        description="Replaces the load's targets ([] clears them); absent: unchanged. An event "
+        "targeting one of them reaches the load's VEN",
+    )
 
 
 # --- telemetry, circuits, shadow -----------------------------------------------
@@ -277,6 +296,12 @@ class EventCreate(Request):
         description="Accepted for the documents' clients. The lifecycle is time-driven: the "
         "event is active from startTime (an event starting now is dispatched within a second).",
     )
+    targets: Targets = Field(
+        default_factory=list,
+        description="The VENs the event is meant for: those granted one of these targets (their "
+        "id, a target of theirs or of one of their loads). Absent or []: the whole fleet. "
+        "Targets no registered VEN is granted: 422 'targets match no VEN'",
+    )
 
 
 class EventOut(ApiModel):
@@ -286,6 +311,9 @@ class EventOut(ApiModel):
     end_time: UtcDateTime
     requested_reduction_kw: float
     actual_reduction_kw: float
+    targets: list[str] = Field(
+        default_factory=list, description="The event's targets; []: the whole fleet"
+    )
 
 
 class VenProgress(ApiModel):

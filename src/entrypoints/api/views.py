@@ -55,6 +55,7 @@ def load_out(load: Load) -> LoadOut:
         critical=load.critical,
         enabled=load.enabled,
         breaker_amps=load.breaker_amps,
+        targets=list(load.targets),
     )
 
 
@@ -94,6 +95,7 @@ def ven_out(
             # The newest message's loads that it reports switched off.
             shed_load_ids=sorted(load.id for load in reported if not load.enabled),
         ),
+        targets=list(ven.targets),
     )
 
 
@@ -129,6 +131,7 @@ def event_out(event: DrEvent) -> EventOut:
         end_time=event.end_time,
         requested_reduction_kw=event.requested_reduction_kw,
         actual_reduction_kw=event.actual_reduction_kw,
+        targets=list(event.targets),
     )
 
 

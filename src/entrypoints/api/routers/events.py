@@ -2,7 +2,8 @@
 
 The lifecycle is time-driven: the worker's dispatcher activates an event at
 its startTime (within a second when it starts now or in the past), allocates
-it over the online VENs and completes it at endTime.
+it over the online VENs it targets (an untargeted event: every online VEN)
+and completes it at endTime.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ async def _event(uow: UnitOfWork, event_id: str) -> DrEvent:
 @router.post("", status_code=201)
 async def create_event(body: EventCreate, uow: UowDep, clock: ClockDep, ids: IdsDep) -> EventOut:
     """Store a new event (status ``scheduled``). ``status: active`` is accepted
-    as the documents' clients send it; the event becomes active at startTime."""
+    as the documents' clients send it; the event becomes active at startTime.
+    With ``targets``, only the VENs granted one of them are allocated and sent
+    it (422 when no registered VEN is granted any); without, the whole fleet."""
     event = await services.create_event(
         uow,
         clock,
@@ -94,6 +97,7 @@ async def create_event(body: EventCreate, uow: UowDep, clock: ClockDep, ids: Ids
         start_time=body.start_time,
         end_time=body.end_time,
         requested_reduction_kw=body.requested_reduction_kw,
+        targets=body.targets,
     )
     return event_out(event)
 

@@ -152,13 +152,16 @@ async def create_ven(
     queries: QueriesDep,
     offline_after: OfflineAfterDep,
 ) -> VenOut:
-    """Register a VEN. Its id is the MQTT client id it publishes with."""
+    """Register a VEN, with the ``targets`` the operator grants it. Its id is
+    the MQTT client id it publishes with."""
     ven_id = body.id or f"ven-{ids.hex8()}"
     async with uow() as u:
         if await u.vens.get(ven_id) is not None:
             raise Conflict(f"VEN {ven_id!r} is already registered")
     location = Location(body.location.lat, body.location.lon) if body.location else None
-    ven = await services.register_ven(uow, clock, ven_id=ven_id, name=body.name, location=location)
+    ven = await services.register_ven(
+        uow, clock, ven_id=ven_id, name=body.name, location=location, targets=body.targets
+    )
     return (await _view(uow, queries, [ven], clock.now(), offline_after))[0]
 
 
@@ -178,7 +181,8 @@ async def patch_ven(
     now: NowDep,
     offline_after: OfflineAfterDep,
 ) -> VenOut:
-    """Change name, location (``null`` clears it) or enabled; absent fields stay."""
+    """Change name, location (``null`` clears it), enabled or targets (replaced
+    as given, ``[]`` clears them); absent fields stay."""
     sent = body.model_fields_set
     location = Location(body.location.lat, body.location.lon) if body.location else None
     ven = await update_ven(
@@ -186,6 +190,7 @@ async def patch_ven(
         ven_id,
         name=body.name,
         enabled=body.enabled,
+        targets=body.targets,
         **({"location": location} if "location" in sent else {}),
     )
     return (await _view(uow, queries, [ven], now, offline_after))[0]
@@ -224,7 +229,8 @@ async def patch_load(
     ven_id: VenIdPath, load_id: LoadIdPath, body: LoadPatch, uow: UowDep, queries: QueriesDep
 ) -> LoadOut:
     """Persist configuration; it takes precedence over what telemetry reports
-    for name, type, priority, critical and capacity."""
+    for name, type, priority, critical and capacity. ``targets`` (replaced as
+    given, ``[]`` clears them): an event targeting one reaches the load's VEN."""
     await configure_load(
         uow,
         queries,
@@ -238,6 +244,7 @@ async def patch_load(
             enabled=body.enabled,
             capacity_kw=body.capacity_kw,
             shed_capability_kw=body.shed_capability_kw,
+            targets=None if body.targets is None else tuple(body.targets),
         ),
     )
     return await get_load(ven_id, load_id, uow, queries)

@@ -54,6 +54,8 @@ const kwh = (x) => (x === null || x === undefined ? "–" : `${num(x, 2)} kWh`);
 const pct = (x) => (x === null || x === undefined ? "–" : `${num(100 * x, 0)} %`);
 const ms = (x) => (x === null || x === undefined ? "–" : `${num(x, 0)} ms`);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+// Whom an event is for: its targets, or (none) the whole fleet.
+const reach = (e) => (e.targets && e.targets.length ? `targets ${e.targets.join(", ")}` : "whole fleet");
 
 function age(iso) {
   if (!iso) return "never";
@@ -445,6 +447,7 @@ pages.events = () => {
     { key: "endTime", label: "End", cell: (r) => when(r.endTime) },
     { key: "requestedReductionKw", label: "Requested (kW)", num: true, cell: (r) => num(r.requestedReductionKw, 2) },
     { key: "actualReductionKw", label: "Claimed (kW)", num: true, cell: (r) => num(r.actualReductionKw, 2) },
+    { key: "targets", label: "Targets", value: (r) => reach(r), cell: (r) => reach(r) },
     { key: "actions", label: "Actions", value: () => "", cell: (r) => actions(r) },
   ], { label: "Events" });
 
@@ -486,10 +489,12 @@ pages.events = () => {
       };
       const at = (input) => (input.value ? new Date(input.value).toISOString() : null);
       const kwValue = form.requestedReductionKw.value === "" ? null : Number(form.requestedReductionKw.value);
+      // Empty: no targets, the whole fleet. Each target keeps its own spelling.
+      const targets = form.targets.value.split(",").map((t) => t.trim()).filter((t) => t !== "");
       try {
         const created = await api("/api/events", {
           method: "POST",
-          body: { startTime: at(form.startTime), endTime: at(form.endTime), requestedReductionKw: kwValue },
+          body: { startTime: at(form.startTime), endTime: at(form.endTime), requestedReductionKw: kwValue, targets },
         });
         location.assign(`/console/events/${created.data.id}`);
       } catch (error) {
@@ -581,7 +586,7 @@ pages.event = () => {
     setText("ev-allocated", kw(allocated, 2));
     setText("ev-claimed", kw(e.actualReductionKw, 2));
     setText("ev-metered", metered === null ? "–" : kw(metered, 2));
-    setText("ev-times", `${when(e.startTime)} to ${when(e.endTime)} · ${e.vensResponding ?? 0} VENs responding · average response ${ms(e.avgResponseMs)}`);
+    setText("ev-times", `${when(e.startTime)} to ${when(e.endTime)} · ${reach(e)} · ${e.vensResponding ?? 0} VENs responding · average response ${ms(e.avgResponseMs)}`);
     const actions = document.getElementById("ev-actions");
     if (actions) {
       actions.hidden = !["active", "scheduled"].includes(e.status);
@@ -674,6 +679,7 @@ pages.ven = () => {
     setText("ven-power", kw(v.metrics.currentPowerKw, 2));
     setText("ven-shed", kw(v.metrics.shedAvailabilityKw, 2));
     setText("ven-rtt", ms(v.responseTimeMs));
+    setText("ven-targets", v.targets && v.targets.length ? v.targets.join(", ") : "none granted");
     // Shaded: the events this VEN answered.
     const mine = new Set(ackList.data.acks.map((a) => a.eventId).filter(Boolean));
     events = fleetEvents.data.filter((e) => mine.has(e.id)).map((e) => [seconds(e.startTime), seconds(e.endTime)]);
