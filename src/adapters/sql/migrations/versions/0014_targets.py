@@ -5,8 +5,8 @@ GIN indexes (``&&`` finds the VENs an event's targets reach); JSON arrays on
 SQLite, where a partial index holds only the rows with targets. Every
 existing row gets NULL: no targets, which is what each meant until now.
 
-Revision ID: 0012_targets
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0012_targets"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
