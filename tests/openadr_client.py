@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from tests import openadr_schema
 
 from entrypoints.api.app import create_app
 from entrypoints.container import container_for
+from entrypoints.openadr.notifier import Notifier
 from entrypoints.settings import Settings
 
 BASE = "/openadr3"
@@ -33,9 +34,10 @@ def settings(**overrides: Any) -> Settings:
 class Checked:
     """``await vtn.get("/programs", token)``: the answer, checked."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, notifier: Notifier | None = None) -> None:
         self.http = http
         self.answers = 0
+        self.notifier = notifier  # the VTN's (entrypoints.openadr.notifier)
 
     async def request(
         self,
@@ -88,9 +90,19 @@ async def vtn_client(config: Settings | None = None, **overrides: Any) -> AsyncI
     config = config or settings()
     container = container_for(config, **overrides)
     app = create_app(config, container)
+    notifier = vtn_notifier(app)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="https://vtn.test") as http:
-            yield Checked(http)
+            yield Checked(http, notifier)
     finally:
+        await notifier.close()  # the ASGI transport runs no lifespan
         await container.storage().close()
+
+
+def vtn_notifier(app: Any) -> Notifier:
+    """The notifier of the VTN mounted in gridcore's app."""
+    for route in app.routes:
+        if getattr(route, "path", None) == BASE:
+            return cast(Notifier, route.app.state.notifier)
+    raise LookupError("no VTN mounted")

@@ -200,3 +200,35 @@ def check(path: str, method: str, status: int, body: Any) -> None:
         return
     errors = [f"{e.instance_path}: {e.message}" for e in found.iter_errors(body)]
     assert not errors, f"{method} {path} {status} breaks openadr3.yaml: {errors[:5]} in {body}"
+
+
+def check_notification(body: Any) -> None:
+    """Assert that ``body`` is an openadr3.yaml ``notification`` whose
+    ``object`` is the schema its objectType names (the yaml's discriminator,
+    which JSON Schema's oneOf alone does not express)."""
+    assert isinstance(body, dict), body
+    errors = [e.message for e in _NOTIFICATION().iter_errors(body)]
+    assert not errors, errors
+    named = {
+        "PROGRAM": "program",
+        "EVENT": "event",
+        "REPORT": "report",
+        "SUBSCRIPTION": "subscription",
+        "VEN": "ven",
+        "RESOURCE": "resource",
+    }[body["objectType"]]
+    errors = [e.message for e in _object_validator(named).iter_errors(body["object"])]
+    assert not errors, errors
+    assert body["object"]["objectType"] == body["objectType"]
+
+
+@cache
+def _NOTIFICATION() -> Any:  # noqa: N802
+    schema = copy.deepcopy(document()["components"]["schemas"]["notification"])
+    schema["properties"]["object"] = {"type": "object"}  # checked by its objectType below
+    return validator(schema)
+
+
+@cache
+def _object_validator(name: str) -> Any:
+    return validator({"$ref": f"#/components/schemas/{name}"})

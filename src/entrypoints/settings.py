@@ -191,6 +191,22 @@ class Settings(BaseSettings):
     gridcore_openadr_token_seconds: int = Field(
         default=3600, ge=60, le=86400, description="How long an OpenADR bearer token is valid"
     )
+    gridcore_openadr_mqtt_uris: str | None = Field(
+        default=None,
+        description="Comma-separated broker URIs (mqtt://host:1883) OpenADR clients connect "
+        "to: set, the API publishes OpenADR notifications on the MQTT_* broker and /notifiers "
+        "announces the MQTT binding (anonymous)",
+    )
+    gridcore_openadr_mqtt_topic_prefix: str = Field(
+        default="",
+        max_length=200,
+        description="Prepended to the spec's MQTT topic names (empty: the names as specified)",
+    )
+    gridcore_openadr_webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    gridcore_openadr_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    gridcore_openadr_webhook_backoff: float = Field(
+        default=1.0, gt=0, le=600, description="Seconds before a webhook's 2nd try, doubling"
+    )
     gridcore_openadr_token_key: str | None = Field(
         default=None,
         min_length=32,

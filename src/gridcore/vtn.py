@@ -178,6 +178,21 @@ class Vtn:
         shown = (_hidden(d, granted_targets, filters.targets) for d in found)
         return [d for d in shown if d is not None]
 
+    # --- for notifiers (gridcore.notifications) --------------------------
+
+    async def visible_to(self, client: Client, kind: Kind, document: Document) -> Document | None:
+        """``document`` as ``client`` may read it (target hiding applied), or
+        None: the privacy rule of reads, for notifications."""
+        return await self._visible(client, kind, document)
+
+    async def subscriptions_of(self, kind: Kind) -> list[Document]:
+        """Every subscription naming ``kind`` in one of its objectOperations."""
+        query = ObjectQuery(object_types=frozenset({kind.value}))
+        return await self._store.search(Kind.SUBSCRIPTION, query)
+
+    async def all_vens(self) -> list[Document]:
+        return await self._store.search(Kind.VEN, ObjectQuery())
+
     # --- rules ----------------------------------------------------------
 
     async def _visible(self, client: Client, kind: Kind, document: Document) -> Document | None:

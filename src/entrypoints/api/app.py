@@ -35,6 +35,7 @@ from entrypoints.console.pages import install_console
 from entrypoints.container import Container, build_storage, container_for
 from entrypoints.openadr.app import BASE_PATH as OPENADR_PATH
 from entrypoints.openadr.app import create_vtn
+from entrypoints.openadr.notifier import mqtt_binding, webhook_policy
 from entrypoints.openadr.tokens import TokenService
 from entrypoints.settings import Settings
 
@@ -113,7 +114,12 @@ def openadr_vtn(settings: Settings, container: Container) -> FastAPI:
         raise RuntimeError("this storage keeps no OpenADR objects")
     clock = container.clock()
     return create_vtn(
-        storage.openadr, clock, container.ids(), TokenService.from_settings(settings, clock)
+        storage.openadr,
+        clock,
+        container.ids(),
+        TokenService.from_settings(settings, clock),
+        webhooks=webhook_policy(settings),
+        mqtt=mqtt_binding(settings),
     )
 
 
@@ -124,9 +130,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     if container is None:
         container = container_for(settings, storage=build_storage(settings, api=True))
 
+    vtn = openadr_vtn(settings, container)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await vtn.state.notifier.close()
         if owned:
             await container.storage().close()
 
@@ -158,7 +167,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)
-    app.mount(OPENADR_PATH, openadr_vtn(settings, container))
+    app.mount(OPENADR_PATH, vtn)
     _serve_docs(app)
     install_console(app)
 

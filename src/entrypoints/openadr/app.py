@@ -5,7 +5,7 @@ The app has its own error handling (every error a ``problem`` object) and
 its own access control (OAuth2 client credentials, :mod:`.tokens`), apart
 from gridcore's ``/api`` tokens. Rules are :class:`gridcore.vtn.Vtn`'s; this
 module maps HTTP to them. ``app.state.vtn`` is the one ``Vtn``, whose
-``changes`` sink is where notifications will hook in.
+``changes`` sink is where the bridge hooks in, beside the notifier (:mod:`.notifier`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from entrypoints.openadr import problems
 from entrypoints.openadr.models import BadRequest, parse_request
+from entrypoints.openadr.notifier import MqttBinding, Notifier, WebhookPolicy
 from entrypoints.openadr.params import object_id, search_parameters
 from entrypoints.openadr.problems import Unauthorized
 from entrypoints.openadr.tokens import InvalidToken, TokenService
@@ -197,13 +198,28 @@ async def fetch_token(request: Request) -> JSONResponse:
 
 
 async def notifiers(request: Request, client: ClientDep) -> JSONResponse:
-    # Notifications are not delivered yet: no binding is claimed. openadr3.yaml
-    # requires the WEBHOOK key (a boolean) and leaves MQTT out when not offered.
-    return JSONResponse({"WEBHOOK": False})
+    # Webhooks are always delivered; MQTT only when this process publishes
+    # (GRIDCORE_OPENADR_MQTT_URIS), and then with the one method that works
+    # with gridcore's broker as configured: anonymous.
+    answer: dict[str, object] = {"WEBHOOK": True}
+    binding = _notifier(request).mqtt
+    if binding is not None:
+        answer["MQTT"] = {
+            "URIS": list(binding.uris),
+            "serialization": "JSON",
+            "authentication": {"method": "ANONYMOUS"},
+        }
+    return JSONResponse(answer)
 
 
-def _topics(prefix: str, *, create: bool = True) -> JSONResponse:
-    return JSONResponse({"topics": mqtt_topics(prefix, create=create)})
+def _notifier(request: Request) -> Notifier:
+    return cast(Notifier, request.app.state.notifier)
+
+
+def _topics(request: Request, prefix: str, *, create: bool = True) -> JSONResponse:
+    binding = _notifier(request).mqtt
+    head = "" if binding is None else binding.topic_prefix
+    return JSONResponse({"topics": mqtt_topics(head + prefix, create=create)})
 
 
 def _need(client: Client, scope: str) -> None:
@@ -219,24 +235,24 @@ def _notifier_routes(router: APIRouter) -> None:
 
         async def all_of(request: Request, client: ClientDep, _c: str = collection) -> JSONResponse:
             _need(client, READ_BL)
-            return _topics(_c)
+            return _topics(request, _c)
 
         router.add_api_route(f"{base}/{collection}", all_of, methods=["GET"])
 
     # read_all in the yaml, but the User Guide's VEN asks for them (6.3.2):
     # any client; a program the client cannot read is not found.
-    async def programs(client: ClientDep) -> JSONResponse:
-        return _topics("programs")
+    async def programs(request: Request, client: ClientDep) -> JSONResponse:
+        return _topics(request, "programs")
 
     async def program(request: Request, client: ClientDep) -> JSONResponse:
         the_id = object_id(request.path_params["program_id"], "programID")
         await _vtn(request).get(client, Kind.PROGRAM, the_id)
-        return _topics(f"programs/{the_id}", create=False)
+        return _topics(request, f"programs/{the_id}", create=False)
 
     async def program_events(request: Request, client: ClientDep) -> JSONResponse:
         the_id = object_id(request.path_params["program_id"], "programID")
         await _vtn(request).get(client, Kind.PROGRAM, the_id)
-        return _topics(f"programs/{the_id}/events")
+        return _topics(request, f"programs/{the_id}/events")
 
     router.add_api_route(f"{base}/programs", programs, methods=["GET"])
     router.add_api_route(f"{base}/programs/{{program_id}}", program, methods=["GET"])
@@ -249,7 +265,7 @@ def _notifier_routes(router: APIRouter) -> None:
             _need(client, READ_VEN_OBJECTS)
             the_id = object_id(request.path_params["ven_id"], "venID")
             await _vtn(request).get(client, Kind.VEN, the_id)
-            return _topics(f"vens/{the_id}{_tail}", create=bool(_tail))
+            return _topics(request, f"vens/{the_id}{_tail}", create=bool(_tail))
 
         router.add_api_route(f"{base}/vens/{{ven_id}}{tail}", of_ven, methods=["GET"])
 
@@ -260,9 +276,13 @@ def create_vtn(
     ids: IdGenerator,
     tokens: TokenService,
     changes: ChangeSink | None = None,
+    *,
+    webhooks: WebhookPolicy | None = None,
+    mqtt: MqttBinding | None = None,
 ) -> FastAPI:
-    """The VTN app; ``changes`` receives every stored change (notifications
-    and the bridge to gridcore's events hook in there)."""
+    """The VTN app; ``changes`` receives every stored change (the bridge to
+    gridcore's events hooks in there). Its notifier (``app.state.notifier``,
+    closed by the caller) listens beside it: webhooks, and MQTT if ``mqtt``."""
     app = FastAPI(
         title="gridcore OpenADR 3.1.1 VTN",
         openapi_url=None,  # the contract is openadr3.yaml itself
@@ -272,6 +292,8 @@ def create_vtn(
     )
     app.state.vtn = Vtn(store, clock, ids) if changes is None else Vtn(store, clock, ids, changes)
     app.state.tokens = tokens
+    app.state.notifier = Notifier(app.state.vtn, tokens.client, policy=webhooks, mqtt=mqtt)
+    app.state.notifier.attach()
     problems.install(app)
     router = app.router  # routes of its own: the 405 handler lists each path's methods
     for collection, kind in COLLECTIONS.items():

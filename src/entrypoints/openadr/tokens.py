@@ -149,6 +149,14 @@ class TokenService:
             None if found is None else Client(found.client_id, found.role, ROLE_SCOPES[found.role])
         )
 
+    def client(self, client_id: str) -> Client | None:
+        """A configured client by id (None once removed from the
+        configuration), with its role's scopes: whom a subscription notifies."""
+        entry = self._clients.get(client_id)
+        return (
+            None if entry is None else Client(entry.client_id, entry.role, ROLE_SCOPES[entry.role])
+        )
+
     def issue(self, client: Client) -> Issued:
         now = int(self._clock.now().timestamp())
         claims = {
