@@ -509,10 +509,11 @@ async def test_token_endpoint_takes_form_and_basic_and_answers_rfc6749_errors() 
         assert missing.json()["error"] == "invalid_request"
 
 
-async def test_notifiers_claim_no_binding_yet_and_topics_keep_privacy() -> None:
+async def test_notifiers_claim_webhooks_and_no_mqtt_unconfigured_and_topics_keep_privacy() -> None:
     async with vtn_client() as vtn:
         bl, ven_a, ven_b = await _tokens(vtn)
-        assert (await vtn.get("/notifiers", ven_a)).json() == {"WEBHOOK": False}
+        # MQTT only with GRIDCORE_OPENADR_MQTT_URIS (test_openadr_notifications)
+        assert (await vtn.get("/notifiers", ven_a)).json() == {"WEBHOOK": True}
         topics = (await vtn.get("/notifiers/mqtt/topics/programs", ven_a)).json()["topics"]
         assert topics == {
             "CREATE": "programs/create",
