@@ -27,6 +27,10 @@ COLLECTION = {
 }
 
 
+# Kinds whose objects carry targets (reports and subscriptions do not).
+_TARGETED = frozenset({Kind.PROGRAM, Kind.EVENT, Kind.VEN, Kind.RESOURCE})
+
+
 @dataclass(frozen=True, slots=True)
 class Callback:
     """One webhook a subscription asks to be called for a change."""
@@ -57,15 +61,17 @@ def callbacks(subscription: Mapping[str, Any], change: ObjectChange) -> list[Cal
     once per distinct URL. A subscription's ``programID`` keeps programs and
     events of that program only (other kinds carry no program); its
     ``targets`` ("used by server to filter notifications") keep only objects
-    carrying one of them."""
+    carrying one of them, of the kinds that carry targets."""
     program_id = subscription.get("programID")
     if program_id is not None:
         of = _program_of(change.kind, change.document)
         if of is not None and of != program_id:
             return []
     wanted_targets = subscription.get("targets")
-    if wanted_targets and not matches_query(
-        change.document.get("targets") or (), frozenset(wanted_targets)
+    if (
+        wanted_targets
+        and change.kind in _TARGETED
+        and not matches_query(change.document.get("targets") or (), frozenset(wanted_targets))
     ):
         return []
     out: dict[str, Callback] = {}

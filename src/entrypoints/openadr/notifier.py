@@ -245,6 +245,7 @@ class Notifier:
         if callback.bearer_token:
             headers["Authorization"] = f"Bearer {callback.bearer_token}"
         policy = self.policy
+        outcome = "not tried"
         for attempt in range(policy.attempts):
             if attempt:
                 await asyncio.sleep(min(policy.backoff * 2 ** (attempt - 1), policy.backoff_max))
@@ -253,8 +254,14 @@ class Notifier:
                     answer = await self._client().post(
                         callback.url, content=body, headers=headers, timeout=policy.timeout
                     )
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                outcome = f"{type(exc).__name__}: not a URL this VTN calls"
+                break
             except httpx.HTTPError as exc:
                 outcome = f"{type(exc).__name__}"
+            except Exception as exc:  # a callback must never end its lane
+                outcome = f"{type(exc).__name__}: {exc}"
+                break
             else:
                 if answer.is_success:
                     self.delivered += 1
@@ -271,7 +278,10 @@ class Notifier:
             )
         self.failed += 1
         log.warning(
-            "webhook %s of subscription %s: not delivered", callback.url, callback.subscription_id
+            "webhook %s of subscription %s: not delivered (%s)",
+            callback.url,
+            callback.subscription_id,
+            outcome,
         )
 
     def _client(self) -> httpx.AsyncClient:
