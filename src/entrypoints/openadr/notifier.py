@@ -97,6 +97,7 @@ class Notifier:
         self.policy = policy or WebhookPolicy()
         self.mqtt = mqtt
         self._http = http
+        self._own_http = False
         self._changes: asyncio.Queue[ObjectChange] | None = None
         self._mqtt_queue: asyncio.Queue[tuple[str, bytes]] | None = None
         self._max_changes = max_changes
@@ -105,6 +106,7 @@ class Notifier:
         self._pending = 0
         self._workers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
         # counters, for the log and the tests
         self.delivered = 0
         self.failed = 0
@@ -133,7 +135,18 @@ class Notifier:
                 log.warning("notification queue full: %s %s dropped", change.operation, change.kind)
 
     def _started(self) -> asyncio.Queue[ObjectChange]:
-        # Started on the first change, inside the server's event loop.
+        # Started on the first change, inside the server's event loop (again
+        # if that loop has changed: a test client may run one per request).
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._changes, self._mqtt_queue = loop, None, None
+            self._workers.clear()
+            self._lanes.clear()
+            self._lane_tasks.clear()
+            self._pending = 0
+            self._slots = asyncio.Semaphore(self.policy.concurrency)
+            if self._own_http:  # its connections belong to the old loop
+                self._http, self._own_http = None, False
         if self._changes is None:
             self._changes = asyncio.Queue(self._max_changes)
             self._workers.append(asyncio.create_task(self._route_forever()))
@@ -288,6 +301,7 @@ class Notifier:
         if self._http is None:
             # no redirects: a callback answers itself, it does not send us elsewhere
             self._http = httpx.AsyncClient(follow_redirects=False)
+            self._own_http = True
         return self._http
 
     # --- MQTT -----------------------------------------------------------------
@@ -326,8 +340,9 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
-        if self._http is not None:
+        if self._http is not None and self._own_http:  # a client passed in is its owner's
             await self._http.aclose()
+            self._http, self._own_http = None, False
         if self.mqtt is not None and self.mqtt.close is not None:
             await self.mqtt.close()
 
