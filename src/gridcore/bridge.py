@@ -54,9 +54,12 @@ class Shed:
 
 @dataclass(frozen=True, slots=True)
 class NotBridged:
-    """Why an OpenADR event stays OpenADR-only."""
+    """Why an OpenADR event stays OpenADR-only. ``asked``: it carries the
+    shed payload (so it was meant for gridcore, and the BL is told why not);
+    an event without one is none of the bridge's business."""
 
     reason: str
+    asked: bool = True
 
 
 def bridged_event_id(openadr_event_id: str) -> str:
@@ -97,6 +100,14 @@ def read_shed(
     intervals carrying the shed payload must follow each other without gaps
     and ask the same kW: an event that ramps is not bridged rather than
     dispatched as something it did not ask."""
+    if not any(
+        p.get("type") == SHED_PAYLOAD
+        for i in event.get("intervals") or ()
+        for p in i.get("payloads") or ()
+    ):
+        return NotBridged(
+            f"no {SHED_PAYLOAD} payload: not a load shed gridcore dispatches", asked=False
+        )
     if event.get("duration") is not None:
         return NotBridged("looping intervals (event duration) are not dispatched")
     factor = _kw_factor(event, program)
@@ -126,7 +137,9 @@ def read_shed(
                 return NotBridged(f"a {SHED_PAYLOAD} payload holds one number")
             spans.append((begin, end, float(values[0]) * factor))
     if not spans:
-        return NotBridged(f"no {SHED_PAYLOAD} payload: not a load shed gridcore dispatches")
+        return NotBridged(
+            f"no {SHED_PAYLOAD} payload: not a load shed gridcore dispatches", asked=False
+        )
     spans.sort()
     levels = {kw for _, _, kw in spans}
     if len(levels) != 1:

@@ -118,7 +118,8 @@ class OpenAdrBridge:
         if isinstance(shed, NotBridged):
             if existing is not None:
                 await self._end(event_id)
-            await self._not_bridged(document, program, shed.reason)
+            if shed.asked or existing is not None:  # else not gridcore's business: no report
+                await self._not_bridged(document, program, shed.reason)
             return None
         targets = await self._gridcore_targets(shed)
         try:

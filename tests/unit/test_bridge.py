@@ -171,13 +171,30 @@ async def test_an_event_gridcore_does_not_understand_stays_openadr_only_and_says
     fleet: Fleet, vtn: BridgedVtn
 ) -> None:
     program = await vtn.program()
-    body = _event(program, stamp(fleet.clock.now()), 5)
-    body["intervals"][0]["payloads"][0]["type"] = "PRICE"
-    created = await vtn.vtn.create(BL, Kind.EVENT, body)
-    assert await fleet.get_event(bridged_event_id(created["id"])) is None
-    (report,) = await vtn.vtn.search(BL, Kind.REPORT, Filters(event_id=created["id"]), 0, 50)
-    assert report["reportName"].startswith("gridcore: not dispatched: no DISPATCH_SETPOINT")
+    price = _event(program, stamp(fleet.clock.now()), 5)
+    price["intervals"][0]["payloads"][0]["type"] = "PRICE"
+    ramp = _event(program, stamp(fleet.clock.now()), 5, n=2)
+    ramp["intervals"][1]["payloads"][0]["values"] = [9]
+    for body in (price, ramp):
+        created = await vtn.vtn.create(BL, Kind.EVENT, body)
+        assert await fleet.get_event(bridged_event_id(created["id"])) is None
+    # not a shed: none of gridcore's business, no report; a shed it cannot follow: why not
+    assert await vtn.vtn.search(BL, Kind.REPORT, Filters(), 0, 50) == [
+        await vtn.vtn.get(BL, Kind.REPORT, report_id(created["id"]))
+    ]
+    report = await vtn.vtn.get(BL, Kind.REPORT, report_id(created["id"]))
+    assert report["reportName"] == (
+        "gridcore: not dispatched: DISPATCH_SETPOINT_RELATIVE changes between intervals; "
+        "gridcore sheds one level"
+    )
     assert report["resources"] == []
+    # an update that makes a dispatched event unreadable ends its gridcore event
+    created = await vtn.vtn.create(BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 5))
+    await vtn.vtn.update(BL, Kind.EVENT, created["id"], price)
+    event = await fleet.get_event(bridged_event_id(created["id"]))
+    assert event is not None and event.status is EventStatus.CANCELLED
+    report = await vtn.vtn.get(BL, Kind.REPORT, report_id(created["id"]))
+    assert report["reportName"].startswith("gridcore: not dispatched: no DISPATCH_SETPOINT")
 
 
 async def test_the_gridcore_event_follows_updates_and_deletion(
