@@ -6,6 +6,7 @@ are served as OpenADR events; ACKs and OpenADR VENs' reports come back."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -352,3 +353,40 @@ async def test_gridcore_events_are_served_to_bl_and_to_the_vens_they_target(
         await vtn.vtn.get(BL, Kind.EVENT, mirror_id(event.id))
     operations = [(c.operation, c.kind) for c in vtn.seen if c.kind is Kind.EVENT]
     assert operations == [("CREATE", Kind.EVENT), ("DELETE", Kind.EVENT)]
+
+
+class KeptMeasurement:
+    """A PerformanceStore holding one kept measurement: VEN id -> verified kW."""
+
+    def __init__(self, event_id: str, method: str, verified: dict[str, float | None]) -> None:
+        self.key = (event_id, method)
+        self.lines = [SimpleNamespace(ven_id=v, avg_shed_kw=kw) for v, kw in verified.items()]
+
+    async def get(self, event_id: str, method: str) -> Any:
+        return SimpleNamespace(vens=self.lines) if (event_id, method) == self.key else None
+
+
+async def test_the_verified_shed_replaces_what_the_ack_claimed_once_measured(
+    fleet: Fleet, vtn: BridgedVtn
+) -> None:
+    await _homes(fleet)
+    program = await vtn.program()
+    created = await vtn.vtn.create(
+        BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 6, targets=("north",))
+    )
+    event_id = bridged_event_id(created["id"])
+    await fleet.dispatcher.run_once()
+    for command in await fleet.commands(event_id):
+        await fleet.ack(command, kw=3)
+    kept = KeptMeasurement(event_id, "meter-before", {"ven-1": 2.25, "ven-2": None})
+    measured = OpenAdrBridge(
+        fleet.uow, vtn.store, fleet.clock, performance=kept, method="meter-before"
+    )
+    await measured.refresh_reports()
+    report = await vtn.vtn.get(BL, Kind.REPORT, report_id(created["id"]))
+    delta = {r["resourceName"]: r["intervals"][0]["payloads"][0] for r in report["resources"]}
+    # ven-1 verified by its meter; ven-2 not measured: its ACK's claim stands
+    assert delta == {
+        "ven-1": {"type": "DELTA_USAGE", "values": [-2.25]},
+        "ven-2": {"type": "DELTA_USAGE", "values": [-3.0]},
+    }
