@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,21 +159,6 @@ def _start(period: Mapping[str, Any], now: datetime) -> datetime | None:
         return None
     at = parse_date_time(text)
     return now if at.year == _NOW_YEAR else at
-
-
-def expand_targets(targets: Sequence[str], vens: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """gridcore event targets for OpenADR targets: the targets themselves
-    (gridcore VENs granted them through /api/vens) and the ``venName`` of
-    every OpenADR ven object granted one of them, by its own targets, its id
-    or its resources' (``vens`` carry ``resourceTargets``): an OpenADR ven
-    object IS the gridcore VEN whose id is its venName (docs/openadr3.md)."""
-    wanted = set(targets)
-    names = [
-        v["venName"]
-        for v in vens
-        if wanted & {v["id"], *(v.get("targets") or ()), *(v.get("resourceTargets") or ())}
-    ]
-    return tuple(dict.fromkeys([*targets, *names]))
 
 
 # --- gridcore's events as OpenADR events ---------------------------------------------

@@ -202,19 +202,25 @@ class OpenAdrBridge:
 
     async def _gridcore_targets(self, shed: Shed) -> tuple[str, ...]:
         """OpenADR targets -> gridcore's: the same strings, and the venName (a
-        gridcore VEN id) of every OpenADR ven granted one. Untargeted stays
-        untargeted: the whole fleet."""
+        gridcore VEN id) of every OpenADR ven granted one, by its targets, its
+        resources' or its id (indexed searches, not a scan of every ven).
+        Untargeted stays untargeted: the whole fleet."""
         if not shed.targets:
             return ()
-        vens: list[dict[str, Any]] = []
-        skip = 0
-        while page := await self._store.search(Kind.VEN, ObjectQuery(), skip, _PAGE):
-            for ven in page:
-                resources = await self._store.search(Kind.RESOURCE, ObjectQuery(ven_id=ven["id"]))
-                held = [t for r in resources for t in r.get("targets") or ()]
-                vens.append({**ven, "resourceTargets": held})
-            skip += len(page)
-        return bridge.expand_targets(shed.targets, vens)
+        wanted = frozenset(shed.targets)
+        found: dict[str, Document] = {}
+        for ven in await self._store.search(Kind.VEN, ObjectQuery(targets_any=wanted)):
+            found[ven["id"]] = ven
+        resources = await self._store.search(Kind.RESOURCE, ObjectQuery(targets_any=wanted))
+        ven_ids = {r["venID"] for r in resources}
+        ven_ids |= {t for t in shed.targets if t.startswith("ven-")}  # a ven object's own id
+        for ven_id in sorted(ven_ids - found.keys()):
+            by_id = await self._store.get(Kind.VEN, ven_id)
+            if by_id is not None:
+                found[ven_id] = by_id
+        # an OpenADR ven object IS the gridcore VEN whose id is its venName
+        names = sorted(v["venName"] for v in found.values())
+        return tuple(dict.fromkeys([*shed.targets, *names]))
 
     async def _not_bridged(self, document: Document, program: Document | None, reason: str) -> None:
         log.info("bridge: OpenADR event %s stays OpenADR-only: %s", document["id"], reason)

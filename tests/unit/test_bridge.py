@@ -156,14 +156,20 @@ async def test_a_group_event_reaches_that_group_and_the_openadr_vens_granted_it(
     await _homes(fleet)
     await vtn.ven("ven-3", "north")  # an OpenADR ven object: the gridcore VEN ven-3
     await vtn.ven("ven-9", "south")
+    by_resource = await vtn.ven("ven-7")  # granted north through its resource
+    resource = {"objectType": "BL_RESOURCE_REQUEST", "resourceName": "battery",
+                "venID": by_resource["id"], "clientID": "ven-7", "targets": ["north"]}  # fmt: skip
+    await vtn.vtn.create(BL, Kind.RESOURCE, resource)
+    by_id = await vtn.ven("ven-8")  # targeted by its OpenADR id
     program = await vtn.program()
     now = fleet.clock.now()
     created = await vtn.vtn.create(
-        BL, Kind.EVENT, _event(program, stamp(now), 9, targets=("north",))
+        BL, Kind.EVENT, _event(program, stamp(now), 9, targets=("north", by_id["id"]))
     )
     event_id = bridged_event_id(created["id"])
     event = await fleet.get_event(event_id)
-    assert event is not None and event.targets == ("north", "ven-3")
+    assert event is not None
+    assert event.targets == ("north", by_id["id"], "ven-3", "ven-7", "ven-8")
     await fleet.dispatcher.run_once()
     assert _sent(fleet, event_id) == {"ven-1": 3.0, "ven-2": 3.0, "ven-3": 3.0}
 
