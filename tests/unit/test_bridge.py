@@ -364,12 +364,17 @@ async def test_gridcore_events_are_served_to_bl_and_to_the_vens_they_target(
 class KeptMeasurement:
     """A PerformanceStore holding one kept measurement: VEN id -> verified kW."""
 
-    def __init__(self, event_id: str, method: str, verified: dict[str, float | None]) -> None:
+    def __init__(
+        self, event_id: str, method: str, verified: dict[str, float | None], at: Any
+    ) -> None:
         self.key = (event_id, method)
         self.lines = [SimpleNamespace(ven_id=v, avg_shed_kw=kw) for v, kw in verified.items()]
+        self.computed_at = at
 
     async def get(self, event_id: str, method: str) -> Any:
-        return SimpleNamespace(vens=self.lines) if (event_id, method) == self.key else None
+        if (event_id, method) != self.key:
+            return None
+        return SimpleNamespace(vens=self.lines, computed_at=self.computed_at)
 
 
 async def test_the_verified_shed_replaces_what_the_ack_claimed_once_measured(
@@ -384,11 +389,16 @@ async def test_the_verified_shed_replaces_what_the_ack_claimed_once_measured(
     await fleet.dispatcher.run_once()
     for command in await fleet.commands(event_id):
         await fleet.ack(command, kw=3)
-    kept = KeptMeasurement(event_id, "meter-before", {"ven-1": 2.25, "ven-2": None})
+    await vtn.bridge.refresh_reports()  # a report of the ACKs, before the measurement
+    await services.stop_event(fleet.uow, fleet.clock, event_id)
+    fleet.clock.advance(timedelta(hours=1))
+    verified = {"ven-1": 2.25, "ven-2": None}
+    kept = KeptMeasurement(event_id, "meter-before", verified, fleet.clock.now())
     measured = OpenAdrBridge(
         fleet.uow, vtn.store, fleet.clock, performance=kept, method="meter-before"
     )
-    await measured.refresh_reports()
+    fleet.clock.advance(timedelta(minutes=1))
+    assert await measured.refresh_reports() == 1
     report = await vtn.vtn.get(BL, Kind.REPORT, report_id(created["id"]))
     delta = {r["resourceName"]: r["intervals"][0]["payloads"][0] for r in report["resources"]}
     # ven-1 verified by its meter; ven-2 not measured: its ACK's claim stands
@@ -396,3 +406,5 @@ async def test_the_verified_shed_replaces_what_the_ack_claimed_once_measured(
         "ven-1": {"type": "DELTA_USAGE", "values": [-2.25]},
         "ven-2": {"type": "DELTA_USAGE", "values": [-3.0]},
     }
+    # settled: ended, measured, reported after the measurement: not read again
+    assert await measured.refresh_reports() == 0
