@@ -323,10 +323,30 @@ def _payload(payload_type: str, results: Sequence[VenResult]) -> Document:
     return {"type": OPERATING_STATE, "values": [states.pop() if len(states) == 1 else AGGREGATED]}
 
 
-def delivered_kw(report_document: Mapping[str, Any]) -> float:
+def declared_kw(resource: Mapping[str, Any]) -> float | None:
+    """What an OpenADR resource declares it can shed: its MAX_POWER_CONSUMPTION
+    attribute (ven-resource-attributes: one non-negative number, kW); None
+    when it declares none."""
+    for attribute in resource.get("attributes") or ():
+        values = attribute.get("values") or ()
+        if attribute.get("type") == "MAX_POWER_CONSUMPTION" and values:
+            value = values[0]
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+    return None
+
+
+def delivered_kw(
+    report_document: Mapping[str, Any],
+    caps: Mapping[str, float | None] | None = None,
+    default_cap: float | None = None,
+) -> float:
     """The kW an OpenADR VEN's report says it shed for an event: the newest
     interval's DELTA_USAGE of each resource, a fall in consumption (negative)
-    counted as shed. What it cannot read counts nothing."""
+    counted as shed, at most what the resource declares it can shed
+    (``caps`` by resourceName, :func:`declared_kw`) or, declaring nothing,
+    ``default_cap`` (the event's kW: no one delivers more than was asked, as
+    for an ACK). What it cannot read counts nothing."""
     total = 0.0
     for resource in report_document.get("resources") or ():
         newest = None
@@ -338,5 +358,7 @@ def delivered_kw(report_document: Mapping[str, Any]) -> float:
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         newest = float(value)
         if newest is not None and newest < 0:
-            total += -newest
+            cap = (caps or {}).get(resource.get("resourceName", ""))
+            cap = default_cap if cap is None else cap
+            total += -newest if cap is None else min(-newest, cap)
     return total

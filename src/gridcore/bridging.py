@@ -247,8 +247,18 @@ class OpenAdrBridge:
         mine = [
             r for r in await self._store.search(Kind.REPORT, query) if r["id"] != document["id"]
         ]
-        before = bridge.delivered_kw(mine[-1]) if mine else 0.0
-        delta = bridge.delivered_kw(document) - before
+        async with self._uow() as uow:
+            asked = await uow.events.get(event_id)
+        if asked is None:
+            return 0.0  # not dispatched by gridcore: nothing to count towards
+        # what its resources declare they can shed caps what it says it did
+        resources = await self._store.search(
+            Kind.RESOURCE, ObjectQuery(client_id=document["clientID"])
+        )
+        caps = {r["resourceName"]: bridge.declared_kw(r) for r in resources}
+        cap = asked.requested_reduction_kw
+        before = bridge.delivered_kw(mine[-1], caps, cap) if mine else 0.0
+        delta = bridge.delivered_kw(document, caps, cap) - before
         if not delta:
             return 0.0
         async with self._uow() as uow:

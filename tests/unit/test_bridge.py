@@ -303,19 +303,31 @@ async def test_an_openadr_vens_report_counts_towards_delivered_kw(
     seen = await vtn.vtn.search(client, Kind.EVENT, Filters(), 0, 50)
     assert [e["id"] for e in seen] == [created["id"]]  # it reads the event meant for it
 
-    async def report(kw: float) -> None:
+    async def report(kw: float, by: Client = client) -> None:
         body = {
             "eventID": created["id"],
             "clientName": device["venName"],
             "resources": [{"resourceName": "hvac", "intervals": [
                 {"id": 0, "payloads": [{"type": "DELTA_USAGE", "values": [-kw]}]}]}],
         }  # fmt: skip
-        await vtn.vtn.create(client, Kind.REPORT, body)
+        await vtn.vtn.create(by, Kind.REPORT, body)
 
     await report(1.5)
     await report(2.0)  # its newest report stands: 2 kW, not 3.5
     event = await fleet.get_event(bridged_event_id(created["id"]))
     assert event is not None and event.actual_reduction_kw == pytest.approx(2.0)
+    await report(50)  # more than the event asked (2 kW): capped at it
+    event = await fleet.get_event(bridged_event_id(created["id"]))
+    assert event is not None and event.actual_reduction_kw == pytest.approx(2.0)
+    # another device's resource declares it can shed 1.25 kW (MAX_POWER_CONSUMPTION): the cap
+    other = await vtn.ven("thermostat-8", "north", client="device-8")
+    second = Client("device-8", Role.VEN, ROLE_SCOPES[Role.VEN])
+    hvac = {"objectType": "VEN_RESOURCE_REQUEST", "resourceName": "hvac", "venID": other["id"],
+            "attributes": [{"type": "MAX_POWER_CONSUMPTION", "values": [1.25]}]}  # fmt: skip
+    await vtn.vtn.create(second, Kind.RESOURCE, hvac)
+    await report(1.75, by=second)
+    event = await fleet.get_event(bridged_event_id(created["id"]))
+    assert event is not None and event.actual_reduction_kw == pytest.approx(2.0 + 1.25)
 
 
 # --- gridcore -> OpenADR ------------------------------------------------------------
