@@ -13,6 +13,7 @@ import logging
 from adapters.sql.schema import failure_cause
 from entrypoints.container import Storage
 from entrypoints.settings import Settings
+from gridcore.bridging import OpenAdrBridge
 from gridcore.ports import Clock
 from gridcore.verification import measure_finished_events
 
@@ -57,3 +58,31 @@ async def run_measurer(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
     log.info("measurer stopped")
+
+
+async def run_bridge_reports(
+    storage: Storage, settings: Settings, clock: Clock, stop: asyncio.Event
+) -> None:
+    """Rewrite the OpenADR bridge's reports (what the VENs acknowledged, what
+    the meters verified) until ``stop`` is set; nothing without OpenADR storage."""
+    if storage.openadr is None:
+        return
+    bridge = OpenAdrBridge(
+        storage.uow_factory,
+        storage.openadr,
+        clock,
+        performance=storage.performance,
+        method=settings.programme.method,
+    )
+    interval = settings.gridcore_openadr_report_seconds
+    while not stop.is_set():
+        try:
+            await bridge.refresh_reports()
+        except Exception as exc:
+            cause = failure_cause(exc)
+            if cause is None:
+                log.exception("OpenADR reports failed; next pass in %.0fs", interval)
+            else:
+                log.warning("OpenADR reports failed (%s); next pass in %.0fs", cause, interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -249,6 +249,13 @@ class Settings(BaseSettings):
         description="How often a worker makes the coming days ready and applies retention",
     )
 
+    gridcore_openadr_report_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="How often a worker rewrites the OpenADR bridge's reports (ACKs, shed)",
+    )
+
     # --- measurement and verification (gridcore.baselines, gridcore.verification) ---
     gridcore_timezone: str = Field(
         default="UTC",

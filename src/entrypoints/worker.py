@@ -45,7 +45,7 @@ from adapters.mqtt.transport import AiomqttTransport, MqttConnection
 from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
-from entrypoints.measuring import run_measurer
+from entrypoints.measuring import run_bridge_reports, run_measurer
 from entrypoints.retaining import run_retention
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
@@ -406,6 +406,7 @@ async def run_dispatch(
         await asyncio.gather(
             run_dispatcher(build_dispatcher(storage, publisher, settings, clock), stop),
             run_measurer(storage, settings, clock, stop),
+            run_bridge_reports(storage, settings, clock, stop),
         )
     finally:
         await transport.close()

@@ -132,6 +132,13 @@ class EventRepository(Protocol):
         status (someone else moved it first)."""
         ...
 
+    async def reschedule(self, event: DrEvent) -> None:
+        """Store a scheduled event's start, end, requested kW and targets (the
+        OpenADR bridge following its event's update), if it is still
+        scheduled; otherwise raise :class:`~gridcore.errors.IllegalTransition`
+        (it started or ended first). Take the event's lock first."""
+        ...
+
     async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
         """Atomically add ``delta_kw`` (may be negative; the result is floored
         at 0) to an event's actualReductionKw, in one statement that computes

@@ -193,6 +193,23 @@ class InMemoryEventRepository:
         found = {event_id: await self.get(event_id) for event_id in sorted(set(event_ids))}
         return {event_id: e for event_id, e in found.items() if e is not None}
 
+    async def reschedule(self, event: DrEvent) -> None:
+        stored = self._events.get(event.id)
+        if stored is None:
+            raise ValueError(f"event {event.id} does not exist")
+        if stored.status is not EventStatus.SCHEDULED:
+            raise IllegalTransition(event.id, stored.status.value, "rescheduled")
+        self._events.put(
+            event.id,
+            replace(
+                stored,
+                start_time=event.start_time,
+                end_time=event.end_time,
+                requested_reduction_kw=event.requested_reduction_kw,
+                targets=event.targets,
+            ),
+        )
+
     async def save_status(self, event: DrEvent, previous: EventStatus) -> None:
         stored = self._events.get(event.id)
         if stored is None:

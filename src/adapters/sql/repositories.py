@@ -213,6 +213,21 @@ class SqlEventRepository:
                 raise ValueError(f"event {event.id} does not exist")
             raise IllegalTransition(event.id, stored.status.value, event.status.value)
 
+    async def reschedule(self, event: DrEvent) -> None:
+        row = mapping.event_row(event)
+        result = await self._conn.execute(
+            update(events)
+            .where(events.c.event_id == event.id, events.c.status == EventStatus.SCHEDULED.value)
+            .values(
+                {k: row[k] for k in ("start_time", "end_time", "requested_reduction_kw", "targets")}
+            )
+        )
+        if result.rowcount == 0:
+            stored = await self.get(event.id)
+            if stored is None:
+                raise ValueError(f"event {event.id} does not exist")
+            raise IllegalTransition(event.id, stored.status.value, "rescheduled")
+
     async def add_actual_reduction(self, event_id: str, delta_kw: float) -> None:
         # One UPDATE computing from the stored value: concurrent ACK handlers
         # cannot lose each other's deltas (no read-modify-write in Python).

@@ -13,7 +13,7 @@ POST body). The OpenAPI document lists the ``/api`` paths and ``/health``.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -38,6 +38,9 @@ from entrypoints.openadr.app import create_vtn
 from entrypoints.openadr.notifier import mqtt_binding, webhook_policy
 from entrypoints.openadr.tokens import TokenService
 from entrypoints.settings import Settings
+from gridcore.bridging import OpenAdrBridge
+from gridcore.openadr import ObjectChange
+from gridcore.vtn import Vtn
 
 API_PREFIX = "/api"
 # First path segments the documents also show without /api.
@@ -123,6 +126,36 @@ def openadr_vtn(settings: Settings, container: Container) -> FastAPI:
     )
 
 
+def openadr_bridge(settings: Settings, container: Container, vtn_app: FastAPI) -> OpenAdrBridge:
+    """The bridge to gridcore's events (gridcore.bridging), hooked after
+    whatever already consumes the VTN's changes (notifiers keep theirs); what
+    it writes itself goes to the VTN's sink as it is at the time, so that
+    notifications see it too."""
+    storage = container.storage()
+    assert storage.openadr is not None  # openadr_vtn refused such storage already
+    vtn: Vtn = vtn_app.state.vtn
+
+    async def publish(changes: Sequence[ObjectChange]) -> None:
+        await vtn.changes(changes)
+
+    bridge = OpenAdrBridge(
+        storage.uow_factory,
+        storage.openadr,
+        container.clock(),
+        performance=storage.performance,
+        method=settings.programme.method,
+        publish=publish,
+    )
+    before = vtn.changes
+
+    async def changes(batch: Sequence[ObjectChange]) -> None:
+        await before(batch)
+        await bridge.on_changes(batch)
+
+    vtn.changes = changes
+    return bridge
+
+
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
     """The API for ``settings``. A container passed in (the demo shares one with
     its worker) is the caller's to close; one built here is closed at shutdown."""
@@ -167,6 +200,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)
+    app.state.bridge = openadr_bridge(settings, container, vtn)
     app.mount(OPENADR_PATH, vtn)
     _serve_docs(app)
     install_console(app)

@@ -8,6 +8,7 @@ here creates anything at import time.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Annotated, cast
 
@@ -17,7 +18,11 @@ from adapters.sql.schema import DatabaseCheck
 from entrypoints.api.coalesce import Coalescer
 from entrypoints.container import Container, Storage
 from entrypoints.settings import Settings
+from gridcore.bridging import OpenAdrBridge
+from gridcore.events import DrEvent
 from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
+
+log = logging.getLogger("gridcore.api")
 
 
 async def _container(request: Request) -> Container:
@@ -95,7 +100,30 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
 QueriesDep = Annotated[TelemetryQueries, Depends(_queries)]
 ShadowsDep = Annotated[ShadowStore, Depends(_shadows)]
+
+
+class Mirror:
+    """Serves gridcore's own events as OpenADR events (gridcore.bridging). A
+    failure is logged: the gridcore event is stored and dispatched anyway."""
+
+    def __init__(self, bridge: OpenAdrBridge | None) -> None:
+        self._bridge = bridge
+
+    async def __call__(self, event: DrEvent) -> DrEvent:
+        if self._bridge is not None:
+            try:
+                await self._bridge.mirror(event)
+            except Exception:
+                log.exception("event %s: serving it as an OpenADR event failed", event.id)
+        return event
+
+
+async def _mirror(request: Request) -> Mirror:
+    return Mirror(getattr(request.app.state, "bridge", None))
+
+
 ClockDep = Annotated[Clock, Depends(_clock)]
+MirrorDep = Annotated[Mirror, Depends(_mirror)]
 IdsDep = Annotated[IdGenerator, Depends(_ids)]
 OfflineAfterDep = Annotated[timedelta, Depends(_offline_after)]
 NowDep = Annotated[datetime, Depends(_now)]

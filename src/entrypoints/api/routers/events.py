@@ -19,6 +19,7 @@ from entrypoints.api.deps import (
     ClockDep,
     CoalescerDep,
     IdsDep,
+    MirrorDep,
     NowDep,
     OfflineAfterDep,
     QueriesDep,
@@ -85,7 +86,9 @@ async def _event(uow: UnitOfWork, event_id: str) -> DrEvent:
 
 
 @router.post("", status_code=201)
-async def create_event(body: EventCreate, uow: UowDep, clock: ClockDep, ids: IdsDep) -> EventOut:
+async def create_event(
+    body: EventCreate, uow: UowDep, clock: ClockDep, ids: IdsDep, mirror: MirrorDep
+) -> EventOut:
     """Store a new event (status ``scheduled``). ``status: active`` is accepted
     as the documents' clients send it; the event becomes active at startTime.
     With ``targets``, only the VENs granted one of them are allocated and sent
@@ -99,7 +102,7 @@ async def create_event(body: EventCreate, uow: UowDep, clock: ClockDep, ids: Ids
         requested_reduction_kw=body.requested_reduction_kw,
         targets=body.targets,
     )
-    return event_out(event)
+    return event_out(await mirror(event))
 
 
 @router.get("")
@@ -241,17 +244,20 @@ async def get_event_metrics(
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})
 async def stop_event(
-    event_id: EventIdPath, uow: UowDep, clock: ClockDep, settings: SettingsDep
+    event_id: EventIdPath, uow: UowDep, clock: ClockDep, settings: SettingsDep, mirror: MirrorDep
 ) -> EventOut:
     """Stop an active event now; a restore is queued to every VEN it reached."""
     spread = settings.restore_spread  # staggered as at the event's end (gridcore.rebound)
-    return event_out(await services.stop_event(uow, clock, event_id, restore_spread=spread))
+    stopped = await services.stop_event(uow, clock, event_id, restore_spread=spread)
+    return event_out(await mirror(stopped))
 
 
 @router.delete("/{eventId}", responses={**NOT_FOUND, **CONFLICT})
-async def cancel_event(event_id: EventIdPath, uow: UowDep, clock: ClockDep) -> EventOut:
+async def cancel_event(
+    event_id: EventIdPath, uow: UowDep, clock: ClockDep, mirror: MirrorDep
+) -> EventOut:
     """Cancel a scheduled event (nothing was sent). Any other state: 409."""
-    return event_out(await services.cancel_event(uow, clock, event_id))
+    return event_out(await mirror(await services.cancel_event(uow, clock, event_id)))
 
 
 @router.get("/{eventId}/acks", responses=NOT_FOUND)

@@ -1,0 +1,418 @@
+"""The bridge's use cases (mapping: :mod:`gridcore.bridge`): OpenADR events
+become gridcore DR events and follow their updates and deletion; gridcore's
+own events are served as OpenADR events; what the fleet did becomes an
+OpenADR report; an OpenADR VEN's report counts towards delivered kW.
+
+:meth:`OpenAdrBridge.on_changes` is a sink of :attr:`gridcore.vtn.Vtn.changes`
+(beside the notifiers'); the objects it writes itself (the mirror events, its
+reports) are handed to ``publish`` so notifications see them, and it skips
+them when they come back.
+
+Races between processes (API workers answering a PUT and a DELETE of one
+event, a retried POST) are settled by the database: the gridcore event's id
+derives from the OpenADR id (its primary key refuses a second one), and every
+lifecycle change takes the event's lock (:meth:`EventRepository.lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from gridcore import bridge, services
+from gridcore.bridge import NotBridged, Shed, VenResult
+from gridcore.correlation import CommandOp
+from gridcore.errors import Conflict, IllegalTransition, InvalidInput
+from gridcore.events import DrEvent, EventStatus
+from gridcore.openadr import (
+    Document,
+    Kind,
+    ObjectChange,
+    ObjectQuery,
+    index_of,
+    parse_date_time,
+)
+from gridcore.ports import Clock, OpenAdrStore, PerformanceStore, UnitOfWorkFactory
+from gridcore.vtn import stamp
+
+log = logging.getLogger("gridcore.bridging")
+
+Publish = Callable[[Sequence[ObjectChange]], Awaitable[None]]
+# Reports are refreshed for events that ended this recently (the measured
+# result is kept about an hour after the end: the rebound window).
+REPORT_HORIZON = timedelta(days=2)
+_PAGE = 200
+
+
+async def _nowhere(_: Sequence[ObjectChange]) -> None:
+    return None
+
+
+class _FixedId:
+    """The IdGenerator that gives services.create_event the bridged id."""
+
+    def __init__(self, event_id: str) -> None:
+        self._hex8 = event_id.removeprefix("evt-")
+
+    def hex8(self) -> str:
+        return self._hex8
+
+
+class OpenAdrBridge:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        store: OpenAdrStore,
+        clock: Clock,
+        *,
+        performance: PerformanceStore | None = None,
+        method: str | None = None,
+        publish: Publish = _nowhere,
+    ) -> None:
+        self._uow = uow_factory
+        self._store = store
+        self._clock = clock
+        self._performance = performance
+        self._method = method
+        self.publish = publish
+
+    # --- OpenADR -> gridcore ----------------------------------------------------
+
+    async def on_changes(self, changes: Sequence[ObjectChange]) -> None:
+        """The Vtn.changes hook. A failure is logged, never raised: the OpenADR
+        object is stored already, and the BL sees the bridge's report say so."""
+        for change in changes:
+            try:
+                await self._on_change(change)
+            except Exception:
+                log.exception(
+                    "bridge: %s of %s %s failed",
+                    change.operation,
+                    change.kind.value,
+                    change.document.get("id"),
+                )
+
+    async def _on_change(self, change: ObjectChange) -> None:
+        document = change.document
+        if change.kind is Kind.EVENT and document.get("programID") != bridge.GRIDCORE_PROGRAM_ID:
+            if change.operation == "DELETE":
+                await self.withdraw(document)
+            else:
+                await self.follow(document)
+        elif (
+            change.kind is Kind.REPORT
+            and change.operation == "CREATE"
+            and document.get("clientID") != bridge.BRIDGE_CLIENT
+        ):
+            await self.count_report(document)
+
+    async def follow(self, document: Document) -> DrEvent | None:
+        """Create, reschedule or end the gridcore event of an OpenADR event as
+        it now reads; None when it is not (or no longer) dispatched."""
+        now = self._clock.now()
+        program = await self._store.get(Kind.PROGRAM, document["programID"])
+        event_id = bridge.bridged_event_id(document["id"])
+        if await self._store.get(Kind.EVENT, bridge.mirror_id(event_id)) is not None:
+            # the hash met one of gridcore's own events: never touch that one
+            await self._not_bridged(document, program, "its id collides; recreate it")
+            return None
+        shed = bridge.read_shed(document, program, now)
+        async with self._uow() as uow:
+            existing = await uow.events.get(event_id)
+        if isinstance(shed, NotBridged):
+            if existing is not None:
+                await self._end(event_id)
+            if shed.asked or existing is not None:  # else not gridcore's business: no report
+                await self._not_bridged(document, program, shed.reason)
+            return None
+        targets = await self._gridcore_targets(shed)
+        try:
+            if existing is None:
+                event = await self._create(event_id, shed, targets)
+            else:
+                event = await self._reschedule(existing, shed, targets, now)
+        except InvalidInput as exc:
+            await self._not_bridged(document, program, f"{exc.field}: {exc.message}")
+            return None
+        await self._write_report(document, program, event)
+        return event
+
+    async def _create(self, event_id: str, shed: Shed, targets: Sequence[str]) -> DrEvent:
+        try:
+            return await services.create_event(
+                self._uow,
+                self._clock,
+                _FixedId(event_id),
+                start_time=shed.start,
+                end_time=shed.end,
+                requested_reduction_kw=shed.kw,
+                targets=targets,
+                require_match=False,  # OpenADR VENs may be granted the targets later
+            )
+        except ValueError as exc:  # created first by another process: the key holds
+            if "already exists" not in str(exc):
+                raise
+            async with self._uow() as uow:
+                found = await uow.events.get(event_id)
+            if found is None:
+                raise
+            return found
+
+    async def _reschedule(
+        self, existing: DrEvent, shed: Shed, targets: Sequence[str], now: datetime
+    ) -> DrEvent:
+        """A scheduled event takes the update whole; a started one only ends
+        (an update ending it in the past stops it): gridcore does not change
+        what an active event allocated."""
+        async with self._uow() as uow:
+            event = (await uow.events.lock([existing.id]))[existing.id]
+            if event.status is EventStatus.SCHEDULED:
+                if shed.end <= now:
+                    raise InvalidInput("endTime", "is in the past; an event must end in the future")
+                changed = replace(  # replace() checks it as a new event is checked
+                    event,
+                    start_time=shed.start,
+                    end_time=shed.end,
+                    requested_reduction_kw=shed.kw,
+                    targets=tuple(targets),
+                )
+                await uow.events.reschedule(changed)
+                await uow.commit()
+                log.info("bridge: event %s rescheduled", event.id)
+                return changed
+        if event.status is EventStatus.ACTIVE and shed.end <= now:
+            return await services.stop_event(self._uow, self._clock, event.id)
+        return event
+
+    async def withdraw(self, document: Document) -> DrEvent | None:
+        """The OpenADR event was deleted: cancel or stop its gridcore event."""
+        return await self._end(bridge.bridged_event_id(document["id"]))
+
+    async def _end(self, event_id: str) -> DrEvent | None:
+        async with self._uow() as uow:
+            event = await uow.events.get(event_id)
+        if event is None or event.status.is_final:
+            return event
+        try:
+            if event.status is EventStatus.SCHEDULED:
+                return await services.cancel_event(self._uow, self._clock, event_id)
+            return await services.stop_event(self._uow, self._clock, event_id)
+        except IllegalTransition:  # it moved meanwhile (activated, or ended by another process)
+            async with self._uow() as uow:
+                event = await uow.events.get(event_id)
+            if event is not None and event.status is EventStatus.ACTIVE:
+                return await services.stop_event(self._uow, self._clock, event_id)
+            return event
+
+    async def _gridcore_targets(self, shed: Shed) -> tuple[str, ...]:
+        """OpenADR targets -> gridcore's: the same strings, and the venName (a
+        gridcore VEN id) of every OpenADR ven granted one, by its targets, its
+        resources' or its id (indexed searches, not a scan of every ven).
+        Untargeted stays untargeted: the whole fleet."""
+        if not shed.targets:
+            return ()
+        wanted = frozenset(shed.targets)
+        found: dict[str, Document] = {}
+        for ven in await self._store.search(Kind.VEN, ObjectQuery(targets_any=wanted)):
+            found[ven["id"]] = ven
+        resources = await self._store.search(Kind.RESOURCE, ObjectQuery(targets_any=wanted))
+        ven_ids = {r["venID"] for r in resources}
+        ven_ids |= {t for t in shed.targets if t.startswith("ven-")}  # a ven object's own id
+        for ven_id in sorted(ven_ids - found.keys()):
+            by_id = await self._store.get(Kind.VEN, ven_id)
+            if by_id is not None:
+                found[ven_id] = by_id
+        # an OpenADR ven object IS the gridcore VEN whose id is its venName
+        names = sorted(v["venName"] for v in found.values())
+        return tuple(dict.fromkeys([*shed.targets, *names]))
+
+    async def _not_bridged(self, document: Document, program: Document | None, reason: str) -> None:
+        log.info("bridge: OpenADR event %s stays OpenADR-only: %s", document["id"], reason)
+        await self._write_report(document, program, None, reason=reason)
+
+    # --- an OpenADR VEN's report counts as delivered -----------------------------
+
+    async def count_report(self, document: Document) -> float:
+        """Add what a VEN's new report says it shed to its event's delivered
+        kW: the difference from that client's previous report on the event
+        (its newest report stands for what it delivers, as an ACK does)."""
+        openadr_event = await self._store.get(Kind.EVENT, document["eventID"])
+        if openadr_event is None:
+            return 0.0
+        event_id = self._gridcore_id(openadr_event)
+        query = ObjectQuery(event_id=document["eventID"], client_id=document["clientID"])
+        mine = [
+            r for r in await self._store.search(Kind.REPORT, query) if r["id"] != document["id"]
+        ]
+        async with self._uow() as uow:
+            asked = await uow.events.get(event_id)
+        if asked is None:
+            return 0.0  # not dispatched by gridcore: nothing to count towards
+        # what its resources declare they can shed caps what it says it did
+        resources = await self._store.search(
+            Kind.RESOURCE, ObjectQuery(client_id=document["clientID"])
+        )
+        caps = {r["resourceName"]: bridge.declared_kw(r) for r in resources}
+        cap = asked.requested_reduction_kw
+        before = bridge.delivered_kw(mine[-1], caps, cap) if mine else 0.0
+        delta = bridge.delivered_kw(document, caps, cap) - before
+        if not delta:
+            return 0.0
+        async with self._uow() as uow:
+            if not await uow.events.lock([event_id]):
+                return 0.0  # not dispatched by gridcore: nothing to count towards
+            await uow.events.add_actual_reduction(event_id, delta)
+            await uow.commit()
+        log.info("bridge: report %s adds %.3f kW to event %s", document["id"], delta, event_id)
+        return delta
+
+    @staticmethod
+    def _gridcore_id(openadr_event: Document) -> str:
+        if openadr_event.get("programID") == bridge.GRIDCORE_PROGRAM_ID:
+            return str(openadr_event["eventName"])
+        return bridge.bridged_event_id(openadr_event["id"])
+
+    # --- gridcore -> OpenADR ----------------------------------------------------
+
+    async def mirror(self, event: DrEvent) -> None:
+        """Serve a gridcore event (POST /api/events) as an OpenADR event of
+        gridcore's program, or withdraw it once cancelled."""
+        if event.status is EventStatus.CANCELLED:
+            removed = await self._store.remove(Kind.EVENT, bridge.mirror_id(event.id))
+            await self.publish(removed)
+            return
+        now = stamp(self._clock.now())
+        await self._ensure_program(now)
+        stored = await self._store.get(Kind.EVENT, bridge.mirror_id(event.id))
+        created = stored["createdDateTime"] if stored else now
+        document = bridge.mirror_event(event, created, now, stamp(event.start_time))
+        index = index_of(Kind.EVENT, document)
+        if stored is None:
+            try:
+                await self._store.add(Kind.EVENT, document, index)
+                await self.publish([ObjectChange("CREATE", Kind.EVENT, document)])
+                return
+            except Conflict:  # mirrored meanwhile by another process: replace it
+                pass
+        await self._store.replace(Kind.EVENT, document, index)
+        await self.publish([ObjectChange("UPDATE", Kind.EVENT, document)])
+
+    async def _ensure_program(self, now: str) -> None:
+        if await self._store.get(Kind.PROGRAM, bridge.GRIDCORE_PROGRAM_ID) is not None:
+            return
+        program = bridge.gridcore_program(now)
+        try:
+            await self._store.add(Kind.PROGRAM, program, index_of(Kind.PROGRAM, program))
+        except Conflict:  # another process made it first (or a BL took the name: logged)
+            if await self._store.get(Kind.PROGRAM, bridge.GRIDCORE_PROGRAM_ID) is None:
+                raise
+            return
+        await self.publish([ObjectChange("CREATE", Kind.PROGRAM, program)])
+
+    # --- what the fleet did, as reports ---------------------------------------------
+
+    async def refresh_reports(self) -> int:
+        """The worker's pass: rewrite the bridge's report of every OpenADR event
+        (bridged or mirrored) that has not ended, or ended within the horizon,
+        and whose gridcore event was dispatched. One failure does not stop the
+        others."""
+        now = self._clock.now()
+        query = ObjectQuery(active_at=now - REPORT_HORIZON)
+        written, skip = 0, 0
+        while page := await self._store.search(Kind.EVENT, query, skip, _PAGE):
+            skip += len(page)
+            for document in page:
+                try:
+                    written += await self._refresh(document)
+                except Exception:
+                    log.exception("bridge: report of OpenADR event %s failed", document["id"])
+        return written
+
+    async def _refresh(self, document: Document) -> int:
+        async with self._uow() as uow:
+            event = await uow.events.get(self._gridcore_id(document))
+        if event is None or event.status in (EventStatus.SCHEDULED, EventStatus.CANCELLED):
+            return 0
+        if event.status.is_final and await self._settled(document, event):
+            return 0
+        program = await self._store.get(Kind.PROGRAM, document["programID"])
+        await self._write_report(document, program, event)
+        return 1
+
+    async def _settled(self, document: Document, event: DrEvent) -> bool:
+        """An ended event whose report was written after its measurement was
+        kept: nothing will change it, so the pass reads none of its commands
+        again (an event of 100,000 VENs is 100,000 of them)."""
+        if self._performance is None or self._method is None:
+            return False
+        kept = await self._performance.get(event.id, self._method)
+        written = await self._store.get(Kind.REPORT, bridge.report_id(document["id"]))
+        return (
+            kept is not None
+            and written is not None
+            and parse_date_time(written["modificationDateTime"]) >= kept.computed_at
+        )
+
+    async def _results(self, event: DrEvent) -> list[VenResult]:
+        """Per VEN sent the event: its newest shed command's ACK and delivered
+        kW, and the kW the kept measurement verified."""
+        async with self._uow() as uow:
+            commands = await uow.commands.for_event(event.id)
+        newest: dict[str, Any] = {}
+        for c in sorted(commands, key=lambda c: c.created_at):
+            if c.op in (CommandOp.EVENT, CommandOp.SHED_LOAD):
+                newest[c.ven_id] = c
+        measured: dict[str, float | None] = {}
+        if self._performance is not None and self._method is not None:
+            kept = await self._performance.get(event.id, self._method)
+            if kept is not None:
+                measured = {line.ven_id: line.avg_shed_kw for line in kept.vens}
+        return [
+            VenResult(ven_id, c.ack_status, c.delivered_kw, measured.get(ven_id))
+            for ven_id, c in sorted(newest.items())
+        ]
+
+    async def _write_report(
+        self,
+        document: Document,
+        program: Document | None,
+        event: DrEvent | None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        now = stamp(self._clock.now())
+        results = [] if event is None else await self._results(event)
+        start = stamp(event.start_time) if event else now
+        span = (event.ended_at or event.end_time) - event.start_time if event else timedelta(0)
+        the_id = bridge.report_id(document["id"])
+        stored = await self._store.get(Kind.REPORT, the_id)
+        report = bridge.report(
+            document,
+            program,
+            results,
+            start=start,
+            duration=bridge.iso_duration(span),
+            created=stored["createdDateTime"] if stored else now,
+            modified=now,
+            reason=reason,
+        )
+        if stored is not None and _same(stored, report):
+            return
+        index = index_of(Kind.REPORT, report, program_id=document["programID"])
+        if stored is None:
+            try:
+                await self._store.add(Kind.REPORT, report, index)
+                await self.publish([ObjectChange("CREATE", Kind.REPORT, report)])
+                return
+            except Conflict:
+                pass  # written meanwhile by another process: replace it
+        await self._store.replace(Kind.REPORT, report, index)
+        await self.publish([ObjectChange("UPDATE", Kind.REPORT, report)])
+
+
+def _same(a: Document, b: Document) -> bool:
+    """Equal but for the modification time: no rewrite, no notification."""
+    return {**a, "modificationDateTime": None} == {**b, "modificationDateTime": None}
