@@ -18,6 +18,7 @@ from adapters.memory.reports import (
     InMemoryVenStatusStore,
 )
 from adapters.memory.repositories import InMemoryUnitOfWorkFactory, InProcessLease
+from adapters.memory.rollups import InMemoryHistoryRollup
 from adapters.memory.shadows import InMemoryShadowStore
 from adapters.memory.telemetry import (
     InMemoryTelemetry,
@@ -29,6 +30,7 @@ from entrypoints.settings import Settings
 from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
+    HistoryRollup,
     LoadSnapshotStore,
     PerformanceStore,
     ShadowStore,
@@ -62,6 +64,8 @@ class Storage:
     load_snapshots: LoadSnapshotStore | None = None
     # None: nothing kept by time needs maintenance (memory storage)
     retention: StorageRetention | None = None
+    # The fleet's history roll-ups (gridcore.history), kept by the worker
+    rollup: HistoryRollup | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -83,6 +87,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         performance=InMemoryPerformanceStore(),
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
+        rollup=InMemoryHistoryRollup(telemetry),
     )
 
 
@@ -102,6 +107,7 @@ def sql_storage(
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
     from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
+    from adapters.sql.rollups import SqlHistoryRollup
     from adapters.sql.shadows import SqlShadowStore
     from adapters.sql.telemetry import SqlTelemetryStore
     from adapters.sql.uow import SqlUnitOfWorkFactory
@@ -138,6 +144,7 @@ def sql_storage(
         retention=PostgresPartitions(engine)
         if backend == "postgresql"
         else SqliteRetention(engine),
+        rollup=SqlHistoryRollup(engine),
         ping=ping,
         close=engine.dispose,
     )
