@@ -1,12 +1,14 @@
 """Benchmark: history and stats over a year of 5-minute intervals plus recent
 raw telemetry, on PostgreSQL (issue 16).
 
-Generates, in SQL (``generate_series``), into a fresh database:
+Generates, in SQL (``generate_series``), into a fresh database (or, with
+``--reuse NAME``, into the database NAME kept for the next runs: a year for
+1,000 VENs takes half an hour and ~15 GB):
 
 - ``--interval-days`` (default 365) of ``ven_intervals`` for ``--vens`` VENs
   (1,000: 105 million rows), with their event marks (``ven_interval_events``,
   an hour-long event every day) and their days (``ven_days``, rolled up from
-  them as migration 0010 does);
+  them as migration 0011 does);
 - the last ``--raw-days`` of raw telemetry at one message per VEN every
   ``--raw-step`` seconds, each with ``--circuits`` load rows, and ``ven_latest``.
 
@@ -18,25 +20,33 @@ all to stats (current state), so the default keeps 1 day of raw rows at one a
 minute (1.4 M telemetry, 14 M load rows): enough to time the old query path,
 which every history read took before, as the reference in the same run.
 
-Times through ``SqlTelemetryQueries`` (median and p95 over ``--repeat`` runs,
-one warm-up), each against a reference measured in the same run:
+Then makes the fleet's roll-ups as the worker's maintenance would at the
+data's end (``SqlHistoryRollup``, timed: on a new database, a year's first
+roll-up), and times through ``SqlTelemetryQueries`` (median and p95 over
+``--repeat`` runs, one warm-up), each against a reference measured in the same
+run:
 
 - history of one VEN over the year in daily points, and over the last day in
-  5-minute points; the fleet's history over the year (daily) and the last day
-  (5-minute). Reference: the same call answered from the raw rows (the old
-  path). For the year, the raw rows hold only ``--raw-days``: the reference
-  reads far fewer rows than a year of raw would (a lower bound of the old
-  path), and its ratio says so;
-- network stats and load-type stats (current state, unchanged by this work).
-  Reference: a bare ``SELECT * FROM ven_latest`` (the floor of reading every
-  VEN's current state).
+  5-minute points. Reference: the same call answered from the raw rows (the
+  old path). For the year, the raw rows hold only ``--raw-days``: the
+  reference reads far fewer rows than a year of raw would (a lower bound of
+  the old path), and its ratio says so;
+- the fleet's history over the year (daily) and the last day (5-minute), from
+  the roll-ups and the open tail (the last two intervals, the last day).
+  Reference: the same call read from every VEN's days and intervals (the path
+  before the roll-ups);
+- network stats and load-type stats (current state, unchanged by this work),
+  read afresh each time (the fleet's latest load rows every call), and as the
+  API serves them (those load aggregates kept 5 s,
+  ``GRIDCORE_API_STATS_MAX_AGE_SECONDS``). Reference: a bare ``SELECT * FROM
+  ven_latest`` (the floor of reading every VEN's current state).
 
 Usage::
 
     python benchmarks/bench_history.py \\
         --url postgresql+psycopg://postgres@127.0.0.1:5432/gridcore_bench \\
         [--vens 1000] [--interval-days 365] [--raw-days 1] [--raw-step 60] \\
-        [--circuits 10] [--repeat 15]
+        [--circuits 10] [--repeat 15] [--reuse NAME] [--generate-only]
 """
 
 from __future__ import annotations
@@ -64,7 +74,9 @@ from timing import timed
 from adapters.sql.engine import create_engine
 from adapters.sql.migrate import migrate
 from adapters.sql.queries import SqlTelemetryQueries
+from adapters.sql.rollups import SqlHistoryRollup
 from gridcore.history import HistorySource
+from gridcore.ports import RollupReport
 
 END = datetime(2026, 11, 30, tzinfo=UTC)  # the generated data ends here ("now")
 DAY = timedelta(days=1)
@@ -170,13 +182,26 @@ class KeptDatabase:
 Case = tuple[str, Callable[[], Awaitable[Any]], str, Callable[[], Awaitable[Any]]]
 
 
+async def roll_up(url: str) -> tuple[RollupReport | None, float]:
+    """The fleet's roll-ups as the worker's maintenance makes them at END
+    (the last two intervals and the last day stay open, read per VEN); on a
+    reused database, only what is not made yet."""
+    engine = create_engine(url)
+    started = time.perf_counter()
+    report = await SqlHistoryRollup(engine).roll_up(END)
+    seconds = time.perf_counter() - started
+    await engine.dispose()
+    return report, seconds
+
+
 async def measure(url: str, vens: int, days: int, repeat: int) -> list[tuple[str, ...]]:
     engine = create_engine(url)
     queries = SqlTelemetryQueries(engine)
+    cached = SqlTelemetryQueries(engine, loads_max_age=5.0)
     ven = f"ven-{vens // 2:05d}"
     year = {"start": END - days * DAY, "end": END, "width": DAY}
     day = {"start": END - DAY, "end": END, "width": FIVE}
-    raw = HistorySource.RAW
+    raw, per_ven = HistorySource.RAW, HistorySource.INTERVALS
 
     async def bare_latest() -> None:
         async with engine.connect() as conn:
@@ -198,14 +223,14 @@ async def measure(url: str, vens: int, days: int, repeat: int) -> list[tuple[str
         (
             f"fleet, {days} d, daily",
             lambda: queries.history(**year),
-            "raw rows (old path)",
-            lambda: queries.history(**year, source=raw),
+            "each VEN's days (no roll-up)",
+            lambda: queries.history(**year, source=per_ven),
         ),
         (
             "fleet, 1 d, 5-minute",
             lambda: queries.history(**day),
-            "raw rows (old path)",
-            lambda: queries.history(**day, source=raw),
+            "each VEN's intervals (no roll-up)",
+            lambda: queries.history(**day, source=per_ven),
         ),
         (
             "network stats",
@@ -214,6 +239,20 @@ async def measure(url: str, vens: int, days: int, repeat: int) -> list[tuple[str
             bare_latest,
         ),
         ("load-type stats", queries.load_type_stats, "bare SELECT * FROM ven_latest", bare_latest),
+        # As the API serves them: the fleet's load aggregates kept 5 s
+        # (GRIDCORE_API_STATS_MAX_AGE_SECONDS), read again by one request in that time.
+        (
+            "network stats, API (5 s)",
+            lambda: cached.network_stats(END, timedelta(seconds=60)),
+            "bare SELECT * FROM ven_latest",
+            bare_latest,
+        ),
+        (
+            "load-type stats, API (5 s)",
+            cached.load_type_stats,
+            "bare SELECT * FROM ven_latest",
+            bare_latest,
+        ),
     ]
     rows = []
     for name, run, ref_name, reference in cases:
@@ -281,6 +320,8 @@ def main() -> None:
             )
         else:
             print(f"reusing database {args.reuse}")
+        report, seconds = asyncio.run(roll_up(url))
+        print(f"fleet roll-ups at {END.isoformat()}: {report} in {seconds:.1f} s")
         if args.generate_only:
             return
         header = ("query", "median ms", "p95 ms", "reference", "ref ms", "ratio")
