@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import CIRCUITS, Database
 from bench_queries import T0, generate
-from fill import dsn_of, latest, load_rows
+from fill import dsn_of, latest, load_rows, roll_up
 from timing import median_p95
 
 DAY_VEN = "ven-day"
@@ -66,7 +66,10 @@ def add_one_day(url: str, end_seconds: int) -> None:
 
     one_ven = "WHERE t.ven_id = %(ven)s"
     sql = ONE_DAY.replace(
-        "{loads_and_latest}", load_rows(where=one_ven) + latest(where=one_ven.replace("t.", ""))
+        "{loads_and_latest}",
+        load_rows(where=one_ven)
+        + latest(where=one_ven.replace("t.", ""))
+        + roll_up("ven_id = %(ven)s"),
     )
     end = T0 + timedelta(seconds=end_seconds)
     params = {

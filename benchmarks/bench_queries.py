@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import CIRCUITS, Database
-from fill import dsn_of, fill, latest, load_rows
+from fill import dsn_of, fill, latest, load_rows, roll_up
 from timing import timed
 
 from adapters.sql.engine import create_engine
@@ -64,7 +64,7 @@ def generate(url: str, rows: int, vens: int) -> tuple[int, float]:
     import psycopg
 
     steps = rows // (len(CIRCUITS) * vens)
-    sql = FILL + load_rows() + latest()
+    sql = FILL + load_rows() + latest() + roll_up()
     seconds = fill(url, sql, {"t0": T0, "steps": steps, "vens": vens}, rebuild=["ven_load_samples"])
     with psycopg.connect(dsn_of(url)) as conn:
         count = conn.execute("SELECT count(*) FROM ven_load_samples").fetchone()

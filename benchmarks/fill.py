@@ -33,6 +33,33 @@ SELECT DISTINCT ON (ven_id) ven_id, id, timestamp, used_power_kw, shed_power_kw,
 FROM ven_telemetry {where} ORDER BY ven_id, timestamp DESC;
 """
 
+# The 5-minute intervals, their event marks and the days of generated
+# telemetry (``{filter}``: which rows), as ingest keeps them and migrations
+# 0007 and 0011 fill them: history reads these, not the raw rows.
+ROLL_UP = """
+INSERT INTO ven_intervals
+SELECT ven_id, to_timestamp(floor(extract(epoch FROM timestamp) / 300) * 300),
+       count(*), coalesce(sum(used_power_kw), 0), count(used_power_kw),
+       min(used_power_kw), max(used_power_kw),
+       coalesce(sum(shed_power_kw), 0), count(shed_power_kw),
+       min(shed_power_kw), max(shed_power_kw),
+       coalesce(sum(baseline_power_kw), 0), count(baseline_power_kw)
+FROM ven_telemetry WHERE {filter} GROUP BY 1, 2;
+
+INSERT INTO ven_interval_events
+SELECT ven_id, to_timestamp(floor(extract(epoch FROM timestamp) / 300) * 300),
+       max(event_id), coalesce(sum(requested_reduction_kw), 0)
+FROM ven_telemetry
+WHERE (event_id IS NOT NULL OR requested_reduction_kw IS NOT NULL) AND {filter}
+GROUP BY 1, 2;
+
+INSERT INTO ven_days
+SELECT ven_id, date_trunc('day', timestamp, 'UTC'), count(*),
+       coalesce(sum(used_power_kw), 0), coalesce(sum(shed_power_kw), 0),
+       coalesce(sum(requested_reduction_kw), 0), max(event_id)
+FROM ven_telemetry WHERE {filter} GROUP BY 1, 2;
+"""
+
 # The primary keys dropped during a fill and built after it.
 KEYS = {
     "ven_load_samples": "(ven_id, timestamp, load_id)",
@@ -51,6 +78,10 @@ def load_rows(circuits: int = len(CIRCUITS), where: str = "") -> str:
 
 def latest(where: str = "") -> str:
     return LATEST.replace("{where}", where)
+
+
+def roll_up(filter: str = "true") -> str:
+    return ROLL_UP.replace("{filter}", filter)
 
 
 def dsn_of(url: str) -> str:
