@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import CIRCUITS, Database
 from bench_queries import T0, generate
+from fill import dsn_of, latest, load_rows, roll_up
+from timing import median_p95
 
 DAY_VEN = "ven-day"
 DAY_STEPS = 86_400 // 5
@@ -55,31 +56,20 @@ SELECT %(base)s + s, %(ven)s, %(start)s + make_interval(secs => 5 * s),
        5 + s %% 7, CASE WHEN s %% 720 < 60 THEN 2.5 ELSE 0 END, 48.0, '{"generated": true}'
 FROM generate_series(0, %(steps)s - 1) AS s;
 
-INSERT INTO ven_load_samples (ven_id, timestamp, load_id, telemetry_id, name, type,
-    capacity_kw, current_power_kw, shed_capability_kw, enabled, priority, critical)
-SELECT t.ven_id, t.timestamp, 'circuit_' || c.n, t.id, c.name, c.type, c.capacity,
-       c.capacity * ((t.id + c.n) %% 10) / 10.0, c.capacity, true, c.priority,
-       c.type IN ('hvac', 'refrigerator')
-FROM ven_telemetry t
-CROSS JOIN (VALUES {circuits}) AS c(n, name, type, capacity, priority)
-WHERE t.ven_id = %(ven)s;
-
-INSERT INTO ven_latest (ven_id, telemetry_id, timestamp, used_power_kw, shed_power_kw,
-    requested_reduction_kw, event_id)
-SELECT ven_id, id, timestamp, used_power_kw, shed_power_kw, requested_reduction_kw, event_id
-FROM ven_telemetry WHERE ven_id = %(ven)s ORDER BY timestamp DESC LIMIT 1;
-
+{loads_and_latest}
 ANALYZE
 """
 
 
 def add_one_day(url: str, end_seconds: int) -> None:
     import psycopg
-    from sqlalchemy.engine import make_url
 
-    circuits = ", ".join(
-        f"({n}, '{name}', '{kind}', {capacity}, {priority})"
-        for n, (name, kind, _, capacity, priority) in enumerate(CIRCUITS, start=1)
+    one_ven = "WHERE t.ven_id = %(ven)s"
+    sql = ONE_DAY.replace(
+        "{loads_and_latest}",
+        load_rows(where=one_ven)
+        + latest(where=one_ven.replace("t.", ""))
+        + roll_up("ven_id = %(ven)s"),
     )
     end = T0 + timedelta(seconds=end_seconds)
     params = {
@@ -89,9 +79,8 @@ def add_one_day(url: str, end_seconds: int) -> None:
         "steps": DAY_STEPS,
         "base": 10**12,  # above every generated id
     }
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in ONE_DAY.replace("{circuits}", circuits).split(";\n"):
+    with psycopg.connect(dsn_of(url), autocommit=True) as conn:
+        for statement in sql.split(";\n"):
             if statement.strip():
                 conn.execute(statement, params)
 
@@ -135,9 +124,8 @@ def timed(client: httpx.Client, path: str, repeat: int) -> tuple[float, float, i
         response = client.get(path)
         times.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    times.sort()
-    p95 = times[max(0, int(len(times) * 0.95) - 1)]
-    return statistics.median(times), p95, len(response.content)
+    median, p95 = median_p95(times)
+    return median, p95, len(response.content)
 
 
 def main() -> None:

@@ -49,9 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import CIRCUITS, Database
-from bench_queries import T0, generate, timed
+from bench_queries import T0, generate
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from timing import timed
 
 from adapters.sql.engine import create_engine
 from adapters.sql.queries import SqlTelemetryQueries

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import CIRCUITS, Database
+from fill import dsn_of, fill, latest, load_rows, roll_up
+from timing import timed
 
 from adapters.sql.engine import create_engine
 from adapters.sql.queries import SqlTelemetryQueries
@@ -57,67 +57,18 @@ SELECT v * %(steps)s + s + 1, 'ven-' || lpad(v::text, 5, '0'),
        CASE WHEN s %% 720 < 60 THEN 'evt-0000' || lpad(to_hex(s / 720), 4, '0') END,
        48.0, '{"generated": true}'
 FROM generate_series(0, %(vens)s - 1) AS v, generate_series(0, %(steps)s - 1) AS s;
-
-INSERT INTO ven_load_samples (ven_id, timestamp, load_id, telemetry_id, name, type,
-    capacity_kw, current_power_kw, shed_capability_kw, enabled, priority, critical)
-SELECT t.ven_id, t.timestamp, 'circuit_' || c.n, t.id, c.name, c.type, c.capacity,
-       c.capacity * ((t.id + c.n) %% 10) / 10.0, c.capacity, true, c.priority,
-       c.type IN ('hvac', 'refrigerator')
-FROM ven_telemetry t
-CROSS JOIN (VALUES {circuits}) AS c(n, name, type, capacity, priority);
-
-INSERT INTO ven_latest (ven_id, telemetry_id, timestamp, used_power_kw, shed_power_kw,
-    requested_reduction_kw, event_id)
-SELECT DISTINCT ON (ven_id) ven_id, id, timestamp, used_power_kw, shed_power_kw,
-       requested_reduction_kw, event_id
-FROM ven_telemetry ORDER BY ven_id, timestamp DESC;
 """
-
-
-def fill_sql() -> str:
-    circuits = ", ".join(
-        f"({n}, '{name}', '{kind}', {capacity}, {priority})"
-        for n, (name, kind, _, capacity, priority) in enumerate(CIRCUITS, start=1)
-    )
-    return FILL.replace("{circuits}", circuits)
 
 
 def generate(url: str, rows: int, vens: int) -> tuple[int, float]:
     import psycopg
-    from sqlalchemy.engine import make_url
 
     steps = rows // (len(CIRCUITS) * vens)
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    started = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        # The primary key of the samples is built once after the load rather
-        # than maintained row by row: the same schema, much faster to fill.
-        conn.execute("ALTER TABLE ven_load_samples DROP CONSTRAINT pk_ven_load_samples")
-        for statement in fill_sql().split(";\n"):
-            if statement.strip():
-                conn.execute(statement, {"t0": T0, "steps": steps, "vens": vens})
-        conn.execute(
-            "ALTER TABLE ven_load_samples ADD CONSTRAINT pk_ven_load_samples "
-            "PRIMARY KEY (ven_id, timestamp, load_id)"
-        )
-        conn.execute(
-            "SELECT setval(pg_get_serial_sequence('ven_telemetry', 'id'), "
-            "(SELECT max(id) FROM ven_telemetry))"
-        )
-        conn.execute("VACUUM ANALYZE")
+    sql = FILL + load_rows() + latest() + roll_up()
+    seconds = fill(url, sql, {"t0": T0, "steps": steps, "vens": vens}, rebuild=["ven_load_samples"])
+    with psycopg.connect(dsn_of(url)) as conn:
         count = conn.execute("SELECT count(*) FROM ven_load_samples").fetchone()
-    return int(count[0] if count else 0), time.perf_counter() - started
-
-
-async def timed(run: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float]:
-    await run()  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await run()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
+    return int(count[0] if count else 0), seconds
 
 
 async def measure(url: str, vens: int, steps: int, repeat: int) -> list[tuple[str, float, float]]:

@@ -19,6 +19,7 @@ from adapters.memory.reports import (
     InMemoryVenStatusStore,
 )
 from adapters.memory.repositories import InMemoryUnitOfWorkFactory, InProcessLease
+from adapters.memory.rollups import InMemoryHistoryRollup
 from adapters.memory.shadows import InMemoryShadowStore
 from adapters.memory.telemetry import (
     InMemoryTelemetry,
@@ -30,6 +31,7 @@ from entrypoints.settings import Settings
 from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
+    HistoryRollup,
     LoadSnapshotStore,
     OpenAdrStore,
     PerformanceStore,
@@ -67,6 +69,8 @@ class Storage:
     # The OpenADR VTN's objects; None only where a caller assembles storage
     # without them (a process that serves no /openadr3).
     openadr: OpenAdrStore | None = None
+    # The fleet's history roll-ups (gridcore.history), kept by the worker
+    rollup: HistoryRollup | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -89,6 +93,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
         openadr=InMemoryOpenAdrStore(),
+        rollup=InMemoryHistoryRollup(telemetry),
     )
 
 
@@ -109,6 +114,7 @@ def sql_storage(
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
     from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
+    from adapters.sql.rollups import SqlHistoryRollup
     from adapters.sql.shadows import SqlShadowStore
     from adapters.sql.telemetry import SqlTelemetryStore
     from adapters.sql.uow import SqlUnitOfWorkFactory
@@ -146,6 +152,7 @@ def sql_storage(
         if backend == "postgresql"
         else SqliteRetention(engine),
         openadr=SqlOpenAdrStore(engine),
+        rollup=SqlHistoryRollup(engine),
         ping=ping,
         close=engine.dispose,
     )

@@ -248,6 +248,13 @@ class Settings(BaseSettings):
         le=86400,
         description="How often a worker makes the coming days ready and applies retention",
     )
+    gridcore_rollup_interval_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="How often a worker rolls up the fleet's closed history (5-minute "
+        "intervals and days); the fleet's history reads what is not rolled up yet per VEN",
+    )
 
     gridcore_openadr_report_seconds: float = Field(
         default=15.0,

@@ -46,7 +46,7 @@ from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.measuring import run_bridge_reports, run_measurer
-from entrypoints.retaining import run_retention
+from entrypoints.retaining import run_retention, run_rollup
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
@@ -459,6 +459,12 @@ async def run_worker(settings: Settings) -> None:
         if storage.retention is not None else stop.wait(),
         name="retention",
     )  # fmt: skip
+    rolling = asyncio.create_task(
+        run_rollup(storage.rollup, clock, stop,
+                   interval=settings.gridcore_rollup_interval_seconds)
+        if storage.rollup is not None else stop.wait(),
+        name="rollup",
+    )  # fmt: skip
     stopping = asyncio.create_task(stop.wait(), name="stop")
     failure: str | None = None
     try:
@@ -472,7 +478,9 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker stopping")
         stop.set()
         worker.stop()
-        await asyncio.gather(consuming, dispatching, retaining, stopping, return_exceptions=True)
+        await asyncio.gather(
+            consuming, dispatching, retaining, rolling, stopping, return_exceptions=True
+        )
         await storage.close()
         log.info("worker stopped; %s", _totals(worker.stats))
     if failure is not None:

@@ -634,6 +634,30 @@ class StorageRetention(Protocol):
     async def enforce(self, policy: RetentionPolicy, now: datetime) -> RetentionReport | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RollupReport:
+    """What one roll-up pass did: the fleet's roll-ups now reach
+    ``rolled_through`` (intervals before it; days ending at or before it),
+    ``intervals`` and ``days`` made, ``restated`` buckets made again because
+    late telemetry had marked them."""
+
+    rolled_through: datetime | None = None
+    intervals: int = 0
+    days: int = 0
+    restated: int = 0
+
+
+class HistoryRollup(Protocol):
+    """Keeps the fleet's history roll-ups (gridcore.history): rolls up the
+    intervals and days closed at ``now`` and makes again those late telemetry
+    marked. Idempotent and safe to call from every worker at once (at most one
+    does the work at a time, the others get None); never makes a history read
+    answer otherwise than without roll-ups, and never holds ingest up longer
+    than the ingest transactions in flight take to end."""
+
+    async def roll_up(self, now: datetime) -> RollupReport | None: ...
+
+
 class DispatchLease(Protocol):
     """Exclusive right to dispatch: at most one holder among all workers sharing
     the store at any time; released when the holder dies. ``hold`` is called

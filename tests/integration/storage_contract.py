@@ -20,6 +20,7 @@ from adapters.memory.reports import (
     InMemoryVenStatusStore,
 )
 from adapters.memory.repositories import InMemoryState, InMemoryUnitOfWorkFactory
+from adapters.memory.rollups import InMemoryHistoryRollup
 from adapters.memory.telemetry import (
     InMemoryTelemetry,
     InMemoryTelemetryQueries,
@@ -28,6 +29,7 @@ from adapters.memory.telemetry import (
 from adapters.sql.engine import create_engine
 from adapters.sql.queries import SqlTelemetryQueries
 from adapters.sql.reports import SqlLoadSnapshotStore, SqlVenStatusStore
+from adapters.sql.rollups import SqlHistoryRollup
 from adapters.sql.telemetry import SqlTelemetryStore
 from adapters.sql.uow import SqlUnitOfWorkFactory
 
@@ -42,6 +44,7 @@ class Backend:
     queries: Any  # TelemetryQueries
     statuses: Any = None  # VenStatusStore
     snapshots: Any = None  # LoadSnapshotStore
+    rollup: Any = None  # HistoryRollup
 
 
 async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
@@ -55,6 +58,7 @@ async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             InMemoryTelemetryQueries(state, telemetry),
             InMemoryVenStatusStore(state, reports),
             InMemoryLoadSnapshotStore(state, reports),
+            InMemoryHistoryRollup(telemetry),
         )
         return
     url = str(request.getfixturevalue(f"migrated_{name}_url"))
@@ -67,6 +71,7 @@ async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             SqlTelemetryQueries(engine),
             SqlVenStatusStore(engine),
             SqlLoadSnapshotStore(engine),
+            SqlHistoryRollup(engine),
         )
     finally:
         await engine.dispose()

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from entrypoints.retaining import run_retention
+from entrypoints.retaining import run_retention, run_rollup
 from entrypoints.settings import Settings
-from gridcore.ports import RetentionReport
+from gridcore.ports import RetentionReport, RollupReport
 from gridcore.retention import Kept, RetentionPolicy
 
 NOW = datetime(2031, 5, 20, 0, 0, 1, tzinfo=UTC)
@@ -84,3 +84,29 @@ async def test_the_worker_loop_passes_at_start_and_survives_a_failure() -> None:
     run = run_retention(retention, RetentionPolicy(), FixedClock(), stop, interval=0.01)
     await asyncio.wait_for(run, 2.0)  # ends once stop is set, after the third pass
     assert retention.passes == [NOW, NOW, NOW]
+
+
+class FlakyRollup:
+    """A HistoryRollup whose first pass fails."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.passes: list[datetime] = []
+        self._stop = stop
+
+    async def roll_up(self, now: datetime) -> RollupReport | None:
+        self.passes.append(now)
+        if len(self.passes) == 2:
+            self._stop.set()
+        if len(self.passes) == 1:
+            raise RuntimeError("database went away")
+        return RollupReport(now)
+
+
+async def test_the_roll_up_loop_passes_at_start_and_survives_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = asyncio.Event()
+    rollup = FlakyRollup(stop)
+    await asyncio.wait_for(run_rollup(rollup, FixedClock(), stop, interval=0.01), 2.0)
+    assert rollup.passes == [NOW, NOW]
+    assert "roll-up pass failed" in caplog.text

@@ -8,7 +8,7 @@ and the network point is the sum of those averages over VENs.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,13 +18,17 @@ from gridcore.energy import Reading, batch_energy, day_start, energy_today
 from gridcore.errors import InvalidInput
 from gridcore.history import (
     DayTotals,
+    FleetTotals,
     HistorySource,
     IntervalEvents,
     day_of,
+    fleet_plan,
     history_source,
+    late_intervals,
     whole_days,
 )
 from gridcore.intervals import (
+    INTERVAL,
     MAX_INTERVAL_VENS,
     IntervalReading,
     IntervalTotals,
@@ -81,6 +85,12 @@ class InMemoryTelemetry:
     interval_events: dict[tuple[str, datetime], IntervalEvents] = field(default_factory=dict)
     # And per UTC day (gridcore.history.DayTotals).
     days: dict[tuple[str, datetime], DayTotals] = field(default_factory=dict)
+    # The fleet's roll-ups (gridcore.history.FleetTotals), made up to
+    # rolled_through by InMemoryHistoryRollup; the intervals late telemetry marked.
+    fleet_intervals: dict[datetime, FleetTotals] = field(default_factory=dict)
+    fleet_days: dict[datetime, FleetTotals] = field(default_factory=dict)
+    rolled_through: datetime | None = None
+    late: list[datetime] = field(default_factory=list)
 
 
 class InMemoryTelemetryStore:
@@ -150,6 +160,7 @@ class InMemoryTelemetryStore:
         )
         held = self._telemetry.intervals.get(key)
         self._telemetry.intervals[key] = one if held is None else held.merge(one)
+        self._telemetry.late.extend(late_intervals([key[1]], self._telemetry.rolled_through))
         mark = IntervalEvents.of(sample.event_id, sample.requested_reduction_kw)
         if mark is not None:
             marks = self._telemetry.interval_events
@@ -330,7 +341,12 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
     ) -> list[HistoryPoint]:
         check_history_range(start, end, width)
         source = source or history_source(
-            start, end, width, per_load=load_id is not None, raw_since=raw_since
+            start,
+            end,
+            width,
+            per_load=load_id is not None,
+            raw_since=raw_since,
+            fleet_wide=ven_id is None and load_id is None,
         )
         # bucket -> ven -> [used, shed, requested sums, samples]; bucket -> greatest event id
         acc: dict[datetime, dict[str, list[float]]] = defaultdict(dict)
@@ -346,20 +362,23 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             if event and events.get(bucket, "") < event:
                 events[bucket] = event
 
-        if source is HistorySource.INTERVALS:
-            marks = self._telemetry.interval_events
-            first = interval_start(start)  # every interval overlapping the range, whole
-            days = whole_days(start, end, width)  # read from the days; the rest from intervals
-            lo, hi = days or (end, end)
-            for (sid, day), d in self._telemetry.days.items():
-                if lo <= day < hi and (ven_id is None or sid == ven_id):
-                    add(day, sid, (d.used_sum, d.shed_sum, d.requested_sum, d.samples), d.event_id)
-            for (sid, at), totals in self._telemetry.intervals.items():
-                if not first <= at < end or lo <= at < hi or (ven_id is not None and sid != ven_id):
-                    continue
-                mark = marks.get((sid, at)) or IntervalEvents()
-                sums = (totals.used_sum, totals.shed_sum, mark.requested_sum, totals.samples)
-                add(at, sid, sums, mark.event_id)
+        if source is HistorySource.FLEET:
+            if ven_id is not None or load_id is not None:
+                raise InvalidInput("source", "the fleet's roll-ups answer the fleet's history only")
+            t = self._telemetry
+            plan = fleet_plan(start, end, width, t.rolled_through, t.late)
+            if plan is None:
+                self._from_intervals(add, start, end, width, None)
+            else:
+                rolled = t.fleet_intervals if width == INTERVAL else t.fleet_days
+                lo, hi = plan.rolled
+                for at, f in rolled.items():
+                    if lo <= at < hi and at not in plan.skip:
+                        add(at, "", (f.used_kw, f.shed_kw, f.requested_kw, 1), f.event_id)
+                for lo, hi in plan.live:
+                    self._from_intervals(add, lo, hi, width, None)
+        elif source is HistorySource.INTERVALS:
+            self._from_intervals(add, start, end, width, ven_id)
         else:
             for (sid, ts), sample in self._telemetry.samples.items():
                 if not start <= ts < end or (ven_id is not None and sid != ven_id):
@@ -391,6 +410,29 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
                 )
             )
         return points
+
+    def _from_intervals(
+        self,
+        add: Callable[[datetime, str, tuple[float, float, float, int], str | None], None],
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+        ven_id: str | None,
+    ) -> None:
+        """Each VEN's intervals over [start, end), whole days from its days."""
+        marks = self._telemetry.interval_events
+        first = interval_start(start)  # every interval overlapping the range, whole
+        days = whole_days(start, end, width)  # read from the days; the rest from intervals
+        lo, hi = days or (end, end)
+        for (sid, day), d in self._telemetry.days.items():
+            if lo <= day < hi and (ven_id is None or sid == ven_id):
+                add(day, sid, (d.used_sum, d.shed_sum, d.requested_sum, d.samples), d.event_id)
+        for (sid, at), totals in self._telemetry.intervals.items():
+            if not first <= at < end or lo <= at < hi or (ven_id is not None and sid != ven_id):
+                continue
+            mark = marks.get((sid, at)) or IntervalEvents()
+            sums = (totals.used_sum, totals.shed_sum, mark.requested_sum, totals.samples)
+            add(at, sid, sums, mark.event_id)
 
     async def telemetry(
         self,

@@ -140,6 +140,7 @@ WITH newest AS (
         shed_max = GREATEST(i.shed_max, excluded.shed_max),
         baseline_sum = i.baseline_sum + excluded.baseline_sum,
         baseline_count = i.baseline_count + excluded.baseline_count
+    RETURNING i.start
 ), interval_events AS (
     -- gridcore.history.IntervalEvents: the event marks of those intervals, for
     -- history read from them past raw retention; rows only during events.
@@ -167,6 +168,13 @@ WITH newest AS (
         shed_sum = d.shed_sum + excluded.shed_sum,
         requested_sum = d.requested_sum + excluded.requested_sum,
         event_id = GREATEST(d.event_id, excluded.event_id)
+), late AS (
+    -- gridcore.history.late_intervals: telemetry added to an interval whose fleet
+    -- roll-up may be made already marks it (rows only then: a VEN's replayed
+    -- buffer, never the live stream). Appended, so no two writers wait on a row.
+    INSERT INTO fleet_late (start)
+    SELECT DISTINCT start FROM intervals
+    WHERE start < (SELECT marked_through FROM fleet_rollup WHERE id = 1)
 ), heartbeat AS (
     UPDATE vens SET last_seen_at = n.heard
     FROM newest n

@@ -22,6 +22,8 @@ from adapters.sql.tables import (
     INTERVAL_TOTALS,
     LOAD_FIELDS,
     PANEL_FIELDS,
+    fleet_late,
+    fleet_rollup,
     ven_days,
     ven_energy,
     ven_interval_events,
@@ -34,7 +36,7 @@ from adapters.sql.tables import (
 from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
 from adapters.sql.types import UtcDateTime
 from gridcore.energy import Reading
-from gridcore.history import DayTotals, IntervalEvents, day_of
+from gridcore.history import DayTotals, IntervalEvents, day_of, late_intervals
 from gridcore.intervals import IntervalTotals, interval_start, roll_up
 from gridcore.timestamps import heard_at
 
@@ -171,6 +173,12 @@ class SqliteBatchWriter:
             added.on_conflict_do_update(index_elements=[held.ven_id, held.start], set_=merged),
             rows,
         )
+        marked = await conn.scalar(
+            select(fleet_rollup.c.marked_through).where(fleet_rollup.c.id == 1)
+        )
+        late = late_intervals((r["start"] for r in rows), marked)
+        if late:  # (gridcore.history)
+            await conn.execute(insert(fleet_late), [{"start": at} for at in sorted(late)])
         marks: dict[tuple[str, datetime], IntervalEvents] = {}
         days: dict[tuple[str, datetime], DayTotals] = {}
         for item in batch:

@@ -35,22 +35,35 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 
 from adapters.sql.latest import load_sample, rounded, sample_from
 from adapters.sql.participation import ParticipationQueries
 from adapters.sql.repositories import MAX_LIMIT
 from adapters.sql.summary import SummaryQueries
 from adapters.sql.tables import (
+    fleet_days,
+    fleet_intervals,
+    fleet_late,
+    fleet_rollup,
     ven_days,
     ven_interval_events,
     ven_intervals,
     ven_load_samples,
     ven_telemetry,
 )
-from gridcore.history import DAY, HistorySource, history_source, whole_days
-from gridcore.intervals import interval_start
+from gridcore.errors import InvalidInput
+from gridcore.history import (
+    DAY,
+    FleetPlan,
+    HistorySource,
+    fleet_plan,
+    history_source,
+    whole_days,
+)
+from gridcore.intervals import INTERVAL, interval_start
 from gridcore.telemetry import (
     MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
@@ -96,28 +109,48 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
         source: HistorySource | None = None,
     ) -> list[HistoryPoint]:
         check_history_range(start, end, width)
+        fleet_wide = ven_id is None and load_id is None
         source = source or history_source(
-            start, end, width, per_load=load_id is not None, raw_since=raw_since
+            start,
+            end,
+            width,
+            per_load=load_id is not None,
+            raw_since=raw_since,
+            fleet_wide=fleet_wide,
         )
+        if source is HistorySource.FLEET and not fleet_wide:
+            raise InvalidInput("source", "the fleet's roll-ups answer the fleet's history only")
         if end <= start:
             return []
         seconds = int(width.total_seconds())
-        if source is HistorySource.INTERVALS:
-            per_ven = self._per_ven_from_intervals(start, end, width, ven_id)
-        else:
-            per_ven = self._per_ven_from_samples(start, end, seconds, ven_id, load_id)
-        pv = per_ven.subquery()
-        rows = await self._all(
-            select(
-                self._epoch(pv.c.bucket).label("bucket"),
-                func.sum(pv.c.used).label("used"),
-                func.sum(pv.c.shed).label("shed"),
-                func.sum(pv.c.requested).label("requested"),
-                func.max(pv.c.event_id).label("event_id"),
+        per_ven: Select[Any] | CompoundSelect[Any]
+        async with self._engine.connect() as conn:
+            if source is HistorySource.FLEET:
+                # The roll-ups' reach, the marks and the rows from one snapshot.
+                if self._engine.dialect.name == "postgresql":
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                plan = await self._fleet_plan(conn, start, end, width)
+                if plan is None:
+                    per_ven = self._per_ven_from_intervals(start, end, width, None)
+                else:
+                    per_ven = self._per_ven_from_fleet(plan, width)
+            elif source is HistorySource.INTERVALS:
+                per_ven = self._per_ven_from_intervals(start, end, width, ven_id)
+            else:
+                per_ven = self._per_ven_from_samples(start, end, seconds, ven_id, load_id)
+            pv = per_ven.subquery()
+            query = (
+                select(
+                    self._epoch(pv.c.bucket).label("bucket"),
+                    func.sum(pv.c.used).label("used"),
+                    func.sum(pv.c.shed).label("shed"),
+                    func.sum(pv.c.requested).label("requested"),
+                    func.max(pv.c.event_id).label("event_id"),
+                )
+                .group_by(pv.c.bucket)
+                .order_by(pv.c.bucket)
             )
-            .group_by(pv.c.bucket)
-            .order_by(pv.c.bucket)
-        )
+            rows = (await conn.execute(query)).mappings().all()
         return [
             HistoryPoint(
                 timestamp=EPOCH + timedelta(seconds=float(r["bucket"])),
@@ -128,6 +161,42 @@ class SqlTelemetryQueries(SummaryQueries, ParticipationQueries):
             )
             for r in rows
         ]
+
+    async def _fleet_plan(
+        self, conn: AsyncConnection, start: datetime, end: datetime, width: timedelta
+    ) -> FleetPlan | None:
+        """How far the fleet's roll-ups reach and which of the range's buckets
+        late telemetry marked (gridcore.history.fleet_plan)."""
+        if width not in (INTERVAL, DAY):
+            return None
+        rolled = await conn.scalar(
+            select(fleet_rollup.c.rolled_through).where(fleet_rollup.c.id == 1)
+        )
+        if rolled is None or rolled <= interval_start(start):
+            return None
+        late = fleet_late.c.start
+        marked = await conn.scalars(
+            select(late).distinct().where(late >= interval_start(start), late < min(end, rolled))
+        )
+        return fleet_plan(start, end, width, rolled, marked.all())
+
+    def _per_ven_from_fleet(self, plan: FleetPlan, width: timedelta) -> CompoundSelect[Any]:
+        """The rolled-up buckets as one row each (the fleet's sums: the outer
+        sum leaves them as they are), and the live spans per VEN."""
+        table = fleet_intervals if width == INTERVAL else fleet_days
+        key = table.c.start if width == INTERVAL else table.c.day
+        rolled = select(
+            self._bucket(key, int(width.total_seconds())).label("bucket"),
+            literal("").label("ven_id"),
+            table.c.used_kw.label("used"),
+            table.c.shed_kw.label("shed"),
+            table.c.requested_kw.label("requested"),
+            table.c.event_id,
+        ).where(key >= plan.rolled[0], key < plan.rolled[1])
+        if plan.skip:
+            rolled = rolled.where(key.not_in(plan.skip))
+        live = [self._per_ven_from_intervals(lo, hi, width, None) for lo, hi in plan.live]
+        return union_all(rolled, *live)
 
     def _per_ven_from_samples(
         self, start: datetime, end: datetime, seconds: int, ven_id: str | None, load_id: str | None

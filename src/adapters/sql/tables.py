@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -404,6 +405,52 @@ ven_days = Table(
     PrimaryKeyConstraint("ven_id", "day"),
     Index(None, "day"),  # the fleet's days
 )
+
+
+# The fleet's history roll-ups (gridcore.history.FleetTotals), one row per
+# closed 5-minute interval and per closed UTC day, made by the worker's
+# maintenance (adapters.sql.rollups) from ven_intervals and ven_days: the
+# fleet's day in 5-minute points reads 288 rows, its year in days 365,
+# whatever the fleet's size.
+def _fleet_totals(name: str, key: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(key, UtcDateTime, primary_key=True),
+        Column("vens", Integer, nullable=False),
+        Column("samples", BigInteger, nullable=False),
+        Column("used_kw", Float, nullable=False),
+        Column("shed_kw", Float, nullable=False),
+        Column("requested_kw", Float, nullable=False),
+        Column("event_id", EVENT_ID),
+    )
+
+
+fleet_intervals = _fleet_totals("fleet_intervals", "start")
+fleet_days = _fleet_totals("fleet_days", "day")
+# How far the roll-ups reach (one row): ``rolled_through``, the intervals
+# before it are rolled up (days ending at or before it), what reads trust;
+# ``marked_through``, ingest marks telemetry added to intervals before it
+# (fleet_late), moved first. NULL: nothing rolled up yet.
+fleet_rollup = Table(
+    "fleet_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("marked_through", UtcDateTime),
+    Column("rolled_through", UtcDateTime),
+)
+# Intervals late telemetry was added to after their roll-up may have been
+# made: one row per ingest transaction and interval (appended, never updated,
+# so that concurrent ingest transactions never wait on one another); reads
+# take these buckets from the VENs' rows until the maintenance makes them
+# again and deletes the marks it saw.
+fleet_late = Table(
+    "fleet_late",
+    metadata,
+    Column("start", UtcDateTime, nullable=False),
+    Index("ix_fleet_late_start", "start"),
+)
+
 INTERVAL_TOTALS = (
     "samples",
     "used_sum",
