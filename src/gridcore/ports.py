@@ -20,7 +20,7 @@ from gridcore.listing import ALL, VenListing
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.retention import RetentionPolicy
-from gridcore.summary import MAX_FLEET_PAGE, VenSummary
+from gridcore.summary import MAX_FLEET_PAGE, VenState, VenSummary
 from gridcore.telemetry import (
     CircuitSnapshot,
     DeadLetter,
@@ -395,6 +395,14 @@ class TelemetryQueries(Protocol):
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         """Each VEN's newest panel reading (no payload, no loads), in one round
         trip; VENs without telemetry are absent. Never reads history."""
+        ...
+
+    async def ven_states(self, ven_ids: Sequence[str]) -> dict[str, VenState]:
+        """For the VEN list and a VEN's page: each registered VEN's
+        ``latest_loads``, newest panel reading and last round trip (as
+        :meth:`CommandRepository.newest_answered`), in one connection and two
+        statements (a page is answered on few round trips: each costs the
+        API and the database CPU). A VEN that is absent has none of them."""
         ...
 
     async def intervals(

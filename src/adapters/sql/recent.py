@@ -1,10 +1,12 @@
-"""``Recent``: a fleet-wide aggregate of the latest load rows, kept for a while.
+"""``Recent``: a fleet-wide aggregate, kept for a while.
 
 The latest load rows of a fleet are ten per VEN: summing them for 10,000 VENs
 reads 100,000 rows of the sample table (0.4-0.6 s on two cores shared with
-ingest), where every other figure of ``/api/stats/network`` is one pass over
-``ven_latest`` (10,000 small rows). A VEN reports every 5 s, so the
-aggregate is already seconds old when read; an API process keeps it up to
+ingest), and every other figure of ``/api/stats/network`` is a pass over
+``ven_latest`` (10,000 small rows) a dashboard's every poll would repeat. A
+VEN reports every 5 s, so the figures are already seconds old when read; an
+API process keeps them (the whole of ``/api/stats/network``, and
+``/api/stats/loads``) up to
 ``max_age`` seconds (GRIDCORE_API_STATS_MAX_AGE_SECONDS) and then, while one
 request reads it again, answers the others with the one it has, so that no
 more than one such read runs per process and few requests wait for it.
@@ -36,9 +38,12 @@ class Recent(Generic[T]):
         self._refreshing = False
         self._first = asyncio.Lock()
 
-    async def get(self) -> T:
+    async def get(self, read: Callable[[], Awaitable[T]] | None = None) -> T:
+        """The held value, or a new one; ``read``: how to read it this time,
+        if not as given at construction (a read that depends on its caller)."""
+        read = read or self._read
         if self._max_age <= 0:
-            return await self._read()
+            return await read()
         held = self._value
         if held is not None and (self._refreshing or self._clock() - held[0] < self._max_age):
             return held[1]
@@ -46,14 +51,14 @@ class Recent(Generic[T]):
             async with self._first:  # nothing to answer yet: one read, shared
                 if self._value is not None:
                     return self._value[1]
-                return await self._refresh()
-        return await self._refresh()
+                return await self._refresh(read)
+        return await self._refresh(read)
 
-    async def _refresh(self) -> T:
+    async def _refresh(self, read: Callable[[], Awaitable[T]]) -> T:
         self._refreshing = True
         try:
             started = self._clock()
-            value = await self._read()
+            value = await read()
             self._value = (started, value)
             return value
         finally:
