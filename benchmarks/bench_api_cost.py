@@ -5,8 +5,8 @@ circuits and 10 loads: ``bench_mqtt_ingest.message``) and ``--events`` past
 events; ``gridcore serve --workers 1`` as its own process. One kept-alive
 client (``bench_api_load.BareHttp``) sends ``--requests`` requests to each
 endpoint in turn, one after the other, and the CPU seconds of the API process
-and of its PostgreSQL backends (``application_name`` gridcore-api) are read
-from /proc around each endpoint's run (``procstat``).
+and of the database's PostgreSQL backends (all the API's: nothing else runs)
+are read from /proc around each endpoint's run (``procstat``).
 
 The reference is ``/health`` in the same run: what a request costs the server
 (HTTP parsing, routing, the answer) before any route's own work, so each
@@ -58,10 +58,13 @@ async def fleet(url: str, vens: int) -> None:
     await engine.dispose()
 
 
+REFERENCE = "/health (reference)"
+
+
 def paths(vens: int) -> dict[str, object]:
     rng = random.Random(1)
     return {
-        "/health (reference)": lambda: "/health",
+        REFERENCE: lambda: "/health",
         "network stats": lambda: "/api/stats/network",
         "VEN page": lambda: f"/api/vens/ven-{rng.randrange(vens):05d}",
         "VEN list page": lambda: f"/api/vens?limit=100&offset={rng.randrange(max(1, vens - 100))}",
@@ -69,17 +72,20 @@ def paths(vens: int) -> dict[str, object]:
     }
 
 
-async def measure(base: str, url: str, api_pid: int, requests: int, vens: int) -> None:
+async def measure(
+    base: str, url: str, api_pid: int, requests: int, vens: int, only: str | None = None
+) -> None:
     host, port = base.removeprefix("http://").split(":")
     http = BareHttp(host, int(port), TOKEN)
 
     def groups() -> dict[str, set[int]]:
-        return {"API processes": descendants(api_pid), **backends(url)}
+        # Every backend of the database is the API's here (nothing else runs).
+        return {"API processes": descendants(api_pid), "PG": set().union(*backends(url).values())}
 
-    print("per request: wall time, CPU of the API process and of its PostgreSQL backends")
-    print(f"{'endpoint':<22}{'wall ms':>9}{'API ms':>9}{'PG ms':>8}{'x health':>10}")
     reference = None
     for name, path in paths(vens).items():
+        if only is not None and name not in (only, REFERENCE):
+            continue
         for _ in range(20):  # warm: pool connections, held aggregates, code paths
             await http.get(path())  # type: ignore[operator]
         meters = Meters(groups)
@@ -92,7 +98,7 @@ async def measure(base: str, url: str, api_pid: int, requests: int, vens: int) -
         wall = (time.perf_counter() - began) / requests
         usage = meters.stop()
         api = usage["cpu"]["API processes"] / requests
-        pg = usage["cpu"]["PG for the API"] / requests
+        pg = usage["cpu"]["PG"] / requests
         reference = reference or (api + pg)
         print(
             f"{name:<22}{1000 * wall:>9.2f}{1000 * api:>9.2f}{1000 * pg:>8.2f}"
@@ -113,9 +119,21 @@ def main() -> None:
         asyncio.run(migrate(url, retries=3, wait_seconds=0.5, log=lambda _: None))
         asyncio.run(fleet(url, args.vens))
         seed_events(url, args.events)
+        print("per request: wall time, CPU of the API process and of its PostgreSQL backends")
+        print(f"{'endpoint':<22}{'wall ms':>9}{'API ms':>9}{'PG ms':>8}{'x health':>10}")
         api, base = serve(url, 1, 5)
         try:
             asyncio.run(measure(base, url, api.pid, args.requests, args.vens))
+        finally:
+            api.terminate()
+            api.wait(30)
+        # What each refresh of the held figures costs: nothing held.
+        print("with GRIDCORE_API_STATS_MAX_AGE_SECONDS=0 (network stats read on every request):")
+        api, base = serve(url, 1, 5, GRIDCORE_API_STATS_MAX_AGE_SECONDS="0")
+        try:
+            asyncio.run(
+                measure(base, url, api.pid, args.requests // 5, args.vens, only="network stats")
+            )
         finally:
             api.terminate()
             api.wait(30)

@@ -351,7 +351,10 @@ def phase(
     return stats
 
 
-def serve(url: str, workers: int, pool: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve(
+    url: str, workers: int, pool: int, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``gridcore serve`` on a free port; ``settings``: more of its environment."""
     import socket
 
     with socket.socket() as s:
@@ -360,6 +363,7 @@ def serve(url: str, workers: int, pool: int) -> tuple[subprocess.Popen[bytes], s
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDCORE_", "DB_"))}
     env.update(DATABASE_URL=url, GRIDCORE_API_TOKENS=f"read:{TOKEN}", GRIDCORE_LOG_LEVEL="WARNING")
     env["GRIDCORE_API_DB_POOL_SIZE"] = str(pool)
+    env.update(settings)
     proc = subprocess.Popen(
         [GRIDCORE, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
