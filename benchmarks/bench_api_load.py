@@ -16,9 +16,10 @@ The readers are one process of ``--clients`` kept-alive HTTP/1.1 connections
 on a bare asyncio client (a request line out, a Content-Length body in: a
 tenth of httpx's CPU per request, so the API's figures are not the client's),
 after one untimed round of every endpoint on each (every API process warm),
-cycling over ``/api/stats/network``, a VEN's page ``/api/vens/{id}``, a
-``/api/vens`` page (``limit=100`` at a random offset) and the event list
-``/api/events``. With ``--read-rate 0`` each client sends its next request
+cycling over ``/api/stats/network`` (``network``), a VEN's page
+``/api/vens/{id}`` (``ven``), a ``/api/vens`` page (``limit=100`` at a
+random offset: ``list``) and the event list ``/api/events`` (``events``), or
+those of ``--endpoints``. With ``--read-rate 0`` each client sends its next request
 when the previous one is answered (closed loop: the API gets whatever CPU it
 can take); with ``--read-rate R`` the clients together send R requests/s on a
 fixed schedule, and a latency counts from the request's scheduled time (a
@@ -35,7 +36,8 @@ share (other users of the cores included).
 Usage::
 
     python benchmarks/bench_api_load.py [--vens 10000] [--rate 2000] [--seconds 20]
-        [--clients 20] [--read-rate 0] [--workers 1,2] [--events 200] [--api-pool 5]
+        [--clients 20] [--read-rate 0] [--endpoints network,ven,list,events]
+        [--workers 1,2] [--events 200] [--api-pool 5]
 
 Needs ``mosquitto`` and PostgreSQL (GRIDCORE_TEST_PG_* or 127.0.0.1:5432).
 """
@@ -78,6 +80,7 @@ from entrypoints.worker import Worker, transport_factory
 GRIDCORE = str(Path(sys.executable).with_name("gridcore"))
 TOKEN = "read-token-for-the-load-benchmark-0123"
 ENDPOINTS = ("network stats", "VEN page", "VEN list page", "event list")
+SHORT = dict(zip(("network", "ven", "list", "events"), ENDPOINTS, strict=True))
 
 
 def publish(port: int, count: int, rate: float, vens: int) -> None:
@@ -86,8 +89,10 @@ def publish(port: int, count: int, rate: float, vens: int) -> None:
     bench_mqtt_ingest.publisher(port, count, rate, 0, 0)
 
 
-def ingest(url: str, port: int, count: int, ready: Any, out: Any) -> None:
-    """A worker process: stores ``count`` messages, then reports rate and lags."""
+def ingest(url: str, port: int, count: int, ready: Any, done: Any, measured: Any, out: Any) -> None:
+    """A worker process: stores ``count`` messages, then reports rate and lags.
+    It says when it is ``done`` and keeps its connections until ``measured``
+    (their backends' CPU is read before they go)."""
 
     async def run() -> dict[str, Any]:
         engine = create_engine(url)
@@ -108,6 +113,8 @@ def ingest(url: str, port: int, count: int, ready: Any, out: Any) -> None:
         deadline = time.monotonic() + 60 + count / 200
         while store.stored < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        done.set()
+        await asyncio.to_thread(measured.wait, 60)
         worker.stop()
         await asyncio.wait_for(task, 30)
         await engine.dispose()
@@ -153,10 +160,18 @@ class BareHttp:
 
 
 def read_load(
-    base: str, clients: int, rate: float, warmed: Any, stop: Any, vens: int, out: Any
+    base: str,
+    clients: int,
+    rate: float,
+    endpoints: tuple[str, ...],
+    warmed: Any,
+    stop: Any,
+    vens: int,
+    out: Any,
 ) -> None:
-    """``clients`` concurrent clients until ``stop`` is set: latencies per
-    endpoint. ``rate`` > 0: together that many requests/s on a schedule."""
+    """``clients`` concurrent clients until ``stop`` is set, cycling over
+    ``endpoints``: latencies per endpoint. ``rate`` > 0: together that many
+    requests/s on a schedule."""
 
     def path(kind: str, rng: random.Random) -> str:
         if kind == "network stats":
@@ -168,15 +183,15 @@ def read_load(
         return "/api/events?limit=100"
 
     async def run() -> dict[str, Any]:
-        times: dict[str, list[float]] = {k: [] for k in ENDPOINTS}
-        failures: dict[str, int] = {k: 0 for k in ENDPOINTS}
+        times: dict[str, list[float]] = {k: [] for k in endpoints}
+        failures: dict[str, int] = {k: 0 for k in endpoints}
         host, port = base.removeprefix("http://").split(":")
         https = [BareHttp(host, int(port), TOKEN) for _ in range(clients)]
 
         async def warm(n: int) -> None:
             # Each connection (so each API process) has built its pool and
             # the held load aggregate first.
-            for kind in ENDPOINTS:
+            for kind in endpoints:
                 await https[n].get(path(kind, random.Random(n)))
 
         await asyncio.gather(*(warm(n) for n in range(clients)))
@@ -191,7 +206,7 @@ def read_load(
             while not stop.is_set():
                 if every:
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
-                kind = ENDPOINTS[i % len(ENDPOINTS)]
+                kind = endpoints[i % len(endpoints)]
                 i += 1
                 started = time.perf_counter()
                 # Open loop: charged from when it was due (a late client waited too).
@@ -307,10 +322,13 @@ def phase(
     ``--seconds``), with readers on ``base`` (None: no readers)."""
     ctx = mp.get_context("spawn")
     ready, warmed, stop = ctx.Event(), ctx.Event(), ctx.Event()
+    done, measured = ctx.Event(), ctx.Event()
     results, reads = ctx.Queue(), ctx.Queue()
     procs: dict[str, Any] = {}
     if count:
-        procs["worker"] = ctx.Process(target=ingest, args=(url, port, count, ready, results))
+        procs["worker"] = ctx.Process(
+            target=ingest, args=(url, port, count, ready, done, measured, results)
+        )
         procs["worker"].start()
         if not ready.wait(60):
             raise RuntimeError("the worker did not start")
@@ -318,7 +336,16 @@ def phase(
         # The readers run for the whole ingest, however long it takes.
         procs["readers"] = ctx.Process(
             target=read_load,
-            args=(base, args.clients, args.read_rate, warmed, stop, args.vens, reads),
+            args=(
+                base,
+                args.clients,
+                args.read_rate,
+                args.endpoints,
+                warmed,
+                stop,
+                args.vens,
+                reads,
+            ),
         )
         procs["readers"].start()
         if not warmed.wait(300):
@@ -336,11 +363,13 @@ def phase(
         procs["publisher"].start()
     meters.start()
     if count:
-        stats: dict[str, Any] = results.get(timeout=600)
+        done.wait(600)
     else:
         time.sleep(args.seconds)
-        stats = {}
-    stats["usage"] = meters.stop()
+    usage = meters.stop()  # before the worker lets its connections go
+    measured.set()
+    stats: dict[str, Any] = results.get(timeout=120) if count else {}
+    stats["usage"] = usage
     stop.set()
     for name, proc in procs.items():
         if name != "readers":
@@ -401,7 +430,7 @@ def report_reads(title: str, reads: dict[str, Any]) -> int:
     print(f"-- {title}")
     print(f"{'endpoint':<16}{'requests':>10}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
     every: list[float] = []
-    for kind in ENDPOINTS:
+    for kind in reads["times"]:
         t = reads["times"][kind]
         every += t
         print(
@@ -466,10 +495,16 @@ def main() -> None:
     parser.add_argument(
         "--read-rate", type=float, default=0.0, help="requests/s of all clients; 0: closed loop"
     )
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(SHORT),
+        help=f"what the clients cycle over, comma-separated, of {','.join(SHORT)}",
+    )
     parser.add_argument("--workers", default="1,2", help="API process counts, comma-separated")
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--api-pool", type=int, default=5, help="GRIDCORE_API_DB_POOL_SIZE")
     args = parser.parse_args()
+    args.endpoints = tuple(SHORT[e] for e in args.endpoints.split(","))
     started = time.monotonic()
     print(f"load average at the start: {os.getloadavg()[0]:.2f}")
     name, url = fresh_database()
@@ -499,6 +534,7 @@ def main() -> None:
     finally:
         drop_database(name)
     rate = f"{args.read_rate:.0f} req/s" if args.read_rate else "closed loop"
+    rate += ", over " + ", ".join(args.endpoints)
     took = time.monotonic() - started
     print(f"\n{args.vens} VENs, {args.rate:.0f} msg/s, {args.clients} clients ({rate}); "
           f"took {took:.0f} s; load average now {os.getloadavg()[0]:.2f}")  # fmt: skip

@@ -405,6 +405,12 @@ class TelemetryQueries(Protocol):
         API and the database CPU). A VEN that is absent has none of them."""
         ...
 
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        """A VEN's page: the registered VEN (with its configured loads, as
+        :meth:`VenRepository.get`) and its :meth:`ven_states`, in one
+        connection; None when it is not registered."""
+        ...
+
     async def intervals(
         self,
         ven_ids: Sequence[str],

@@ -313,6 +313,16 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
             for ven_id in wanted
         }
 
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        ven = self._state.vens.get(ven_id)
+        if ven is None:
+            return None
+        configured = sorted(
+            (load for (owner, _), load in self._state.loads.items() if owner == ven_id),
+            key=lambda load: load.id,
+        )
+        return replace(ven, loads=tuple(configured)), (await self.ven_states([ven_id]))[ven_id]
+
     async def ven_summaries(
         self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE, listing: VenListing = ALL
     ) -> Page[VenSummary]:

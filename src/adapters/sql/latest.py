@@ -5,18 +5,33 @@ VEN plus a primary-key lookup per VEN: never a history scan."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, case, false, func, or_, select, text, true
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import NullType
 
 from adapters.sql.energy import completed_today_kwh, today_kwh
 from adapters.sql.recent import Recent
-from adapters.sql.repositories import MAX_LIMIT, answered_last
+from adapters.sql.repositories import MAX_LIMIT, SqlVenRepository, answered_last
 from adapters.sql.tables import (
     PANEL_FIELDS,
     events,
@@ -42,7 +57,7 @@ from gridcore.telemetry import (
     NetworkStats,
     TelemetrySample,
 )
-from gridcore.ven import Load
+from gridcore.ven import Load, Ven
 
 _LOAD_SAMPLE_FIELDS = (
     "name",
@@ -119,6 +134,51 @@ def sample_from(row: Any, loads: list[LoadSample]) -> TelemetrySample:
         loads=tuple(loads),
         raw_payload=row["raw_payload"],
         **{f: row[f] for f in PANEL_FIELDS},
+    )
+
+
+# The VEN list's and a VEN page's statements, built once per dialect with
+# the VENs as an expanding parameter: building them per request (a lateral
+# join of a merged subquery) cost the API more CPU than running them.
+_WANTED: BindParameter[list[str]] = bindparam("wanted", expanding=True)
+
+
+@functools.cache
+def _loads_statement(dialect: str) -> Select[Any]:
+    """Each wanted VEN's latest loads merged with configuration, by VEN and load."""
+    merged = _merged_latest_loads()
+    if dialect == "postgresql":
+        # Per VEN, a probe of the samples' primary key at its newest
+        # timestamp. Left to itself the planner hash-joins every stored
+        # sample (108 ms a page of 1,000 VENs over 1.2 million rows).
+        heads = select(ven_latest.c.ven_id).where(ven_latest.c.ven_id.in_(_WANTED)).cte("heads")
+        lines = merged.where(ven_latest.c.ven_id == heads.c.ven_id).correlate(heads).lateral()
+        loads = select(lines).select_from(heads.join(lines, true())).subquery()
+    else:  # SQLite loops over the index by itself
+        loads = merged.where(ven_latest.c.ven_id.in_(_WANTED)).subquery()
+    return select(loads).order_by(loads.c.ven_id, loads.c.load_id)
+
+
+@functools.cache
+def _heads_statement(dialect: str) -> Select[Any]:
+    """Per wanted registered VEN: its newest panel reading and the sent and
+    ACK times of the command it answered last, driven by the registry."""
+    c = ven_latest.c
+    answer = answered_last(vens.c.id, "acked_at", "first_sent_at").correlate(vens)
+    source = vens.outerjoin(ven_latest, c.ven_id == vens.c.id)
+    last: list[Any]
+    if dialect == "postgresql":
+        answered = answer.lateral("last_answer")
+        source, last = source.outerjoin(answered, true()), list(answered.c)
+    else:  # SQLite has no LATERAL: a subquery per column (one index probe each)
+        last = [
+            answer.with_only_columns(column).scalar_subquery().label(column.name)
+            for column in answer.selected_columns
+        ]
+    return (
+        select(vens.c.id, *(c[name] for name in _PANEL_COLUMNS), *last)
+        .select_from(source)
+        .where(vens.c.id.in_(_WANTED))
     )
 
 
@@ -287,17 +347,8 @@ class LatestStateQueries:
             return await self._loads_of(conn, wanted)
 
     async def _loads_of(self, conn: AsyncConnection, wanted: list[str]) -> dict[str, list[Load]]:
-        merged = _merged_latest_loads()
-        if self._engine.dialect.name == "postgresql":
-            # Per VEN, a probe of the samples' primary key at its newest
-            # timestamp. Left to itself the planner hash-joins every stored
-            # sample (108 ms a page of 1,000 VENs over 1.2 million rows).
-            heads = select(ven_latest.c.ven_id).where(ven_latest.c.ven_id.in_(wanted)).cte("heads")
-            lines = merged.where(ven_latest.c.ven_id == heads.c.ven_id).correlate(heads).lateral()
-            loads = select(lines).select_from(heads.join(lines, true())).subquery()
-        else:  # SQLite loops over the index by itself
-            loads = merged.where(ven_latest.c.ven_id.in_(wanted)).subquery()
-        rows = (await conn.execute(select(loads).order_by(loads.c.ven_id, loads.c.load_id))).all()
+        query = _loads_statement(self._engine.dialect.name)
+        rows = (await conn.execute(query, {"wanted": wanted})).all()
         by_ven: dict[str, list[Load]] = {}
         for r in rows:
             by_ven.setdefault(r.ven_id, []).append(
@@ -320,27 +371,21 @@ class LatestStateQueries:
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]
         if not wanted:
             return {}
-        c = ven_latest.c
-        answer = answered_last(vens.c.id, "acked_at", "first_sent_at").correlate(vens)
-        source = vens.outerjoin(ven_latest, c.ven_id == vens.c.id)
-        last: list[Any]
-        if self._engine.dialect.name == "postgresql":
-            answered = answer.lateral("last_answer")
-            source, last = source.outerjoin(answered, true()), list(answered.c)
-        else:  # SQLite has no LATERAL: a subquery per column (one index probe each)
-            last = [
-                answer.with_only_columns(column).scalar_subquery().label(column.name)
-                for column in answer.selected_columns
-            ]
-        # The panel and the last answer in one statement, driven by the registry.
-        heads = (
-            select(vens.c.id, *(c[name] for name in _PANEL_COLUMNS), *last)
-            .select_from(source)
-            .where(vens.c.id.in_(wanted))
-        )
         async with self._engine.connect() as conn:
-            loads = await self._loads_of(conn, wanted)
-            rows = (await conn.execute(heads)).mappings().all()
+            return await self._states_of(conn, wanted)
+
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        async with self._engine.connect() as conn:
+            ven = await SqlVenRepository(conn).get(ven_id)
+            if ven is None:
+                return None
+            states = await self._states_of(conn, [ven_id])
+        return ven, states.get(ven_id, VenState())
+
+    async def _states_of(self, conn: AsyncConnection, wanted: list[str]) -> dict[str, VenState]:
+        loads = await self._loads_of(conn, wanted)
+        heads = _heads_statement(self._engine.dialect.name)
+        rows = (await conn.execute(heads, {"wanted": wanted})).mappings().all()
         states: dict[str, VenState] = {}
         for r in rows:
             sent, acked = r["first_sent_at"], r["acked_at"]

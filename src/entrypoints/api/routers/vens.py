@@ -153,9 +153,12 @@ async def create_ven(
 
 @router.get("/{venId}", responses=NOT_FOUND)
 async def get_ven(
-    ven_id: VenIdPath, uow: UowDep, queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
+    ven_id: VenIdPath, queries: QueriesDep, now: NowDep, offline_after: OfflineAfterDep
 ) -> VenOut:
-    return (await _view(queries, [await _ven(uow, ven_id)], now, offline_after))[0]
+    view = await queries.ven_view(ven_id)  # one connection for the whole page
+    if view is None:
+        raise NotFound("VEN", ven_id)
+    return ven_out(*view, now, offline_after)
 
 
 @router.patch("/{venId}", responses=NOT_FOUND)
