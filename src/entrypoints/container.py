@@ -158,11 +158,16 @@ def sql_storage(
     )
 
 
+API_APPLICATION_NAME = "gridcore-api"
+
+
 def api_engine_options(settings: Settings) -> dict[str, Any]:
     """An API process's database limits: a pool of GRIDCORE_API_DB_POOL_SIZE
     connections and no more (readers queue in the process, not as backends
-    competing with ingest for the server's CPU), and a statement timeout."""
+    competing with ingest for the server's CPU), a statement timeout, and a
+    name its backends show in ``pg_stat_activity``."""
     return {
+        "application_name": API_APPLICATION_NAME,
         "pool_size": settings.gridcore_api_db_pool_size,
         "max_overflow": 0,
         "statement_timeout": settings.gridcore_api_statement_timeout_seconds,

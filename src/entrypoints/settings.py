@@ -168,8 +168,8 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         le=300,
-        description="How old the fleet's load aggregates in /api/stats/network (controllable, "
-        "potential reduction) and /api/stats/loads may be; 0: read on every request",
+        description="How old /api/stats/network and /api/stats/loads may be in an API process "
+        "(read again in the background past it); 0: read on every request",
     )
     gridcore_api_db_pool_size: int = Field(
         default=5,

@@ -21,7 +21,7 @@ from gridcore.openadr import Document, Kind, ObjectChange, ObjectIndex, ObjectQu
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.retention import RetentionPolicy
-from gridcore.summary import MAX_FLEET_PAGE, VenSummary
+from gridcore.summary import MAX_FLEET_PAGE, VenState, VenSummary
 from gridcore.telemetry import (
     CircuitSnapshot,
     DeadLetter,
@@ -445,6 +445,20 @@ class TelemetryQueries(Protocol):
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         """Each VEN's newest panel reading (no payload, no loads), in one round
         trip; VENs without telemetry are absent. Never reads history."""
+        ...
+
+    async def ven_states(self, ven_ids: Sequence[str]) -> dict[str, VenState]:
+        """For the VEN list and a VEN's page: each registered VEN's
+        ``latest_loads``, newest panel reading and last round trip (as
+        :meth:`CommandRepository.newest_answered`), in one connection and two
+        statements (a page is answered on few round trips: each costs the
+        API and the database CPU). A VEN that is absent has none of them."""
+        ...
+
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        """A VEN's page: the registered VEN (with its configured loads, as
+        :meth:`VenRepository.get`) and its :meth:`ven_states`, in one
+        connection; None when it is not registered."""
         ...
 
     async def intervals(

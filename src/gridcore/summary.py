@@ -50,6 +50,18 @@ class VenSummary:
         return connectivity(self.last_seen_at, now, offline_after)
 
 
+@dataclass(frozen=True, slots=True)
+class VenState:
+    """What a VEN's page shows beside its registry row: its loads' latest
+    samples merged with their configuration (in id order), its newest panel
+    reading, and ``round_trip``, the response time of the command it
+    answered last (None until it answered one)."""
+
+    loads: tuple[Load, ...] = ()
+    panel: LatestPanel | None = None
+    round_trip: timedelta | None = None
+
+
 def current_power_kw(
     latest: LatestPanel | TelemetrySample | None, reported: Sequence[Load]
 ) -> float:

@@ -6,6 +6,7 @@ statement timeout cancels answered 503, never 500."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -189,3 +190,45 @@ async def test_a_read_past_the_statement_timeout_is_a_503_to_retry(
     assert "GRIDCORE_API_STATEMENT_TIMEOUT_SECONDS" in answer.json()["detail"]
     assert answer.headers["Retry-After"] == "2"
     assert (await fleet.client.get("/api/events")).status_code == 200  # and it recovers
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def held(
+    request: pytest.FixtureRequest, tmp_path: Path, api_app: Callable[..., FastAPI]
+) -> AsyncIterator[Fleet]:
+    async for rig in _fleet(request, tmp_path, api_app, gridcore_api_stats_max_age_seconds=0.5):
+        yield rig
+
+
+async def test_network_stats_are_held_up_to_their_max_age_then_read_behind(held: Fleet) -> None:
+    await held.report("ven-a", loads=2)
+    first = (await held.client.get("/api/stats/network")).json()
+    assert (first["venCount"], first["householdUsageKw"]) == (1, 3.0)
+    await held.report("ven-b", loads=2)
+    # Within GRIDCORE_API_STATS_MAX_AGE_SECONDS: the held figures, not a read.
+    assert (await held.client.get("/api/stats/network")).json() == first
+    await asyncio.sleep(0.6)
+    # Past max age: still the held figures at once, while a read runs behind.
+    assert (await held.client.get("/api/stats/network")).json() == first
+    again = first
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        again = (await held.client.get("/api/stats/network")).json()
+        if again != first:
+            break
+    assert (again["venCount"], again["householdUsageKw"]) == (2, 6.0)
+    # Read as of the app's clock (ManualClock, T0 + 10 s): both VENs online.
+    assert again["onlineVens"] == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fleet", ["postgres"], indirect=True)
+async def test_the_api_names_its_database_sessions(fleet: Fleet) -> None:
+    assert (await fleet.client.get("/api/events")).status_code == 200
+    url = make_url(fleet.url)
+    dsn = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(dsn.render_as_string(hide_password=False)) as conn:
+        names = conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s", (url.database,)
+        ).fetchall()
+    assert ("gridcore-api",) in names  # whose backends are whose, in pg_stat_activity

@@ -41,7 +41,13 @@ from gridcore.intervals import (
 from gridcore.listing import ALL, VenListing
 from gridcore.network import current_reduction_kw, delivery_percent, latest_dispatched
 from gridcore.ports import NOT_REGISTERED, AppendResult
-from gridcore.summary import MAX_FLEET_PAGE, VenSummary, newest_answered, summarize
+from gridcore.summary import (
+    MAX_FLEET_PAGE,
+    VenState,
+    VenSummary,
+    newest_answered,
+    summarize,
+)
 from gridcore.telemetry import (
     MAX_SNAPSHOT_PAGE,
     CircuitSnapshot,
@@ -304,6 +310,30 @@ class InMemoryTelemetryQueries(InMemoryParticipationQueries):
     async def latest_panels(self, ven_ids: Sequence[str]) -> dict[str, LatestPanel]:
         wanted = set(ven_ids)
         return {k: LatestPanel.of(s) for k, s in self._latest_samples().items() if k in wanted}
+
+    async def ven_states(self, ven_ids: Sequence[str]) -> dict[str, VenState]:
+        wanted = set(ven_ids) & set(self._state.vens)  # registered VENs only
+        loads = await self.latest_loads_many(sorted(wanted))
+        panels = await self.latest_panels(sorted(wanted))
+        answered = newest_answered(c for c in self._state.commands.values() if c.ven_id in wanted)
+        return {
+            ven_id: VenState(
+                loads=tuple(loads.get(ven_id, ())),
+                panel=panels.get(ven_id),
+                round_trip=answered[ven_id].response_time if ven_id in answered else None,
+            )
+            for ven_id in wanted
+        }
+
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        ven = self._state.vens.get(ven_id)
+        if ven is None:
+            return None
+        configured = sorted(
+            (load for (owner, _), load in self._state.loads.items() if owner == ven_id),
+            key=lambda load: load.id,
+        )
+        return replace(ven, loads=tuple(configured)), (await self.ven_states([ven_id]))[ven_id]
 
     async def ven_summaries(
         self, *, offset: int = 0, limit: int = MAX_FLEET_PAGE, listing: VenListing = ALL

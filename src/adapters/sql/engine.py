@@ -53,6 +53,7 @@ def create_engine(
     pool_size: int = 10,
     max_overflow: int = 10,
     statement_timeout: float | None = None,
+    application_name: str | None = None,
 ) -> AsyncEngine:
     """An engine for ``postgresql+psycopg://...`` or ``sqlite+aiosqlite:///...``.
 
@@ -65,7 +66,8 @@ def create_engine(
     so the server's backends) this process may hold, and ``statement_timeout``
     (seconds) makes the server cancel any statement running longer: the API
     sets both so that readers cannot take the CPU or the connections ingest
-    needs (a cancelled statement raises ``QueryCanceled``).
+    needs (a cancelled statement raises ``QueryCanceled``). ``application_name``
+    names its backends in ``pg_stat_activity`` (whose CPU is whose).
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -84,6 +86,7 @@ def create_engine(
             connect_args={
                 "connect_timeout": max(1, math.ceil(timeout)),
                 **_server_options(statement_timeout),
+                **({"application_name": application_name} if application_name else {}),
             },
         )
     if backend == "sqlite":

@@ -5,18 +5,33 @@ VEN plus a primary-key lookup per VEN: never a history scan."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, case, false, func, or_, select, text, true
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import array
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import NullType
 
 from adapters.sql.energy import completed_today_kwh, today_kwh
 from adapters.sql.recent import Recent
-from adapters.sql.repositories import MAX_LIMIT
+from adapters.sql.repositories import MAX_LIMIT, SqlVenRepository, answered_last
 from adapters.sql.tables import (
     PANEL_FIELDS,
     events,
@@ -34,6 +49,7 @@ from gridcore.intervals import (
     spans_range,
 )
 from gridcore.network import delivery_percent
+from gridcore.summary import VenState
 from gridcore.telemetry import (
     LatestPanel,
     LoadSample,
@@ -41,7 +57,7 @@ from gridcore.telemetry import (
     NetworkStats,
     TelemetrySample,
 )
-from gridcore.ven import Load
+from gridcore.ven import Load, Ven
 
 _LOAD_SAMPLE_FIELDS = (
     "name",
@@ -54,6 +70,16 @@ _LOAD_SAMPLE_FIELDS = (
     "critical",
     "breaker_amps",
     "current_amps",
+)
+
+
+# ven_latest's columns of a gridcore.telemetry.LatestPanel (beside ven_id).
+_PANEL_COLUMNS = (
+    "timestamp",
+    "used_power_kw",
+    "shed_power_kw",
+    "requested_reduction_kw",
+    "event_id",
 )
 
 
@@ -112,15 +138,61 @@ def sample_from(row: Any, loads: list[LoadSample]) -> TelemetrySample:
     )
 
 
+# The VEN list's and a VEN page's statements, built once per dialect with
+# the VENs as an expanding parameter: building them per request (a lateral
+# join of a merged subquery) cost the API more CPU than running them.
+_WANTED: BindParameter[list[str]] = bindparam("wanted", expanding=True)
+
+
+@functools.cache
+def _loads_statement(dialect: str) -> Select[Any]:
+    """Each wanted VEN's latest loads merged with configuration, by VEN and load."""
+    merged = _merged_latest_loads()
+    if dialect == "postgresql":
+        # Per VEN, a probe of the samples' primary key at its newest
+        # timestamp. Left to itself the planner hash-joins every stored
+        # sample (108 ms a page of 1,000 VENs over 1.2 million rows).
+        heads = select(ven_latest.c.ven_id).where(ven_latest.c.ven_id.in_(_WANTED)).cte("heads")
+        lines = merged.where(ven_latest.c.ven_id == heads.c.ven_id).correlate(heads).lateral()
+        loads = select(lines).select_from(heads.join(lines, true())).subquery()
+    else:  # SQLite loops over the index by itself
+        loads = merged.where(ven_latest.c.ven_id.in_(_WANTED)).subquery()
+    return select(loads).order_by(loads.c.ven_id, loads.c.load_id)
+
+
+@functools.cache
+def _heads_statement(dialect: str) -> Select[Any]:
+    """Per wanted registered VEN: its newest panel reading and the sent and
+    ACK times of the command it answered last, driven by the registry."""
+    c = ven_latest.c
+    answer = answered_last(vens.c.id, "acked_at", "first_sent_at").correlate(vens)
+    source = vens.outerjoin(ven_latest, c.ven_id == vens.c.id)
+    last: list[Any]
+    if dialect == "postgresql":
+        answered = answer.lateral("last_answer")
+        source, last = source.outerjoin(answered, true()), list(answered.c)
+    else:  # SQLite has no LATERAL: a subquery per column (one index probe each)
+        last = [
+            answer.with_only_columns(column).scalar_subquery().label(column.name)
+            for column in answer.selected_columns
+        ]
+    return (
+        select(vens.c.id, *(c[name] for name in _PANEL_COLUMNS), *last)
+        .select_from(source)
+        .where(vens.c.id.in_(_WANTED))
+    )
+
+
 class LatestStateQueries:
     """The latest-state half of :class:`gridcore.ports.TelemetryQueries`."""
 
     def __init__(self, engine: AsyncEngine, *, loads_max_age: float = 0.0) -> None:
-        """``loads_max_age``: seconds the fleet's load aggregates (the
-        capability figures of ``network_stats``, ``load_type_stats``) may be
-        answered from the last read of them (:mod:`adapters.sql.recent`)."""
+        """``loads_max_age``: seconds the fleet-wide figures (``network_stats``,
+        ``load_type_stats``) may be answered from the last read of them
+        (:mod:`adapters.sql.recent`)."""
         self._engine = engine
-        self._capability = Recent(self._read_capability, loads_max_age)
+        self._max_age = loads_max_age
+        self._network: dict[timedelta, Recent[NetworkStats]] = {}
         self._load_types = Recent(self._read_load_type_stats, loads_max_age)
 
     async def _all(self, query: Any) -> list[Any]:
@@ -128,6 +200,20 @@ class LatestStateQueries:
             return list((await conn.execute(query)).mappings().all())
 
     async def network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats:
+        """Held up to ``loads_max_age`` (then read again by one caller while the
+        others get the held figures, whose ``now`` is that of the read): every
+        VEN reports every few seconds, so the figures are that old anyway, and
+        twenty dashboards polling cost one read per process, not twenty."""
+
+        def read() -> Awaitable[NetworkStats]:
+            return self._read_network_stats(now, offline_after)
+
+        held = self._network.get(offline_after)
+        if held is None:
+            held = self._network[offline_after] = Recent(read, self._max_age)
+        return await held.get(read)  # a refresh is read as of its caller's now
+
+    async def _read_network_stats(self, now: datetime, offline_after: timedelta) -> NetworkStats:
         cutoff = now - offline_after
         registered = select(
             func.count().label("vens"),
@@ -172,7 +258,7 @@ class LatestStateQueries:
         ).select_from(counts.join(used, true()))
         async with self._engine.connect() as conn:
             row = (await conn.execute(everything)).mappings().one()
-        power = await self._capability.get()
+            power = await self._capability(conn)
         # gridcore.energy.energy_today: the running days and the completed ones.
         today = float(row["running"] or 0.0) + float(row["completed"] or 0.0)
         requested = row["requested_reduction_kw"]
@@ -192,7 +278,7 @@ class LatestStateQueries:
             total_house_power_today=rounded(today),
         )
 
-    async def _read_capability(self) -> Any:
+    async def _capability(self, conn: AsyncConnection) -> Any:
         """What the fleet's latest load rows can control and shed: the
         expensive part of the network stats (every VEN's loads)."""
         loads = _merged_latest_loads().subquery()
@@ -210,8 +296,7 @@ class LatestStateQueries:
             .select_from(loads)
             .join(vens, vens.c.id == loads.c.ven_id)
         )
-        async with self._engine.connect() as conn:
-            return (await conn.execute(capability)).mappings().one()
+        return (await conn.execute(capability)).mappings().one()
 
     async def available_shed(self, now: datetime, offline_after: timedelta) -> dict[str, float]:
         loads = _merged_latest_loads().subquery()
@@ -259,35 +344,62 @@ class LatestStateQueries:
         wanted = sorted(set(ven_ids))[:MAX_LIMIT]
         if not wanted:
             return {}
-        merged = _merged_latest_loads()
-        if self._engine.dialect.name == "postgresql":
-            # Per VEN, a probe of the samples' primary key at its newest
-            # timestamp. Left to itself the planner hash-joins every stored
-            # sample (108 ms a page of 1,000 VENs over 1.2 million rows).
-            heads = select(ven_latest.c.ven_id).where(ven_latest.c.ven_id.in_(wanted)).cte("heads")
-            lines = merged.where(ven_latest.c.ven_id == heads.c.ven_id).correlate(heads).lateral()
-            loads = select(lines).select_from(heads.join(lines, true())).subquery()
-        else:  # SQLite loops over the index by itself
-            loads = merged.where(ven_latest.c.ven_id.in_(wanted)).subquery()
-        rows = await self._all(select(loads).order_by(loads.c.ven_id, loads.c.load_id))
+        async with self._engine.connect() as conn:
+            return await self._loads_of(conn, wanted)
+
+    async def _loads_of(self, conn: AsyncConnection, wanted: list[str]) -> dict[str, list[Load]]:
+        query = _loads_statement(self._engine.dialect.name)
+        rows = (await conn.execute(query, {"wanted": wanted})).all()
         by_ven: dict[str, list[Load]] = {}
         for r in rows:
-            by_ven.setdefault(r["ven_id"], []).append(
+            by_ven.setdefault(r.ven_id, []).append(
                 Load(
-                    id=r["load_id"],
-                    type=r["type"],
-                    name=r["name"],
-                    capacity_kw=r["capacity_kw"],
-                    shed_capability_kw=r["shed_capability_kw"],
-                    current_power_kw=r["current_power_kw"],
-                    priority=r["priority"],
-                    critical=bool(r["critical"]),
-                    enabled=bool(r["enabled"]),
-                    breaker_amps=r["breaker_amps"],
-                    targets=tuple(r["targets"] or ()),
+                    id=r.load_id,
+                    type=r.type,
+                    name=r.name,
+                    capacity_kw=r.capacity_kw,
+                    shed_capability_kw=r.shed_capability_kw,
+                    current_power_kw=r.current_power_kw,
+                    priority=r.priority,
+                    critical=bool(r.critical),
+                    enabled=bool(r.enabled),
+                    breaker_amps=r.breaker_amps,
+                    targets=tuple(r.targets or ()),
                 )
             )
         return by_ven
+
+    async def ven_states(self, ven_ids: Sequence[str]) -> dict[str, VenState]:
+        wanted = sorted(set(ven_ids))[:MAX_LIMIT]
+        if not wanted:
+            return {}
+        async with self._engine.connect() as conn:
+            return await self._states_of(conn, wanted)
+
+    async def ven_view(self, ven_id: str) -> tuple[Ven, VenState] | None:
+        async with self._engine.connect() as conn:
+            ven = await SqlVenRepository(conn).get(ven_id)
+            if ven is None:
+                return None
+            states = await self._states_of(conn, [ven_id])
+        return ven, states.get(ven_id, VenState())
+
+    async def _states_of(self, conn: AsyncConnection, wanted: list[str]) -> dict[str, VenState]:
+        loads = await self._loads_of(conn, wanted)
+        heads = _heads_statement(self._engine.dialect.name)
+        rows = (await conn.execute(heads, {"wanted": wanted})).mappings().all()
+        states: dict[str, VenState] = {}
+        for r in rows:
+            sent, acked = r["first_sent_at"], r["acked_at"]
+            panel = None
+            if r["timestamp"] is not None:
+                panel = LatestPanel(r["id"], **{name: r[name] for name in _PANEL_COLUMNS})
+            states[r["id"]] = VenState(
+                loads=tuple(loads.get(r["id"], ())),
+                panel=panel,
+                round_trip=acked - sent if acked is not None and sent is not None else None,
+            )
+        return states
 
     async def intervals(
         self,
@@ -396,13 +508,6 @@ class LatestStateQueries:
             return {}
         c = ven_latest.c
         rows = await self._all(
-            select(
-                c.ven_id,
-                c.timestamp,
-                c.used_power_kw,
-                c.shed_power_kw,
-                c.requested_reduction_kw,
-                c.event_id,
-            ).where(c.ven_id.in_(wanted))
+            select(c.ven_id, *(c[name] for name in _PANEL_COLUMNS)).where(c.ven_id.in_(wanted))
         )
         return {r["ven_id"]: LatestPanel(**r) for r in rows}

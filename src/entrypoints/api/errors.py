@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -42,16 +42,36 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors, "message": message})
 
 
+def _paths(request: Request) -> tuple[dict[str, set[str]], list[tuple[re.Pattern[str], set[str]]]]:
+    """The OpenAPI document's paths once per app: the fixed ones by path, and
+    every one as a pattern (every API request asks for the fixed ones: going
+    through the document each time cost more than most routes' own work)."""
+    state = request.app.state
+    cached = getattr(state, "path_methods", None)
+    if cached is None:
+        fixed: dict[str, set[str]] = {}
+        every: list[tuple[re.Pattern[str], set[str]]] = []
+        for template, operations in request.app.openapi()["paths"].items():
+            methods = {m.upper() for m in operations}
+            if "{" not in template:
+                fixed[template] = methods
+            every.append((re.compile(re.sub(r"\{[^}/]+\}", "[^/]+", template)), methods))
+        cached = state.path_methods = (fixed, every)
+    return cast(tuple[dict[str, set[str]], list[tuple[re.Pattern[str], set[str]]]], cached)
+
+
 def methods_for_path(request: Request, *, static_only: bool = False) -> set[str]:
     """Methods the OpenAPI document lists for this request's path (Starlette
     names only the first matching route's in ``Allow``, and the routes of one
-    path are split by method)."""
+    path are split by method); ``static_only``: of a path without parameters."""
+    fixed, every = _paths(request)
+    path = request.url.path
+    if static_only:
+        return set(fixed.get(path, ()))
     methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
-        if static_only and "{" in template:
-            continue
-        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), request.url.path):
-            methods |= {m.upper() for m in operations}
+    for pattern, operations in every:
+        if pattern.fullmatch(path):
+            methods |= operations
     return methods
 
 

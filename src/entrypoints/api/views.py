@@ -4,7 +4,7 @@ event's progress is read from the ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,8 +36,8 @@ from gridcore.curtailment import CircuitCurtailment
 from gridcore.events import DrEvent
 from gridcore.participation import EventMetrics, event_metrics_from, participation, response_stats
 from gridcore.quantities import to_kw, to_watts
-from gridcore.summary import VenSummary, current_power_kw
-from gridcore.telemetry import CircuitSnapshot, HistoryPoint, LatestPanel, TelemetrySample
+from gridcore.summary import VenState, VenSummary, current_power_kw
+from gridcore.telemetry import CircuitSnapshot, HistoryPoint, TelemetrySample
 from gridcore.ven import Connectivity, Load, Location, Ven, available_shed_kw, merged_loads
 from gridcore.verification import PerformanceReport
 
@@ -63,19 +63,12 @@ def _milliseconds(span: timedelta | None) -> float | None:
     return round(span.total_seconds() * 1000.0, 1) if span is not None else None
 
 
-def ven_out(
-    ven: Ven,
-    reported: Sequence[Load],
-    latest: LatestPanel | None,
-    now: datetime,
-    offline_after: timedelta,
-    answered: Command | None = None,
-) -> VenOut:
+def ven_out(ven: Ven, state: VenState, now: datetime, offline_after: timedelta) -> VenOut:
     """Status from the heartbeat age. Metrics from the newest sample: panel
     usage (else the loads' sum), what the loads can shed, the event the VEN
     says it is in (while online), and the loads it reports switched off.
-    ``answered``: the command the VEN answered last, whose round trip is its
-    response time."""
+    The response time is the round trip of the command it answered last."""
+    reported, latest = state.loads, state.panel
     loads = merged_loads(ven, reported)
     status = ven.connectivity(now, offline_after)
     online = status is Connectivity.ONLINE
@@ -86,7 +79,7 @@ def ven_out(
         location=LocationBody(lat=ven.location.lat, lon=ven.location.lon) if ven.location else None,
         created_at=ven.registered_at,
         last_seen=ven.last_seen_at,
-        response_time_ms=_milliseconds(answered.response_time if answered else None),
+        response_time_ms=_milliseconds(state.round_trip),
         loads=[load_out(load) for load in loads],
         metrics=VenMetrics(
             current_power_kw=current_power_kw(latest, reported),

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from entrypoints.api.deps import (
     ClockDep,
@@ -60,7 +61,7 @@ from gridcore.errors import NotFound
 from gridcore.events import DrEvent, EventStatus
 from gridcore.participation import event_metrics, reduction_instant
 from gridcore.ports import UnitOfWork, UnitOfWorkFactory
-from gridcore.telemetry import MAX_PAGE_SIZE, Page
+from gridcore.telemetry import MAX_PAGE_SIZE
 from gridcore.verification import event_progress
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -105,26 +106,29 @@ async def create_event(
     return event_out(await mirror(event))
 
 
-@router.get("")
+_EVENT_LIST = TypeAdapter(list[EventOut])
+
+
+@router.get("", response_model=list[EventOut])
 async def list_events(
     uow: UowDep,
     shared: CoalescerDep,
-    response: Response,
     status: EventStatus | None = None,
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
-) -> list[EventOut]:
+) -> Response:
     """Events, newest start first; the total is in ``X-Total-Count``.
     Concurrent requests for the same page share one read begun after they
-    arrived (``entrypoints.api.coalesce``)."""
+    arrived (``entrypoints.api.coalesce``), and its JSON, made once."""
 
-    async def read() -> Page[DrEvent]:
+    async def read() -> tuple[int, bytes]:
         async with uow() as u:
-            return await u.events.page(status=status, offset=offset, limit=limit)
+            page = await u.events.page(status=status, offset=offset, limit=limit)
+        body = _EVENT_LIST.dump_json([event_out(e) for e in page.items], by_alias=True)
+        return page.total_count, body
 
-    page = await shared.read(("events", status, offset, limit), read)
-    response.headers["X-Total-Count"] = str(page.total_count)
-    return [event_out(e) for e in page.items]
+    total, body = await shared.read(("events", status, offset, limit), read)
+    return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 @router.get("/current")

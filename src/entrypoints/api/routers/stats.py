@@ -27,8 +27,10 @@ async def network_stats(
     """Summary of every VEN's newest telemetry (online = heartbeat within
     VEN_OFFLINE_AFTER_SECONDS); the reduction in effect now (shedPowerKw of the
     current readings), the share of the latest dispatched event delivered
-    (percent), and the energy used since 00:00 UTC (kWh). Concurrent requests
-    share one read begun after they arrived (``entrypoints.api.coalesce``)."""
+    (percent), and the energy used since 00:00 UTC (kWh). The figures may be
+    up to GRIDCORE_API_STATS_MAX_AGE_SECONDS old (the VENs' reporting
+    interval: they are that old anyway); concurrent requests that find them
+    older share one read begun after they arrived (``entrypoints.api.coalesce``)."""
     s = await shared.read(
         ("network", offline_after), lambda: queries.network_stats(clock.now(), offline_after)
     )
