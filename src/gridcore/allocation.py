@@ -89,3 +89,30 @@ def allocate_watts(requested_w: int, caps_w: Mapping[str, int]) -> dict[str, int
     for i, ven_id in enumerate(uncapped_ids):
         shares[ven_id] = level + (1 if i < leftover else 0)
     return shares
+
+
+# Devices (OpenADR VENs) share the key space of allocate_shed with gridcore's
+# VEN ids; this prefix cannot start a VEN id, so the two never meet.
+_DEVICE = "\x00device:"
+
+
+def allocate_with_devices(
+    requested_kw: float,
+    available_kw: Mapping[str, float],
+    targeted: AbstractSet[str] | None,
+    devices_kw: Mapping[str, float],
+) -> tuple[float, dict[str, float]]:
+    """Split ``requested_kw`` over the MQTT VENs an event targets (their
+    availability now) and the OpenADR devices it targets (the kW their
+    resources declare), by the same max-min fair water-filling.
+
+    Returns the kW left to the MQTT VENs (the dispatcher allocates it among
+    them at activation, on their availability then) and each device's share.
+    What nobody can carry now stays with the MQTT VENs, as an event's kW did
+    before devices took part."""
+    pool = dict(among_targeted(available_kw, targeted))
+    pool.update({_DEVICE + d: kw for d, kw in devices_kw.items()})
+    shares = allocate_shed(requested_kw, pool)
+    devices = {k.removeprefix(_DEVICE): kw for k, kw in shares.items() if k.startswith(_DEVICE)}
+    left = to_kw(to_watts(requested_kw) - sum(to_watts(kw) for kw in devices.values()))
+    return left, devices

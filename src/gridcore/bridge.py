@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +73,63 @@ def bridged_event_id(openadr_event_id: str) -> str:
 def mirror_id(gridcore_event_id: str) -> str:
     """The OpenADR id under which a gridcore event is served."""
     return f"event-{gridcore_event_id}"
+
+
+SHARE_PREFIX = "event-share-"  # the ids of the per-device share events the bridge writes
+SHARE_NAME = "gridcore share of "  # + the OpenADR event it is a share of: the eventName
+
+
+def share_id(openadr_event_id: str, ven_object_id: str) -> str:
+    """The one share event of a device (OpenADR ven object) in an OpenADR event."""
+    digest = hashlib.sha256(f"{openadr_event_id}\0{ven_object_id}".encode()).hexdigest()[:16]
+    return SHARE_PREFIX + digest
+
+
+def share_parent(document: Mapping[str, Any]) -> str | None:
+    """The OpenADR event a share event is a share of; None for any other event."""
+    name = document.get("eventName") or ""
+    if str(document.get("id", "")).startswith(SHARE_PREFIX) and name.startswith(SHARE_NAME):
+        return str(name.removeprefix(SHARE_NAME))
+    return None
+
+
+def share_event(
+    parent: Mapping[str, Any],
+    ven_object_id: str,
+    kw: float,
+    shed: Shed,
+    stamps: tuple[str, str, str],
+) -> Document:
+    """A device's share of a bridged event: an event of the same program,
+    targeted at its ven object only (so no other VEN reads it), one interval of
+    ``kw`` over the span gridcore dispatches. ``stamps``: created, modified,
+    and the start as the VTN writes times."""
+    created, modified, start = stamps
+    document: Document = {
+        "id": share_id(parent["id"], ven_object_id),
+        "createdDateTime": created,
+        "modificationDateTime": modified,
+        "objectType": "EVENT",
+        "programID": parent["programID"],
+        "eventName": SHARE_NAME + parent["id"],
+        "payloadDescriptors": [_shed_descriptor()],
+        "intervalPeriod": {"start": start, "duration": iso_duration(shed.end - shed.start)},
+        "intervals": [{"id": 0, "payloads": [{"type": SHED_PAYLOAD, "values": [kw]}]}],
+        "targets": [ven_object_id],
+    }
+    if parent.get("reportDescriptors"):
+        document["reportDescriptors"] = parent["reportDescriptors"]
+    return document
+
+
+def share_kw(document: Mapping[str, Any]) -> float:
+    """The kW a share event asks (what :func:`share_event` wrote)."""
+    return float(document["intervals"][0]["payloads"][0]["values"][0])
+
+
+def declared_total(resources: Iterable[Mapping[str, Any]]) -> float:
+    """What a device can shed: the sum its resources declare (:func:`declared_kw`)."""
+    return sum(declared_kw(r) or 0.0 for r in resources)
 
 
 def report_id(openadr_event_id: str) -> str:

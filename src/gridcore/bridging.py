@@ -1,7 +1,10 @@
 """The bridge's use cases (mapping: :mod:`gridcore.bridge`): OpenADR events
 become gridcore DR events and follow their updates and deletion; gridcore's
 own events are served as OpenADR events; what the fleet did becomes an
-OpenADR report; an OpenADR VEN's report counts towards delivered kW.
+OpenADR report; an OpenADR device (a ven object that is no gridcore VEN,
+whose resources declare what they can shed) is allocated its share of a
+bridged event beside the MQTT VENs and told it as its own share event, and
+its report counts towards delivered kW.
 
 :meth:`OpenAdrBridge.on_changes` is a sink of :attr:`gridcore.vtn.Vtn.changes`
 (beside the notifiers'); the objects it writes itself (the mirror events, its
@@ -17,12 +20,13 @@ lifecycle change takes the event's lock (:meth:`EventRepository.lock`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from gridcore import bridge, services
+from gridcore.allocation import allocate_with_devices
 from gridcore.bridge import NotBridged, Shed, VenResult
 from gridcore.correlation import CommandOp
 from gridcore.errors import Conflict, IllegalTransition, InvalidInput
@@ -31,6 +35,7 @@ from gridcore.openadr import (
     Document,
     Kind,
     ObjectChange,
+    ObjectIndex,
     ObjectQuery,
     index_of,
     parse_date_time,
@@ -41,6 +46,9 @@ from gridcore.vtn import stamp
 log = logging.getLogger("gridcore.bridging")
 
 Publish = Callable[[Sequence[ObjectChange]], Awaitable[None]]
+# kW each online MQTT VEN can shed now (TelemetryQueries.available_shed, with the
+# dispatcher's offline_after): what devices are allocated beside.
+Available = Callable[[datetime], Awaitable[Mapping[str, float]]]
 # Reports are refreshed for events that ended this recently (the measured
 # result is kept about an hour after the end: the rebound window).
 REPORT_HORIZON = timedelta(days=2)
@@ -71,6 +79,7 @@ class OpenAdrBridge:
         performance: PerformanceStore | None = None,
         method: str | None = None,
         publish: Publish = _nowhere,
+        available: Available | None = None,
     ) -> None:
         self._uow = uow_factory
         self._store = store
@@ -78,6 +87,8 @@ class OpenAdrBridge:
         self._performance = performance
         self._method = method
         self.publish = publish
+        # None: the fleet's availability is unknown here, so no device is allocated
+        self._available = available
 
     # --- OpenADR -> gridcore ----------------------------------------------------
 
@@ -97,7 +108,11 @@ class OpenAdrBridge:
 
     async def _on_change(self, change: ObjectChange) -> None:
         document = change.document
-        if change.kind is Kind.EVENT and document.get("programID") != bridge.GRIDCORE_PROGRAM_ID:
+        if (
+            change.kind is Kind.EVENT
+            and document.get("programID") != bridge.GRIDCORE_PROGRAM_ID
+            and bridge.share_parent(document) is None  # a device's share: the bridge's own
+        ):
             if change.operation == "DELETE":
                 await self.withdraw(document)
             else:
@@ -124,21 +139,119 @@ class OpenAdrBridge:
             existing = await uow.events.get(event_id)
         if isinstance(shed, NotBridged):
             if existing is not None:
+                await self._drop_shares(document)
                 await self._end(event_id)
             if shed.asked or existing is not None:  # else not gridcore's business: no report
                 await self._not_bridged(document, program, shed.reason)
             return None
-        targets = await self._gridcore_targets(shed)
+        vens = await self._targeted_vens(shed)
+        targets = self._gridcore_targets(shed, vens)
+        allot = existing is None or existing.status is EventStatus.SCHEDULED
+        shares: dict[str, float] = {}
+        dispatched = shed
+        if allot:  # an active event keeps what it allocated, devices' shares too
+            kw, shares, targets = await self._allot(document["id"], shed, targets, vens)
+            dispatched = replace(shed, kw=kw)
         try:
             if existing is None:
-                event = await self._create(event_id, shed, targets)
+                event = await self._create(event_id, dispatched, targets)
             else:
-                event = await self._reschedule(existing, shed, targets, now)
+                event = await self._reschedule(existing, dispatched, targets, now)
         except InvalidInput as exc:
             await self._not_bridged(document, program, f"{exc.field}: {exc.message}")
             return None
+        if allot:
+            await self._write_shares(document, shed, shares)
         await self._write_report(document, program, event)
         return event
+
+    async def _allot(
+        self, parent_id: str, shed: Shed, targets: tuple[str, ...], vens: dict[str, Document]
+    ) -> tuple[float, dict[str, float], tuple[str, ...]]:
+        """Split the event's kW between the MQTT VENs it targets and the
+        devices it targets: (the kW the gridcore event asks the MQTT VENs,
+        each device's share, the gridcore event's targets)."""
+        if self._available is None:
+            return shed.kw, {}, targets
+        devices = await self._devices(shed, vens)
+        if not devices:
+            return shed.kw, {}, targets
+        available = await self._available(self._clock.now())
+        async with self._uow() as uow:
+            targeted = await uow.vens.targeted(targets) if targets else None
+        left, shares = allocate_with_devices(shed.kw, available, targeted, devices)
+        shares = {ven_id: kw for ven_id, kw in shares.items() if kw > 0}
+        if left <= 0:
+            # The devices carry it all. The gridcore event still exists (their
+            # reports count on it) but reaches no MQTT VEN: its targets are the
+            # share events' ids, which no VEN is granted.
+            return shed.kw, shares, tuple(bridge.share_id(parent_id, v) for v in sorted(shares))
+        return left, shares, targets
+
+    async def _devices(self, shed: Shed, vens: dict[str, Document]) -> dict[str, float]:
+        """The devices an event targets (an untargeted one: every ven object)
+        and what their resources declare they can shed, together: ven objects
+        whose venName is no gridcore VEN (those are MQTT VENs, which the
+        dispatcher allocates on their telemetry) declaring more than 0 kW."""
+        if not shed.targets:
+            vens = {v["id"]: v for v in await self._store.search(Kind.VEN, ObjectQuery())}
+        devices: dict[str, float] = {}
+        for ven_id, ven in sorted(vens.items()):
+            async with self._uow() as uow:
+                if await uow.vens.get(ven["venName"]) is not None:
+                    continue
+            resources = await self._store.search(Kind.RESOURCE, ObjectQuery(ven_id=ven_id))
+            declared = bridge.declared_total(resources)
+            if declared > 0:
+                devices[ven_id] = declared
+        return devices
+
+    async def _write_shares(self, document: Document, shed: Shed, shares: dict[str, float]) -> None:
+        """Each device's share as its own event (targeted at its ven object:
+        the device reads its own kW, no other VEN reads it); shares no longer
+        allotted are removed."""
+        now = stamp(self._clock.now())
+        kept = set()
+        for ven_id, kw in sorted(shares.items()):
+            the_id = bridge.share_id(document["id"], ven_id)
+            kept.add(the_id)
+            stored = await self._store.get(Kind.EVENT, the_id)
+            created = stored["createdDateTime"] if stored else now
+            share = bridge.share_event(
+                document, ven_id, kw, shed, (created, now, stamp(shed.start))
+            )
+            if stored is None or not _same(stored, share):
+                await self._put(Kind.EVENT, share, index_of(Kind.EVENT, share), stored)
+        await self._drop_shares(document, kept)
+
+    async def _drop_shares(
+        self, document: Document, keep: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """Remove the share events of ``document`` but ``keep`` (read from its
+        program's events: share events are not indexed by their parent)."""
+        query = ObjectQuery(program_id=document["programID"])
+        stale = [
+            e["id"]
+            for e in await self._store.search(Kind.EVENT, query)
+            if bridge.share_parent(e) == document["id"] and e["id"] not in keep
+        ]
+        for the_id in stale:
+            await self.publish(await self._store.remove(Kind.EVENT, the_id))
+
+    async def _put(
+        self, kind: Kind, document: Document, index: ObjectIndex, stored: Document | None
+    ) -> None:
+        """Store ``document`` (new, or replacing ``stored``) and publish the
+        change; written meanwhile by another process: replace it."""
+        if stored is None:
+            try:
+                await self._store.add(kind, document, index)
+                await self.publish([ObjectChange("CREATE", kind, document)])
+                return
+            except Conflict:
+                pass
+        await self._store.replace(kind, document, index)
+        await self.publish([ObjectChange("UPDATE", kind, document)])
 
     async def _create(self, event_id: str, shed: Shed, targets: Sequence[str]) -> DrEvent:
         try:
@@ -188,7 +301,9 @@ class OpenAdrBridge:
         return event
 
     async def withdraw(self, document: Document) -> DrEvent | None:
-        """The OpenADR event was deleted: cancel or stop its gridcore event."""
+        """The OpenADR event was deleted: cancel or stop its gridcore event,
+        and remove the devices' shares."""
+        await self._drop_shares(document)
         return await self._end(bridge.bridged_event_id(document["id"]))
 
     async def _end(self, event_id: str) -> DrEvent | None:
@@ -207,13 +322,12 @@ class OpenAdrBridge:
                 return await services.stop_event(self._uow, self._clock, event_id)
             return event
 
-    async def _gridcore_targets(self, shed: Shed) -> tuple[str, ...]:
-        """OpenADR targets -> gridcore's: the same strings, and the venName (a
-        gridcore VEN id) of every OpenADR ven granted one, by its targets, its
-        resources' or its id (indexed searches, not a scan of every ven).
-        Untargeted stays untargeted: the whole fleet."""
+    async def _targeted_vens(self, shed: Shed) -> dict[str, Document]:
+        """The OpenADR ven objects granted one of the event's targets, by their
+        targets, their resources' or their id (indexed searches, not a scan of
+        every ven); an untargeted event: none here (it means the whole fleet)."""
         if not shed.targets:
-            return ()
+            return {}
         wanted = frozenset(shed.targets)
         found: dict[str, Document] = {}
         for ven in await self._store.search(Kind.VEN, ObjectQuery(targets_any=wanted)):
@@ -225,8 +339,17 @@ class OpenAdrBridge:
             by_id = await self._store.get(Kind.VEN, ven_id)
             if by_id is not None:
                 found[ven_id] = by_id
+        return found
+
+    @staticmethod
+    def _gridcore_targets(shed: Shed, vens: dict[str, Document]) -> tuple[str, ...]:
+        """OpenADR targets -> gridcore's: the same strings, and the venName (a
+        gridcore VEN id) of every OpenADR ven granted one (``vens``).
+        Untargeted stays untargeted: the whole fleet."""
+        if not shed.targets:
+            return ()
         # an OpenADR ven object IS the gridcore VEN whose id is its venName
-        names = sorted(v["venName"] for v in found.values())
+        names = sorted(v["venName"] for v in vens.values())
         return tuple(dict.fromkeys([*shed.targets, *names]))
 
     async def _not_bridged(self, document: Document, program: Document | None, reason: str) -> None:
@@ -243,6 +366,12 @@ class OpenAdrBridge:
         if openadr_event is None:
             return 0.0
         event_id = self._gridcore_id(openadr_event)
+        share = bridge.share_parent(openadr_event) is not None
+        if not share and await self._has_share(openadr_event, document["clientID"]):
+            # a device allotted a share reports on it; its report on the whole
+            # event would count the same shed twice
+            log.info("bridge: report %s not counted: its client has a share", document["id"])
+            return 0.0
         query = ObjectQuery(event_id=document["eventID"], client_id=document["clientID"])
         mine = [
             r for r in await self._store.search(Kind.REPORT, query) if r["id"] != document["id"]
@@ -256,7 +385,7 @@ class OpenAdrBridge:
             Kind.RESOURCE, ObjectQuery(client_id=document["clientID"])
         )
         caps = {r["resourceName"]: bridge.declared_kw(r) for r in resources}
-        cap = asked.requested_reduction_kw
+        cap = bridge.share_kw(openadr_event) if share else asked.requested_reduction_kw
         before = bridge.delivered_kw(mine[-1], caps, cap) if mine else 0.0
         delta = bridge.delivered_kw(document, caps, cap) - before
         if not delta:
@@ -269,11 +398,18 @@ class OpenAdrBridge:
         log.info("bridge: report %s adds %.3f kW to event %s", document["id"], delta, event_id)
         return delta
 
+    async def _has_share(self, openadr_event: Document, client_id: str) -> bool:
+        for ven in await self._store.search(Kind.VEN, ObjectQuery(client_id=client_id)):
+            if await self._store.get(Kind.EVENT, bridge.share_id(openadr_event["id"], ven["id"])):
+                return True
+        return False
+
     @staticmethod
     def _gridcore_id(openadr_event: Document) -> str:
         if openadr_event.get("programID") == bridge.GRIDCORE_PROGRAM_ID:
             return str(openadr_event["eventName"])
-        return bridge.bridged_event_id(openadr_event["id"])
+        parent = bridge.share_parent(openadr_event)
+        return bridge.bridged_event_id(parent or openadr_event["id"])
 
     # --- gridcore -> OpenADR ----------------------------------------------------
 
@@ -289,16 +425,7 @@ class OpenAdrBridge:
         stored = await self._store.get(Kind.EVENT, bridge.mirror_id(event.id))
         created = stored["createdDateTime"] if stored else now
         document = bridge.mirror_event(event, created, now, stamp(event.start_time))
-        index = index_of(Kind.EVENT, document)
-        if stored is None:
-            try:
-                await self._store.add(Kind.EVENT, document, index)
-                await self.publish([ObjectChange("CREATE", Kind.EVENT, document)])
-                return
-            except Conflict:  # mirrored meanwhile by another process: replace it
-                pass
-        await self._store.replace(Kind.EVENT, document, index)
-        await self.publish([ObjectChange("UPDATE", Kind.EVENT, document)])
+        await self._put(Kind.EVENT, document, index_of(Kind.EVENT, document), stored)
 
     async def _ensure_program(self, now: str) -> None:
         if await self._store.get(Kind.PROGRAM, bridge.GRIDCORE_PROGRAM_ID) is not None:
@@ -332,6 +459,8 @@ class OpenAdrBridge:
         return written
 
     async def _refresh(self, document: Document) -> int:
+        if bridge.share_parent(document) is not None:
+            return 0  # a device's share: the report is on the event it is a share of
         async with self._uow() as uow:
             event = await uow.events.get(self._gridcore_id(document))
         if event is None or event.status in (EventStatus.SCHEDULED, EventStatus.CANCELLED):
@@ -402,15 +531,7 @@ class OpenAdrBridge:
         if stored is not None and _same(stored, report):
             return
         index = index_of(Kind.REPORT, report, program_id=document["programID"])
-        if stored is None:
-            try:
-                await self._store.add(Kind.REPORT, report, index)
-                await self.publish([ObjectChange("CREATE", Kind.REPORT, report)])
-                return
-            except Conflict:
-                pass  # written meanwhile by another process: replace it
-        await self._store.replace(Kind.REPORT, report, index)
-        await self.publish([ObjectChange("UPDATE", Kind.REPORT, report)])
+        await self._put(Kind.REPORT, report, index, stored)
 
 
 def _same(a: Document, b: Document) -> bool:

@@ -8,7 +8,11 @@ that group; a third VEN holds the group through gridcore's own targets and a
 fourth holds nothing. Exactly the three get the event on ``ven/cmd``; their
 ACKs come back as the OpenADR report the BL reads, one resource per VEN, as
 the program's report descriptors ask. gridcore's own event (POST /api/events)
-is served to the BL as an OpenADR event of gridcore's program."""
+is served to the BL as an OpenADR event of gridcore's program.
+
+A device (an OpenADR VEN client, no MQTT) whose resource declares what it
+can shed is allocated its share beside two MQTT VENs, reads it as its own
+share event, reports, and its report counts towards the event's delivered kW."""
 
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ __all__ = ["backend", "fleet", "processes"]  # the fixtures this module uses
 BL_SECRET = "bl-secret-bridge-0123456789"
 CONTROL = "control-token-bridge-0123456789"
 SHED = "DISPATCH_SETPOINT_RELATIVE"
+DEVICE = "device-thermostat"  # an OpenADR VEN client: no MQTT, no gridcore VEN of its name
+DEVICE_SECRET = "device-secret-bridge-0123456789"
 
 
 def _checked(response: httpx.Response, status: int) -> Any:
@@ -61,7 +67,7 @@ async def _serving(processes: Processes, port: int) -> None:
     processes.start(
         "serve",
         ["serve", "--port", str(port)],
-        GRIDCORE_OPENADR_CLIENTS=f"bl:utility:{BL_SECRET}",
+        GRIDCORE_OPENADR_CLIENTS=f"bl:utility:{BL_SECRET},ven:{DEVICE}:{DEVICE_SECRET}",
         GRIDCORE_API_TOKENS=f"control:{CONTROL}",
     )
 
@@ -197,6 +203,102 @@ async def test_an_openadr_group_event_reaches_that_group_and_comes_back_as_a_rep
             200,
         )
         assert [(e["eventName"], e["targets"]) for e in mirrored] == [(own.json()["id"], [group])]
+
+
+async def _token(http: httpx.AsyncClient, vtn: str, client: str, secret: str) -> dict[str, str]:
+    answer = await http.post(
+        f"{vtn}/auth/token", data={"grant_type": "client_credentials"}, auth=(client, secret)
+    )
+    return {"Authorization": f"Bearer {_checked(answer, 200)['access_token']}"}
+
+
+async def test_a_device_enrolled_over_openadr_is_allocated_its_share_and_its_report_counts(
+    fleet: Fleet, backend: Backend, processes: Processes
+) -> None:
+    """Two MQTT VENs and a device (an OpenADR VEN client whose resource
+    declares 0.1 kW) in one group: the event's 0.5 kW is split over the three,
+    the device reads its own share, reports it, and the report counts."""
+    vens = sorted(fleet.ven_ids(2))
+    group = f"{fleet.prefix}-north"
+    start_worker(processes, "worker", GRIDCORE_OPENADR_REPORT_SECONDS="1")
+    start_vens(processes, fleet, len(vens))
+    port = _free_port()
+    await _serving(processes, port)
+    vtn = f"http://127.0.0.1:{port}/openadr3"
+    async with command_tap(fleet) as tap, httpx.AsyncClient(timeout=10) as http:
+        await fleet_online(processes, backend, set(vens))
+        for ven_id in vens:
+            await update_ven(backend.uow, ven_id, targets=[group])
+        bl = await _token(http, vtn, "utility", BL_SECRET)
+        device = await _token(http, vtn, DEVICE, DEVICE_SECRET)
+        body = {"objectType": "BL_VEN_REQUEST", "venName": f"{fleet.prefix}-thermostat",
+                "clientID": DEVICE, "targets": [group]}  # fmt: skip
+        ven = _checked(await http.post(f"{vtn}/vens", headers=bl, json=body), 201)
+        resource = {"objectType": "VEN_RESOURCE_REQUEST", "resourceName": "hvac",
+                    "venID": ven["id"],
+                    "attributes": [{"type": "MAX_POWER_CONSUMPTION", "values": [0.1]}]}  # fmt: skip
+        _checked(await http.post(f"{vtn}/resources", headers=device, json=resource), 201)
+        program = _checked(
+            await http.post(f"{vtn}/programs", headers=bl, json={"programName": fleet.prefix}),
+            201,
+        )
+        start = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        descriptor = {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": SHED, "units": "KW"}
+        event = _checked(
+            await http.post(
+                f"{vtn}/events",
+                headers=bl,
+                json={
+                    "programID": program["id"],
+                    "targets": [group],
+                    "payloadDescriptors": [descriptor],
+                    "intervalPeriod": {"start": start, "duration": "PT40S"},
+                    "intervals": [{"id": 0, "payloads": [{"type": SHED, "values": [0.5]}]}],
+                },
+            ),
+            201,
+        )
+        # the device reads the group's event and its own share: 0.1 kW, what it declares
+        # (the simulated VENs can each shed more than the fair level, 0.5 / 3)
+        seen = _checked(await http.get(f"{vtn}/events", headers=device), 200)
+        (share,) = [e for e in seen if e["id"] != event["id"]]
+        assert [e["id"] for e in seen if e["id"] == event["id"]] == [event["id"]]
+        assert share["targets"] == [ven["id"]]
+        assert share["intervals"][0]["payloads"][0] == {"type": SHED, "values": [0.1]}
+        event_id = bridged_event_id(event["id"])
+        await wait_until(
+            "the MQTT VENs' part on ven/cmd",
+            lambda: set(tap.per_ven("event", event_id)) == set(vens),
+            processes,
+        )
+        async with backend.uow() as uow:
+            dispatched = await uow.events.get(event_id)
+            commands = await uow.commands.for_event(event_id)
+        assert dispatched is not None  # the MQTT VENs are asked 0.5 less the device's share
+        assert dispatched.requested_reduction_kw == pytest.approx(0.4)
+        assert sum(c.shed_kw or 0.0 for c in commands) == pytest.approx(0.4)
+
+        async def acked() -> bool:  # what the MQTT VENs delivered, settled
+            found = _checked(
+                await http.get(f"{vtn}/reports", headers=bl, params={"eventID": event["id"]}),
+                200,
+            )
+            return (
+                bool(found)
+                and all(
+                    r["intervals"][0]["payloads"][1]["values"] == ["RUNNING_CURTAILED"]
+                    for r in found[0]["resources"]
+                )
+                and len(found[0]["resources"]) == len(vens)
+            )
+
+        await wait_until("the MQTT VENs' ACKs", acked, processes, within=20)
+        before = await _delivered(backend, event_id)
+        report = {"eventID": share["id"], "clientName": DEVICE, "resources": [
+            {"resourceName": "hvac", "intervals": [
+                {"id": 0, "payloads": [{"type": "DELTA_USAGE", "values": [-0.1]}]}]}]}  # fmt: skip
+        _checked(await http.post(f"{vtn}/reports", headers=device, json=report), 201)
+        assert await _delivered(backend, event_id) == pytest.approx(before + 0.1)
 
 
 async def _delivered(backend: Backend, event_id: str) -> float:

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.system import ManualClock
 from entrypoints.container import Storage, sql_storage
-from gridcore.bridge import bridged_event_id
+from gridcore.bridge import bridged_event_id, share_kw, share_parent
 from gridcore.bridging import OpenAdrBridge
 from gridcore.events import EventStatus
 from gridcore.openadr import Kind, ObjectQuery, index_of
@@ -95,3 +95,41 @@ async def test_an_update_racing_a_delete_always_ends_cancelled(
         async with a.uow_factory() as uow:
             stored = await uow.events.get(bridged_event_id(event["id"]))
         assert stored is not None and stored.status is EventStatus.CANCELLED
+
+
+async def test_two_processes_following_one_event_write_one_share_per_device(
+    two: tuple[Storage, Storage],
+) -> None:
+    """A device's share event is written by whichever process bridges the
+    event: racing, they write it once (its id derives from the event's and the
+    device's), with the same kW, and the gridcore event asks the rest."""
+    clock = ManualClock(T0)
+    a, b = two
+    assert a.openadr is not None
+    stamps = {"createdDateTime": stamp(T0), "modificationDateTime": stamp(T0)}
+    ven = {"id": "ven-device-1", "objectType": "VEN", "venName": "device-1",
+           "clientID": "device-1", **stamps}  # fmt: skip
+    await a.openadr.add(Kind.VEN, ven, index_of(Kind.VEN, ven))
+    resource = {"id": "resource-device-1", "objectType": "RESOURCE", "resourceName": "hvac",
+                "venID": ven["id"], "clientID": "device-1", **stamps,
+                "attributes": [{"type": "MAX_POWER_CONSUMPTION", "values": [2]}]}  # fmt: skip
+    await a.openadr.add(Kind.RESOURCE, resource, index_of(Kind.RESOURCE, resource))
+
+    def bridge(storage: Storage) -> OpenAdrBridge:
+        assert storage.openadr is not None
+
+        async def available(now: datetime) -> dict[str, float]:
+            return await storage.telemetry_queries.available_shed(now, timedelta(minutes=1))
+
+        return OpenAdrBridge(storage.uow_factory, storage.openadr, clock, available=available)
+
+    for n in range(ROUNDS):
+        event = await _stored_event(a, n, T0 + timedelta(hours=1), 5)
+        made = await asyncio.gather(bridge(a).follow(event), bridge(b).follow(event))
+        # no MQTT VEN has shed: the device carries what it declares, the rest stays
+        assert {e.requested_reduction_kw for e in made if e is not None} == {3.0}
+    events = await a.openadr.search(Kind.EVENT, ObjectQuery(program_id="program-race"), 0, 1000)
+    shares = [e for e in events if share_parent(e) is not None]
+    assert len(shares) == ROUNDS
+    assert {share_kw(e) for e in shares} == {2.0}
+    assert {share_parent(e) for e in shares} == {f"event-race-{n:04d}" for n in range(ROUNDS)}

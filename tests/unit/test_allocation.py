@@ -290,3 +290,50 @@ def test_targeted_allocation_is_the_allocation_over_the_targeted_vens(
     assert shares == allocate_shed(
         requested, {v: kw for v, kw in available.items() if v in targeted}
     )
+
+
+# --- OpenADR devices beside the MQTT VENs -------------------------------------
+
+
+def test_devices_share_by_the_same_water_filling_and_the_rest_is_left_to_the_mqtt_vens() -> None:
+    from gridcore.allocation import allocate_with_devices
+
+    # 12 kW over two MQTT VENs of 8 kW and a device declaring 2: the device is
+    # capped at 2, the MQTT VENs carry the 10 left (5 each at activation)
+    left, devices = allocate_with_devices(12, {"a": 8, "b": 8}, None, {"dev": 2})
+    assert (left, devices) == (10.0, {"dev": 2.0})
+    # a device that can carry more gets the fair level, as a VEN would
+    left, devices = allocate_with_devices(9, {"a": 8, "b": 8}, None, {"dev": 20})
+    assert (left, devices) == (6.0, {"dev": 3.0})
+    # only the targeted MQTT VENs share with the devices: c is not targeted
+    left, devices = allocate_with_devices(9, {"a": 8, "c": 8}, {"a"}, {"dev": 20})
+    assert (left, devices) == (4.5, {"dev": 4.5})
+    # a device named like a VEN is still a device (separate key spaces)
+    left, devices = allocate_with_devices(4, {"a": 8}, None, {"a": 8})
+    assert (left, devices) == (2.0, {"a": 2.0})
+    # no MQTT VEN with shed now: the devices carry what they declare, the rest stays
+    left, devices = allocate_with_devices(5, {}, None, {"d1": 1, "d2": 1.5})
+    assert (left, devices) == (2.5, {"d1": 1.0, "d2": 1.5})
+
+
+@given(
+    st.integers(0, 50_000),
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 20_000), max_size=6),
+    st.dictionaries(st.sampled_from("uvwxyz"), st.integers(0, 20_000), max_size=6),
+)
+@settings(max_examples=200, deadline=None)
+def test_devices_and_vens_shares_add_up_to_the_request_to_the_watt(
+    requested_w: int, vens_w: dict[str, int], devices_w: dict[str, int]
+) -> None:
+    from gridcore.allocation import allocate_with_devices
+
+    left, devices = allocate_with_devices(
+        requested_w / 1000, {k: v / 1000 for k, v in vens_w.items()}, None,
+        {k: v / 1000 for k, v in devices_w.items()},
+    )  # fmt: skip
+    assert to_watts(left) + sum(to_watts(kw) for kw in devices.values()) == requested_w
+    assert all(to_watts(devices[d]) <= devices_w[d] for d in devices)
+    # nothing is left to the MQTT VENs beyond what they cannot all carry now
+    # while a device still has headroom
+    if to_watts(left) > sum(vens_w.values()):
+        assert all(to_watts(devices.get(d, 0)) == cap for d, cap in devices_w.items())

@@ -52,7 +52,16 @@ class BridgedVtn:
         async def publish(changes: Any) -> None:
             await self.vtn.changes(changes)
 
-        self.bridge = OpenAdrBridge(fleet.uow, self.store, fleet.clock, publish=publish)
+        # the availability the dispatcher allocates on (its own fake queries)
+        queries = fleet.dispatcher._queries
+        offline_after = fleet.dispatcher.policy.offline_after
+
+        async def available(now: Any) -> dict[str, float]:
+            return await queries.available_shed(now, offline_after)
+
+        self.bridge = OpenAdrBridge(
+            fleet.uow, self.store, fleet.clock, publish=publish, available=available
+        )
 
         async def changes(batch: Any) -> None:
             self.seen.extend(batch)
@@ -328,6 +337,110 @@ async def test_an_openadr_vens_report_counts_towards_delivered_kw(
     await report(1.75, by=second)
     event = await fleet.get_event(bridged_event_id(created["id"]))
     assert event is not None and event.actual_reduction_kw == pytest.approx(2.0 + 1.25)
+
+
+async def _device(vtn: BridgedVtn, name: str, kw: float | None, *targets: str) -> Client:
+    """An OpenADR device: a ven object (no gridcore VEN of that name) whose
+    resource declares ``kw`` (MAX_POWER_CONSUMPTION; None: nothing)."""
+    ven = await vtn.ven(name, *targets, client=f"client-{name}")
+    client = Client(f"client-{name}", Role.VEN, ROLE_SCOPES[Role.VEN])
+    attributes = [] if kw is None else [{"type": "MAX_POWER_CONSUMPTION", "values": [kw]}]
+    resource = {"objectType": "VEN_RESOURCE_REQUEST", "resourceName": "hvac", "venID": ven["id"],
+                "attributes": attributes}  # fmt: skip
+    await vtn.vtn.create(client, Kind.RESOURCE, resource)
+    return client
+
+
+async def _report(vtn: BridgedVtn, by: Client, event_id: str, kw: float) -> None:
+    body = {
+        "eventID": event_id,
+        "clientName": by.client_id,
+        "resources": [{"resourceName": "hvac", "intervals": [
+            {"id": 0, "payloads": [{"type": "DELTA_USAGE", "values": [-kw]}]}]}],
+    }  # fmt: skip
+    await vtn.vtn.create(by, Kind.REPORT, body)
+
+
+def _share_of(events: list[dict[str, Any]], parent: str) -> dict[str, Any]:
+    [share] = [e for e in events if e.get("eventName") == f"gridcore share of {parent}"]
+    return share
+
+
+async def test_a_device_is_allocated_its_share_beside_the_mqtt_vens_and_reads_only_its_own(
+    fleet: Fleet, vtn: BridgedVtn
+) -> None:
+    await _homes(fleet)  # ven-1 and ven-2 (8 kW each) in north
+    device = await _device(vtn, "thermostat-9", 2.0, "north")
+    other = await _device(vtn, "thermostat-10", 20.0, "north")
+    silent = await _device(vtn, "thermostat-11", None, "north")  # declares nothing
+    await _device(vtn, "thermostat-12", 5.0, "south")  # not targeted
+    program = await vtn.program()
+    created = await vtn.vtn.create(
+        BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 12, targets=("north",))
+    )
+    # water-filling over 8, 8, 2 and 20: 2 for thermostat-9, 10 / 3 each for the others
+    event_id = bridged_event_id(created["id"])
+    event = await fleet.get_event(event_id)
+    assert event is not None and event.requested_reduction_kw == pytest.approx(12 - 2 - 3.334)
+    await fleet.dispatcher.run_once()
+    assert _sent(fleet, event_id) == {"ven-1": 3.333, "ven-2": 3.333}  # 6.666 kW left to them
+    # each device reads the group's event and its own share, nobody else's
+    mine = await vtn.vtn.search(device, Kind.EVENT, Filters(), 0, 50)
+    assert len(mine) == 2
+    share = _share_of(mine, created["id"])
+    assert share["intervals"][0]["payloads"][0] == {"type": SHED, "values": [2.0]}
+    theirs = _share_of(await vtn.vtn.search(other, Kind.EVENT, Filters(), 0, 50), created["id"])
+    assert theirs["intervals"][0]["payloads"][0]["values"] == [3.334]
+    assert [e["id"] for e in await vtn.vtn.search(silent, Kind.EVENT, Filters(), 0, 50)] == [
+        created["id"]
+    ]
+    # its report on its share counts, at most the share; on the group's event, not again
+    await _report(vtn, device, share["id"], 2.5)
+    await _report(vtn, device, created["id"], 2.0)
+    event = await fleet.get_event(event_id)
+    assert event is not None and event.actual_reduction_kw == pytest.approx(2.0)
+    await _report(vtn, other, theirs["id"], 3.0)
+    event = await fleet.get_event(event_id)
+    assert event is not None and event.actual_reduction_kw == pytest.approx(5.0)
+    # the event deleted: the shares go with it
+    await vtn.vtn.delete(BL, Kind.EVENT, created["id"])
+    assert await vtn.vtn.search(device, Kind.EVENT, Filters(), 0, 50) == []
+
+
+async def test_an_untargeted_event_allots_every_device_and_devices_alone_carry_it(
+    fleet: Fleet, vtn: BridgedVtn
+) -> None:
+    device = await _device(vtn, "meter-1", 1.5)
+    program = await vtn.program()
+    created = await vtn.vtn.create(BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 4))
+    share = _share_of(await vtn.vtn.search(device, Kind.EVENT, Filters(), 0, 50), created["id"])
+    assert share["intervals"][0]["payloads"][0]["values"] == [1.5]  # no MQTT VEN has shed now
+    event = await fleet.get_event(bridged_event_id(created["id"]))
+    assert event is not None and event.requested_reduction_kw == 2.5
+    # MQTT VENs come online after: the untargeted event reaches them with what is left
+    await fleet.report("ven-1", 8)
+    await fleet.dispatcher.run_once()
+    assert _sent(fleet, event.id) == {"ven-1": 2.5}
+    # with a gridcore VEN online before the next event, the split is fair again
+    second = await vtn.vtn.create(BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 1))
+    share = _share_of(await vtn.vtn.search(device, Kind.EVENT, Filters(), 0, 50), second["id"])
+    assert share["intervals"][0]["payloads"][0]["values"] == [0.5]
+
+
+async def test_when_the_devices_carry_it_all_no_mqtt_ven_is_asked(
+    fleet: Fleet, vtn: BridgedVtn
+) -> None:
+    device = await _device(vtn, "meter-1", 1.5)
+    program = await vtn.program()
+    created = await vtn.vtn.create(BL, Kind.EVENT, _event(program, stamp(fleet.clock.now()), 1))
+    share = _share_of(await vtn.vtn.search(device, Kind.EVENT, Filters(), 0, 50), created["id"])
+    assert share["intervals"][0]["payloads"][0]["values"] == [1.0]
+    await fleet.report("ven-1", 8)  # online after the split: not asked the device's kW again
+    await fleet.dispatcher.run_once()
+    assert _sent(fleet, bridged_event_id(created["id"])) == {}
+    await _report(vtn, device, share["id"], 1.0)
+    event = await fleet.get_event(bridged_event_id(created["id"]))
+    assert event is not None and event.actual_reduction_kw == pytest.approx(1.0)
 
 
 # --- gridcore -> OpenADR ------------------------------------------------------------

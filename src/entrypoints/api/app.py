@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -138,6 +139,10 @@ def openadr_bridge(settings: Settings, container: Container, vtn_app: FastAPI) -
     async def publish(changes: Sequence[ObjectChange]) -> None:
         await vtn.changes(changes)
 
+    async def available(now: datetime) -> dict[str, float]:
+        # what the dispatcher allocates on, read the way it reads it
+        return await storage.telemetry_queries.available_shed(now, settings.offline_after)
+
     bridge = OpenAdrBridge(
         storage.uow_factory,
         storage.openadr,
@@ -145,6 +150,7 @@ def openadr_bridge(settings: Settings, container: Container, vtn_app: FastAPI) -
         performance=storage.performance,
         method=settings.programme.method,
         publish=publish,
+        available=available,
     )
     before = vtn.changes
 
