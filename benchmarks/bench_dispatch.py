@@ -286,10 +286,11 @@ class AckProbe:
 
         import adapters.mqtt.consumer as consumer_module
         import adapters.sql.repositories as repositories
+        import gridcore.services as services
 
         probe = self
         handle = consumer_module.MqttConsumer.handle
-        record_acks = consumer_module.record_acks
+        record_acks = services.record_acks
         pg_copy = repositories._pg_copy
 
         async def timed_handle(consumer: Any, message: Any) -> None:
@@ -314,7 +315,10 @@ class AckProbe:
             probe._statement(f"COPY {table}", time.perf_counter() - started)
 
         consumer_module.MqttConsumer.handle = timed_handle  # type: ignore[method-assign]
+        # Both names: batches come through the consumer's, a write stored
+        # alone through record_ack, which calls the services module's.
         consumer_module.record_acks = timed_record_acks
+        services.record_acks = timed_record_acks
         if not self.statements_on:
             return
         repositories._pg_copy = timed_copy
