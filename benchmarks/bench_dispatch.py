@@ -694,6 +694,8 @@ def report(n: int, r: Result) -> None:
     for name, value, notes, ratio in rows:
         print(f"  {name:<40} {value:>10} {ratio:>7}  {notes}", flush=True)
     for phase, statements in r.statements.items():
+        if not statements:
+            continue  # not asked for (--statements)
         print(f"  SQL statements during {phase} (wall time, any task; count, seconds):")
         ranked = sorted(statements.items(), key=lambda kv: -kv[1][1])
         for text, (count, seconds) in ranked[:15]:
