@@ -36,20 +36,20 @@ AT_ONCE = "ix_commands_state_created_at_correlation_id"
 WAITING = "ix_commands_state_not_before_created_at"
 
 
-def _where(condition: str) -> dict[str, sa.TextClause]:
-    return {"postgresql_where": sa.text(condition), "sqlite_where": sa.text(condition)}
+AT_ONCE_WHERE = sa.text("not_before IS NULL")
+WAITING_WHERE = sa.text("not_before IS NOT NULL")
 
 
 def upgrade() -> None:
     op.create_index(
         AT_ONCE, "commands", ["state", "created_at", "correlation_id"],
-        **_where("not_before IS NULL"),
+        postgresql_where=AT_ONCE_WHERE, sqlite_where=AT_ONCE_WHERE,
     )  # fmt: skip
     op.drop_index(AT_ONCE_OLD, table_name="commands")
     op.drop_index(WAITING, table_name="commands")
     op.create_index(
         WAITING, "commands", ["state", "not_before", "created_at"],
-        **_where("not_before IS NOT NULL"),
+        postgresql_where=WAITING_WHERE, sqlite_where=WAITING_WHERE,
     )  # fmt: skip
 
 
