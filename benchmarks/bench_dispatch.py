@@ -83,12 +83,24 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     all_in = threading.Event()
     bare = {"on": False, "count": 0, "first": 0.0, "last": 0.0}
     bare_in = threading.Event()
+    bare_acks = {"count": 0, "first": 0.0, "last": 0.0}
+    bare_acks_in = threading.Event()
     topic_prefix = f"ven/cmd/{prefix}"
+    ack_prefix = f"bench/{prefix}ack/"  # the bare ACKs' topics: no worker subscribes
 
     def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        now = time.time()
+        if message.topic.startswith(ack_prefix):
+            json.loads(message.payload)  # as the worker parses each ACK
+            with lock:
+                bare_acks["count"] += 1
+                bare_acks["first"] = bare_acks["first"] or now
+                bare_acks["last"] = now
+                if bare_acks["count"] >= count:
+                    bare_acks_in.set()
+            return
         if not message.topic.startswith(topic_prefix):
             return  # someone else's VEN on a shared broker
-        now = time.time()
         body = json.loads(message.payload)  # the same work for both publishers
         with lock:
             if bare["on"]:
@@ -130,7 +142,7 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
     pub.loop_start()
     time.sleep(0.2)
     first = time.time()
-    acks = []
+    acks: list[tuple[str, bytes]] = []
     for ven_id, cmd in commands.items():
         ack = {
             "op": "event", "status": "accepted", "venId": ven_id,
@@ -139,8 +151,9 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
             "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }  # fmt: skip
         acks.append((f"ven/ack/{ven_id}", json.dumps(ack).encode()))
+    built = time.time()
     publish_all(pub, acks)
-    pipe.send(("acked", first, time.time()))
+    pipe.send(("acked", first, built, time.time()))
     pub.loop_stop()
     if pipe.recv() != "bare":
         return
@@ -152,6 +165,29 @@ def fleet_process(host: str, port: int, prefix: str, count: int, pipe: Connectio
         return
     with lock:
         pipe.send(("bare", dict(bare)))
+    # The ACKs' transport reference: the same ACK payloads, published the same
+    # way through the same broker, to topics only this subscriber takes
+    # (QoS 1, parsed on arrival): first publish to last received.
+    if pipe.recv() != "bare acks":
+        return
+    sub.subscribe(f"{ack_prefix}#", qos=1)
+    time.sleep(0.5)  # subscribed before the first publish
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}fleet-bare-ack")
+    pub.max_inflight_messages_set(1000)
+    pub.max_queued_messages_set(0)
+    pub.connect(host, port)
+    pub.loop_start()
+    time.sleep(0.2)
+    messages = [(ack_prefix + topic.rsplit("/", 1)[1], payload) for topic, payload in acks]
+    started = time.time()
+    publish_all(pub, messages)
+    published = time.time()
+    if not bare_acks_in.wait(TIMEOUT):
+        pipe.send(("timeout", dict(bare_acks)))
+        return
+    with lock:
+        pipe.send(("bare acks", started, published, dict(bare_acks)))
+    pub.loop_stop()
     sub.loop_stop()
 
 
@@ -222,12 +258,110 @@ async def make_online(storage: Storage, prefix: str, count: int) -> None:
         await storage.telemetry_store.append(samples[start : start + 2000], auto_register=True)
 
 
-async def wait_stored(url: str, event_id: str, count: int) -> tuple[float, int, int]:
-    """Poll until ``count`` commands of the event are ACKed and ``count``
-    ``ven_acks`` rows are there; returns when that was seen, and the counts."""
+class AckProbe:
+    """What the worker of this process did with the ACKs, timed in place:
+    when the first and the last ACK message reached the consumer, and every
+    ``record_acks`` call (one batch, one transaction): its size, its
+    duration, and when the ACKs committed so far reached the fleet's count.
+    With ``statements``, the wall time of each kind of SQL statement run
+    meanwhile (any task's: the dispatcher's passes too), COPY included.
+    Waiting on these counters costs nothing, where polling ``count(*)`` over
+    100,000 rows every few ms kept a PostgreSQL backend busy on a machine of
+    two cores while the worker stored."""
+
+    def __init__(self, statements: bool) -> None:
+        self.received = 0
+        self.first_received = 0.0
+        self.last_received = 0.0
+        self.batches: list[tuple[int, float]] = []
+        self.committed = 0
+        self.committed_at = 0.0
+        self.statements_on = statements
+        self.phases: dict[str, dict[str, list[float]]] = {}
+        self.statements: dict[str, list[float]] | None = None
+
+    def install(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        import adapters.mqtt.consumer as consumer_module
+        import adapters.sql.repositories as repositories
+        import gridcore.services as services
+
+        probe = self
+        handle = consumer_module.MqttConsumer.handle
+        record_acks = services.record_acks
+        pg_copy = repositories._pg_copy
+
+        async def timed_handle(consumer: Any, message: Any) -> None:
+            if message.topic.startswith("ven/ack/"):
+                now = time.time()
+                probe.received += 1
+                probe.first_received = probe.first_received or now
+                probe.last_received = now
+            await handle(consumer, message)
+
+        async def timed_record_acks(uow_factory: Any, clock: Any, acks: Any) -> Any:
+            started = time.perf_counter()
+            matches = await record_acks(uow_factory, clock, acks)
+            self.batches.append((len(acks), time.perf_counter() - started))
+            self.committed += len(acks)
+            self.committed_at = time.time()
+            return matches
+
+        async def timed_copy(conn: Any, table: str, *args: Any, **kwargs: Any) -> None:
+            started = time.perf_counter()
+            await pg_copy(conn, table, *args, **kwargs)
+            probe._statement(f"COPY {table}", time.perf_counter() - started)
+
+        consumer_module.MqttConsumer.handle = timed_handle  # type: ignore[method-assign]
+        # Both names: batches come through the consumer's, a write stored
+        # alone through record_ack, which calls the services module's.
+        consumer_module.record_acks = timed_record_acks
+        services.record_acks = timed_record_acks
+        if not self.statements_on:
+            return
+        repositories._pg_copy = timed_copy
+
+        def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            started = conn.info["bench_started"].pop()
+            probe._statement(" ".join(statement.split())[:70], time.perf_counter() - started)
+
+        event.listen(Engine, "before_cursor_execute", before)
+        event.listen(Engine, "after_cursor_execute", after)
+
+    def _statement(self, key: str, seconds: float) -> None:
+        if self.statements is not None:
+            entry = self.statements.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def start(self, phase: str) -> None:
+        self.statements = self.phases.setdefault(phase, {})
+
+    def stop(self) -> None:
+        self.statements = None
+
+
+async def wait_stored(
+    url: str, event_id: str, count: int, probe: AckProbe
+) -> tuple[float, int, int]:
+    """Wait until the worker has committed ``count`` ACKs (its own counter),
+    then check in SQL that ``count`` commands of the event are ACKed and
+    ``count`` ``ven_acks`` rows are there; returns when the last of them was
+    committed (or, if SQL disagreed at first, when it agreed), and the counts."""
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     deadline = time.monotonic() + TIMEOUT
+    while probe.committed < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker committed {probe.committed} ACKs after {TIMEOUT}s")
+        await asyncio.sleep(0.01)
+    committed_at = probe.committed_at
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        first = True
         while True:
             cur = await conn.execute(
                 "SELECT (SELECT count(*) FROM commands WHERE event_id = %s AND state = 'acked'),"
@@ -238,10 +372,11 @@ async def wait_stored(url: str, event_id: str, count: int) -> tuple[float, int, 
             assert row is not None
             acked, rows = int(row[0]), int(row[1])
             if acked >= count and rows >= count:
-                return time.time(), acked, rows
+                return (committed_at if first else time.time()), acked, rows
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {acked} commands ACKed, {rows} ACK rows after {TIMEOUT}s")
-            await asyncio.sleep(0.01)
+            first = False
+            await asyncio.sleep(0.1)
 
 
 async def bare_copy(url: str, event_id: str) -> tuple[float, int]:
@@ -301,7 +436,15 @@ class Result:
     commands: int
     duplicates: int
     ack_s: float
+    acks_built_s: float
     acks_published_s: float
+    first_ack_received_s: float
+    last_ack_received_s: float
+    after_last_received_s: float
+    ack_batches: list[tuple[int, float]]
+    bare_ack_transport_s: float
+    bare_ack_published_s: float
+    bare_acks_received: int
     acked: int
     ack_rows: int
     actual_reduction_kw: float
@@ -311,6 +454,11 @@ class Result:
     bare_copy_rows: int
     rss_before_mb: float
     rss_after_mb: float
+    statements: dict[str, dict[str, list[float]]]
+
+    @property
+    def record_acks_s(self) -> float:
+        return sum(seconds for _, seconds in self.ack_batches)
 
 
 class Profiler:
@@ -365,6 +513,8 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         clock=clock, settings=settings,
     )  # fmt: skip
     tasks: list[asyncio.Task[None]] = []
+    probe = AckProbe(args.statements)
+    probe.install()
     try:
         registering = time.perf_counter()
         await make_online(storage, prefix, args.vens)
@@ -382,17 +532,21 @@ async def run(args: argparse.Namespace, url: str) -> Result:
             end_time=start + timedelta(minutes=10), requested_reduction_kw=float(args.vens),
         )  # fmt: skip
         profiler = Profiler(args.profile, "dispatch")
+        probe.start("dispatch")
         got = await wait_pipe(ours)
+        probe.stop()
         profiler.done()
         if got[0] != "commands":
             raise RuntimeError(f"not every VEN got its command: {got}")
         _, received, distinct = got
         profiler = Profiler(args.profile, "acks")
+        probe.start("acks")
         ours.send("ack")
-        stored_at, acked, ack_rows = await wait_stored(url, event.id, distinct)
+        stored_at, acked, ack_rows = await wait_stored(url, event.id, distinct, probe)
+        probe.stop()
         profiler.done()
         got = await wait_pipe(ours)
-        _, first_ack, last_ack_published = got
+        _, first_ack, acks_built, last_ack_published = got
         async with storage.uow_factory() as uow:
             stored = await uow.events.get(event.id)
         rss_after = rss_mb()
@@ -411,6 +565,11 @@ async def run(args: argparse.Namespace, url: str) -> Result:
         bare = got[1]
         _, bare_first, _ = await wait_pipe(mine)
         publisher.join(10)
+        ours.send("bare acks")
+        got = await wait_pipe(ours)
+        if got[0] != "bare acks":
+            raise RuntimeError(f"the bare ACKs did not all arrive: {got}")
+        _, bare_ack_first, bare_ack_published, bare_acks = got
         copy_s, copy_rows = await bare_copy(url, event.id)
         t0 = start.timestamp()
         return Result(
@@ -426,8 +585,18 @@ async def run(args: argparse.Namespace, url: str) -> Result:
             first_command_s=received["first"] - t0,
             commands=received["event"],
             duplicates=received["event"] - distinct,
-            ack_s=stored_at - first_ack,
-            acks_published_s=last_ack_published - first_ack,
+            # From the first ACK's publish (the payloads are built before it).
+            ack_s=stored_at - acks_built,
+            acks_built_s=acks_built - first_ack,
+            acks_published_s=last_ack_published - acks_built,
+            first_ack_received_s=probe.first_received - acks_built,
+            last_ack_received_s=probe.last_received - acks_built,
+            after_last_received_s=stored_at - probe.last_received,
+            ack_batches=list(probe.batches),
+            bare_ack_transport_s=bare_acks["last"] - bare_ack_first,
+            bare_ack_published_s=bare_ack_published - bare_ack_first,
+            bare_acks_received=bare_acks["count"],
+            statements=probe.phases,
             acked=acked,
             ack_rows=ack_rows,
             actual_reduction_kw=stored.actual_reduction_kw if stored else float("nan"),
@@ -457,6 +626,10 @@ def main() -> None:
     parser.add_argument(
         "--profile", default=None, help="cProfile each phase into PROFILE.dispatch, PROFILE.acks"
     )
+    parser.add_argument(
+        "--statements", action="store_true",
+        help="time each kind of SQL statement (COPY included) per phase, and print them",
+    )  # fmt: skip
     args = parser.parse_args()
     log_file = args.log_file or tempfile.mkstemp(prefix="bench_dispatch_", suffix=".log")[1]
     logging.basicConfig(
@@ -487,6 +660,7 @@ def run_once(args: argparse.Namespace) -> Result:
 
 
 def report(n: int, r: Result) -> None:
+    sizes = [size for size, _ in r.ack_batches] or [0]
     rows = [
         ("register (telemetry, auto-registered)", f"{r.register_s:.3f} s", "", ""),
         ("event start -> last command", f"{r.dispatch_s:.3f} s",
@@ -494,10 +668,24 @@ def report(n: int, r: Result) -> None:
         ("  bare paho publisher, same payloads", f"{r.bare_publish_s:.3f} s",
          f"{r.bare_received} received", f"{r.dispatch_s / r.bare_publish_s:.2f}x"),
         ("first ACK published -> all stored", f"{r.ack_s:.3f} s",
-         f"publishing took {r.acks_published_s:.3f} s; {r.acked} ACKed, {r.ack_rows} rows, "
-         f"actualReductionKw {r.actual_reduction_kw:.1f}", ""),
+         f"{r.acked} ACKed, {r.ack_rows} rows, actualReductionKw {r.actual_reduction_kw:.1f}",
+         ""),
+        ("  the fleet publishing them (to PUBACK)", f"{r.acks_published_s:.3f} s",
+         f"payloads built before, in {r.acks_built_s:.3f} s", ""),
+        ("  worker: first ACK received", f"{r.first_ack_received_s:.3f} s",
+         "after the first publish", ""),
+        ("  worker: last ACK received", f"{r.last_ack_received_s:.3f} s",
+         "after the first publish", ""),
+        ("  last received -> all stored", f"{r.after_last_received_s:.3f} s", "", ""),
+        ("  bare paho transport, same ACKs", f"{r.bare_ack_transport_s:.3f} s",
+         f"first publish -> last received by a paho subscriber ({r.bare_acks_received}); "
+         f"published in {r.bare_ack_published_s:.3f} s",
+         f"{r.ack_s / r.bare_ack_transport_s:.2f}x"),
         ("  bare binary COPY, same rows", f"{r.bare_copy_s:.3f} s", f"{r.bare_copy_rows} rows",
          f"{r.ack_s / r.bare_copy_s:.2f}x"),
+        ("store path: record_acks, summed", f"{r.record_acks_s:.3f} s",
+         f"{len(r.ack_batches)} batches of {min(sizes)}-{max(sizes)} "
+         f"(mean {sum(sizes) / len(sizes):.0f})", f"{r.record_acks_s / r.bare_copy_s:.2f}x"),
         ("worker process RSS", f"{r.rss_after_mb:.0f} MB",
          f"{r.rss_before_mb:.0f} MB before the event", ""),
     ]  # fmt: skip
@@ -505,6 +693,13 @@ def report(n: int, r: Result) -> None:
     print(f"  {'measure':<40} {'seconds':>10} {'ratio':>7}  notes")
     for name, value, notes, ratio in rows:
         print(f"  {name:<40} {value:>10} {ratio:>7}  {notes}", flush=True)
+    for phase, statements in r.statements.items():
+        if not statements:
+            continue  # not asked for (--statements)
+        print(f"  SQL statements during {phase} (wall time, any task; count, seconds):")
+        ranked = sorted(statements.items(), key=lambda kv: -kv[1][1])
+        for text, (count, seconds) in ranked[:15]:
+            print(f"    {int(count):>7} {seconds:>9.3f}  {text}")
 
 
 if __name__ == "__main__":

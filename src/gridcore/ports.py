@@ -195,6 +195,12 @@ class CommandRepository(Protocol):
         """The commands among ``correlation_ids`` that exist, by correlationId."""
         ...
 
+    async def events_of(self, correlation_ids: Sequence[str]) -> dict[str, str | None]:
+        """The event (None: none) of each command among ``correlation_ids``
+        that exists: what to lock before reading them (an ACK batch reads its
+        commands once, under their events' locks)."""
+        ...
+
     async def update_many(self, commands: Sequence[Command]) -> None: ...
 
     async def for_event(self, event_id: str, ven_ids: Sequence[str] | None = None) -> list[Command]:

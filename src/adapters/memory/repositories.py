@@ -320,6 +320,9 @@ class InMemoryCommandRepository:
         found = ((cid, self._commands.get(cid)) for cid in correlation_ids)
         return {cid: command for cid, command in found if command is not None}
 
+    async def events_of(self, correlation_ids: Sequence[str]) -> dict[str, str | None]:
+        return {cid: c.event_id for cid, c in (await self.get_many(correlation_ids)).items()}
+
     async def update_many(self, commands: Sequence[Command]) -> None:
         for command in commands:
             if self._commands.get(command.correlation_id) is None:

@@ -175,10 +175,26 @@ commands = Table(
     Column("supersedes", COMMAND_ID),
     # Not published before this: a staggered restore (gridcore.rebound).
     Column("not_before", UtcDateTime),
-    Index(None, "state", "created_at"),  # the outbox: pending, oldest first
-    # The outbox's commands whose time has come, without reading those that
-    # wait: (pending, NULL) at once, (pending, <= now) once due.
-    Index(None, "state", "not_before", "created_at"),
+    # The outbox's commands due at once, oldest first, straight off the index
+    # (a LIMIT stops after N; an event's commands share one created_at).
+    Index(
+        None,
+        "state",
+        "created_at",
+        "correlation_id",
+        postgresql_where=text("not_before IS NULL"),
+        sqlite_where=text("not_before IS NULL"),
+    ),
+    # The outbox's commands that wait (staggered restores), once due:
+    # (pending, <= now), without reading the others (migration 0012).
+    Index(
+        None,
+        "state",
+        "not_before",
+        "created_at",
+        postgresql_where=text("not_before IS NOT NULL"),
+        sqlite_where=text("not_before IS NOT NULL"),
+    ),
     Index(None, "state", "deadline"),  # overdue ACKs
     Index(None, "event_id", "ven_id"),  # an event's commands; an ACK batch's VENs in it
     Index(None, "ven_id", "op", "created_at"),  # ACKs without correlationId
