@@ -92,7 +92,7 @@ async def test_the_outbox_reads_only_what_is_due_on_postgres(backend: Backend) -
             rows = await conn.execute(text(query), {"now": T0 + timedelta(seconds=60)})
             plans.append("\n".join(r[0] for r in rows))
     at_once, due = plans
-    # Each through the index of its own commands (migration 0012): the ones
+    # Each through the index of its own commands (migration 0016): the ones
     # due at once hold no waiting restore; the waiting ones, a range of not_before.
     assert "ix_commands_state_created_at_correlation_id" in at_once, at_once
     assert "ix_commands_state_not_before_created_at" in due, due
@@ -102,7 +102,7 @@ async def test_the_outbox_reads_only_what_is_due_on_postgres(backend: Backend) -
 async def test_an_events_outbox_is_read_a_batch_at_a_time_on_postgres(backend: Backend) -> None:
     """Every command of an event shares its created_at: the relay's first N
     due at once come straight off the index in (created_at, correlationId)
-    order (migration 0012), without reading and sorting every pending command
+    order (migration 0016), without reading and sorting every pending command
     for each batch."""
     if backend.name != "postgres":
         pytest.skip("PostgreSQL's plan")
