@@ -197,6 +197,7 @@ async def store(url: str, batch: list[TelemetrySample], size: int) -> float:
         result = await writer.append(rest[i : i + size])
         assert result.stored == len(rest[i : i + size]), result
     elapsed = time.perf_counter() - started
+    await writer.close()
     await engine.dispose()
     return len(rest) / elapsed
 

@@ -108,7 +108,7 @@ async def ingest(url: str, data: list[TelemetrySample], size: int, *, by_span: b
     engine = create_engine(url)
     writer = SqlTelemetryStore(engine)
     # The reference runs the statements as they were before partitioning.
-    writer._writer = PostgresBatchWriter(DEFAULT_OFFLINE_AFTER, by_span=by_span)
+    writer._writer = PostgresBatchWriter(engine, DEFAULT_OFFLINE_AFTER, by_span=by_span)
     await writer.append(data[:size])  # registers the VENs; not timed
     rest = data[size:]
     started = time.perf_counter()
@@ -116,6 +116,7 @@ async def ingest(url: str, data: list[TelemetrySample], size: int, *, by_span: b
         result = await writer.append(rest[i : i + size])
         assert result.stored == len(rest[i : i + size]), result
     elapsed = time.perf_counter() - started
+    await writer.close()
     await engine.dispose()
     return len(rest) / elapsed
 
@@ -162,6 +163,7 @@ async def drop_while_ingesting(
     await asyncio.sleep(1.0)
     stop.set()
     await task
+    await writer.close()
     await engine.dispose()
     assert report is not None and any(d.startswith("ven_telemetry:") for d in report.dropped)
     before = [e - s for s, e in batches if e < begun]
