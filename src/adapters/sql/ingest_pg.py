@@ -21,15 +21,18 @@ Why this shape (measured; see docs/benchmarks.md):
   need no escaping (``validate_ven_id``: letters, digits, ``_.:-``).
 - Rows are formatted straight into the COPY buffer (``formatter.write_row``),
   not through one ``await write_row`` per row; the buffer is sent in blocks.
-- Round trips: a batch is four (five when it takes a block of ids). The
-  lock and the duplicate check go with the transaction's BEGIN in one
-  pipeline; the two COPYs; the current-state statement with the COMMIT in
-  another. The connection is kept from one batch to the next and used
-  through psycopg directly: the pool's pre-ping (a ``SELECT 1``: one more
-  round trip) and SQLAlchemy's checkout, transaction and greenlet hops cost
-  the worker ~1 ms of CPU a batch, and a connection that finished a batch a
+- Round trips: a batch is six (seven when it takes a block of ids), ten
+  before. The lock and the duplicate check go with the transaction's BEGIN
+  in one pipeline; each COPY is two (its start, then its end's answer); the
+  current-state statement goes with the COMMIT in another pipeline. The
+  connection is kept from one batch to the next and used through psycopg
+  directly: the pool's pre-ping (a ``SELECT 1``, one more round trip, which
+  also sent the BEGIN alone) and SQLAlchemy's checkout, transaction and greenlet hops cost the
+  worker CPU on every batch, and a connection that finished a batch a
   moment ago has nothing to tell a ping. One idle for longer than
-  ``_KEEP_SECONDS`` goes back to the pool, and is pinged when next checked out.
+  ``_KEEP_SECONDS`` goes back to the pool, which pings it at its next
+  checkout; one found closed when used again fails its batch with
+  ``StaleConnectionError``, which the store retries on a new connection.
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.tables import LOAD_FIELDS, PANEL_FIELDS
-from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
+from adapters.sql.telemetry import (
+    Key,
+    Prepared,
+    StaleConnectionError,
+    newest_per_ven,
+    received_by,
+)
 
 log = logging.getLogger("adapters.sql.telemetry")
 
@@ -294,6 +303,7 @@ class PostgresBatchWriter:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        kept = self._kept is not None
         conn, pg = await self._connection()
         try:
             yield pg
@@ -303,6 +313,10 @@ class PostgresBatchWriter:
             if isinstance(exc, psycopg.IntegrityError):
                 # What the store retries (a concurrent writer stored the same row).
                 raise IntegrityError(None, None, exc) from exc
+            if kept and isinstance(exc, psycopg.OperationalError) and pg.closed:
+                # Retried on a new connection (pinged by the pool). Had the
+                # COMMIT gone through, the retry finds the rows and skips them.
+                raise StaleConnectionError(str(exc)) from exc
             raise
         if self._kept is None:
             self._kept, self._kept_since = (conn, pg), time.monotonic()

@@ -40,6 +40,12 @@ log = logging.getLogger("adapters.sql.telemetry")
 _RETRIES = 3  # a concurrent writer storing the same message makes COPY fail; retry
 
 
+class StaleConnectionError(Exception):
+    """The connection a writer kept from its last batch, used again without a
+    ping, turned out closed (the server restarted or ended it): the batch is
+    tried again on a new one, as a pre-ping would have had it."""
+
+
 Key = tuple[str, datetime]
 
 
@@ -260,6 +266,10 @@ class SqlTelemetryStore:
                 if attempt == _RETRIES:
                     raise
                 log.info("telemetry batch raced another writer; retrying (%d)", attempt)
+            except StaleConnectionError as exc:
+                if attempt == _RETRIES:
+                    raise
+                log.info("telemetry batch retried on a new connection: %s", exc.__cause__)
         refused.extend(rejected)
         reasons.extend(NOT_REGISTERED for _ in rejected)
         return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
