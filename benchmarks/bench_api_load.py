@@ -117,6 +117,7 @@ def ingest(url: str, port: int, count: int, ready: Any, done: Any, measured: Any
         await asyncio.to_thread(measured.wait, 60)
         worker.stop()
         await asyncio.wait_for(task, 30)
+        await store.inner.close()
         await engine.dispose()
         lags = sorted(store.lags)
         span = store.last_commit - (store.first_call or 0.0)

@@ -229,6 +229,7 @@ async def store(
         result = await store_.append(rest[i : i + size])
         assert result.stored == len(rest[i : i + size]), result
     elapsed = time.perf_counter() - started
+    await store_.close()
     await engine.dispose()
     return len(rest) / elapsed
 

@@ -204,7 +204,9 @@ async def prepared_database() -> tuple[str, str]:
     name, url = fresh_database()
     await migrate(url, retries=3, wait_seconds=0.5)
     engine = create_engine(url)
-    await register_fleet(SqlTelemetryStore(engine))
+    store = SqlTelemetryStore(engine)
+    await register_fleet(store)
+    await store.close()
     await engine.dispose()
     return name, url
 
@@ -250,6 +252,7 @@ async def run_worker(
         await asyncio.to_thread(pub.join, 30)
         worker.stop()
         await asyncio.wait_for(task, 30)
+        await store.inner.close()
         await engine.dispose()
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)

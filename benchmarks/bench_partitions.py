@@ -107,7 +107,7 @@ class Database:
 async def ingest(url: str, data: list[TelemetrySample], size: int, *, by_span: bool) -> float:
     def old_statements(store_: SqlTelemetryStore) -> None:
         # The reference runs the statements as they were before partitioning.
-        store_._writer = PostgresBatchWriter(DEFAULT_OFFLINE_AFTER, by_span=by_span)
+        store_._writer = PostgresBatchWriter(store_._engine, DEFAULT_OFFLINE_AFTER, by_span=by_span)
 
     return await store(url, data, size, writer=old_statements)
 
@@ -154,6 +154,7 @@ async def drop_while_ingesting(
     await asyncio.sleep(1.0)
     stop.set()
     await task
+    await writer.close()
     await engine.dispose()
     assert report is not None and any(d.startswith("ven_telemetry:") for d in report.dropped)
     before = [e - s for s, e in batches if e < begun]

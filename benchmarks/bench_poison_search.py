@@ -78,6 +78,7 @@ async def write(url: str, batch: list[TelemetrySample]) -> tuple[int, float]:
     elapsed = time.perf_counter() - started
     batcher.close()
     await runner
+    await store.inner.close()
     await engine.dispose()
     assert batcher.stats.stored + batcher.stats.poisoned == len(batch), batcher.stats
     return store.writes, elapsed

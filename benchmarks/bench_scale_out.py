@@ -115,7 +115,9 @@ async def prepare(url: str) -> None:
     await migrate(url, retries=3, wait_seconds=0.5)
     engine = create_engine(url)
     try:
-        await register_fleet(SqlTelemetryStore(engine))
+        store = SqlTelemetryStore(engine)
+        await register_fleet(store)
+        await store.close()
     finally:
         await engine.dispose()
 

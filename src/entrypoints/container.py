@@ -138,9 +138,15 @@ def sql_storage(
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    telemetry_store = SqlTelemetryStore(engine, max_hold=max_hold)
+
+    async def close() -> None:
+        await telemetry_store.close()  # the connection it keeps between batches
+        await engine.dispose()
+
     return Storage(
         uow_factory=SqlUnitOfWorkFactory(engine),
-        telemetry_store=SqlTelemetryStore(engine, max_hold=max_hold),
+        telemetry_store=telemetry_store,
         telemetry_queries=SqlTelemetryQueries(engine, loads_max_age=loads_max_age),
         shadows=SqlShadowStore(engine),
         new_lease=new_lease,
@@ -154,7 +160,7 @@ def sql_storage(
         openadr=SqlOpenAdrStore(engine),
         rollup=SqlHistoryRollup(engine),
         ping=ping,
-        close=engine.dispose,
+        close=close,
     )
 
 

@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from gridcore.errors import InvalidInput
 from gridcore.timestamps import heard_at
@@ -15,10 +15,15 @@ from gridcore.timestamps import heard_at
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class LoadSample:
+class LoadSample(NamedTuple):
     """A load/circuit as reported in one telemetry message (circuits and loads
-    of the payload merged by id)."""
+    of the payload merged by id).
+
+    A named tuple rather than a frozen dataclass: ingest builds ten of these
+    for every message, and a frozen dataclass costs ten times as much to
+    construct (one ``object.__setattr__`` per field); the fields are in the
+    order of a load row's columns, so that a store may write one as it is.
+    Like any tuple it compares equal to a plain tuple of the same values."""
 
     load_id: str
     name: str | None = None

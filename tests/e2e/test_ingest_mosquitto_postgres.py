@@ -54,9 +54,9 @@ class Storage:
 async def storage(postgres_url: str) -> AsyncIterator[Storage]:
     await migrate(postgres_url, retries=3, wait_seconds=0.5)
     engine = create_engine(postgres_url, timeout=10.0)
-    yield Storage(
-        engine, SqlUnitOfWorkFactory(engine), SqlTelemetryStore(engine), SqlShadowStore(engine)
-    )
+    store = SqlTelemetryStore(engine)
+    yield Storage(engine, SqlUnitOfWorkFactory(engine), store, SqlShadowStore(engine))
+    await store.close()
     await engine.dispose()
 
 

@@ -63,15 +63,17 @@ async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     url = str(request.getfixturevalue(f"migrated_{name}_url"))
     engine = create_engine(url)
+    store = SqlTelemetryStore(engine)
     try:
         yield Backend(
             name,
             SqlUnitOfWorkFactory(engine),
-            SqlTelemetryStore(engine),
+            store,
             SqlTelemetryQueries(engine),
             SqlVenStatusStore(engine),
             SqlLoadSnapshotStore(engine),
             SqlHistoryRollup(engine),
         )
     finally:
+        await store.close()
         await engine.dispose()

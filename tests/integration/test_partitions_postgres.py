@@ -35,6 +35,14 @@ async def engine(migrated_postgres_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+async def append(engine: AsyncEngine, samples: list[TelemetrySample]) -> None:
+    store = SqlTelemetryStore(engine)
+    try:
+        await store.append(samples)
+    finally:
+        await store.close()  # the connection it keeps for the next batch
+
+
 def sample(ven: str, at: datetime, used: float = 1.0) -> TelemetrySample:
     load = LoadSample("ev", "EV", "ev_charger", 7.2, used, 7.2, True, 1, False, 40.0)
     return TelemetrySample(ven, at, used_power_kw=used, loads=(load,), raw_payload=f"{at}")
@@ -61,7 +69,6 @@ async def rows(engine: AsyncEngine, query: str) -> list[tuple[object, ...]]:
 
 @pytest.mark.postgres
 async def test_days_are_made_ahead_and_waiting_rows_get_their_day(engine: AsyncEngine) -> None:
-    store = SqlTelemetryStore(engine)
     stamps = [
         NOW - 2 * DAY,  # days not made yet: they wait in the catch-all
         NOW - DAY,
@@ -70,7 +77,7 @@ async def test_days_are_made_ahead_and_waiting_rows_get_their_day(engine: AsyncE
         NOW + timedelta(minutes=4),
         datetime(2003, 1, 1, tzinfo=UTC),  # an implausible clock: past retention
     ]
-    await store.append([sample("ven-a", at, float(i)) for i, at in enumerate(stamps)])
+    await append(engine, [sample("ven-a", at, float(i)) for i, at in enumerate(stamps)])
     waiting = await rows(engine, "SELECT count(*) FROM ven_telemetry_default")
     assert waiting == [(6,)]
     before = await rows(engine, "SELECT * FROM ven_telemetry ORDER BY timestamp")
@@ -103,8 +110,7 @@ async def test_days_are_made_ahead_and_waiting_rows_get_their_day(engine: AsyncE
 
 @pytest.mark.postgres
 async def test_retention_drops_exactly_the_days_past_it(engine: AsyncEngine) -> None:
-    store = SqlTelemetryStore(engine)
-    await store.append([sample("ven-a", NOW - n * DAY) for n in range(40)])
+    await append(engine, [sample("ven-a", NOW - n * DAY) for n in range(40)])
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -136,9 +142,7 @@ async def test_retention_drops_exactly_the_days_past_it(engine: AsyncEngine) -> 
 async def test_two_maintainers_at_once_neither_fails(migrated_postgres_url: str) -> None:
     engines = [create_engine(migrated_postgres_url) for _ in range(2)]
     try:
-        await SqlTelemetryStore(engines[0]).append(
-            [sample("ven-a", NOW - n * DAY) for n in range(5)]
-        )
+        await append(engines[0], [sample("ven-a", NOW - n * DAY) for n in range(5)])
         maintainers = [PostgresPartitions(e) for e in engines]
         policy = RetentionPolicy(raw_days=3)
         for _ in range(3):
@@ -159,8 +163,8 @@ async def test_ingest_goes_on_while_a_day_is_dropped(migrated_postgres_url: str)
     lock: it gives up after lock_timeout, lets the queued ingest through, and
     tries again. Ingest never fails and never waits much longer than that."""
     engine = create_engine(migrated_postgres_url)
+    store = SqlTelemetryStore(engine)
     try:
-        store = SqlTelemetryStore(engine)
         await store.append([sample("ven-old", NOW - 40 * DAY)])
         await PostgresPartitions(engine).enforce(RetentionPolicy(raw_days=100), NOW)
         async with engine.connect() as conn:  # a day of 20,000 rows to drop
@@ -217,6 +221,7 @@ async def test_ingest_goes_on_while_a_day_is_dropped(migrated_postgres_url: str)
         # Loose on a shared machine: the point is a bounded wait, not seconds.
         assert max(waits) < 0.9
     finally:
+        await store.close()
         await engine.dispose()
 
 
@@ -227,7 +232,7 @@ async def test_sqlite_deletes_rows_past_retention_in_batches(tmp_path: Path) -> 
     await migrate(url, log=lambda _: None)
     engine = create_engine(url)
     try:
-        await SqlTelemetryStore(engine).append([sample("ven-a", NOW - n * DAY) for n in range(40)])
+        await append(engine, [sample("ven-a", NOW - n * DAY) for n in range(40)])
         report = await SqliteRetention(engine, delete_batch=3).enforce(
             RetentionPolicy(raw_days=35), NOW
         )
@@ -241,7 +246,7 @@ async def test_sqlite_deletes_rows_past_retention_in_batches(tmp_path: Path) -> 
 
 @pytest.mark.postgres
 async def test_a_day_left_detached_by_a_stopped_pass_is_dropped(engine: AsyncEngine) -> None:
-    await SqlTelemetryStore(engine).append([sample("ven-a", NOW - 40 * DAY)])
+    await append(engine, [sample("ven-a", NOW - 40 * DAY)])
     await PostgresPartitions(engine).enforce(RetentionPolicy(raw_days=100), NOW)
     day = f"ven_telemetry_p{TODAY - 40 * DAY:%Y%m%d}"
     async with engine.begin() as conn:

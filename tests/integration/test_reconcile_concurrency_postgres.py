@@ -73,6 +73,7 @@ async def fleet(migrated_postgres_url: str) -> AsyncIterator[ReconcilingFleet]:
         )
         found.store = SqlTelemetryStore(engine)
         yield found
+        await found.store.close()
     finally:
         await engine.dispose()
 

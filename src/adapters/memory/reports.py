@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -104,4 +104,4 @@ class InMemoryLoadSnapshotStore:
 
 def _stored(load: LoadSample) -> LoadSample:
     """What ``load_snapshots`` keeps of a load line (its columns)."""
-    return replace(load, breaker_amps=None, current_amps=None)
+    return load._replace(breaker_amps=None, current_amps=None)

@@ -280,11 +280,37 @@ def merge_loads(
     return _merge_lines([_line(c) for c in circuits], [_line(ld) for ld in loads])
 
 
+_NO_LINE: dict[str, Any] = {}  # the other view of a circuit reported in one view only
+_new_tuple = tuple.__new__  # a named tuple from a tuple in field order, without its __new__'s call
+
+
+def _merged(load_id: str, c: CircuitLine, ld: LoadLine) -> LoadSample:
+    """A circuit's ``circuits`` entry and its ``loads`` entry (either may be
+    ``_NO_LINE``) as one line; where both report a value, the load's wins.
+    The one place a line is built from the payload: it runs for every
+    circuit of every message, hence the lookups written out in field order."""
+    get, lget = c.get, ld.get
+    name, power = lget("name"), lget("current_power_kw")
+    enabled, critical = lget("enabled"), lget("critical")
+    line = (
+        load_id,
+        name if name is not None else get("name"),
+        lget("type"),
+        lget("capacity_kw"),
+        power if power is not None else get("current_kw"),
+        lget("shed_capability_kw"),
+        enabled if enabled is not None else get("enabled"),
+        lget("priority"),
+        critical if critical is not None else get("critical"),
+        get("breaker_amps"),
+        get("current_amps"),
+    )
+    return _new_tuple(LoadSample, line)
+
+
 def _merge_lines(
     circuits: Sequence[CircuitLine], loads: Sequence[LoadLine]
 ) -> tuple[LoadSample, ...]:
-    # Written out long-hand: this runs for every circuit of every message on
-    # the ingest hot path, where helper calls per field cost more than the rest.
     by_id: dict[str, LoadLine] = {load["load_id"]: load for load in loads}
     merged: list[LoadSample] = []
     seen: set[str] = set()
@@ -296,56 +322,16 @@ def _merge_lines(
         seen.add(cid)
         ld = by_id.get(cid)
         if ld is None:
-            merged.append(
-                LoadSample(
-                    load_id=cid,
-                    name=c.get("name"),
-                    current_power_kw=c.get("current_kw"),
-                    enabled=c.get("enabled"),
-                    critical=c.get("critical"),
-                    breaker_amps=c.get("breaker_amps"),
-                    current_amps=c.get("current_amps"),
-                )
-            )
-            continue
-        matched += 1
-        name, power = ld.get("name"), ld.get("current_power_kw")
-        enabled, critical = ld.get("enabled"), ld.get("critical")
-        merged.append(
-            LoadSample(
-                load_id=cid,
-                name=name if name is not None else c.get("name"),
-                type=ld.get("type"),
-                capacity_kw=ld.get("capacity_kw"),
-                current_power_kw=power if power is not None else c.get("current_kw"),
-                shed_capability_kw=ld.get("shed_capability_kw"),
-                enabled=enabled if enabled is not None else c.get("enabled"),
-                priority=ld.get("priority"),
-                critical=critical if critical is not None else c.get("critical"),
-                breaker_amps=c.get("breaker_amps"),
-                current_amps=c.get("current_amps"),
-            )
-        )
+            merged.append(_merged(cid, c, _NO_LINE))  # type: ignore[arg-type]
+        else:
+            matched += 1
+            merged.append(_merged(cid, c, ld))
     if matched < len(by_id):
         for ld in loads:
-            if ld["load_id"] not in seen:
-                seen.add(ld["load_id"])
-                merged.append(_load_sample(ld))
+            if (load_id := ld["load_id"]) not in seen:
+                seen.add(load_id)
+                merged.append(_merged(load_id, _NO_LINE, ld))  # type: ignore[arg-type]
     return tuple(merged)
-
-
-def _load_sample(ld: LoadLine) -> LoadSample:
-    return LoadSample(
-        load_id=ld["load_id"],
-        name=ld.get("name"),
-        type=ld.get("type"),
-        capacity_kw=ld.get("capacity_kw"),
-        current_power_kw=ld.get("current_power_kw"),
-        shed_capability_kw=ld.get("shed_capability_kw"),
-        enabled=ld.get("enabled"),
-        priority=ld.get("priority"),
-        critical=ld.get("critical"),
-    )
 
 
 def _refuse_nul(wire: TelemetryWire) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -169,6 +170,41 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
+def _publish_fields(
+    header: int, data: bytes | bytearray, mqtt5: bool
+) -> tuple[str, bytes, int, int] | None:
+    """(topic, payload, QoS, message id) of a QoS 0 or 1 PUBLISH packet (its
+    bytes after the fixed header); None for QoS 2 or a packet paho would
+    refuse. MQTT 5 properties are skipped, not decoded."""
+    qos = (header & 0x06) >> 1
+    try:
+        start = 2 + ((data[0] << 8) | data[1])
+        if qos == 2 or start == 2 or start > len(data):
+            return None
+        topic = data[2:start].decode("utf-8")
+        mid = 0
+        if qos:
+            mid = (data[start] << 8) | data[start + 1]
+            start += 2
+        if mqtt5:  # the properties' length, a variable byte integer
+            length, shift = 0, 0
+            while True:
+                byte = data[start]
+                start += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    return None
+            start += length
+            if start > len(data):
+                return None
+    except (IndexError, UnicodeDecodeError):
+        return None
+    return topic, bytes(data[start:]), qos, mid
+
+
 class _Client(aiomqtt.Client):
     """aiomqtt's client with a lean receive path into the transport's queue,
     and reading paused while that queue is above its high-water mark."""
@@ -193,6 +229,7 @@ class _Client(aiomqtt.Client):
         )
         if self._settled_filters:
             self._client.manual_ack_set(True)
+        self._client._handle_publish = self._handle_publish  # type: ignore[method-assign]
         # Counts connections: a PUBACK belongs to the connection that received
         # the message (message ids restart with each one).
         self.connection = 0
@@ -227,19 +264,45 @@ class _Client(aiomqtt.Client):
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload)
+        # ``topic``: a property decoding the topic's bytes at each call
+        self._deliver(message.topic, payload, message.qos, message.retain, message.mid)
+
+    def _deliver(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        client = self._client
         settle = None
-        topic = message.topic  # a property decoding the topic's bytes at each call
-        if self._settled_filters and message.qos > 0:
+        if self._settled_filters and qos > 0:
             if any(
                 topic.startswith(start) and match_levels(f, topic) is not None
                 for f, start in self._settled_filters
             ):
-                settle = self._settler(client, message.mid, message.qos)
+                settle = self._settler(client, mid, qos)
             else:
-                client.ack(message.mid, message.qos)
-        self._sink.put_nowait(BrokerMessage(topic, payload, message.qos, message.retain, settle))
+                client.ack(mid, qos)
+        self._sink.put_nowait(BrokerMessage(topic, payload, qos, retain, settle))
         if self.paused_fd is None and self._sink.qsize() >= self._high_water:
             self._pause()
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """paho's ``Client._handle_publish`` for the PUBLISH packets the
+        consumer gets (QoS 0 and 1): the packet's fields read straight into
+        :meth:`_deliver`. paho builds an ``MQTTMessage`` (with a
+        ``threading.Condition``) and, on MQTT 5, a ``Properties`` object (a
+        table of every property, rebuilt per packet) for each message: ~15 us
+        that nothing here reads. A packet this does not take (QoS 2, or one
+        paho refuses: an empty topic, a topic that is not UTF-8, a truncated
+        packet) goes to paho's own, as would messages for per-topic callbacks,
+        but aiomqtt registers none."""
+        client = self._client
+        packet = client._in_packet
+        header = packet["command"]
+        fields = _publish_fields(header, packet["packet"], client._protocol == paho.MQTTv5)
+        if fields is None:
+            return paho.Client._handle_publish(client)
+        topic, payload, qos, mid = fields
+        self._deliver(topic, payload, qos, bool(header & 0x01), mid)
+        if qos and not client._manual_ack:
+            return client._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         # paho calls this once the socket is made, before reading or writing on it.

@@ -21,19 +21,44 @@ Why this shape (measured; see docs/benchmarks.md):
   need no escaping (``validate_ven_id``: letters, digits, ``_.:-``).
 - Rows are formatted straight into the COPY buffer (``formatter.write_row``),
   not through one ``await write_row`` per row; the buffer is sent in blocks.
+- Round trips: a batch is six (seven when it takes a block of ids), ten
+  before. The lock and the duplicate check go with the transaction's BEGIN
+  in one pipeline; each COPY is two (its start, then its end's answer); the
+  current-state statement goes with the COMMIT in another pipeline. The
+  connection is kept from one batch to the next and used through psycopg
+  directly: the pool's pre-ping (a ``SELECT 1``, one more round trip, which
+  also sent the BEGIN alone) and SQLAlchemy's checkout, transaction and greenlet hops cost the
+  worker CPU on every batch, and a connection that finished a batch a
+  moment ago has nothing to tell a ping. One idle for longer than
+  ``_KEEP_SECONDS`` goes back to the pool, which pings it at its next
+  checkout; one found closed when used again fails its batch with
+  ``StaleConnectionError``, which the store retries on a new connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.tables import LOAD_FIELDS, PANEL_FIELDS
-from adapters.sql.telemetry import Key, Prepared, newest_per_ven, received_by
+from adapters.sql.telemetry import (
+    Key,
+    Prepared,
+    StaleConnectionError,
+    newest_per_ven,
+    received_by,
+)
+
+log = logging.getLogger("adapters.sql.telemetry")
 
 _PANEL_TYPES = ["varchar" if f == "event_id" else "float8" for f in PANEL_FIELDS]
 _TELEMETRY_COLUMNS = ["id", "ven_id", "timestamp", *PANEL_FIELDS, "raw_payload"]
@@ -235,8 +260,12 @@ WHERE cur.timestamp < excluded.timestamp OR cur.timestamp > %(received)s::timest
 """
 
 
+# A connection that finished a batch this recently is used again without a ping.
+_KEEP_SECONDS = 2.0
+
+
 async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under SQLAlchemy's, inside the same transaction."""
+    """The psycopg connection under SQLAlchemy's."""
     raw = await conn.get_raw_connection()
     return cast(psycopg.AsyncConnection[Any], raw.driver_connection)
 
@@ -247,13 +276,30 @@ def _ven_ids(ven_ids: Iterable[str]) -> str:
     return f'{{"{text}"}}' if text else "{}"
 
 
+def _key_params(keys: Sequence[Key]) -> dict[str, Any]:
+    """``_EXISTING``'s parameters: the keys, and their span (partition pruning)."""
+    stamps = [k[1] for k in keys]
+    return {
+        "ven_ids": _ven_ids([k[0] for k in keys]),
+        "stamps": _stamps(stamps),
+        "first": min(stamps),
+        "last": max(stamps),
+    }
+
+
 def _stamps(stamps: Iterable[datetime]) -> str:
     text = '","'.join([ts.isoformat() for ts in stamps])
     return f'{{"{text}"}}' if text else "{}"
 
 
 class PostgresBatchWriter:
-    def __init__(self, max_hold: timedelta, *, by_span: bool = True) -> None:
+    """The methods take the psycopg connection ``transaction`` yields."""
+
+    def __init__(self, engine: AsyncEngine, max_hold: timedelta, *, by_span: bool = True) -> None:
+        self._engine = engine
+        # The connection of the last batch (SQLAlchemy's, checked out) and its psycopg one.
+        self._kept: tuple[AsyncConnection, psycopg.AsyncConnection[Any]] | None = None
+        self._kept_since = 0.0
         self._hold_seconds = max_hold.total_seconds()  # gridcore.energy's max_hold
         # A segment of at most max_hold touches at most this many UTC days.
         days = int(max_hold // timedelta(days=1)) + 2
@@ -262,6 +308,64 @@ class PostgresBatchWriter:
         ).replace("{span}", _SPAN if by_span else "true")
         self._existing = _EXISTING.replace("{span}", _SPAN if by_span else "true")
         self._ids: list[int] = []  # taken from the sequence, not used yet
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        kept = self._kept is not None
+        conn, pg = await self._connection()
+        try:
+            yield pg
+            await pg.commit()  # nothing left to do when ``write`` committed
+        except BaseException as exc:
+            await self._discard(conn, pg, exc)
+            if isinstance(exc, psycopg.IntegrityError):
+                # What the store retries (a concurrent writer stored the same row).
+                raise IntegrityError(None, None, exc) from exc
+            if kept and isinstance(exc, psycopg.OperationalError) and pg.closed:
+                # Retried on a new connection (pinged by the pool). Had the
+                # COMMIT gone through, the retry finds the rows and skips them.
+                raise StaleConnectionError(str(exc)) from exc
+            raise
+        if self._kept is None:
+            self._kept, self._kept_since = (conn, pg), time.monotonic()
+        else:  # a concurrent append's: one kept is enough
+            await conn.close()
+
+    async def _connection(self) -> tuple[AsyncConnection, psycopg.AsyncConnection[Any]]:
+        kept, self._kept = self._kept, None  # concurrent appends get connections of their own
+        if kept is not None:
+            if time.monotonic() - self._kept_since < _KEEP_SECONDS and not kept[1].closed:
+                return kept
+            await kept[0].close()  # back to the pool, which pings it at its next checkout
+        conn = await self._engine.connect()
+        try:
+            return conn, await _driver(conn)
+        except BaseException:
+            await conn.close()
+            raise
+
+    async def _discard(
+        self, conn: AsyncConnection, pg: psycopg.AsyncConnection[Any], exc: BaseException
+    ) -> None:
+        """After a failed batch: roll back and give the connection back to the
+        pool, or drop it if it broke (or a cancellation left it mid-statement)."""
+        try:
+            if isinstance(exc, Exception) and not pg.broken and not pg.closed:
+                await pg.rollback()
+            else:
+                await conn.invalidate()
+        except Exception:
+            log.warning("dropping the ingest connection after a failed rollback", exc_info=True)
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            await kept[0].close()
 
     async def _take_ids(self, cur: psycopg.AsyncCursor[Any], count: int) -> list[int]:
         if len(self._ids) < count:
@@ -276,40 +380,46 @@ class PostgresBatchWriter:
         ids, self._ids = self._ids[:count], self._ids[count:]
         return ids
 
-    async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
+    async def known_vens(
+        self, pg: psycopg.AsyncConnection[Any], ven_ids: Sequence[str]
+    ) -> set[str]:
         if not ven_ids:
             return set()
-        pg = await _driver(conn)
         async with pg.cursor() as cur:
             await cur.execute(_LOCK, (_ven_ids(ven_ids),))
             return {row[0] for row in await cur.fetchall()}
 
-    async def register(self, conn: AsyncConnection, first_seen: Sequence[Key]) -> None:
+    async def register(self, pg: psycopg.AsyncConnection[Any], first_seen: Sequence[Key]) -> None:
         if not first_seen:
             return
-        pg = await _driver(conn)
         async with pg.cursor() as cur:
             ven_ids = _ven_ids([ven_id for ven_id, _ in first_seen])
             await cur.execute(_REGISTER, (ven_ids, _stamps([at for _, at in first_seen])))
             await cur.execute(_LOCK, (ven_ids,))
 
-    async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
+    async def existing(self, pg: psycopg.AsyncConnection[Any], keys: Sequence[Key]) -> set[Key]:
         if not keys:
             return set()
-        pg = await _driver(conn)
         async with pg.cursor() as cur:
-            stamps = [k[1] for k in keys]
-            params = {
-                "ven_ids": _ven_ids([k[0] for k in keys]),
-                "stamps": _stamps(stamps),
-                "first": min(stamps),
-                "last": max(stamps),
-            }
-            await cur.execute(self._existing, params)
+            await cur.execute(self._existing, _key_params(keys))
             return {(ven_id, ts.astimezone(UTC)) for ven_id, ts in await cur.fetchall()}
 
-    async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
-        pg = await _driver(conn)
+    async def lookup(
+        self, pg: psycopg.AsyncConnection[Any], ven_ids: Sequence[str], keys: Sequence[Key]
+    ) -> tuple[set[str], set[Key]]:
+        """The lock and the duplicate check sent together, with the
+        transaction's BEGIN: one round trip. The server runs them in order, so
+        the check sees what a writer holding the lock before us committed."""
+        if not ven_ids or not keys:
+            return await self.known_vens(pg, ven_ids), await self.existing(pg, keys)
+        async with pg.pipeline(), pg.cursor() as lock, pg.cursor() as check:
+            await lock.execute(_LOCK, (_ven_ids(ven_ids),))
+            await check.execute(self._existing, _key_params(keys))
+            known = {row[0] for row in await lock.fetchall()}
+            rows = await check.fetchall()
+        return known, {(ven_id, ts.astimezone(UTC)) for ven_id, ts in rows}
+
+    async def write(self, pg: psycopg.AsyncConnection[Any], batch: Sequence[Prepared]) -> None:
         async with pg.cursor() as cur:
             ids = await self._take_ids(cur, len(batch))
             await _copy_telemetry(cur, batch, ids)
@@ -326,7 +436,9 @@ class PostgresBatchWriter:
                 "last": max(item.key[1] for item in batch),
                 "hold": self._hold_seconds,
             }
-            await cur.execute(self._current_state, params)
+            async with pg.pipeline():  # the statement and the COMMIT: one round trip
+                await cur.execute(self._current_state, params)
+                await pg.commit()
 
 
 def _newest_ids(batch: Sequence[Prepared], ids: Sequence[int]) -> list[tuple[Prepared, int]]:

@@ -7,17 +7,19 @@ is exact and the ids taken after ``max(id)`` are free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import BindParameter
 
 from adapters.sql.energy import VenEnergy, energy_update
+from adapters.sql.engine import SQLITE_BEGIN
 from adapters.sql.tables import (
     INTERVAL_TOTALS,
     LOAD_FIELDS,
@@ -47,8 +49,19 @@ _V_TS: BindParameter[datetime] = bindparam("v_ts", type_=UtcDateTime())
 
 
 class SqliteBatchWriter:
-    def __init__(self, max_hold: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, max_hold: timedelta) -> None:
+        self._engine = engine
         self._max_hold = max_hold  # gridcore.energy's max_hold
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            async with conn.begin():
+                yield conn
+
+    async def close(self) -> None:
+        pass  # keeps no connection between appends
 
     async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
         known: set[str] = set()
@@ -68,6 +81,11 @@ class SqliteBatchWriter:
                     for ven_id, at in first_seen
                 ],
             )
+
+    async def lookup(
+        self, conn: AsyncConnection, ven_ids: Sequence[str], keys: Sequence[Key]
+    ) -> tuple[set[str], set[Key]]:
+        return await self.known_vens(conn, ven_ids), await self.existing(conn, keys)
 
     async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
         found: set[Key] = set()

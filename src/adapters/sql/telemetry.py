@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import SQLITE_BEGIN
 from gridcore.errors import InvalidInput
 from gridcore.limits import (
     EVENT_ID_LENGTH,
@@ -38,6 +38,12 @@ from gridcore.ven import DEFAULT_OFFLINE_AFTER, validate_ven_id
 log = logging.getLogger("adapters.sql.telemetry")
 
 _RETRIES = 3  # a concurrent writer storing the same message makes COPY fail; retry
+
+
+class StaleConnectionError(Exception):
+    """The connection a writer kept from its last batch, used again without a
+    ping, turned out closed (the server restarted or ended it): the batch is
+    tried again on a new one, as a pre-ping would have had it."""
 
 
 Key = tuple[str, datetime]
@@ -58,26 +64,44 @@ class Prepared:
 
 
 class BatchWriter(Protocol):
-    """The dialect-specific part of an append, inside the caller's transaction."""
+    """The dialect-specific part of an append. ``conn`` is what ``transaction``
+    yields (the dialect's connection), inside that transaction."""
 
-    async def known_vens(self, conn: AsyncConnection, ven_ids: Sequence[str]) -> set[str]:
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """A connection in a new transaction, committed when the block ends
+        without an error (unless ``write`` committed it), else rolled back."""
+        ...
+
+    async def close(self) -> None:
+        """Give back any connection kept between appends."""
+        ...
+
+    async def known_vens(self, conn: Any, ven_ids: Sequence[str]) -> set[str]:
         """Which of these VENs (sorted, unique) are registered. May lock their
         rows, in id order, so that concurrent appends for a VEN take turns."""
         ...
 
-    async def register(self, conn: AsyncConnection, first_seen: Sequence[Key]) -> None:
+    async def register(self, conn: Any, first_seen: Sequence[Key]) -> None:
         """Register VENs (id, first seen), sorted by id; one already registered
         (by a concurrent writer) is left alone. Locks them as ``known_vens`` does."""
         ...
 
-    async def existing(self, conn: AsyncConnection, keys: Sequence[Key]) -> set[Key]:
+    async def existing(self, conn: Any, keys: Sequence[Key]) -> set[Key]:
         """Which of these (VEN, timestamp) keys are already stored."""
         ...
 
-    async def write(self, conn: AsyncConnection, batch: Sequence[Prepared]) -> None:
+    async def lookup(
+        self, conn: Any, ven_ids: Sequence[str], keys: Sequence[Key]
+    ) -> tuple[set[str], set[Key]]:
+        """``known_vens`` then ``existing``, in one round trip where the
+        database allows it (a batch's first statements)."""
+        ...
+
+    async def write(self, conn: Any, batch: Sequence[Prepared]) -> None:
         """Insert telemetry and load rows, advance heartbeats, update current
         state and energy (each VEN's segments chained from its ``ven_latest``
-        row as it was before the batch, ``gridcore.energy``)."""
+        row as it was before the batch, ``gridcore.energy``). The
+        transaction's last statements: the writer may commit with them."""
         ...
 
 
@@ -99,37 +123,46 @@ def _number(value: object) -> float | None:
 
 
 def _load_row(load: LoadSample) -> tuple[Any, ...]:
-    """One load line as column values: text through ``_text``, kW through
-    ``_number``, flags only if bool, priority only if an int32. Written out
-    because it runs for every load line of every message (~10 per message): the
-    common values (None, str without NUL, finite float) are settled inline
-    without a call. ``x - x == 0.0`` holds for a finite float, not NaN or inf."""
-    load_id = load.load_id
+    """One load line as column values (a ``LoadSample``'s fields are in column
+    order): text through ``_text``, kW through ``_number``, flags only if
+    bool, priority only if an int32. Written out because it runs for every
+    load line of every message (~10 per message): a line whose values are
+    all already storable (None, str without NUL, finite float: what the MQTT
+    edge's validation lets through) is its own row, checked without a call.
+    ``x - x == 0.0`` holds for a finite float, not NaN or inf."""
+    load_id, name, kind, cap, cur, shed, enabled, priority, critical, breaker, amps = load
     if type(load_id) is not str or not 0 < len(load_id) <= LOAD_ID_LENGTH or "\x00" in load_id:
         raise InvalidInput("loadId", f"must be 1-{LOAD_ID_LENGTH} characters, without NUL")
-    name, kind = load.name, load.type
     # Longer text would fail the whole batch's COPY (the MQTT edge refuses it first).
     if type(name) is str and len(name) > NAME_LENGTH:
         raise InvalidInput("name", f"must be at most {NAME_LENGTH} characters")
     if type(kind) is str and len(kind) > LOAD_TYPE_LENGTH:
         raise InvalidInput("type", f"must be at most {LOAD_TYPE_LENGTH} characters")
-    cap, cur, shed = load.capacity_kw, load.current_power_kw, load.shed_capability_kw
-    breaker, amps = load.breaker_amps, load.current_amps
-    enabled, priority, critical = load.enabled, load.priority, load.critical
+    if (
+        (name is None or (type(name) is str and "\x00" not in name))
+        and (kind is None or (type(kind) is str and "\x00" not in kind))
+        and (cap is None or (type(cap) is float and cap - cap == 0.0))
+        and (cur is None or (type(cur) is float and cur - cur == 0.0))
+        and (shed is None or (type(shed) is float and shed - shed == 0.0))
+        and (enabled is None or type(enabled) is bool)
+        and (priority is None or (type(priority) is int and INT32_MIN <= priority <= INT32_MAX))
+        and (critical is None or type(critical) is bool)
+        and (breaker is None or (type(breaker) is float and breaker - breaker == 0.0))
+        and (amps is None or (type(amps) is float and amps - amps == 0.0))
+    ):
+        return load
     return (
         load_id,
-        name if name is None or (type(name) is str and "\x00" not in name) else _text(name),
-        kind if kind is None or (type(kind) is str and "\x00" not in kind) else _text(kind),
-        cap if cap is None or (type(cap) is float and cap - cap == 0.0) else _number(cap),
-        cur if cur is None or (type(cur) is float and cur - cur == 0.0) else _number(cur),
-        shed if shed is None or (type(shed) is float and shed - shed == 0.0) else _number(shed),
+        _text(name),
+        _text(kind),
+        _number(cap),
+        _number(cur),
+        _number(shed),
         enabled if type(enabled) is bool else None,
         priority if type(priority) is int and INT32_MIN <= priority <= INT32_MAX else None,
         critical if type(critical) is bool else None,
-        breaker
-        if breaker is None or (type(breaker) is float and breaker - breaker == 0.0)
-        else _number(breaker),
-        amps if amps is None or (type(amps) is float and amps - amps == 0.0) else _number(amps),
+        _number(breaker),
+        _number(amps),
     )
 
 
@@ -206,11 +239,11 @@ class SqlTelemetryStore:
         if engine.dialect.name == "postgresql":
             from adapters.sql.ingest_pg import PostgresBatchWriter
 
-            self._writer = PostgresBatchWriter(max_hold)
+            self._writer = PostgresBatchWriter(engine, max_hold)
         else:
             from adapters.sql.ingest_sqlite import SqliteBatchWriter
 
-            self._writer = SqliteBatchWriter(max_hold)
+            self._writer = SqliteBatchWriter(engine, max_hold)
 
     async def append(
         self, samples: Sequence[TelemetrySample], *, auto_register: bool = True
@@ -233,6 +266,10 @@ class SqlTelemetryStore:
                 if attempt == _RETRIES:
                     raise
                 log.info("telemetry batch raced another writer; retrying (%d)", attempt)
+            except StaleConnectionError as exc:
+                if attempt == _RETRIES:
+                    raise
+                log.info("telemetry batch retried on a new connection: %s", exc.__cause__)
         refused.extend(rejected)
         reasons.extend(NOT_REGISTERED for _ in rejected)
         return AppendResult(stored, duplicates, tuple(refused), tuple(reasons))
@@ -243,29 +280,33 @@ class SqlTelemetryStore:
         """Returns (stored, duplicates, samples refused as unregistered)."""
         if not valid:
             return 0, 0, []
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            async with conn.begin():
-                ven_ids = sorted({item.key[0] for item in valid})
-                unknown = set(ven_ids) - await self._writer.known_vens(conn, ven_ids)
-                rejected: list[TelemetrySample] = []
-                if unknown and auto_register:
-                    await self._register(conn, valid, unknown)
-                elif unknown:
-                    rejected = [item.original for item in valid if item.key[0] in unknown]
-                    valid = [item for item in valid if item.key[0] not in unknown]
-                unique: dict[Key, Prepared] = {}
-                for item in valid:
-                    unique.setdefault(item.key, item)  # the first copy of a repeat wins
-                known = await self._writer.existing(conn, list(unique))
-                fresh = [item for key, item in unique.items() if key not in known]
-                if fresh:
-                    await self._writer.write(conn, fresh)
+        async with self._writer.transaction() as conn:
+            ven_ids = sorted({item.key[0] for item in valid})
+            unique: dict[Key, Prepared] = {}
+            for item in valid:
+                unique.setdefault(item.key, item)  # the first copy of a repeat wins
+            registered, stored = await self._writer.lookup(conn, ven_ids, list(unique))
+            unknown = set(ven_ids) - registered
+            rejected: list[TelemetrySample] = []
+            if unknown and auto_register:
+                await self._register(conn, valid, unknown)
+                # Looked up before these VENs were registered (and locked):
+                # another writer registering them too may have stored some.
+                stored = await self._writer.existing(conn, list(unique))
+            elif unknown:
+                rejected = [item.original for item in valid if item.key[0] in unknown]
+                valid = [item for item in valid if item.key[0] not in unknown]
+                unique = {key: item for key, item in unique.items() if key[0] not in unknown}
+            fresh = [item for key, item in unique.items() if key not in stored]
+            if fresh:
+                await self._writer.write(conn, fresh)
         return len(fresh), len(valid) - len(fresh), rejected
 
-    async def _register(
-        self, conn: AsyncConnection, batch: Sequence[Prepared], unknown: set[str]
-    ) -> None:
+    async def close(self) -> None:
+        """Give back the connection kept for the next append (PostgreSQL)."""
+        await self._writer.close()
+
+    async def _register(self, conn: Any, batch: Sequence[Prepared], unknown: set[str]) -> None:
         first_seen: dict[str, datetime] = {}
         for item in batch:
             if item.key[0] in unknown:
