@@ -12,6 +12,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from adapters.memory.openadr import InMemoryOpenAdrStore
+from adapters.memory.outbox import InMemoryNotificationOutbox
 from adapters.memory.performance import InMemoryPerformanceStore
 from adapters.memory.reports import (
     InMemoryLoadSnapshotStore,
@@ -31,6 +32,7 @@ from gridcore.dispatch import DispatchPolicy
 from gridcore.ports import (
     DispatchLease,
     LoadSnapshotStore,
+    NotificationOutbox,
     OpenAdrStore,
     PerformanceStore,
     ShadowStore,
@@ -67,6 +69,8 @@ class Storage:
     # The OpenADR VTN's objects; None only where a caller assembles storage
     # without them (a process that serves no /openadr3).
     openadr: OpenAdrStore | None = None
+    # OpenADR notifications waiting for delivery (entrypoints.openadr.notifier)
+    outbox: NotificationOutbox | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -89,6 +93,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
         openadr=InMemoryOpenAdrStore(),
+        outbox=InMemoryNotificationOutbox(),
     )
 
 
@@ -105,6 +110,7 @@ def sql_storage(
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
     from adapters.sql.openadr import SqlOpenAdrStore
+    from adapters.sql.outbox import SqlNotificationOutbox
     from adapters.sql.partitions import PostgresPartitions, SqliteRetention
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
@@ -146,6 +152,7 @@ def sql_storage(
         if backend == "postgresql"
         else SqliteRetention(engine),
         openadr=SqlOpenAdrStore(engine),
+        outbox=SqlNotificationOutbox(engine),
         ping=ping,
         close=engine.dispose,
     )
