@@ -368,10 +368,12 @@ class NotificationOutbox(Protocol):
         until: datetime,
         limit: int,
         lane: tuple[str, str] | None = None,
+        channels: Sequence[str] = ("webhook", "mqtt"),
     ) -> list[Claimed]:
         """Lease to ``owner`` until ``until`` at most ``limit`` lane heads (of
-        ``lane`` only, if given) that nobody holds (no lease, or one expired
-        by ``now``); oldest first."""
+        ``lane`` only, if given; of ``channels`` only, those ``owner`` can
+        deliver) that nobody holds (no lease, or one expired by ``now``);
+        oldest first."""
         ...
 
     async def finish(self, row_id: int, owner: str, delivered: bool, now: datetime) -> bool:

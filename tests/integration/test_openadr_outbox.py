@@ -74,6 +74,17 @@ async def test_a_lane_is_claimed_head_first_by_one_owner_and_a_dead_owners_lease
     assert await outbox.pending() == 2
 
 
+async def test_a_process_claims_only_the_channels_it_delivers(
+    outbox: NotificationOutbox,
+) -> None:
+    mqtt = Outgoing("mqtt", "programs/create", b"m")
+    await outbox.put([mqtt, _hook("http://a", "a1")], T0, 10)
+    hooks_only = await outbox.claim("p1", T0, T0 + LEASE, 10, None, ("webhook",))
+    assert [c.item.body for c in hooks_only] == [b"a1"]
+    rest = await outbox.claim("p2", T0, T0 + LEASE, 10)
+    assert [c.item for c in rest] == [mqtt]
+
+
 async def test_release_gives_leases_back_prune_removes_finished_rows_and_lanes_are_bounded(
     outbox: NotificationOutbox,
 ) -> None:

@@ -49,12 +49,13 @@ class InMemoryNotificationOutbox:
         until: datetime,
         limit: int,
         lane: tuple[str, str] | None = None,
+        channels: Sequence[str] = ("webhook", "mqtt"),
     ) -> list[Claimed]:
         out: list[Claimed] = []
         for key, ids in self._pending_by_lane().items():
             if len(out) >= limit:
                 break
-            if lane is not None and key != lane:
+            if (lane is not None and key != lane) or key[0] not in channels:
                 continue
             head = self._rows[ids[0]]
             if head.until is None or head.until < now:

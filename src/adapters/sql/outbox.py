@@ -69,8 +69,9 @@ class SqlNotificationOutbox:
         until: datetime,
         limit: int,
         lane: tuple[str, str] | None = None,
+        channels: Sequence[str] = ("webhook", "mqtt"),
     ) -> list[Claimed]:
-        heads = select(func.min(t.c.id)).where(_PENDING)
+        heads = select(func.min(t.c.id)).where(_PENDING, t.c.channel.in_(list(channels)))
         if lane is not None:
             heads = heads.where(t.c.channel == lane[0], t.c.target == lane[1])
         heads = heads.group_by(t.c.channel, t.c.target)

@@ -134,6 +134,8 @@ class Notifier:
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pruned_at: datetime | None = None
+        # a process without the MQTT binding leaves MQTT rows to those with it
+        self._channels = (WEBHOOK, MQTT) if mqtt is not None else (WEBHOOK,)
         # counters, for the log and the tests
         self.delivered = 0
         self.failed = 0
@@ -260,7 +262,7 @@ class Notifier:
             return 0
         now = self._now()
         until = now + timedelta(seconds=self.policy.lease)
-        claimed = await self.outbox.claim(self.owner, now, until, room)
+        claimed = await self.outbox.claim(self.owner, now, until, room, None, self._channels)
         for row in claimed:
             lane = row.item.lane
             self._lanes.setdefault(lane, []).append(row)
