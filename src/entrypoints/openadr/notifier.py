@@ -252,8 +252,11 @@ class Notifier:
                 await self._prune()
             except Exception:  # the database away: look again later
                 log.warning("notification outbox not read", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.policy.poll)
+            try:
+                async with asyncio.timeout(self.policy.poll):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
             self._wake.clear()
 
     async def _claim(self) -> int:
