@@ -12,6 +12,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from adapters.memory.openadr import InMemoryOpenAdrStore
+from adapters.memory.outbox import InMemoryNotificationOutbox
 from adapters.memory.performance import InMemoryPerformanceStore
 from adapters.memory.reports import (
     InMemoryLoadSnapshotStore,
@@ -33,6 +34,7 @@ from gridcore.ports import (
     DispatchLease,
     HistoryRollup,
     LoadSnapshotStore,
+    NotificationOutbox,
     OpenAdrStore,
     PerformanceStore,
     ShadowStore,
@@ -71,6 +73,8 @@ class Storage:
     openadr: OpenAdrStore | None = None
     # The fleet's history roll-ups (gridcore.history), kept by the worker
     rollup: HistoryRollup | None = None
+    # OpenADR notifications waiting for delivery (entrypoints.openadr.notifier)
+    outbox: NotificationOutbox | None = None
     ping: Callable[[], Awaitable[None]] = _nothing
     close: Callable[[], Awaitable[None]] = field(default=_nothing)
 
@@ -94,6 +98,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
         openadr=InMemoryOpenAdrStore(),
         rollup=InMemoryHistoryRollup(telemetry),
+        outbox=InMemoryNotificationOutbox(),
     )
 
 
@@ -110,6 +115,7 @@ def sql_storage(
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
     from adapters.sql.openadr import SqlOpenAdrStore
+    from adapters.sql.outbox import SqlNotificationOutbox
     from adapters.sql.partitions import PostgresPartitions, SqliteRetention
     from adapters.sql.performance import SqlPerformanceStore
     from adapters.sql.queries import SqlTelemetryQueries
@@ -159,6 +165,7 @@ def sql_storage(
         else SqliteRetention(engine),
         openadr=SqlOpenAdrStore(engine),
         rollup=SqlHistoryRollup(engine),
+        outbox=SqlNotificationOutbox(engine),
         ping=ping,
         close=close,
     )

@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     gridcore_openadr_webhook_backoff: float = Field(
         default=1.0, gt=0, le=600, description="Seconds before a webhook's 2nd try, doubling"
     )
+    gridcore_openadr_outbox_retention: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds delivered and given-up notifications stay in the outbox table",
+    )
     gridcore_openadr_token_key: str | None = Field(
         default=None,
         min_length=32,

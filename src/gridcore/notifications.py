@@ -118,3 +118,29 @@ def ven_topic(change: ObjectChange, ven_id: str) -> str | None:
 def prefixed(prefix: str, topics: Iterable[str]) -> list[str]:
     """Topic names under an optional deployment prefix (``""``: the spec's names)."""
     return [f"{prefix}{t}" for t in topics]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One notification to deliver, as the outbox keeps it: a webhook call
+    (``channel`` "webhook", ``target`` the callback URL) or an MQTT message
+    (``channel`` "mqtt", ``target`` the topic). Notifications with the same
+    channel and target form a lane, delivered in the order they were put."""
+
+    channel: str
+    target: str
+    body: bytes
+    bearer_token: str | None = None
+    subscription_id: str | None = None
+
+    @property
+    def lane(self) -> tuple[str, str]:
+        return (self.channel, self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An outbox row leased to one delivering process (``row_id`` names it)."""
+
+    row_id: int
+    item: Outgoing

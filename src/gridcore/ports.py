@@ -17,6 +17,7 @@ from gridcore.events import DrEvent, EventStatus
 from gridcore.history import HistorySource
 from gridcore.intervals import IntervalReading, MeterSeries
 from gridcore.listing import ALL, VenListing
+from gridcore.notifications import Claimed, Outgoing
 from gridcore.openadr import Document, Kind, ObjectChange, ObjectIndex, ObjectQuery
 from gridcore.participation import Around, ResponseStats
 from gridcore.reports import LoadSnapshot, VenStatusReport
@@ -350,6 +351,52 @@ class PerformanceStore(Protocol):
 
     async def kept(self, event_ids: Sequence[str], method: str) -> set[str]:
         """Which of ``event_ids`` have a report kept for ``method``."""
+        ...
+
+
+class NotificationOutbox(Protocol):
+    """OpenADR notifications waiting for delivery, kept where every API
+    process sees them (docs/openadr3.md, "Notifications"). A row is pending
+    until it is finished (delivered or given up). Only the oldest pending
+    row of each lane (:attr:`Outgoing.lane`) can be claimed, so a lane is
+    delivered in order, by one process at a time; a claim is a lease that
+    another process may take over once it has expired (its holder died)."""
+
+    async def put(self, items: Sequence[Outgoing], now: datetime, max_per_lane: int) -> int:
+        """Keep ``items`` (in order) as pending rows, except those that would
+        make a lane hold more than ``max_per_lane`` pending: the number left out."""
+        ...
+
+    async def claim(
+        self,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        limit: int,
+        lane: tuple[str, str] | None = None,
+        channels: Sequence[str] = ("webhook", "mqtt"),
+    ) -> list[Claimed]:
+        """Lease to ``owner`` until ``until`` at most ``limit`` lane heads (of
+        ``lane`` only, if given; of ``channels`` only, those ``owner`` can
+        deliver) that nobody holds (no lease, or one expired by ``now``);
+        oldest first."""
+        ...
+
+    async def finish(self, row_id: int, owner: str, delivered: bool, now: datetime) -> bool:
+        """Mark a row ``owner`` holds delivered (or given up); False if its
+        lease had been taken over (the row is another's now)."""
+        ...
+
+    async def release(self, owner: str) -> int:
+        """Give up ``owner``'s leases (an orderly stop): others resume them at once."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Remove rows finished before ``before``: how many."""
+        ...
+
+    async def pending(self) -> int:
+        """How many rows are not finished."""
         ...
 
 

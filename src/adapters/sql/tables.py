@@ -671,3 +671,31 @@ oadr_targets = Table(
     PrimaryKeyConstraint("kind", "object_id", "target"),
     Index(None, "kind", "target"),
 )
+
+# OpenADR notifications waiting for delivery (adapters.sql.outbox): pending
+# while finished_at is NULL; a lane is (channel, target), its head the
+# lowest pending id; lease_owner/lease_until say which process delivers it.
+oadr_outbox = Table(
+    "oadr_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),  # "webhook" | "mqtt"
+    Column("target", Text, nullable=False),  # the callback URL or the topic
+    Column("body", LargeBinary, nullable=False),
+    Column("bearer_token", Text),
+    Column("subscription_id", OADR_ID),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("delivered", Boolean),
+    Index(
+        "ix_oadr_outbox_pending",
+        "channel",
+        "target",
+        "id",
+        postgresql_where=text("finished_at IS NULL"),
+        sqlite_where=text("finished_at IS NULL"),
+    ),
+    Index("ix_oadr_outbox_finished_at", "finished_at"),
+)

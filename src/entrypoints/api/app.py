@@ -124,6 +124,7 @@ def openadr_vtn(settings: Settings, container: Container) -> FastAPI:
         TokenService.from_settings(settings, clock),
         webhooks=webhook_policy(settings),
         mqtt=mqtt_binding(settings),
+        outbox=storage.outbox,
     )
 
 
@@ -173,6 +174,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        vtn.state.notifier.start()  # resumes what the outbox holds undelivered
         yield
         await vtn.state.notifier.close()
         if owned:

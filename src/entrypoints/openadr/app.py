@@ -28,7 +28,7 @@ from entrypoints.openadr.problems import Unauthorized
 from entrypoints.openadr.tokens import InvalidToken, TokenService
 from gridcore.errors import Forbidden
 from gridcore.openadr import READ_BL, READ_VEN_OBJECTS, Client, Kind, mqtt_topics
-from gridcore.ports import Clock, IdGenerator, OpenAdrStore
+from gridcore.ports import Clock, IdGenerator, NotificationOutbox, OpenAdrStore
 from gridcore.vtn import ChangeSink, Vtn
 
 BASE_PATH = "/openadr3"
@@ -279,10 +279,12 @@ def create_vtn(
     *,
     webhooks: WebhookPolicy | None = None,
     mqtt: MqttBinding | None = None,
+    outbox: NotificationOutbox | None = None,
 ) -> FastAPI:
     """The VTN app; ``changes`` receives every stored change (the bridge to
     gridcore's events hooks in there). Its notifier (``app.state.notifier``,
-    closed by the caller) listens beside it: webhooks, and MQTT if ``mqtt``."""
+    started and closed by the caller) listens beside it: webhooks, and MQTT if
+    ``mqtt``, delivered from ``outbox`` (one in memory if None)."""
     app = FastAPI(
         title="gridcore OpenADR 3.1.1 VTN",
         openapi_url=None,  # the contract is openadr3.yaml itself
@@ -292,7 +294,9 @@ def create_vtn(
     )
     app.state.vtn = Vtn(store, clock, ids) if changes is None else Vtn(store, clock, ids, changes)
     app.state.tokens = tokens
-    app.state.notifier = Notifier(app.state.vtn, tokens.client, policy=webhooks, mqtt=mqtt)
+    app.state.notifier = Notifier(
+        app.state.vtn, tokens.client, policy=webhooks, mqtt=mqtt, outbox=outbox
+    )
     app.state.notifier.attach()
     problems.install(app)
     router = app.router  # routes of its own: the 405 handler lists each path's methods
