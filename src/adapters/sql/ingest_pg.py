@@ -173,7 +173,7 @@ WITH newest AS (
     SELECT t.ven_id, to_timestamp(floor(extract(epoch FROM t.timestamp) / 300) * 300),
            max(t.event_id), coalesce(sum(t.requested_reduction_kw), 0)
     FROM ven_telemetry t
-    WHERE t.id = ANY(%(all_ids)s::int8[])
+    WHERE t.id = ANY(%(all_ids)s::int8[]) AND {span}
       AND (t.event_id IS NOT NULL OR t.requested_reduction_kw IS NOT NULL)
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (ven_id, start) DO UPDATE SET
@@ -185,7 +185,7 @@ WITH newest AS (
     SELECT t.ven_id, date_trunc('day', t.timestamp, 'UTC'), count(*),
            coalesce(sum(t.used_power_kw), 0), coalesce(sum(t.shed_power_kw), 0),
            coalesce(sum(t.requested_reduction_kw), 0), max(t.event_id)
-    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[])
+    FROM ven_telemetry t WHERE t.id = ANY(%(all_ids)s::int8[]) AND {span}
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (ven_id, day) DO UPDATE SET
         samples = d.samples + excluded.samples,
