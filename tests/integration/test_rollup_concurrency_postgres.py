@@ -111,6 +111,7 @@ async def test_an_ingest_begun_before_the_bound_moved_marks_what_it_adds(
     again = await rollup.roll_up(T0 + timedelta(hours=2))
     assert again is not None and again.restated >= 1 and await marks(engine) == 0
     await exact(queries, T0, T0 + timedelta(hours=2))
+    await store.close()
 
 
 async def test_the_bound_waits_for_intervals_written_and_not_committed(
@@ -135,6 +136,7 @@ async def test_the_bound_waits_for_intervals_written_and_not_committed(
     # The roll-up holds what the writer committed; nothing needed a mark.
     assert await marks(engine) == 0
     await exact(queries, T0, T0 + timedelta(hours=2))
+    await store.close()
 
 
 async def test_writers_and_the_maintenance_at_once(engine: AsyncEngine) -> None:
@@ -159,6 +161,7 @@ async def test_writers_and_the_maintenance_at_once(engine: AsyncEngine) -> None:
         for batch in batches[w::4]:
             await store.append(batch)
             await asyncio.sleep(0)
+        await store.close()
 
     async def maintain() -> None:
         now = T0
