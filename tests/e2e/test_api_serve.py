@@ -42,8 +42,12 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    env = _env(tmp_path, GRIDCORE_API_TOKENS=f"control:{CONTROL},read:{READ}")
+def _serving(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``gridcore serve`` (migrated first) with ``args``, once /health answers."""
+    if env is None:
+        env = _env(tmp_path, GRIDCORE_API_TOKENS=f"control:{CONTROL},read:{READ}")
     subprocess.run([GRIDCORE, "migrate", "--retries", "1"], env=env, check=True, timeout=60)
     port = _free_port()
     process = subprocess.Popen([GRIDCORE, "serve", "--port", str(port), *args], env=env)

@@ -24,13 +24,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from tests.e2e.test_api_serve import GRIDCORE, _env, _free_port
+from tests.e2e.test_api_serve import _env, _serving
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "tests" / "interop" / "openadr3-client.txt"
@@ -113,20 +111,7 @@ def _run_flow(tmp_path: Path, client_python: str, flow: Path) -> dict[str, Any]:
         GRIDCORE_API_TOKENS="control:control-token-interop-0123456789",
         GRIDCORE_OPENADR_CLIENTS=CLIENTS,
     )
-    subprocess.run([GRIDCORE, "migrate", "--retries", "1"], env=env, check=True, timeout=60)
-    port = _free_port()
-    process = subprocess.Popen([GRIDCORE, "serve", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with _serving(tmp_path, env=env) as (base, _):
         client_env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
         # oauthlib refuses plain HTTP unless told; the test server has no TLS
         client_env["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
@@ -149,7 +134,4 @@ def _run_flow(tmp_path: Path, client_python: str, flow: Path) -> dict[str, Any]:
         )
         assert ran.returncode == 0, ran.stderr
         seen = json.loads(ran.stdout.strip().splitlines()[-1])
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
     return seen

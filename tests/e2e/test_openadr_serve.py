@@ -8,15 +8,13 @@ configuration). Every answer is checked against openadr3.yaml."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tests import openadr_schema
-from tests.e2e.test_api_serve import GRIDCORE, _env, _free_port
+from tests.e2e.test_api_serve import _env, _serving
 
 pytestmark = pytest.mark.skipif(not openadr_schema.available(), reason="openadr3.yaml not found")
 
@@ -38,21 +36,8 @@ def test_bl_and_ven_over_http_across_two_api_processes(tmp_path: Path) -> None:
         GRIDCORE_API_TOKENS="control:control-token-e2e-0123456789",
         GRIDCORE_OPENADR_CLIENTS=CLIENTS,
     )
-    subprocess.run([GRIDCORE, "migrate", "--retries", "1"], env=env, check=True, timeout=60)
-    port = _free_port()
-    process = subprocess.Popen([GRIDCORE, "serve", "--port", str(port), "--workers", "2"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    vtn = f"{base}/openadr3"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with _serving(tmp_path, "--workers", "2", env=env) as (base, _):
+        vtn = f"{base}/openadr3"
         token_url = _checked(httpx.get(f"{vtn}/auth/server"), base, 200)["tokenURL"]
         assert token_url == f"{vtn}/auth/token"
         bl_token = _checked(
@@ -171,6 +156,3 @@ def test_bl_and_ven_over_http_across_two_api_processes(tmp_path: Path) -> None:
         )
         assert read_back == [report]
         assert read_back[0]["clientID"] == "ven-0999"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
