@@ -3,6 +3,7 @@ produces exactly the schema of ``adapters.sql.tables`` (no autogenerate diff).""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,20 @@ async def test_downgrade_and_upgrade_the_whole_chain(url: str) -> None:
     await migrate(url, log=messages.append)  # a second run changes nothing
     assert messages == [m for m in messages if "up to date" in m]
     assert (await _inspect(url))["diff"] == []
+
+
+async def test_two_migrators_at_once_take_turns(postgres_url: str) -> None:
+    """Serve and worker containers both migrate at start: on an empty database
+    one migrates and the other, waiting on the advisory lock, finds it done
+    (without the lock the second fails on a table the first has just made)."""
+    logs: list[list[str]] = [[], []]
+    await asyncio.gather(*(migrate(postgres_url, log=lines.append) for lines in logs))
+    state = await _inspect(postgres_url)
+    assert state["revision"] == head_revision()
+    assert state["diff"] == []
+    said = sorted(" ".join(lines) for lines in logs)
+    assert "up to date" in said[1] or "up to date" in said[0]
+    assert any("migrated" in s for s in said)
 
 
 async def test_migrate_waits_and_says_what_for() -> None:

@@ -25,6 +25,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from adapters.sql.engine import DEFAULT_TIMEOUT, create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The key of the PostgreSQL advisory lock that migrating holds: containers that
+# all migrate at start (serve and worker in one compose file) take turns, and
+# each after the first finds the database up to date instead of failing on a
+# table the other just made. Any fixed 64-bit number that nothing else uses.
+MIGRATION_LOCK = 0x67726964636F7265  # "gridcore"
 log = logging.getLogger("adapters.sql.migrate")
 
 
@@ -169,6 +174,12 @@ async def migrate(
                 log(f"waiting for {where} (attempt {attempt}/{retries}): {reason}")
                 await asyncio.sleep(wait_seconds)
         async with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # Held to the end of the migration's transaction; the revision
+                # below is read after it, so a second migrator sees the first's.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             before = await conn.run_sync(current_revision)
             await conn.run_sync(_upgrade, revision)
             await conn.commit()
