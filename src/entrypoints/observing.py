@@ -169,7 +169,13 @@ class _Answer:
     content_type: str = "application/json"
 
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 class WorkerHttp:
@@ -211,8 +217,12 @@ class WorkerHttp:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
-            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            answer = await self.answer(method, path)
+            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            path = rest.partition(" ")[0]
+            if path.startswith("/"):
+                answer = await self.answer(method, path)
+            else:
+                answer = _Answer(400, b'{"detail":"not an HTTP request"}')
             writer.write(
                 f"HTTP/1.1 {answer.status} {_REASONS[answer.status]}\r\n"
                 f"Content-Type: {answer.content_type}\r\n"
