@@ -18,9 +18,11 @@ from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# What every LogRecord has; anything else on a record came from ``extra=``.
+# What every LogRecord has; anything else on a record came from ``extra=``
+# (but uvicorn's ``color_message``, its message again with terminal colours).
 _STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "color_message"}
 )
 
 
