@@ -204,15 +204,18 @@ async def test_the_counters_of_real_processes_match_what_happened(
                 c for c in await uow.commands.for_event(event.id) if c.op is CommandOp.EVENT
             ]
         sent = [c for c in commands if c.attempts > 0]
-        assert len(sent) == len(vens)  # one command per VEN allocated
+        assert {c.ven_id for c in sent} == vens  # every VEN allocated a share
         assert value(worker_metrics, "gridcore_commands_sent_total") == len(sent)
+        # more than one a VEN only if a shortfall was re-allocated
+        reallocated = value(worker_metrics, "gridcore_commands_reallocated_total")
+        assert len(sent) == len(vens) + reallocated
         assert value(worker_metrics, "gridcore_commands_retried_total") == sum(
             c.attempts - 1 for c in sent
         )
         answered = [c for c in commands if c.acked_at is not None]
         assert value(worker_metrics, "gridcore_acks_total", outcome="matched") == len(answered)
         round_trips = value(worker_metrics, "gridcore_ack_round_trip_seconds_count", op="event")
-        assert round_trips == len(answered) == len(vens)
+        assert round_trips == len(answered) >= len(vens)
         assert value(worker_metrics, "gridcore_dispatch_pass_duration_seconds_count") > 0
         assert value(worker_metrics, "gridcore_dispatch_lease_held") == 1
         assert value(worker_metrics, "gridcore_mqtt_connected") == 1
