@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiomqtt
 import httpx
+import psycopg
 import pytest
 import test_dispatch_processes as dispatch_e2e
 from processes import free_port
@@ -38,7 +39,7 @@ from test_dispatch_processes import (
 )
 from tests.integration.mosquitto_process import MosquittoProcess
 
-from conftest import _connect
+from conftest import PG_HOST, PG_PORT, PG_USER
 from gridcore.correlation import CommandOp
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.slow]
@@ -73,6 +74,12 @@ def scrape(url: str, token: str | None = None) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
+    """A superuser connection to the server's maintenance database."""
+    dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+    return psycopg.connect(dsn, autocommit=True)
 
 
 async def aget(url: str, **kwargs: object) -> httpx.Response:
@@ -298,7 +305,7 @@ async def test_the_worker_is_not_ready_without_its_broker_or_its_database(
         await asyncio.to_thread(broker.start)
         await wait_until("ready again after the broker", lambda: readiness(200), procs, within=30)
 
-        with _connect() as admin:
+        with _admin() as admin:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
@@ -309,7 +316,7 @@ async def test_the_worker_is_not_ready_without_its_broker_or_its_database(
                 "not ready: database", lambda: readiness(503, database="unreachable"), procs
             )
         finally:
-            with _connect() as admin:
+            with _admin() as admin:
                 admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await wait_until("ready again after the database", lambda: readiness(200), procs)
         assert worker.running
