@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from entrypoints.settings import ConfigurationError, Settings, load_settings, log_level
+from entrypoints import logs
+from entrypoints.settings import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+    log_format,
+    log_level,
+)
 
 if TYPE_CHECKING:
     from gridcore.ven import Location
@@ -152,6 +159,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "`gridcore demo` runs everything in one process without one"
         )
     _check_broker(settings)
+    if args.http_port is not None:
+        settings = settings.model_copy(update={"gridcore_worker_http_port": args.http_port})
     _run(lambda: run_worker(settings))  # which logs its storage and broker first
 
 
@@ -394,6 +403,7 @@ def _bounded(
 
 
 _port = _bounded(int, lambda v: 1 <= v <= 65535, "a whole number from 1 to 65535")
+_http_port = _bounded(int, lambda v: 0 <= v <= 65535, "a whole number from 0 to 65535")
 _workers = _bounded(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64")
 _positive_int = _bounded(int, lambda v: v >= 1, "a whole number of at least 1")
 _wait = _bounded(float, lambda v: v >= 0, "a number of seconds, 0 or more")
@@ -449,7 +459,11 @@ Main settings: MQTT_BROKER and MQTT_PORT (or IOT_ENDPOINT), MQTT_CLIENT_ID (a
 stable one is derived by default), MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_CERT,
 MQTT_CLIENT_CERT, MQTT_CLIENT_KEY (TLS), MQTT_SHARED_GROUP (several workers
 sharing the messages), EVENT_COMMAND_ENABLED, and the storage settings of
-`gridcore serve --help`. It exits 1 when its consumer or dispatcher dies."""
+`gridcore serve --help`. It exits 1 when its consumer or dispatcher dies.
+
+It answers /metrics (Prometheus), /health and /health/ready on
+GRIDCORE_WORKER_HTTP_HOST:GRIDCORE_WORKER_HTTP_PORT (127.0.0.1:8001; see
+docs/operations.md); GRIDCORE_LOG_FORMAT=json logs one JSON object a line."""
 
 MIGRATE = """\
 Create or upgrade the database schema (Alembic migrations shipped in the
@@ -549,6 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = command("worker", "run the MQTT consumer and the event dispatcher", WORKER)
+    p.add_argument(
+        "--http-port",
+        type=_http_port,
+        default=None,
+        metavar="PORT",
+        help="port of /metrics, /health and /health/ready, 0 for none "
+        "(default: GRIDCORE_WORKER_HTTP_PORT, else 8001)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = command("ven", "simulate VENs against the configured broker", VEN)
@@ -637,13 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         level = args.log_level or log_level(os.environ.get("GRIDCORE_LOG_LEVEL") or "INFO")
+        fmt = log_format(os.environ.get("GRIDCORE_LOG_FORMAT") or "text")
     except ConfigurationError as exc:
         return _fail(exc, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(level, fmt)
     if level != "DEBUG":
         # Alembic narrates every plugin it loads; our migrate says what matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -8,12 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
+from adapters.metrics import (
+    COMMANDS_PUBLISH_FAILED,
+    COMMANDS_REALLOCATED,
+    COMMANDS_REASSERTED,
+    COMMANDS_RETRIED,
+    COMMANDS_SENT,
+    COMMANDS_TIMED_OUT,
+    DISPATCH_PASS_DURATION,
+    DISPATCH_PASS_FAILURES,
+)
 from adapters.sql.schema import failure_cause
 from entrypoints.container import Storage, dispatch_policy
 from entrypoints.settings import Settings
-from gridcore.dispatch import Dispatcher
-from gridcore.ports import Clock, CommandPublisher
+from gridcore.dispatch import Dispatcher, DispatchReport
+from gridcore.ports import Clock, CommandPublisher, DispatchLease
 
 log = logging.getLogger("gridcore.worker.dispatch")
 
@@ -34,13 +45,17 @@ async def run_dispatcher(
     log.info("dispatcher started (pass every %.2fs)", interval)
     try:
         while not stop.is_set():
+            started = time.perf_counter()
             try:
                 report = await dispatcher.run_once()
             except Exception as exc:
+                DISPATCH_PASS_FAILURES.inc()
                 _log_failure(exc, backoff, failures)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF_MAX)
                 continue
+            DISPATCH_PASS_DURATION.observe(time.perf_counter() - started)
+            _count(report)
             if failures:
                 log.info("dispatch pass succeeded again")
                 failures.clear()
@@ -50,6 +65,20 @@ async def run_dispatcher(
     finally:
         await dispatcher.release()
         log.info("dispatcher stopped")
+
+
+def _count(report: DispatchReport) -> None:
+    """A pass's commands, into the metrics (once a pass, not once a command)."""
+    for counter, n in (
+        (COMMANDS_SENT, report.published),
+        (COMMANDS_RETRIED, report.retried),
+        (COMMANDS_TIMED_OUT, report.timed_out),
+        (COMMANDS_REASSERTED, report.reasserted),
+        (COMMANDS_REALLOCATED, report.reallocated),
+        (COMMANDS_PUBLISH_FAILED, report.failed),
+    ):
+        if n:
+            counter.inc(n)
 
 
 def _log_failure(exc: Exception, backoff: float, seen: set[str]) -> None:
@@ -77,13 +106,15 @@ def build_dispatcher(
     publisher: CommandPublisher,
     settings: Settings,
     clock: Clock,
+    lease: DispatchLease | None = None,
 ) -> Dispatcher:
-    """The dispatcher a worker runs, over the container's storage."""
+    """The dispatcher a worker runs, over the container's storage (and its
+    lease unless one is given: the worker's, observed for /health/ready)."""
     return Dispatcher(
         storage.uow_factory,
         storage.telemetry_queries,
         publisher,
         clock,
         dispatch_policy(settings),
-        storage.new_lease(),
+        lease or storage.new_lease(),
     )

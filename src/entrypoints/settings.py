@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     gridcore_auto_register: bool = Field(
         default=True, description="Register unknown VENs on first telemetry (else refuse)"
     )
+    # The worker's /metrics, /health and /health/ready (entrypoints.observing).
+    gridcore_worker_http_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /metrics, /health and /health/ready; 0: none",
+    )
+    gridcore_worker_http_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the worker's HTTP listener binds (0.0.0.0: every interface)",
+    )
 
     # --- MQTT (document 004's backend variables, plus TLS and worker scaling) ---
     mqtt_enabled: bool = Field(default=True, description="Run the MQTT consumer in the worker")
@@ -435,8 +447,9 @@ POSTGRES_SETTINGS = ("db_host", "db_port", "db_user", "db_password", "db_name")
 POSTGRES_NEEDS = ("db_host", "db_user", "db_name")
 POSTGRES_RULE = "PostgreSQL needs DB_HOST, DB_USER and DB_NAME, or DATABASE_URL"
 # Variables gridcore reads that are not fields here.
-OTHER_VARIABLES = ("GRIDCORE_LOG_LEVEL",)
+OTHER_VARIABLES = ("GRIDCORE_LOG_LEVEL", "GRIDCORE_LOG_FORMAT")
 LOOKALIKE_PREFIXES = ("DB_", "MQTT_", "GRIDCORE_")
+TEST_PREFIX = "GRIDCORE_TEST_"
 # Names other software uses for a setting, which difflib does not find.
 OTHER_NAMES = {
     "MQTT_HOST": "MQTT_BROKER",
@@ -448,6 +461,7 @@ OTHER_NAMES = {
 }
 SECRETS = frozenset({"db_password", "mqtt_password", "gridcore_api_tokens"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigurationError(ValueError):
@@ -502,6 +516,8 @@ def lookalikes(names: Iterable[str]) -> dict[str, str]:
     for name in (n.upper() for n in names):
         if not name.startswith(LOOKALIKE_PREFIXES) or name in real:
             continue
+        if name.startswith(TEST_PREFIX):
+            continue  # the test suite's own (GRIDCORE_TEST_MQTT_PORT is no misspelt setting)
         closest = OTHER_NAMES.get(name) or next(
             iter(difflib.get_close_matches(name, real, n=1, cutoff=0.75)), None
         )
@@ -647,3 +663,11 @@ def log_level(value: str, source: str = "GRIDCORE_LOG_LEVEL") -> str:
         allowed = ", ".join(level.lower() for level in LOG_LEVELS)
         raise ConfigurationError([f"{source}={value}: must be one of {allowed} (any case)"])
     return level
+
+
+def log_format(value: str, source: str = "GRIDCORE_LOG_FORMAT") -> str:
+    """``value`` as a log format: text (the default) or json (one object a line)."""
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigurationError([f"{source}={value}: must be text or json"])
+    return fmt

@@ -47,11 +47,13 @@ from adapters.sql.schema import DatabaseCheck, SchemaMismatch
 from entrypoints.container import Storage, container_for, describe_broker, describe_storage
 from entrypoints.dispatching import build_dispatcher, run_dispatcher
 from entrypoints.measuring import run_bridge_reports, run_measurer
+from entrypoints.observing import ObservedLease, WorkerHttp, WorkerView
 from entrypoints.retaining import run_retention, run_rollup
 from entrypoints.settings import Settings
 from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
     Clock,
+    DispatchLease,
     MessageTransport,
     ShadowStore,
     TelemetryStore,
@@ -428,6 +430,7 @@ async def run_dispatch(
     clock: Clock,
     stop: asyncio.Event,
     broker: InMemoryBroker | None = None,
+    lease: DispatchLease | None = None,
 ) -> None:
     """The dispatcher of the worker, publishing over its own connection, and
     beside it the measurer (each finished event measured and kept)."""
@@ -440,7 +443,7 @@ async def run_dispatch(
     try:
         publisher = TransportCommandPublisher(transport)
         await asyncio.gather(
-            run_dispatcher(build_dispatcher(storage, publisher, settings, clock), stop),
+            run_dispatcher(build_dispatcher(storage, publisher, settings, clock, lease), stop),
             run_measurer(storage, settings, clock, stop),
             run_bridge_reports(storage, settings, clock, stop),
         )
@@ -473,6 +476,49 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     log.info("worker starting: storage %s; broker %s", describe_storage(settings),
              describe_broker(settings, consumer_client_id(settings)))  # fmt: skip
+    view = WorkerView(storage.ping)
+    view.worker, view.consuming = worker, settings.mqtt_enabled
+    view.lease = lease = ObservedLease(storage.new_lease())
+    # Up before the database check, so that a worker waiting for its database
+    # answers its probes (alive, not ready) instead of refusing them.
+    try:
+        http = await _listen(settings, view)
+    except WorkerFailedError:
+        await storage.close()
+        raise
+    try:
+        await _run_parts(settings, storage, clock, worker, stop, lease)
+    finally:
+        if http is not None:
+            await http.close()
+
+
+async def _listen(settings: Settings, view: WorkerView) -> WorkerHttp | None:
+    """The worker's HTTP listener, or None with GRIDCORE_WORKER_HTTP_PORT=0;
+    a port that cannot be bound ends the worker, saying which setting to change."""
+    port = settings.gridcore_worker_http_port
+    if port == 0:
+        return None
+    http = WorkerHttp(view, settings.gridcore_worker_http_host, port)
+    try:
+        await http.start()
+    except OSError as exc:
+        raise WorkerFailedError(
+            f"the worker's HTTP listener cannot bind {settings.gridcore_worker_http_host}:{port}"
+            f" ({exc.strerror or exc}): set GRIDCORE_WORKER_HTTP_PORT (or --http-port) to a free"
+            " port, or 0 for none"
+        ) from None
+    return http
+
+
+async def _run_parts(
+    settings: Settings,
+    storage: Storage,
+    clock: Clock,
+    worker: Worker,
+    stop: asyncio.Event,
+    lease: DispatchLease,
+) -> None:
     # Nothing could be stored into a schema that is not this code's: refuse
     # (exit non-zero, saying to run `gridcore migrate`); wait for a database
     # that does not answer yet, as for the broker.
@@ -487,7 +533,7 @@ async def run_worker(settings: Settings) -> None:
         return
     consuming = asyncio.create_task(worker.run(), name="consumer")
     dispatching = asyncio.create_task(
-        run_dispatch(settings, storage, clock, stop), name="dispatcher"
+        run_dispatch(settings, storage, clock, stop, lease=lease), name="dispatcher"
     )
     retaining = asyncio.create_task(
         run_retention(storage.retention, settings.retention, clock, stop,

@@ -55,6 +55,7 @@ from gridcore.correlation import (
 )
 from gridcore.errors import RetriesExhausted
 from gridcore.events import DrEvent, EventStatus
+from gridcore.logfields import log_ids
 from gridcore.ports import (
     Clock,
     CommandPublisher,
@@ -286,7 +287,11 @@ class Dispatcher:
                     finished = event.activate(now).complete(now)
                     await uow.events.save_status(finished, EventStatus.SCHEDULED)
                     await uow.commit()
-                    log.warning("event %s: window passed before dispatch; completed", event.id)
+                    log.warning(
+                        "event %s: window passed before dispatch; completed",
+                        event.id,
+                        extra=log_ids(event.id),
+                    )
                     continue
                 ledger = await self._allocation_ledger(uow, event.id)
                 owed = ledger.owed_w()
@@ -308,6 +313,7 @@ class Dispatcher:
                     event.id,
                     ", ".join(event.targets),
                     len(targeted),
+                    extra=log_ids(event.id),
                 )
             log.info(
                 "event %s active: %.3f of %.3f kW allocated over %d online VEN(s)",
@@ -315,12 +321,14 @@ class Dispatcher:
                 allocated,
                 event.requested_reduction_kw,
                 len(commands),
+                extra=log_ids(event.id),
             )
             if not commands:
                 log.warning(
                     "event %s: no online VEN%s with shed available; nothing sent",
                     event.id,
                     "" if targeted is None else " it targets",
+                    extra=log_ids(event.id),
                 )
         return activated
 
@@ -340,7 +348,12 @@ class Dispatcher:
                 restores = await end_event_commands(uow, event, now, self.policy.restore_spread)
                 await uow.commit()
             finished.append(event.id)
-            log.info("event %s completed; %d restore(s) queued", event.id, len(restores))
+            log.info(
+                "event %s completed; %d restore(s) queued",
+                event.id,
+                len(restores),
+                extra=log_ids(event.id),
+            )
         return finished
 
     # --- 3. ACK deadlines -------------------------------------------------
@@ -378,6 +391,7 @@ class Dispatcher:
                 c.ven_id,
                 c.event_id,
                 c.attempts,
+                extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
             )
         for c in resend:
             log.log(
@@ -387,13 +401,15 @@ class Dispatcher:
                 c.ven_id,
                 c.attempts - 1,
                 policy.max_retries,
+                extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
             )
         if not detailed:
             for event_id, n in sorted(Counter(c.event_id for c in expired).items(), key=str):
                 log.warning("%d command(s) of event %s: no ACK after every send; timed out",
-                            n, event_id)  # fmt: skip
+                            n, event_id, extra=log_ids(event_id))  # fmt: skip
             for event_id, n in sorted(Counter(c.event_id for c in resend).items(), key=str):
-                log.info("%d command(s) of event %s: no ACK yet; sent again", n, event_id)
+                log.info("%d command(s) of event %s: no ACK yet; sent again", n, event_id,
+                         extra=log_ids(event_id))  # fmt: skip
         report.timed_out += len(expired)
         report.retried += len(resend)
         report.failed += await self._publish(resend)
@@ -453,6 +469,7 @@ class Dispatcher:
                     c.acked_at.isoformat() if c.acked_at else "?",
                     after.total_seconds(),
                     to_kw(delivered_per_ven([c]).get(c.ven_id, 0)),
+                    extra=log_ids(event.id, c.correlation_id, c.ven_id),
                 )
             for c in done.exhausted:
                 if c.correlation_id not in self._exhausted:
@@ -464,6 +481,7 @@ class Dispatcher:
                         c.ven_id,
                         event.id,
                         c.attempts,
+                        extra=log_ids(event.id, c.correlation_id, c.ven_id),
                     )
         if len(self._exhausted) > 100_000:  # bounded: at worst a warning repeats
             self._exhausted.clear()
@@ -541,6 +559,7 @@ class Dispatcher:
                 event.id,
                 to_kw(gap),
                 len(commands),
+                extra=log_ids(event.id),
             )
         return created
 
@@ -619,6 +638,7 @@ class Dispatcher:
                         command.correlation_id,
                         command.ven_id,
                         exc,
+                        extra=log_ids(command.event_id, command.correlation_id, command.ven_id),
                     )
                     return command
             log.log(
@@ -628,6 +648,9 @@ class Dispatcher:
                 command.correlation_id,
                 command.ven_id,
                 command.attempts,
+                extra=log_ids(command.event_id, command.correlation_id, command.ven_id)
+                if log.isEnabledFor(each)
+                else None,
             )
             return None
 
@@ -672,4 +695,5 @@ def _log_sent(commands: Sequence[Command], failed: Sequence[Command]) -> None:
             f"event {event_id}" if event_id else "no event",
             retries,
             ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}",
+            extra=log_ids(event_id),
         )

@@ -13,6 +13,7 @@ from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
 from gridcore.dispatch import DETAILED_LOG_BATCH, end_event_commands
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import DrEvent, new_event_id
+from gridcore.logfields import log_ids
 from gridcore.ports import (
     AppendResult,
     Clock,
@@ -222,6 +223,7 @@ def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
                 "ACK from %s (correlationId %s) matches no command; stored",
                 ack.ven_id,
                 ack.correlation_id,
+                extra=log_ids(ack.event_id, ack.correlation_id, ack.ven_id),
             )
         else:
             counts[(match.outcome.value, ack.event_id, ack.status)] += 1
@@ -236,6 +238,11 @@ def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
                 command.correlation_id if command is not None else ack.correlation_id,
                 f"event {ack.event_id}" if ack.event_id else "no event",
                 ack.status,
+                extra=log_ids(
+                    ack.event_id,
+                    command.correlation_id if command is not None else ack.correlation_id,
+                    ack.ven_id,
+                ),
             )
     if each == logging.INFO:
         return
@@ -246,6 +253,7 @@ def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
             outcome,
             f"event {event_id}" if event_id else "no event",
             status,
+            extra=log_ids(event_id),
         )
 
 

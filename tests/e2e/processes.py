@@ -33,7 +33,9 @@ class Processes:
 
     def __init__(self, logs: Path, env: dict[str, str]) -> None:
         self.logs = logs
-        self.env = {**os.environ, **env}
+        # A worker's HTTP listener is off unless the test asks for one (a port of
+        # its own): two workers of a test would both want 8001.
+        self.env = {"GRIDCORE_WORKER_HTTP_PORT": "0", **os.environ, **env}
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:

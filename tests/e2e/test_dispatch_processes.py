@@ -158,6 +158,9 @@ def process_env(fleet: Fleet) -> dict[str, str]:
         ACK_MAX_RETRIES="2",
         EVENT_COMMAND_ENABLED="true",
         PYTHONUNBUFFERED="1",
+        # No worker HTTP listener unless a test gives one a port: a test's
+        # workers would all want the default 8001.
+        GRIDCORE_WORKER_HTTP_PORT="0",
     )
     return env
 

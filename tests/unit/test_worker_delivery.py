@@ -143,6 +143,8 @@ async def test_run_worker_raises_when_its_consumer_fails(tmp_path: Path) -> None
     worker with the reason, instead of leaving the dispatcher running alone."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
     await migrate(url, retries=1, log=lambda _: None)
-    broken = Settings(_env_file=None, database_url=url, mqtt_topics="a/#/b")  # type: ignore[call-arg]
+    broken = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=url, mqtt_topics="a/#/b", gridcore_worker_http_port=0
+    )
     with pytest.raises(WorkerFailedError, match="the MQTT consumer failed: ValueError"):
         await asyncio.wait_for(run_worker(broken), 10)

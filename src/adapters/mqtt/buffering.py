@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from adapters.metrics import INGEST_LAG, WRITE_BATCH_SIZE, WRITE_DURATION, WRITE_FAILURES
 from gridcore.ports import Clock, TelemetryStore, UnitOfWorkFactory
 from gridcore.services import ingest_telemetry, record_dead_letter
 from gridcore.telemetry import DeadLetter, TelemetrySample
@@ -61,7 +62,20 @@ class WriteStats:
     failures: int = 0
     poisoned: int = 0
     dead_letters_written: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # written, by what
+    poisoned_by: dict[str, int] = field(default_factory=dict)  # dead-lettered, by what
+
+
+def metric_kind(what: str) -> str:
+    """A buffer's ``what`` as a metric label (``load snapshot`` -> ``load_snapshot``)."""
+    return what.replace(" ", "_")
+
+
+def observe_write(what: str, count: int, seconds: float) -> None:
+    """One successful write of ``count`` items: its size and time (per batch, not per item)."""
+    kind = metric_kind(what)
+    WRITE_BATCH_SIZE.labels(kind).observe(count)
+    WRITE_DURATION.labels(kind).observe(seconds)
 
 
 class HeldBatches(Generic[T]):
@@ -170,10 +184,12 @@ class HeldBatches(Generic[T]):
             # of one item is no sign of an outage.
             count = min(self.max_batch, len(self._held)) if suspect == 0 else max(suspect // 2, 1)
             batch = [self._held[i] for i in range(count)]
+            started = loop.time()
             try:
                 await self._write(batch)
             except Exception as exc:  # the database, whatever its driver raises
                 self.stats.failures += 1
+                WRITE_FAILURES.labels(metric_kind(self.what)).inc()
                 if count > 1:
                     if suspect == 0:
                         log.warning(
@@ -199,6 +215,7 @@ class HeldBatches(Generic[T]):
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
+            observe_write(self.what, count, loop.time() - started)
             if failures:
                 log.info("%s write recovered after %d failure(s)", self.what, failures)
             failures = alone = 0
@@ -223,6 +240,7 @@ class HeldBatches(Generic[T]):
         except Exception:
             return False  # the database is down, not the item bad: keep holding it
         self.stats.poisoned += 1
+        self.stats.poisoned_by[self.what] = self.stats.poisoned_by.get(self.what, 0) + 1
         self.stats.dead_letters_written += 1
         log.error("%s on %s dead-lettered: it fails alone: %s", self.what, topic, reason)
         return True
@@ -278,6 +296,13 @@ class TelemetryBatcher(HeldBatches[tuple[TelemetrySample, str]]):
         self.stats.stored += result.stored
         self.stats.duplicates += result.duplicates
         self.stats.refused += len(result.refused)
+        # Lag to the commit, per sample but in bulk (metrics.BulkHistogram).
+        now = self._clock.now().timestamp()
+        INGEST_LAG.observe_many("message", [now - s.timestamp.timestamp() for s in samples])
+        INGEST_LAG.observe_many(
+            "receipt",
+            [now - s.received_at.timestamp() for s in samples if s.received_at is not None],
+        )
 
     def _letter(self, item: tuple[TelemetrySample, str], exc: Exception) -> tuple[str, bytes, str]:
         sample, topic = item
@@ -342,6 +367,11 @@ class WriteQueue:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def pending(self) -> int:
+        """Writes held: queued, or being written."""
+        return self._pending
+
     async def put(self, write: HeldWrite) -> None:
         """Hold a write; blocks while ``max_held`` writes are waiting."""
         self._pending += 1
@@ -400,11 +430,14 @@ class WriteQueue:
         batch = group[0].batch
         assert batch is not None
         what = group[0].what
+        loop = asyncio.get_running_loop()
         for failures in range(1, POISON_AFTER + 1):
+            started = loop.time()
             try:
                 await batch([w.item for w in group])
             except Exception as exc:
                 self.stats.failures += 1
+                WRITE_FAILURES.labels(metric_kind(what)).inc()
                 delay = self.retry.delay(failures)
                 log.warning(
                     "%s write of %d failed (%s: %s); holding %d writes, retry %d in %.1fs",
@@ -413,6 +446,7 @@ class WriteQueue:
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
+            observe_write(what, len(group), loop.time() - started)
             if failures > 1:
                 log.info("%s write recovered after %d failure(s)", what, failures - 1)
             self.stats.counts[what] = self.stats.counts.get(what, 0) + len(group)
@@ -425,12 +459,15 @@ class WriteQueue:
 
     async def _write(self, write: HeldWrite) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await write.run()
             except Exception as exc:
                 failures += 1
                 self.stats.failures += 1
+                WRITE_FAILURES.labels(metric_kind(write.what)).inc()
                 if failures >= POISON_AFTER and await self._poison(write, exc):
                     write.done()
                     return
@@ -446,6 +483,7 @@ class WriteQueue:
                 )
                 await asyncio.sleep(delay)
                 continue
+            observe_write(write.what, 1, loop.time() - started)
             if failures:
                 log.info("%s write recovered after %d failure(s)", write.what, failures)
             self.stats.counts[write.what] = self.stats.counts.get(write.what, 0) + 1
@@ -462,6 +500,7 @@ class WriteQueue:
         except Exception:
             return False
         self.stats.poisoned += 1
+        self.stats.poisoned_by[write.what] = self.stats.poisoned_by.get(write.what, 0) + 1
         log.error(
             "%s on %s dead-lettered after repeated failures: %s", write.what, write.topic, reason
         )

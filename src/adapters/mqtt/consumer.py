@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from adapters.metrics import ACK_ROUND_TRIP
 from adapters.mqtt.buffering import (
     HeldWrite,
     Job,
@@ -49,7 +50,7 @@ from adapters.mqtt.payloads import (
 )
 from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
-from gridcore.correlation import VenAck
+from gridcore.correlation import AckMatch, VenAck
 from gridcore.errors import InvalidInput
 from gridcore.plausibility import ReportLimits
 from gridcore.ports import (
@@ -107,6 +108,10 @@ class ConsumerStats:
     received: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)  # by reason category
+    # The same rejections by (kind of topic, reason category), for the metrics
+    # (the kind is "unrouted" for a topic no route handles).
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    acks: Counter[str] = field(default_factory=Counter)  # stored ACKs by outcome
     unstored: Counter[str] = field(default_factory=Counter)  # valid, but no sink configured
     writes: WriteStats = field(default_factory=WriteStats)
 
@@ -215,11 +220,13 @@ class MqttConsumer:
     async def handle(self, message: BrokerMessage) -> None:
         """Route one message. Never raises for bad input."""
         self.stats.received += 1
+        kind = "unrouted"
         try:
             routed = self._router.route(message.topic)
             if routed is None:
                 raise RejectedMessageError("no route", f"nothing handles topic {message.topic!r}")
-            self.stats.by_kind[routed.kind] += 1
+            kind = routed.kind
+            self.stats.by_kind[kind] += 1
             text = decode_text(message.payload)
             if routed.kind is MessageKind.TELEMETRY:
                 # The hot path: parse, map, hold. No await unless the buffer is full.
@@ -233,26 +240,28 @@ class MqttConsumer:
             else:
                 await self._handle_other(message, routed, text)
         except PayloadTooLargeError as exc:
-            await self._reject(message, RejectedMessageError("oversize", str(exc)))
+            await self._reject(message, RejectedMessageError("oversize", str(exc)), kind)
         except UnicodeDecodeError as exc:
-            await self._reject(message, RejectedMessageError("unparseable", f"not UTF-8: {exc}"))
+            await self._reject(
+                message, RejectedMessageError("unparseable", f"not UTF-8: {exc}"), kind
+            )
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
                 rejection = RejectedMessageError("unparseable", _validation_detail(exc))
             else:
                 rejection = RejectedMessageError("invalid", _validation_detail(exc))
-            await self._reject(message, rejection)
+            await self._reject(message, rejection, kind)
         except RejectedMessageError as exc:
-            await self._reject(message, exc)
+            await self._reject(message, exc, kind)
         except InvalidInput as exc:
-            await self._reject(message, RejectedMessageError("invalid", str(exc)))
+            await self._reject(message, RejectedMessageError("invalid", str(exc)), kind)
         except Exception as exc:
             # A message no rule above foresaw must not stop the loop (and with
             # it every VEN's data): it is kept with what went wrong, and logged
             # with its traceback, because it is a gap in validation to close.
             log.exception("message on %s failed unexpectedly; dead-lettered", message.topic)
             detail = f"{type(exc).__name__}: {exc}"
-            await self._reject(message, RejectedMessageError("internal", detail))
+            await self._reject(message, RejectedMessageError("internal", detail), kind)
 
     @staticmethod
     def _check_ven(routed: Routed, payload_ven: str | None) -> None:
@@ -278,7 +287,7 @@ class MqttConsumer:
                 raise RejectedMessageError("invalid", str(exc)) from None
 
             async def store_ack() -> None:
-                await record_ack(self._uow_factory, self._clock, ack)
+                self._observe_acks([await record_ack(self._uow_factory, self._clock, ack)])
 
             await self.writes.put(
                 HeldWrite(
@@ -345,15 +354,30 @@ class MqttConsumer:
             await self.statuses.wait_for_room()
 
     async def _store_acks(self, acks: Sequence[VenAck]) -> None:
-        await record_acks(self._uow_factory, self._clock, acks)
+        self._observe_acks(await record_acks(self._uow_factory, self._clock, acks))
+
+    def _observe_acks(self, matches: Sequence[AckMatch]) -> None:
+        """Count a committed batch's ACKs by outcome, and the round trip of
+        those that answered their command now (not duplicates)."""
+        self.stats.acks.update(m.outcome.value for m in matches)
+        by_op: dict[str, list[float]] = {}
+        for m in matches:
+            command = m.command
+            if m.changed and command is not None and command.response_time is not None:
+                by_op.setdefault(command.op.value, []).append(command.response_time.total_seconds())
+        for op, seconds in by_op.items():
+            ACK_ROUND_TRIP.observe_many(op, seconds)
 
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
         await self.writes.put(
             HeldWrite(what, run, message.topic, message.payload, settle=message.settle)
         )
 
-    async def _reject(self, message: BrokerMessage, rejection: RejectedMessageError) -> None:
+    async def _reject(
+        self, message: BrokerMessage, rejection: RejectedMessageError, kind: str
+    ) -> None:
         self.stats.rejected[rejection.category] += 1
+        self.stats.dead_letters[kind, rejection.category] += 1
         reason = str(rejection)[:2000]
         letter = DeadLetter(message.topic, message.payload, reason, self._clock.now())
         log.warning("dead letter on %s: %s", message.topic, reason)

@@ -29,6 +29,7 @@ from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.coalesce import Coalescer
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
+from entrypoints.api.metrics import METRICS_URL, RequestMetrics, install_metrics
 from entrypoints.api.routers import events, health, performance, stats, ven_data, vens
 from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
@@ -211,15 +212,17 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.bridge = openadr_bridge(settings, container, vtn)
     app.mount(OPENADR_PATH, vtn)
     _serve_docs(app)
+    install_metrics(app)
     install_console(app)
 
     # Middleware added first runs innermost: the gate sees /api paths (after
     # PathCompatibility) and CORS answers preflights before the gate asks for a token.
-    # The docs pages and /openapi.json need a read token too; /health stays open.
+    # The docs pages, /openapi.json and /metrics need a read token too (bearer or
+    # Basic); /health stays open.
     app.add_middleware(
         RequestGate,
         prefix=API_PREFIX,
-        docs=[OPENAPI_URL, DOCS_URL, OLD_REDOC_URL],
+        docs=[OPENAPI_URL, DOCS_URL, OLD_REDOC_URL, METRICS_URL],
         tokens=app.state.tokens,
         sessions=app.state.sessions,
         max_body_bytes=settings.gridcore_max_body_bytes,
@@ -233,5 +236,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Total-Count", "X-Next-Offset", "Link"],
         )
+    # Outside the gate (its refusals are counted too), inside the path rewriting
+    # (the route that answered is known once the request is done).
+    app.add_middleware(RequestMetrics, owner=app)
     app.add_middleware(PathCompatibility)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from typing import Any
 
 import uvicorn
@@ -21,8 +22,10 @@ from fastapi import FastAPI
 
 from entrypoints.api.app import create_app
 from entrypoints.api.auth import AuthNotConfigured, OpenAccessRefused, TokenChecker
+from entrypoints.api.metrics import multiprocess_dir
+from entrypoints.logs import dict_config_formatter
 from entrypoints.openadr.tokens import clients_from
-from entrypoints.settings import Settings, load_settings
+from entrypoints.settings import ConfigurationError, Settings, load_settings, log_format
 
 log = logging.getLogger("entrypoints.api.server")
 
@@ -97,15 +100,21 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
+def _log_format() -> str:
+    """GRIDCORE_LOG_FORMAT, as the CLI checked it already."""
+    try:
+        return log_format(os.environ.get("GRIDCORE_LOG_FORMAT") or "text")
+    except ConfigurationError:
+        return "text"
+
+
 def _log_config() -> dict[str, Any]:
     """The CLI's log format and level, for processes uvicorn starts (they do
     not inherit the parent's handlers)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "cli": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        },
+        "formatters": {"cli": dict_config_formatter(_log_format())},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -131,12 +140,14 @@ def serve(
         # uvicorn's own logging config would replace the CLI's; keep the CLI's.
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=True)
         return
-    uvicorn.run(
-        f"{__name__}:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=_log_config(),
-        access_log=True,
-    )
+    # Each process counts its requests into files there; a scrape adds them up.
+    with multiprocess_dir():
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=_log_config(),
+            access_log=True,
+        )
