@@ -72,9 +72,6 @@ log = logging.getLogger("gridcore.dispatch")
 
 # The relay's first batch; each next one doubles, up to DispatchPolicy.batch_size.
 FIRST_RELAY_BATCH = 500
-# A batch of commands sent (or of ACKs stored) up to this size logs a line
-# each at INFO; a larger one a line per event.
-DETAILED_LOG_BATCH = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +378,11 @@ class Dispatcher:
                     expired.append(ledger.get(command.correlation_id))
             await uow.commands.update_many(ledger.changed())
             await uow.commit()
-        # A line each for a few; for a fleet's worth, a line per event (each at DEBUG).
-        detailed = len(expired) + len(resend) <= DETAILED_LOG_BATCH
+        # A line per event at INFO (WARNING for time-outs), whatever the pass's
+        # size: a 10,000-VEN event whose VENs time out a few at a time would
+        # otherwise write a line each. Each command's line is at DEBUG.
         for c in expired:
-            log.log(
-                logging.WARNING if detailed else logging.DEBUG,
+            log.debug(
                 "command %s to %s (event %s): no ACK after %d send(s); timed out",
                 c.correlation_id,
                 c.ven_id,
@@ -394,8 +391,7 @@ class Dispatcher:
                 extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
             )
         for c in resend:
-            log.log(
-                logging.INFO if detailed else logging.DEBUG,
+            log.debug(
                 "command %s to %s: no ACK yet; retry %d of %d",
                 c.correlation_id,
                 c.ven_id,
@@ -403,13 +399,12 @@ class Dispatcher:
                 policy.max_retries,
                 extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
             )
-        if not detailed:
-            for event_id, n in sorted(Counter(c.event_id for c in expired).items(), key=str):
-                log.warning("%d command(s) of event %s: no ACK after every send; timed out",
-                            n, event_id, extra=log_ids(event_id))  # fmt: skip
-            for event_id, n in sorted(Counter(c.event_id for c in resend).items(), key=str):
-                log.info("%d command(s) of event %s: no ACK yet; sent again", n, event_id,
-                         extra=log_ids(event_id))  # fmt: skip
+        for event_id, n in sorted(Counter(c.event_id for c in expired).items(), key=str):
+            log.warning("%d command(s) of event %s: no ACK after every send; timed out",
+                        n, event_id, extra=log_ids(event_id))  # fmt: skip
+        for event_id, n in sorted(Counter(c.event_id for c in resend).items(), key=str):
+            log.info("%d command(s) of event %s: no ACK yet; sent again", n, event_id,
+                     extra=log_ids(event_id))  # fmt: skip
         report.timed_out += len(expired)
         report.retried += len(resend)
         report.failed += await self._publish(resend)
@@ -626,7 +621,7 @@ class Dispatcher:
         if not commands:
             return 0
         gate = asyncio.Semaphore(self.policy.max_in_flight)
-        each = logging.INFO if len(commands) <= DETAILED_LOG_BATCH else logging.DEBUG
+        each = log.isEnabledFor(logging.DEBUG)  # the arguments of lines nobody keeps cost too
 
         async def send(command: Command) -> Command | None:
             async with gate:
@@ -641,22 +636,19 @@ class Dispatcher:
                         extra=log_ids(command.event_id, command.correlation_id, command.ven_id),
                     )
                     return command
-            log.log(
-                each,
-                "sent %s %s to %s (attempt %d)",
-                command.op.value,
-                command.correlation_id,
-                command.ven_id,
-                command.attempts,
-                extra=log_ids(command.event_id, command.correlation_id, command.ven_id)
-                if log.isEnabledFor(each)
-                else None,
-            )
+            if each:
+                log.debug(
+                    "sent %s %s to %s (attempt %d)",
+                    command.op.value,
+                    command.correlation_id,
+                    command.ven_id,
+                    command.attempts,
+                    extra=log_ids(command.event_id, command.correlation_id, command.ven_id),
+                )
             return None
 
         failed = [c for c in await asyncio.gather(*(send(c) for c in commands)) if c is not None]
-        if each != logging.INFO:
-            _log_sent(commands, failed)
+        _log_sent(commands, failed)
         if failed:
             async with self._uow() as uow:
                 ids = [c.correlation_id for c in failed]
@@ -674,10 +666,11 @@ class Dispatcher:
 
 
 def _log_sent(commands: Sequence[Command], failed: Sequence[Command]) -> None:
-    """A large batch's INFO lines: one per event and op, not one per command
-    (at 100,000 VENs a line each was 100,000 lines, about 0.75 s of the
-    dispatcher's time); each command's line is at DEBUG, and the ledger keeps
-    every correlationId, VEN and send time."""
+    """A batch's INFO lines: one per event and op, not one per command (at
+    100,000 VENs a line each was 100,000 lines, about 0.75 s of the
+    dispatcher's time, and an event sent a few VENs at a time would still log
+    a line each); each command's line is at DEBUG, and the ledger keeps every
+    correlationId, VEN and send time."""
     if not log.isEnabledFor(logging.INFO):
         return
     lost = {c.correlation_id for c in failed}

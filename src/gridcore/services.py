@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
-from gridcore.dispatch import DETAILED_LOG_BATCH, end_event_commands
+from gridcore.dispatch import end_event_commands
 from gridcore.errors import InvalidInput, NotFound
 from gridcore.events import DrEvent, new_event_id
 from gridcore.logfields import log_ids
@@ -210,12 +210,11 @@ async def record_acks(
 
 
 def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
-    """An unmatched ACK is a warning each; matched ones are a line each at INFO
-    in a small batch, and in a large one (a fleet answering an event) one INFO
-    line per event and outcome, each ACK's at DEBUG: 100,000 lines cost the
-    worker about 0.75 s. ``ven_acks`` keeps every one."""
-    each = logging.INFO if len(stored) <= DETAILED_LOG_BATCH else logging.DEBUG
-    detailed = log.isEnabledFor(each)  # the arguments of 2,000 lines nobody keeps cost too
+    """An unmatched ACK is a warning each; matched ones are one INFO line per
+    batch, event and outcome, each ACK's at DEBUG: a fleet answering an event
+    a few at a time would otherwise log a line per VEN (100,000 lines cost the
+    worker about 0.75 s). ``ven_acks`` keeps every one."""
+    detailed = log.isEnabledFor(logging.DEBUG)  # the arguments of lines nobody keeps cost too
     counts: Counter[tuple[str, str | None, str]] = Counter()
     for ack, match in zip(stored, matches, strict=True):  # stored: with the ledger's event id
         if match.outcome is AckOutcome.UNMATCHED:
@@ -230,8 +229,7 @@ def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
             if not detailed:
                 continue
             command = match.command  # a restore ACK may name neither: its command does
-            log.log(
-                each,
+            log.debug(
                 "ACK %s from %s for %s (%s): %s",
                 match.outcome.value,
                 ack.ven_id,
@@ -244,8 +242,6 @@ def _log_acks(stored: Sequence[VenAck], matches: Sequence[AckMatch]) -> None:
                     ack.ven_id,
                 ),
             )
-    if each == logging.INFO:
-        return
     for (outcome, event_id, status), n in sorted(counts.items(), key=str):
         log.info(
             "%d ACK(s) %s (%s): %s",

@@ -158,6 +158,7 @@ async def test_the_counters_of_real_processes_match_what_happened(
         "worker",
         GRIDCORE_WORKER_HTTP_PORT=str(worker_port),
         GRIDCORE_LOG_FORMAT="json",
+        GRIDCORE_LOG_LEVEL="debug",  # each command's line (with its ids) is at DEBUG
     )
     await wait_until("the worker to subscribe", lambda: "consuming" in worker.log(), processes)
     with serving(processes, free_port()) as api:
@@ -272,6 +273,13 @@ async def test_the_counters_of_real_processes_match_what_happened(
     assert len(active) == 1 and active[0]["level"] == "INFO"
     sends = [line for line in lines if line.get("correlationId", "").startswith(event.id)]
     assert {line["venId"] for line in sends} == vens
+    assert {line["level"] for line in sends if line["message"].startswith("sent ")} == {"DEBUG"}
+    (summary,) = [
+        line
+        for line in lines
+        if line["message"].startswith(f"sent {len(vens)} event command(s) (event {event.id})")
+    ]
+    assert summary["level"] == "INFO" and summary["eventId"] == event.id
 
 
 async def test_the_worker_is_not_ready_without_its_broker_or_its_database(

@@ -11,7 +11,6 @@ import pytest
 from tests.unit.test_dispatch import Fleet, fleet
 
 from gridcore import VenAck, services
-from gridcore.dispatch import DETAILED_LOG_BATCH
 
 __all__ = ["fleet"]  # fixture
 
@@ -27,7 +26,7 @@ def _lines(caplog: pytest.LogCaptureFixture, level: int, start: str) -> list[str
 async def test_a_large_batch_logs_one_line_per_event(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    vens = [f"ven-{n:03d}" for n in range(DETAILED_LOG_BATCH + 5)]
+    vens = [f"ven-{n:03d}" for n in range(25)]
     for ven_id in vens:
         await fleet.report(ven_id, 2.0)
     event_id = await fleet.event(float(len(vens)))
@@ -50,24 +49,39 @@ async def test_a_large_batch_logs_one_line_per_event(
     assert len(_lines(caplog, logging.DEBUG, "ACK matched")) == len(vens)
 
 
-async def test_a_small_batch_logs_each_command(
+async def test_a_small_batch_logs_a_summary_and_each_command_at_debug(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An event whose VENs are sent (and answer) a few at a time logs a line
+    per pass at INFO, not one per VEN: 10,000 VENs must not be 20,000 lines."""
     for ven_id in ("ven-1", "ven-2"):
         await fleet.report(ven_id, 2.0)
-    await fleet.event(4.0)
-    with caplog.at_level(logging.INFO, logger="gridcore"):
+    event_id = await fleet.event(4.0)
+    with caplog.at_level(logging.DEBUG, logger="gridcore"):
         await fleet.dispatcher.run_once()
-    lines = _lines(caplog, logging.INFO, "sent ")
-    assert sorted(lines) == sorted(
+        for c in fleet.publisher.sent:
+            ack = VenAck(
+                ven_id=c.ven_id, op="event", status="accepted", timestamp=fleet.clock.now(),
+                correlation_id=c.correlation_id, event_id=event_id, actual_shed_kw=c.shed_kw,
+            )  # fmt: skip
+            await services.record_acks(fleet.uow, fleet.clock, [ack])
+    (sent,) = _lines(caplog, logging.INFO, "sent ")
+    assert sent.startswith(f"sent 2 event command(s) (event {event_id}), 0 of them again")
+    assert sorted(_lines(caplog, logging.DEBUG, "sent event ")) == sorted(
         f"sent event {c.correlation_id} to {c.ven_id} (attempt 1)" for c in fleet.publisher.sent
     )
+    assert (
+        _lines(caplog, logging.INFO, "1 ACK")
+        == [f"1 ACK(s) matched (event {event_id}): accepted"] * 2
+    )
+    assert not _lines(caplog, logging.INFO, "ACK matched")
+    assert len(_lines(caplog, logging.DEBUG, "ACK matched")) == 2
 
 
 async def test_a_fleet_of_retries_logs_one_line_per_event(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    vens = [f"ven-{n:03d}" for n in range(DETAILED_LOG_BATCH + 1)]
+    vens = [f"ven-{n:03d}" for n in range(21)]
     for ven_id in vens:
         await fleet.report(ven_id, 2.0)
     event_id = await fleet.event(float(len(vens)))

@@ -32,7 +32,7 @@ async def test_a_restore_ack_is_logged_with_its_event(
         await tx.commands.update_many([restore.mark_sent(clock.now(), timedelta(seconds=30))])
         await tx.commit()
     ack = VenAck(ven_id="ven-1", op="restore", status="success", timestamp=clock.now())
-    with caplog.at_level(logging.INFO, logger="gridcore"):
+    with caplog.at_level(logging.DEBUG, logger="gridcore"):
         await services.record_ack(uow, clock, ack)
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ACK ")]
     assert (
