@@ -624,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _open_access_flag(p)
     p.set_defaults(func=cmd_demo)
+
+    from entrypoints.operator import add_commands  # the operator's commands (API clients)
+
+    add_commands(sub, command)
     return parser
 
 
