@@ -95,8 +95,9 @@ async def record(
     **more: Any,
 ) -> None:
     """Add the entry to ``uow`` (committed with the change it records); a
-    no-op without an actor. Its details are ``details`` and ``more``, less
-    those that are None (not asked for)."""
+    no-op without an actor. Its details are ``details`` as given (a None
+    there says "cleared") and those of ``more`` that are not None (None
+    there is "not asked for")."""
     if actor is None:
         return
     await uow.audit.add(
@@ -107,6 +108,6 @@ async def record(
             ven_id=ven_id,
             event_id=event_id,
             load_id=load_id,
-            details={k: v for k, v in {**(details or {}), **more}.items() if v is not None},
+            details={**(details or {}), **{k: v for k, v in more.items() if v is not None}},
         )
     )

@@ -78,14 +78,18 @@ async def update_ven(
         if enabled is not None:
             ven = replace(ven, enabled=enabled)
         await uow.vens.update(ven)
-        changed: dict[str, Any] = {
-            "name": name,
-            "enabled": enabled,
-            "targets": None if checked is None else list(checked),
-        }
-        if location is not _KEEP:
-            changed["location"] = _location_detail(ven.location)
-        await audit.record(uow, actor, AuditAction.VEN_CHANGED, ven_id=ven_id, details=changed)
+        # None in ``changed`` is a cleared location; record leaves out the others' Nones.
+        changed = {"location": _location_detail(ven.location)} if location is not _KEEP else {}
+        await audit.record(
+            uow,
+            actor,
+            AuditAction.VEN_CHANGED,
+            ven_id=ven_id,
+            details=changed,
+            name=name,
+            enabled=enabled,
+            targets=None if checked is None else list(checked),
+        )
         await uow.commit()
     return ven
 
@@ -189,7 +193,11 @@ async def configure_load(
         updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
         load = replace(load, **{k: v for k, v in updates.items() if v is not None})
         await uow.vens.save_load(ven_id, load)
-        asked = {_camel(k): list(v) if isinstance(v, tuple) else v for k, v in updates.items()}
+        asked = {
+            _camel(k): list(v) if isinstance(v, tuple) else v
+            for k, v in updates.items()
+            if v is not None
+        }
         await audit.record(
             uow, actor, AuditAction.LOAD_CHANGED, ven_id=ven_id, load_id=load_id, details=asked
         )
