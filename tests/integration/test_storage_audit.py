@@ -86,9 +86,7 @@ async def test_filters_and_paging(backend: Backend) -> None:
         await uow.commit()
         by_alice = await uow.audit.page(AuditQuery(actor="alice"))
         assert [e.at.minute for e in by_alice.items] == [5, 3, 1]
-        combined = await uow.audit.page(
-            AuditQuery(action=AuditAction.LOAD_CHANGED, ven_id="ven-0")
-        )
+        combined = await uow.audit.page(AuditQuery(action=AuditAction.LOAD_CHANGED, ven_id="ven-0"))
         assert [e.at.minute for e in combined.items] == [3]
         window = AuditQuery(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=4))
         assert [e.at.minute for e in (await uow.audit.page(window)).items] == [3, 2, 1]
