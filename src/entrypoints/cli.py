@@ -667,4 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m entrypoints.cli`: run the module's imported copy, whose
+    # UsageError and Failure are the ones the operator commands raise.
+    from entrypoints.cli import main as imported_main
+
+    raise SystemExit(imported_main())

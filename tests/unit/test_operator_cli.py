@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from entrypoints.cli import Failure, main
+from entrypoints.operator import client
 from entrypoints.operator.client import Api
 from entrypoints.operator.listen import Listener, filters_for
 from entrypoints.operator.when import parse_duration, parse_time
@@ -46,7 +48,7 @@ def test_listen_lines_show_the_key_fields_and_survive_bad_payloads() -> None:
     (line,) = listener.lines("volttron/metering", json.dumps(telemetry).encode(), AT)
     assert (
         line
-        == "16:00:05.250  telemetry  ven-1             power 8.20 kW  shed 4.80 kW  event evt-1"
+        == "16:00:05.250  metering   ven-1             power 8.20 kW  shed 4.80 kW  event evt-1"
     )
     ack = {"op": "event", "status": "accepted", "correlationId": "evt-1-0", "actual_shed_kw": 2.0}
     (line,) = listener.lines("ven/ack/ven-2", json.dumps(ack).encode(), AT)
@@ -73,7 +75,7 @@ def test_listen_filters_by_ven_and_prints_json_lines() -> None:
     assert json.loads(line) == {
         "at": "2026-12-03T16:00:05.250000Z",
         "topic": "volttron/metering",
-        "kind": "telemetry",
+        "kind": "metering",
         "venId": "ven-1",
         "payload": mine,
     }
@@ -128,3 +130,27 @@ def test_an_unreachable_api_is_one_line_and_exit_1(
     assert "Traceback" not in err
     assert main(["events", "create", "--kw", "1", "--start", "now"]) == 2
     assert "--duration" in capsys.readouterr().err
+
+
+def test_the_token_comes_from_the_environment_or_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json=[], headers={"X-Total-Count": "0"})
+
+    monkeypatch.setattr(client, "TRANSPORT", httpx.MockTransport(answer))
+    monkeypatch.setenv("DATABASE_URL", "memory://")
+    monkeypatch.setenv("GRIDCORE_TOKEN", "from-the-environment")
+    (tmp_path / "token").write_text("\n  from-the-file  \n")
+    assert main(["events", "list"]) == 0
+    assert main(["events", "list", "--token-file", str(tmp_path / "token")]) == 0
+    monkeypatch.delenv("GRIDCORE_TOKEN")
+    monkeypatch.setenv("GRIDCORE_TOKEN_FILE", str(tmp_path / "token"))
+    assert main(["events", "list"]) == 0
+    assert seen == ["Bearer from-the-environment", "Bearer from-the-file", "Bearer from-the-file"]
+    capsys.readouterr()
+    assert main(["vens", "--token-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err

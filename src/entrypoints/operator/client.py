@@ -15,6 +15,8 @@ from entrypoints.cli import Failure, UsageError
 from entrypoints.settings import Settings
 
 TIMEOUT_S = 15.0
+# How requests travel: None is the network; tests put an httpx.MockTransport here.
+TRANSPORT: httpx.BaseTransport | None = None
 # Where a 404 sends the operator, by the path's first segment after /api.
 _LISTS = {"vens": "`gridcore vens` lists the VENs", "events": "`gridcore events list` lists them"}
 
@@ -65,7 +67,7 @@ class Api:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
-            base_url=url, headers=headers, timeout=timeout, transport=transport
+            base_url=url, headers=headers, timeout=timeout, transport=transport or TRANSPORT
         )
 
     @classmethod

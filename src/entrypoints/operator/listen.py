@@ -67,7 +67,11 @@ def _narrowed(topic_filter: str, ven_id: str) -> str:
 
 def kind_of(topic: str, settings: Settings) -> str:
     levels = topic.split("/")
-    if topic == settings.mqtt_topic_metering or topic.startswith("ven/telemetry/"):
+    # The documents' two telemetry topics: the shared metering one and the
+    # per-VEN one (a VEN may publish each sample on both: two lines).
+    if topic == settings.mqtt_topic_metering:
+        return "metering"
+    if topic.startswith("ven/telemetry/"):
         return "telemetry"
     if topic == settings.mqtt_topic_status:
         return "status"
@@ -98,13 +102,15 @@ def _first(payload: dict[str, Any], *names: str) -> Any:
 
 
 # What a line shows per kind: (label, the payload's spellings, unit).
+TELEMETRY = (
+    ("power", ("usedPowerKw", "used_power_kw"), " kW"),
+    ("shed", ("shedPowerKw", "shed_power_kw"), " kW"),
+    ("asked", ("requestedReductionKw",), " kW"),
+    ("event", ("eventId", "event_id"), ""),
+)
 FIELDS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
-    "telemetry": (
-        ("power", ("usedPowerKw", "used_power_kw"), " kW"),
-        ("shed", ("shedPowerKw", "shed_power_kw"), " kW"),
-        ("asked", ("requestedReductionKw",), " kW"),
-        ("event", ("eventId", "event_id"), ""),
-    ),
+    "metering": TELEMETRY,
+    "telemetry": TELEMETRY,
     "ack": (
         ("op", ("op",), ""),
         ("status", ("status",), ""),
@@ -131,8 +137,11 @@ def describe(kind: str, payload: dict[str, Any]) -> str:
         shown = _num(_first(payload, *names), unit)
         if shown is not None:
             parts.append(f"{label} {shown}")
-    if kind in ("telemetry", "loads") and isinstance(payload.get("loads"), list):
+    if kind in ("metering", "telemetry", "loads") and isinstance(payload.get("loads"), list):
         parts.append(f"{len(payload['loads'])} loads")
+    state = payload.get("state")
+    if kind == "shadow" and isinstance(state, dict) and isinstance(state.get("reported"), dict):
+        payload = state["reported"]  # a shadow update: what the VEN reports
     if not parts:  # a kind without chosen fields: its first few plain values
         plain = [(k, v) for k, v in payload.items() if isinstance(v, str | int | float)]
         parts = [f"{k} {_num(v)}" for k, v in plain[:5]] or [f"keys {', '.join(list(payload)[:6])}"]
