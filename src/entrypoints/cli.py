@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from entrypoints.settings import ConfigurationError, Settings, load_settings, log_level
 
 if TYPE_CHECKING:
+    from gridcore.audit import Actor
     from gridcore.ven import Location
 
 log = logging.getLogger("gridcore")
@@ -255,7 +257,7 @@ def cmd_locate(args: argparse.Namespace) -> None:
     async def run() -> int:
         storage = container_for(settings).storage()
         try:
-            return await locate_vens(storage.uow_factory, positions)
+            return await locate_vens(storage.uow_factory, positions, actor=_local_actor())
         finally:
             await storage.close()
 
@@ -264,6 +266,19 @@ def cmd_locate(args: argparse.Namespace) -> None:
     except InvalidInput as exc:
         raise UsageError(str(exc)) from None
     print(f"set the positions of {count} VENs")
+
+
+def _local_actor() -> Actor:
+    """Who runs a command that changes the database directly (not through the
+    API, whose tokens name their holders): ``cli:<login name>``."""
+    from adapters.system import SystemClock
+    from gridcore.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric uid)
+        user = f"uid-{os.getuid()}"
+    return Actor(f"cli:{user}", SystemClock().now())
 
 
 def cmd_report(args: argparse.Namespace) -> None:
