@@ -154,3 +154,37 @@ def test_the_token_comes_from_the_environment_or_a_file(
     capsys.readouterr()
     assert main(["vens", "--token-file", str(tmp_path / "missing")]) == 2
     assert "cannot read the token file" in capsys.readouterr().err
+
+
+def test_a_large_fleet_is_read_a_page_at_a_time_with_progress(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = [
+        {"id": f"ven-{n}", "name": f"Home {n}", "status": "online" if n != 2 else "offline",
+         "lastSeen": "2026-12-03T16:00:00Z", "currentPower": 2.0 * n,
+         "controllablePower": 1.5, "responseTime": 40.0 if n == 1 else None}
+        for n in range(1, 6)
+    ]  # fmt: skip
+    asked: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        limit, offset = int(request.url.params["limit"]), int(request.url.params["offset"])
+        asked.append((request.url.params["limit"], request.url.params["offset"]))
+        page = fleet[offset : offset + limit]
+        return httpx.Response(200, json=page, headers={"X-Total-Count": str(len(fleet))})
+
+    monkeypatch.setattr(client, "TRANSPORT", httpx.MockTransport(answer))
+    monkeypatch.setenv("DATABASE_URL", "memory://")
+    assert main(["vens", "--page-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert asked == [("2", "0"), ("2", "2"), ("2", "4")]
+    assert err.splitlines() == ["read 2 of 5 VENs", "read 4 of 5 VENs", "read 5 of 5 VENs"]
+    lines = out.splitlines()
+    assert lines[0].split() == ["VEN", "NAME", "STATUS", "LAST", "SEEN", "POWER", "kW", "SHED",
+                                "kW", "RTT", "ms"]  # fmt: skip
+    assert lines[1].split()[:4] == ["ven-1", "Home", "1", "online"]
+    assert lines[1].split()[-3:] == ["2.00", "1.50", "40"]
+    assert lines[-1] == "5 VENs, 4 online; available shed 7.50 kW"
+    with pytest.raises(SystemExit, match="2"):
+        main(["vens", "--page-size", "0"])
+    assert "--page-size: 0: must be 1 to 10000" in capsys.readouterr().err

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from entrypoints.cli import _bounded, _positive_int
+from entrypoints.cli import _bounded
+from gridcore.summary import MAX_FLEET_PAGE
 
 Command = Callable[[str, str, str], argparse.ArgumentParser]
 
@@ -77,6 +78,7 @@ The broker: the worker's settings (MQTT_BROKER or IOT_ENDPOINT, MQTT_PORT,
 MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_CERT, MQTT_CLIENT_CERT/KEY), under a
 client id of its own in a clean session. Ctrl-C stops it."""
 
+_limit = _bounded(int, lambda v: 1 <= v <= 1000, "a whole number from 1 to 1000")
 _timeout = _bounded(float, lambda v: 0 < v <= 3600, "a number of seconds, above 0, at most 3600")
 
 
@@ -101,7 +103,10 @@ def add_commands(
     _client_options(p)
     p.add_argument("--search", help="only VENs whose id or name contains this (any case)")
     p.add_argument(
-        "--page-size", type=_positive_int, default=commands.VEN_PAGE, help="VENs a request (1000)"
+        "--page-size",
+        type=_bounded(int, lambda v: 1 <= v <= MAX_FLEET_PAGE, f"1 to {MAX_FLEET_PAGE}"),
+        default=commands.VEN_PAGE,
+        help=f"VENs a request, 1 to {MAX_FLEET_PAGE} (1000)",
     )
     p.set_defaults(func=commands.cmd_vens)
 
@@ -120,7 +125,7 @@ def add_commands(
 
     p = action("list", "events, newest start first", EVENTS)
     p.add_argument("--status", choices=["scheduled", "active", "completed", "cancelled", "stopped"])
-    p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (50)")
+    p.add_argument("--limit", type=_limit, default=50, help="at most this many, 1 to 1000 (50)")
     p.set_defaults(func=commands.cmd_events_list)
 
     p = action("show", "an event and each VEN's progress", EVENTS)
@@ -164,7 +169,7 @@ def add_commands(
     p.add_argument("--event", metavar="EVENT_ID")
     p.add_argument("--since", help="2h (ago), or a time")
     p.add_argument("--until", help="a time")
-    p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (50)")
+    p.add_argument("--limit", type=_limit, default=50, help="at most this many, 1 to 1000 (50)")
     p.set_defaults(func=commands.cmd_audit)
 
     p = command("listen", "tail telemetry, ACKs and commands on the broker", LISTEN)
