@@ -439,10 +439,12 @@ Run the REST API (/api/..., /health, /docs) under uvicorn.
 
 Access control: every /api request needs "Authorization: Bearer <token>".
 Tokens have a scope: a read token may GET, a control token may also create,
-stop and cancel events. Configure them as comma-separated scope:token pairs,
-  GRIDCORE_API_TOKENS="read:<secret>,control:<secret>"
-or one pair a line in the file named by GRIDCORE_API_TOKENS_FILE (tokens of
-at least 16 characters, e.g. `openssl rand -hex 16`). Without any token serve
+stop and cancel events. Configure them as comma-separated name:scope:token
+entries (the name is who acts in the audit trail, GET /api/audit),
+  GRIDCORE_API_TOKENS="dashboard:read:<secret>,ops:control:<secret>"
+or one a line in the file named by GRIDCORE_API_TOKENS_FILE (tokens of at
+least 16 characters, e.g. `openssl rand -hex 16`; the older scope:token is
+read too, with a name made from the token's hash). Without any token serve
 refuses to start. /health answers without a token (for probes); /docs and
 /openapi.json take a token as the browser's password. GRIDCORE_AUTH=disabled
 turns the checks off, on a loopback --host only unless --insecure-open-access.
