@@ -165,7 +165,14 @@ async def test_each_action_is_recorded_with_the_tokens_name(
     assert (await _trail(client, action="command.sent"))["totalCount"] == 2
     assert (await _trail(client, since=soon(5)))["totalCount"] == 0
     assert (await _trail(client, until=soon(5)))["totalCount"] == 8
-    for bad in ({"action": "nothing"}, {"since": soon(5), "until": soon(1)}, {"limit": 0}):
+    for bad in (
+        {"action": "nothing"},
+        {"since": soon(5), "until": soon(1)},
+        {"limit": 0},
+        {"actor": "a\x00b"},
+        {"venId": "ven/+"},
+        {"eventId": "evt\x00"},
+    ):
         answer = await client.get("/api/audit", params=bad, headers=bearer(READER))
         assert answer.status_code == 422, bad
     assert (await client.get("/api/audit")).status_code == 401

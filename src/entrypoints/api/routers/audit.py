@@ -8,13 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from entrypoints.api.deps import UowDep
-from entrypoints.api.fields import UtcDateTime
+from entrypoints.api.fields import VEN_ID_PATTERN, UtcDateTime
 from entrypoints.api.params import DEFAULT_LIMIT, Limit, Offset, checked_range
 from entrypoints.api.schemas import AuditEntryOut, AuditResponse
 from gridcore import limits
 from gridcore.audit import ACTOR_LENGTH, AuditAction, AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+
+# No control characters: PostgreSQL text refuses NUL, and no id or name has one.
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 
 def _out(entry: AuditEntry) -> AuditEntryOut:
@@ -36,12 +39,12 @@ async def audit_trail(
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
     actor: Annotated[
-        str | None, Query(max_length=ACTOR_LENGTH, description="A token's name")
+        str | None, Query(max_length=ACTOR_LENGTH, pattern=PRINTABLE, description="A token's name")
     ] = None,
     action: Annotated[AuditAction | None, Query(description="What was done")] = None,
-    ven_id: Annotated[str | None, Query(alias="venId", max_length=limits.VEN_ID_LENGTH)] = None,
+    ven_id: Annotated[str | None, Query(alias="venId", pattern=VEN_ID_PATTERN)] = None,
     event_id: Annotated[
-        str | None, Query(alias="eventId", max_length=limits.EVENT_ID_LENGTH)
+        str | None, Query(alias="eventId", max_length=limits.EVENT_ID_LENGTH, pattern=PRINTABLE)
     ] = None,
     since: Annotated[
         UtcDateTime | None, Query(description="ISO 8601, inclusive; without a zone, UTC")
