@@ -188,3 +188,13 @@ def test_a_large_fleet_is_read_a_page_at_a_time_with_progress(
     with pytest.raises(SystemExit, match="2"):
         main(["vens", "--page-size", "0"])
     assert "--page-size: 0: must be 1 to 10000" in capsys.readouterr().err
+
+
+def test_listen_never_takes_the_workers_client_id(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "memory://")
+    monkeypatch.setenv("MQTT_BROKER", "127.0.0.1")
+    monkeypatch.setenv("MQTT_CLIENT_ID", "gridcore-backend")
+    assert main(["listen", "--client-id", "gridcore-backend"]) == 2
+    assert "is the worker's" in capsys.readouterr().err

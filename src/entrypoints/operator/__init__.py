@@ -76,7 +76,8 @@ topics only, where the topic names it).
 
 The broker: the worker's settings (MQTT_BROKER or IOT_ENDPOINT, MQTT_PORT,
 MQTT_USERNAME/MQTT_PASSWORD, MQTT_CA_CERT, MQTT_CLIENT_CERT/KEY), under a
-client id of its own in a clean session. Ctrl-C stops it."""
+client id of its own (--client-id, else gridcore-listen-<random>) in a clean
+session. Ctrl-C stops it."""
 
 _limit = _bounded(int, lambda v: 1 <= v <= 1000, "a whole number from 1 to 1000")
 _timeout = _bounded(float, lambda v: 0 < v <= 3600, "a number of seconds, above 0, at most 3600")
@@ -178,6 +179,11 @@ def add_commands(
         "--topic", action="append", metavar="FILTER", help="repeatable; 'default': the default set"
     )
     p.add_argument("--json", action="store_true", help="a JSON line a message")
+    p.add_argument(
+        "--client-id",
+        help="the MQTT client id (default gridcore-listen-<random>); one the broker's policy "
+        "allows, e.g. on AWS IoT Core. Never the worker's: it would take over its session",
+    )
     p.set_defaults(func=cmd_listen)
 
 

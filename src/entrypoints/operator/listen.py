@@ -202,13 +202,15 @@ def _stamp(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-async def listen(settings: Settings, filters: list[str], listener: Listener) -> None:
+async def listen(
+    settings: Settings, filters: list[str], listener: Listener, client_id: str | None = None
+) -> None:
     from adapters.mqtt.transport import AiomqttTransport
     from entrypoints.worker import mqtt_connection
 
     connection = replace(
         mqtt_connection(settings),
-        client_id=f"gridcore-listen-{secrets.token_hex(4)}",
+        client_id=client_id or f"gridcore-listen-{secrets.token_hex(4)}",
         persistent=False,
     )
     try:
@@ -237,9 +239,17 @@ def cmd_listen(args: argparse.Namespace) -> None:
             "listen needs a broker: set MQTT_BROKER (or IOT_ENDPOINT) as the worker has"
         )
     _check_broker(settings)
+    from entrypoints.worker import consumer_client_id
+
+    if args.client_id is not None and args.client_id == consumer_client_id(settings):
+        raise UsageError(
+            f"--client-id {args.client_id} is the worker's: the broker would hand its "
+            "session (and the messages queued for it) to this listener; choose another"
+        )
     filters = filters_for(settings, args.topic, args.ven)
     try:
-        asyncio.run(listen(settings, filters, Listener(settings, args.ven, args.json)))
+        listener = Listener(settings, args.ven, args.json)
+        asyncio.run(listen(settings, filters, listener, args.client_id))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # `gridcore listen | head`
