@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from entrypoints.settings import (
 )
 
 if TYPE_CHECKING:
+    from gridcore.audit import Actor
     from gridcore.ven import Location
 
 log = logging.getLogger("gridcore")
@@ -264,7 +266,7 @@ def cmd_locate(args: argparse.Namespace) -> None:
     async def run() -> int:
         storage = container_for(settings).storage()
         try:
-            return await locate_vens(storage.uow_factory, positions)
+            return await locate_vens(storage.uow_factory, positions, actor=_local_actor())
         finally:
             await storage.close()
 
@@ -273,6 +275,19 @@ def cmd_locate(args: argparse.Namespace) -> None:
     except InvalidInput as exc:
         raise UsageError(str(exc)) from None
     print(f"set the positions of {count} VENs")
+
+
+def _local_actor() -> Actor:
+    """Who runs a command that changes the database directly (not through the
+    API, whose tokens name their holders): ``cli:<login name>``."""
+    from adapters.system import SystemClock
+    from gridcore.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric uid)
+        user = f"uid-{os.getuid()}"
+    return Actor(f"cli:{user}", SystemClock().now())
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -434,10 +449,12 @@ Run the REST API (/api/..., /health, /docs) under uvicorn.
 
 Access control: every /api request needs "Authorization: Bearer <token>".
 Tokens have a scope: a read token may GET, a control token may also create,
-stop and cancel events. Configure them as comma-separated scope:token pairs,
-  GRIDCORE_API_TOKENS="read:<secret>,control:<secret>"
-or one pair a line in the file named by GRIDCORE_API_TOKENS_FILE (tokens of
-at least 16 characters, e.g. `openssl rand -hex 16`). Without any token serve
+stop and cancel events. Configure them as comma-separated name:scope:token
+entries (the name is who acts in the audit trail, GET /api/audit),
+  GRIDCORE_API_TOKENS="dashboard:read:<secret>,ops:control:<secret>"
+or one a line in the file named by GRIDCORE_API_TOKENS_FILE (tokens of at
+least 16 characters, e.g. `openssl rand -hex 16`; the older scope:token is
+read too, with a name made from the token's hash). Without any token serve
 refuses to start. /health answers without a token (for probes); /docs and
 /openapi.json take a token as the browser's password. GRIDCORE_AUTH=disabled
 turns the checks off, on a loopback --host only unless --insecure-open-access.
@@ -646,6 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _open_access_flag(p)
     p.set_defaults(func=cmd_demo)
+
+    from entrypoints.operator import add_commands  # the operator's commands (API clients)
+
+    add_commands(sub, command)
     return parser
 
 
@@ -682,4 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m entrypoints.cli`: run the module's imported copy, whose
+    # UsageError and Failure are the ones the operator commands raise.
+    from entrypoints.cli import main as imported_main
+
+    raise SystemExit(imported_main())

@@ -137,10 +137,24 @@ class Settings(BaseSettings):
 
     # --- REST API access (tokens are secrets: never logged, never echoed) ---
     gridcore_api_tokens: str | None = Field(
-        default=None, description="Comma-separated scope:token pairs; scope read or control"
+        default=None,
+        description="Comma-separated name:scope:token entries (scope read or control; the "
+        "name, who acts in the audit trail, may be left out: scope:token)",
     )
     gridcore_api_tokens_file: str | None = Field(
-        default=None, description="File with one scope:token pair a line (# comments)"
+        default=None, description="File with one name:scope:token entry a line (# comments)"
+    )
+
+    # --- the operator command line (gridcore vens, events, ping, audit) ---
+    gridcore_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The API the operator commands talk to (http:// or https://)",
+    )
+    gridcore_token: str | None = Field(
+        default=None, description="The API token the operator commands present"
+    )
+    gridcore_token_file: str | None = Field(
+        default=None, description="A file holding that token (its first line), instead"
     )
     gridcore_auth: Literal["enabled", "disabled"] = Field(
         default="enabled", description="disabled: no token checks"
@@ -304,6 +318,15 @@ class Settings(BaseSettings):
         "never baseline days for weekday events",
     )
 
+    @field_validator("gridcore_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        url = value.strip().rstrip("/")
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of the API")
+        return url
+
     @field_validator("gridcore_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -459,7 +482,7 @@ OTHER_NAMES = {
     "DB_USERNAME": "DB_USER",
     "DB_PASS": "DB_PASSWORD",
 }
-SECRETS = frozenset({"db_password", "mqtt_password", "gridcore_api_tokens"})
+SECRETS = frozenset({"db_password", "mqtt_password", "gridcore_api_tokens", "gridcore_token"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from gridcore import audit
+from gridcore.audit import Actor, AuditAction
 from gridcore.correlation import Command, CommandOp, event_command_id, new_correlation_id
 from gridcore.errors import DomainError, InvalidInput, NotFound
 from gridcore.events import DrEvent, EventStatus
@@ -59,6 +61,7 @@ async def update_ven(
     location: Location | object | None = _KEEP,
     enabled: bool | None = None,
     targets: Sequence[str] | None = None,
+    actor: Actor | None = None,
 ) -> Ven:
     """Change name, location (None clears it), enabled or targets (replaced
     as given; empty clears them; None leaves them). A disabled VEN keeps
@@ -75,11 +78,32 @@ async def update_ven(
         if enabled is not None:
             ven = replace(ven, enabled=enabled)
         await uow.vens.update(ven)
+        # None in ``changed`` is a cleared location; record leaves out the others' Nones.
+        changed = {"location": _location_detail(ven.location)} if location is not _KEEP else {}
+        await audit.record(
+            uow,
+            actor,
+            AuditAction.VEN_CHANGED,
+            ven_id=ven_id,
+            details=changed,
+            name=name,
+            enabled=enabled,
+            targets=None if checked is None else list(checked),
+        )
         await uow.commit()
     return ven
 
 
-async def locate_vens(uow_factory: UnitOfWorkFactory, positions: Mapping[str, Location]) -> int:
+def _location_detail(location: Location | None) -> dict[str, float] | None:
+    return None if location is None else {"lat": location.lat, "lon": location.lon}
+
+
+async def locate_vens(
+    uow_factory: UnitOfWorkFactory,
+    positions: Mapping[str, Location],
+    *,
+    actor: Actor | None = None,
+) -> int:
     """Set the positions of many VENs at once (a deployment's customer
     records: no VEN reports where it is). All or nothing: unknown VEN ids
     are :class:`InvalidInput` naming the first few, and nothing is written."""
@@ -93,17 +117,21 @@ async def locate_vens(uow_factory: UnitOfWorkFactory, positions: Mapping[str, Lo
         for ven_id, location in positions.items():
             ven = await _ven(uow, ven_id)
             await uow.vens.update(replace(ven, location=location))
+        await audit.record(uow, actor, AuditAction.VENS_LOCATED, vens=len(positions))
         await uow.commit()
     log.info("set the positions of %d VENs", len(positions))
     return len(positions)
 
 
-async def deregister_ven(uow_factory: UnitOfWorkFactory, ven_id: str) -> None:
+async def deregister_ven(
+    uow_factory: UnitOfWorkFactory, ven_id: str, *, actor: Actor | None = None
+) -> None:
     """Remove a VEN and its load configuration; its telemetry and ACKs stay (audit).
     A VEN that keeps reporting is registered again when auto-registration is on."""
     async with uow_factory() as uow:
         if not await uow.vens.remove(ven_id):
             raise NotFound("VEN", ven_id)
+        await audit.record(uow, actor, AuditAction.VEN_DEREGISTERED, ven_id=ven_id)
         await uow.commit()
     log.info("deregistered VEN %s", ven_id)
 
@@ -136,12 +164,20 @@ async def _known_load(
     return reported
 
 
+def _camel(name: str) -> str:
+    """A field's name as the API spells it (``capacity_kw``: ``capacityKw``)."""
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)
+
+
 async def configure_load(
     uow_factory: UnitOfWorkFactory,
     queries: TelemetryQueries,
     ven_id: str,
     load_id: str,
     changes: LoadChanges,
+    *,
+    actor: Actor | None = None,
 ) -> Load:
     """Persist a load's configuration. The first change to a load the VEN only
     reported starts from what it reported; configuration then takes precedence
@@ -157,6 +193,14 @@ async def configure_load(
         updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
         load = replace(load, **{k: v for k, v in updates.items() if v is not None})
         await uow.vens.save_load(ven_id, load)
+        asked = {
+            _camel(k): list(v) if isinstance(v, tuple) else v
+            for k, v in updates.items()
+            if v is not None
+        }
+        await audit.record(
+            uow, actor, AuditAction.LOAD_CHANGED, ven_id=ven_id, load_id=load_id, details=asked
+        )
         await uow.commit()
     log.info("load %s/%s configured", ven_id, load_id)
     return load
@@ -205,6 +249,21 @@ async def _new_command_id(uow: UnitOfWork, ids: IdGenerator, event_id: str | Non
     raise RuntimeError("no free cmd- correlationId after 8 draws: is the id generator random?")
 
 
+async def _record_command(uow: UnitOfWork, actor: Actor | None, command: Command) -> None:
+    await audit.record(
+        uow,
+        actor,
+        AuditAction.COMMAND_SENT,
+        ven_id=command.ven_id,
+        event_id=command.event_id,
+        load_id=command.load_id,
+        op=command.op.value,
+        correlationId=command.correlation_id,
+        shedKw=command.shed_kw,
+        durationSec=command.duration_sec,
+    )
+
+
 async def send_event_command(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -214,6 +273,7 @@ async def send_event_command(
     event_id: str,
     shed_kw: float,
     duration_sec: int | None = None,
+    actor: Actor | None = None,
 ) -> Command:
     """Queue a DR event command (``op: event``) for one VEN of an active event,
     e.g. to top up a VEN by hand. It replaces the VEN's previous command for
@@ -237,13 +297,19 @@ async def send_event_command(
             supersedes=previous.correlation_id if previous is not None else None,
         )
         await uow.commands.add_many([command])
+        await _record_command(uow, actor, command)
         await uow.commit()
     log.info("queued event command %s to %s (%.3f kW)", command.correlation_id, ven_id, shed_kw)
     return command
 
 
 async def ping_ven(
-    uow_factory: UnitOfWorkFactory, clock: Clock, ids: IdGenerator, *, ven_id: str
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+    *,
+    ven_id: str,
+    actor: Actor | None = None,
 ) -> Command:
     """Queue a ``ping`` (the documents' health check). The VEN answers pong;
     the round trip from the command's first send to that ACK becomes its last
@@ -259,6 +325,7 @@ async def ping_ven(
             created_at=now,
         )
         await uow.commands.add_many([command])
+        await _record_command(uow, actor, command)
         await uow.commit()
     log.info("queued ping %s to %s", command.correlation_id, ven_id)
     return command
@@ -275,6 +342,7 @@ async def shed_load_command(
     shed_kw: float | None = None,
     duration_sec: int | None = None,
     event_id: str | None = None,
+    actor: Actor | None = None,
 ) -> Command:
     """Queue a ``shed_load`` command for one load. Without ``shed_kw`` the
     load's shed capability is asked for; a critical load is never shed."""
@@ -302,6 +370,7 @@ async def shed_load_command(
             load_id=load_id,
         )
         await uow.commands.add_many([command])
+        await _record_command(uow, actor, command)
         await uow.commit()
     log.info("queued shed_load %s to %s/%s", command.correlation_id, ven_id, load_id)
     return command

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from gridcore.audit import EVERY_ENTRY, AuditEntry, AuditQuery
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
 from gridcore.history import HistorySource
@@ -300,6 +301,21 @@ class DeadLetterRepository(Protocol):
     async def recent(self, limit: int = 100) -> list[DeadLetter]: ...
 
 
+class AuditLog(Protocol):
+    """The audit trail (:mod:`gridcore.audit`): entries are only added, in
+    the unit of work of the change they record, and never changed."""
+
+    async def add(self, entry: AuditEntry) -> None: ...
+
+    async def page(
+        self, query: AuditQuery = EVERY_ENTRY, *, offset: int = 0, limit: int = 100
+    ) -> Page[AuditEntry]:
+        """Entries matching ``query``, newest first (by ``at``, then by id:
+        the later kept first); ``limit`` is capped at the store's page size.
+        Each returned entry has its ``id``."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over the repositories. Used as ``async with uow:``;
     nothing is kept unless ``commit`` is called; leaving the block without a
@@ -320,6 +336,9 @@ class UnitOfWork(Protocol):
 
     @property
     def dead_letters(self) -> DeadLetterRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from gridcore import audit
+from gridcore.audit import Actor, AuditAction
 from gridcore.correlation import AckMatch, AckOutcome, CommandLedger, VenAck
 from gridcore.dispatch import end_event_commands
 from gridcore.errors import InvalidInput, NotFound
@@ -41,6 +43,7 @@ async def register_ven(
     name: str,
     location: Location | None = None,
     targets: Sequence[str] = (),
+    actor: Actor | None = None,
 ) -> Ven:
     """Register a VEN, with the targets the operator grants it (gridcore.targeting)."""
     ven = Ven(
@@ -54,6 +57,14 @@ async def register_ven(
         if await uow.vens.get(ven_id) is not None:
             raise InvalidInput("id", f"VEN {ven_id!r} is already registered")
         await uow.vens.add(ven)
+        await audit.record(
+            uow,
+            actor,
+            AuditAction.VEN_REGISTERED,
+            ven_id=ven_id,
+            name=name,
+            targets=list(ven.targets),
+        )
         await uow.commit()
     log.info("registered VEN %s", ven_id)
     return ven
@@ -79,6 +90,7 @@ async def create_event(
     requested_reduction_kw: float,
     targets: Sequence[str] = (),
     require_match: bool = True,
+    actor: Actor | None = None,
 ) -> DrEvent:
     """Store a new scheduled event. The dispatcher activates it at start time
     (immediately when the start is now or past), over the VENs it targets
@@ -109,6 +121,16 @@ async def create_event(
                 f"targets match no VEN: no registered VEN is granted any of {list(event.targets)}",
             )
         await uow.events.add(event)
+        await audit.record(
+            uow,
+            actor,
+            AuditAction.EVENT_CREATED,
+            event_id=event.id,
+            startTime=start_time.isoformat(),
+            endTime=end_time.isoformat(),
+            requestedReductionKw=requested_reduction_kw,
+            targets=list(event.targets),
+        )
         await uow.commit()
     log.info(
         "event %s created: %.3f kW from %s to %s%s",
@@ -128,12 +150,15 @@ async def _locked_event(uow: UnitOfWork, event_id: str) -> DrEvent:
     return event
 
 
-async def cancel_event(uow_factory: UnitOfWorkFactory, clock: Clock, event_id: str) -> DrEvent:
+async def cancel_event(
+    uow_factory: UnitOfWorkFactory, clock: Clock, event_id: str, *, actor: Actor | None = None
+) -> DrEvent:
     """Cancel a scheduled event; nothing was sent, so nothing is restored."""
     async with uow_factory() as uow:
         event = await _locked_event(uow, event_id)
         cancelled = event.cancel(clock.now())
         await uow.events.save_status(cancelled, event.status)
+        await audit.record(uow, actor, AuditAction.EVENT_CANCELLED, event_id=event_id)
         await uow.commit()
     log.info("event %s cancelled", event_id)
     return cancelled
@@ -145,6 +170,7 @@ async def stop_event(
     event_id: str,
     *,
     restore_spread: timedelta = timedelta(0),
+    actor: Actor | None = None,
 ) -> DrEvent:
     """Stop an active event now, and queue a restore to every VEN it was sent
     to (in the same transaction: the outbox), staggered over ``restore_spread``
@@ -156,6 +182,9 @@ async def stop_event(
         stopped = event.stop(now)
         await uow.events.save_status(stopped, event.status)
         restores = await end_event_commands(uow, stopped, now, restore_spread)
+        await audit.record(
+            uow, actor, AuditAction.EVENT_STOPPED, event_id=event_id, restores=len(restores)
+        )
         await uow.commit()
     log.info("event %s stopped; %d restore(s) queued", event_id, len(restores))
     return stopped

@@ -6,6 +6,7 @@ functions: the command runs its own event loop)."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from adapters.sql.engine import create_engine
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from entrypoints.cli import main
 from gridcore import services
+from gridcore.audit import AuditAction, AuditEntry
 from gridcore.ports import Clock
 from gridcore.ven import Location
 
@@ -76,6 +78,18 @@ def test_positions_from_a_csv_file(
         "ven-2": None,
         "ven-3": Location(51.5, -0.12),
     }
+    (entry,) = asyncio.run(_audit(url))  # who set them: the login running the command
+    assert entry.action is AuditAction.VENS_LOCATED and entry.details == {"vens": 2}
+    assert entry.actor == f"cli:{getpass.getuser()}"
+
+
+async def _audit(url: str) -> tuple[AuditEntry, ...]:
+    engine = create_engine(url)
+    try:
+        async with SqlUnitOfWorkFactory(engine)() as uow:
+            return (await uow.audit.page()).items
+    finally:
+        await engine.dispose()
 
 
 def test_every_wrong_row_is_named_and_nothing_is_set(

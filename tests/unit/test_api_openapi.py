@@ -52,6 +52,8 @@ DOCUMENTED = {
     # Measurement and verification (issue 14).
     ("get", "/api/events/{eventId}/performance"),
     ("get", "/api/events/{eventId}/vens/{venId}/performance"),
+    # The audit trail (issue 18).
+    ("get", "/api/audit"),
 }
 
 

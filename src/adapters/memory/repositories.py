@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from gridcore import summary
+from gridcore.audit import EVERY_ENTRY, AuditEntry, AuditQuery
 from gridcore.correlation import Command, CommandOp, CommandState, VenAck, newest_command
 from gridcore.errors import IllegalTransition
 from gridcore.events import DrEvent, EventStatus
@@ -38,6 +39,7 @@ class InMemoryState:
     commands: dict[str, Command] = field(default_factory=dict)
     acks: list[VenAck] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)  # each with its id, oldest first
 
 
 class _Overlay(Generic[K, V]):
@@ -456,6 +458,32 @@ class InMemoryDeadLetterRepository:
         self._added = []
 
 
+class InMemoryAuditLog:
+    def __init__(self, state: InMemoryState) -> None:
+        self._state = state
+        self._added: list[AuditEntry] = []
+
+    async def add(self, entry: AuditEntry) -> None:
+        self._added.append(entry)
+
+    async def page(
+        self, query: AuditQuery = EVERY_ENTRY, *, offset: int = 0, limit: int = 100
+    ) -> Page[AuditEntry]:
+        offset, limit = page_bounds(offset, limit)
+        kept = len(self._state.audit)
+        mine = [replace(e, id=kept + n) for n, e in enumerate(self._added, start=1)]
+        found = [e for e in [*self._state.audit, *mine] if query.matches(e)]
+        found.sort(key=lambda e: (e.at, e.id or 0), reverse=True)
+        return Page(len(found), tuple(found[offset : offset + limit]))
+
+    def apply(self) -> None:
+        kept = len(self._state.audit)
+        self._state.audit.extend(
+            replace(e, id=kept + n) for n, e in enumerate(self._added, start=1)
+        )
+        self._added = []
+
+
 class InProcessLease:
     """Dispatch lease among workers of one process (the demo, tests): the first
     to ask holds it until it releases it."""
@@ -494,6 +522,7 @@ class InMemoryUnitOfWork:
         self.commands = InMemoryCommandRepository(self._state, self.events)
         self.acks = InMemoryAckRepository(self._state)
         self.dead_letters = InMemoryDeadLetterRepository(self._state)
+        self.audit = InMemoryAuditLog(self._state)
 
     async def __aenter__(self) -> Self:
         self._begin()
@@ -509,7 +538,14 @@ class InMemoryUnitOfWork:
 
     async def commit(self) -> None:
         # Applied in one synchronous step: no other coroutine sees half a commit.
-        for repo in (self.vens, self.events, self.commands, self.acks, self.dead_letters):
+        for repo in (
+            self.vens,
+            self.events,
+            self.commands,
+            self.acks,
+            self.dead_letters,
+            self.audit,
+        ):
             repo.apply()
         self._begin()
 

@@ -59,7 +59,7 @@ MAX_LIMIT = MAX_PAGE_SIZE  # no list query returns more rows than this, whatever
 bounded = page_bounds
 
 
-async def _page_of(
+async def page_of(
     conn: AsyncConnection, query: Select[Any], offset: int, limit: int
 ) -> tuple[int, list[Any]]:
     """Total count of ``query`` and one bounded slice of it."""
@@ -124,7 +124,7 @@ class SqlVenRepository:
         return bool(result.rowcount)
 
     async def page(self, offset: int = 0, limit: int = 100) -> Page[Ven]:
-        total, rows = await _page_of(self._conn, select(vens).order_by(vens.c.id), offset, limit)
+        total, rows = await page_of(self._conn, select(vens).order_by(vens.c.id), offset, limit)
         loads = await self._loads([row["id"] for row in rows])
         return Page(total, tuple(mapping.ven_from(r, loads.get(r["id"], ())) for r in rows))
 
@@ -264,7 +264,7 @@ class SqlEventRepository:
             .where(and_(True, *conditions))
             .order_by(events.c.start_time.desc(), events.c.event_id.desc())
         )
-        total, rows = await _page_of(self._conn, query, offset, limit)
+        total, rows = await page_of(self._conn, query, offset, limit)
         return Page(total, tuple(mapping.event_from(r) for r in rows))
 
     async def overlapping(
@@ -672,7 +672,7 @@ class SqlAckRepository:
             .where(ven_acks.c.event_id == event_id)
             .order_by(ven_acks.c.timestamp, ven_acks.c.id)
         )
-        total, rows = await _page_of(self._conn, query, offset, limit)
+        total, rows = await page_of(self._conn, query, offset, limit)
         return Page(total, tuple(mapping.ack_from(r) for r in rows))
 
     async def for_ven(
@@ -690,7 +690,7 @@ class SqlAckRepository:
         if end is not None:
             query = query.where(ven_acks.c.timestamp < end)
         query = query.order_by(ven_acks.c.timestamp.desc(), ven_acks.c.id.desc())
-        total, rows = await _page_of(self._conn, query, offset, limit)
+        total, rows = await page_of(self._conn, query, offset, limit)
         return Page(total, tuple(mapping.ack_from(r) for r in rows))
 
 

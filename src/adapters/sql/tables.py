@@ -61,6 +61,7 @@ from sqlalchemy import (
 
 from adapters.sql.types import BigId, Document, TargetList, UtcDateTime
 from gridcore import limits
+from gridcore.audit import ACTOR_LENGTH
 from gridcore.retention import Kept
 
 # Explicit constraint names: Alembic can then drop/alter them on both dialects,
@@ -329,6 +330,24 @@ dead_letters = Table(
     Column("reason", Text, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
     Index(None, "received_at"),
+)
+
+# The audit trail (gridcore.audit): append-only, read newest first, by
+# event, VEN or actor.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(ACTOR_LENGTH), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("ven_id", VEN_ID, nullable=True),
+    Column("event_id", EVENT_ID, nullable=True),
+    Column("load_id", LOAD_ID, nullable=True),
+    Column("details", Document, nullable=False),
+    Index(None, "at"),
+    Index(None, "event_id", "at"),
+    Index(None, "ven_id", "at"),
 )
 
 shadows = Table(

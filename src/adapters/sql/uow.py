@@ -7,6 +7,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.sql.audit import SqlAuditLog
 from adapters.sql.engine import SQLITE_BEGIN
 from adapters.sql.repositories import (
     SqlAckRepository,
@@ -33,6 +34,7 @@ class SqlUnitOfWork:
     commands: SqlCommandRepository
     acks: SqlAckRepository
     dead_letters: SqlDeadLetterRepository
+    audit: SqlAuditLog
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -47,6 +49,7 @@ class SqlUnitOfWork:
         self.commands = SqlCommandRepository(conn)
         self.acks = SqlAckRepository(conn)
         self.dead_letters = SqlDeadLetterRepository(conn)
+        self.audit = SqlAuditLog(conn)
         return self
 
     async def __aexit__(

@@ -1,9 +1,17 @@
 """Bearer tokens with two scopes: ``read`` for GET, ``control`` for every
 write (a control token may also read).
 
-Configuration: ``GRIDCORE_API_TOKENS`` = comma-separated ``scope:token`` pairs,
-or ``GRIDCORE_API_TOKENS_FILE`` with one pair a line (blank lines and ``#``
-comments allowed); both may be given. ``GRIDCORE_AUTH=disabled`` turns the
+Configuration: ``GRIDCORE_API_TOKENS`` = comma-separated ``name:scope:token``
+entries, or ``GRIDCORE_API_TOKENS_FILE`` with one entry a line (blank lines
+and ``#`` comments allowed); both may be given. The name says who acts in
+the audit trail (``gridcore.audit``). The older ``scope:token`` form is still
+read: an entry whose first field is a scope is that form, whatever its token
+holds (a token may contain ``:``), and its name is derived from the scope and
+a fingerprint of the token (``control-1a2b3c4d``: the first 8 hex digits of
+the token's SHA-256), stable as long as the token is. A name is 1 to 64
+letters, digits, ``.``, ``_``, ``-`` or ``@``, and never a scope word, so the
+two forms cannot be mistaken for each other. Several tokens may share a name
+(a rotation). ``GRIDCORE_AUTH=disabled`` turns the
 checks off (the demo, bound to 127.0.0.1; another address needs an explicit
 opt-in, see ``entrypoints.api.server``).
 
@@ -30,6 +38,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -99,17 +108,46 @@ class Scope(enum.StrEnum):
     CONTROL = "control"
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+# Who acts when access control is off (the demo): there is no token to name
+# anyone, and a client address names a machine, not a person.
+ANONYMOUS = "anonymous"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     scope: Scope
     digest: bytes  # sha256 of the secret: equal lengths for compare_digest
+    name: str = ""  # who acts with it (the audit trail); derived when not given
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            derived = f"{self.scope.value}-{self.digest.hex()[:8]}"
+            object.__setattr__(self, "name", derived)
 
     def __repr__(self) -> str:  # never print a secret, not even its digest
-        return f"ApiToken(scope={self.scope.value})"
+        return f"ApiToken(name={self.name}, scope={self.scope.value})"
 
 
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+_SCOPES = frozenset(s.value for s in Scope)
+
+
+def _fields(entry: str) -> tuple[str, str, str] | None:
+    """(name, scope, secret) of ``name:scope:token`` or ``scope:token`` (name
+    empty), else None. A first field that is a scope word is the older form."""
+    first, sep, rest = entry.partition(":")
+    if not sep:
+        return None
+    if first.strip() in _SCOPES:
+        return "", first.strip(), rest
+    scope, sep, secret = rest.partition(":")
+    if not sep or scope.strip() not in _SCOPES:
+        return None
+    return first.strip(), scope.strip(), secret
 
 
 def parse_tokens(
@@ -120,13 +158,22 @@ def parse_tokens(
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
-        scope, sep, secret = entry.partition(":")
         where = f"{source} entry {number}"
-        if not sep or scope.strip() not in {s.value for s in Scope}:
-            raise ValueError(f"{where}: expected 'read:<token>' or 'control:<token>'")
+        fields = _fields(entry)
+        if fields is None:
+            raise ValueError(
+                f"{where}: expected '<name>:read:<token>' or '<name>:control:<token>' "
+                "(or the older 'read:<token>', 'control:<token>')"
+            )
+        name, scope, secret = fields
+        if name and not NAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                f"{where}: the name {name[:70]!r} must be 1 to 64 letters, digits, '.', '_', "
+                "'-' or '@'"
+            )
         if len(secret.strip()) < MIN_TOKEN_LENGTH:
             raise ValueError(f"{where}: token shorter than {MIN_TOKEN_LENGTH} characters")
-        tokens.append(ApiToken(Scope(scope.strip()), _digest(secret.strip())))
+        tokens.append(ApiToken(Scope(scope), _digest(secret.strip()), name))
     return tokens
 
 
@@ -168,16 +215,26 @@ class TokenChecker:
 
     def scope_of(self, presented: str) -> Scope | None:
         """The broadest scope of the configured tokens equal to ``presented``."""
+        token = self.token_of(presented)
+        return None if token is None else token.scope
+
+    def token_of(self, presented: str) -> ApiToken | None:
+        """The configured token equal to ``presented`` (of the broadest scope,
+        the first configured among equals), or None."""
         digest = _digest(presented)
-        found: Scope | None = None
+        found: ApiToken | None = None
         for token in self._tokens:  # no early exit: constant work per request
-            if hmac.compare_digest(digest, token.digest) and found is not Scope.CONTROL:
-                found = token.scope
+            if hmac.compare_digest(digest, token.digest) and (
+                found is None or (found.scope is Scope.READ and token.scope is Scope.CONTROL)
+            ):
+                found = token
         return found
 
 
 # auto_error=False: a missing header is answered 401 with our message, not 403.
-_bearer = HTTPBearer(auto_error=False, description="scope:token from GRIDCORE_API_TOKENS")
+_bearer = HTTPBearer(
+    auto_error=False, description="a token of GRIDCORE_API_TOKENS (name:scope:token)"
+)
 
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -261,3 +318,19 @@ async def authorize(
     if failure is not None:
         status, message = failure
         raise HTTPException(status, message, headers=CHALLENGE if status == 401 else None)
+
+
+def actor_name(request: Request) -> str:
+    """Who makes ``request``, for the audit trail: the name of its bearer
+    token, else of its console session's token; ``anonymous`` with access
+    control off. Asked only by writes, which ``authorize`` let through."""
+    checker: TokenChecker = request.app.state.tokens
+    if not checker.enabled:
+        return ANONYMOUS
+    presented = presented_token(request.headers.get("authorization"))
+    if presented is not None:
+        token = checker.token_of(presented)
+        if token is not None:
+            return token.name
+    session = request.app.state.sessions.read(request.cookies.get(COOKIE))
+    return session.name if session is not None else ANONYMOUS

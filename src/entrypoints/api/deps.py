@@ -15,9 +15,11 @@ from typing import Annotated, cast
 from fastapi import Depends, FastAPI, Request
 
 from adapters.sql.schema import DatabaseCheck
+from entrypoints.api.auth import actor_name
 from entrypoints.api.coalesce import Coalescer
 from entrypoints.container import Container, Storage
 from entrypoints.settings import Settings
+from gridcore.audit import Actor
 from gridcore.bridging import OpenAdrBridge
 from gridcore.events import DrEvent
 from gridcore.ports import Clock, IdGenerator, ShadowStore, TelemetryQueries, UnitOfWorkFactory
@@ -130,3 +132,11 @@ NowDep = Annotated[datetime, Depends(_now)]
 CoalescerDep = Annotated[Coalescer, Depends(_coalescer)]
 RawSinceDep = Annotated[datetime, Depends(_raw_since)]
 DatabaseCheckDep = Annotated[DatabaseCheck | None, Depends(_database_check)]
+
+
+async def _actor(request: Request, clock: ClockDep) -> Actor:
+    """Who makes this write, and when, for the audit trail (gridcore.audit)."""
+    return Actor(actor_name(request), clock.now())
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]

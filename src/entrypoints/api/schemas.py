@@ -433,3 +433,22 @@ class Health(ApiModel):
     status: Literal["ok", "unavailable"]
     database: str | None = None
     broker: str | None = None
+
+
+# --- audit trail -------------------------------------------------------------------
+
+
+class AuditEntryOut(ApiModel):
+    id: int
+    at: UtcDateTime
+    actor: str
+    action: str
+    ven_id: str | None
+    event_id: str | None
+    load_id: str | None
+    details: dict[str, Any]
+
+
+class AuditResponse(ApiModel):
+    total_count: int
+    entries: list[AuditEntryOut]

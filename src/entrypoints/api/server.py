@@ -67,8 +67,8 @@ def check_access(
     clients_from(settings)  # a malformed OpenADR client entry: refused before the start line
     if checker.enabled and not checker.configured:
         raise AuthNotConfigured(
-            "no API token configured: set GRIDCORE_API_TOKENS (e.g. 'control:<secret>,"
-            "read:<secret>') or GRIDCORE_API_TOKENS_FILE, or GRIDCORE_AUTH=disabled "
+            "no API token configured: set GRIDCORE_API_TOKENS (e.g. 'ops:control:<secret>,"
+            "dashboard:read:<secret>') or GRIDCORE_API_TOKENS_FILE, or GRIDCORE_AUTH=disabled "
             "on a trusted machine"
         )
     if not checker.enabled:

@@ -37,6 +37,7 @@ LIFETIME_S = 12 * 3600  # an operator's shift
 @dataclass(frozen=True, slots=True)
 class ConsoleSession:
     scope: Scope
+    name: str  # the token's (entrypoints.api.auth): who acts, in the audit trail
     csrf: str  # what a write must carry as X-CSRF-Token (and the console's forms)
     expires: int  # epoch seconds
 
@@ -63,15 +64,15 @@ class SessionKeeper:
 
     def open(self, token: str) -> tuple[str, ConsoleSession] | None:
         """A cookie value and its session for a valid ``token``, else None."""
-        scope = self._checker.scope_of(token)
-        if scope is None:
+        found = self._checker.token_of(token)
+        if found is None:
             return None
+        scope, name = found.scope, found.name
         expires = int(self._clock()) + LIFETIME_S
-        payload = _b64(
-            json.dumps({"s": scope.value, "e": expires, "n": secrets.token_urlsafe(16)}).encode()
-        )
+        fields = {"s": scope.value, "u": name, "e": expires, "n": secrets.token_urlsafe(16)}
+        payload = _b64(json.dumps(fields).encode())
         cookie = f"{payload}.{self._sign(payload)}"
-        return cookie, self._session(payload, scope, expires)
+        return cookie, self._session(payload, scope, name, expires)
 
     def read(self, cookie: str | None) -> ConsoleSession | None:
         """The session of a cookie this keeper signed and that has not expired."""
@@ -82,12 +83,12 @@ class SessionKeeper:
             return None
         try:
             fields = json.loads(_unb64(payload))
-            scope, expires = Scope(fields["s"]), int(fields["e"])
+            scope, name, expires = Scope(fields["s"]), str(fields["u"]), int(fields["e"])
         except (ValueError, KeyError, TypeError):
-            return None
+            return None  # a cookie from before names: signed in again
         if expires <= self._clock():
             return None
-        return self._session(payload, scope, expires)
+        return self._session(payload, scope, name, expires)
 
     def scope_for(self, method: str, cookie: str | None, csrf: str | None) -> Scope | None:
         """What a request carrying ``cookie`` (and for a write, ``csrf``) may
@@ -104,6 +105,6 @@ class SessionKeeper:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-    def _session(self, payload: str, scope: Scope, expires: int) -> ConsoleSession:
+    def _session(self, payload: str, scope: Scope, name: str, expires: int) -> ConsoleSession:
         csrf = _b64(hmac.new(self._key, b"csrf\0" + payload.encode(), hashlib.sha256).digest())
-        return ConsoleSession(scope, csrf, expires)
+        return ConsoleSession(scope, name, csrf, expires)

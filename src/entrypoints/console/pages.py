@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 
-from entrypoints.api.auth import Scope, TokenChecker
+from entrypoints.api.auth import ANONYMOUS, Scope, TokenChecker
 from entrypoints.api.sessions import COOKIE, LIFETIME_S, ConsoleSession, SessionKeeper
 
 HERE = Path(__file__).parent
@@ -31,7 +31,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 
 # With access control off there is nothing to sign in to: every page may act.
-_OPEN = ConsoleSession(Scope.CONTROL, csrf="", expires=0)
+_OPEN = ConsoleSession(Scope.CONTROL, ANONYMOUS, csrf="", expires=0)
 
 
 def _session(request: Request) -> ConsoleSession | None:

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from entrypoints.api.deps import (
+    ActorDep,
     ClockDep,
     CoalescerDep,
     IdsDep,
@@ -88,7 +89,12 @@ async def _event(uow: UnitOfWork, event_id: str) -> DrEvent:
 
 @router.post("", status_code=201)
 async def create_event(
-    body: EventCreate, uow: UowDep, clock: ClockDep, ids: IdsDep, mirror: MirrorDep
+    body: EventCreate,
+    uow: UowDep,
+    clock: ClockDep,
+    ids: IdsDep,
+    mirror: MirrorDep,
+    actor: ActorDep,
 ) -> EventOut:
     """Store a new event (status ``scheduled``). ``status: active`` is accepted
     as the documents' clients send it; the event becomes active at startTime.
@@ -102,6 +108,7 @@ async def create_event(
         end_time=body.end_time,
         requested_reduction_kw=body.requested_reduction_kw,
         targets=body.targets,
+        actor=actor,
     )
     return event_out(await mirror(event))
 
@@ -248,20 +255,26 @@ async def get_event_metrics(
 
 @router.post("/{eventId}/stop", responses={**NOT_FOUND, **CONFLICT})
 async def stop_event(
-    event_id: EventIdPath, uow: UowDep, clock: ClockDep, settings: SettingsDep, mirror: MirrorDep
+    event_id: EventIdPath,
+    uow: UowDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    mirror: MirrorDep,
+    actor: ActorDep,
 ) -> EventOut:
     """Stop an active event now; a restore is queued to every VEN it reached."""
     spread = settings.restore_spread  # staggered as at the event's end (gridcore.rebound)
-    stopped = await services.stop_event(uow, clock, event_id, restore_spread=spread)
+    stopped = await services.stop_event(uow, clock, event_id, restore_spread=spread, actor=actor)
     return event_out(await mirror(stopped))
 
 
 @router.delete("/{eventId}", responses={**NOT_FOUND, **CONFLICT})
 async def cancel_event(
-    event_id: EventIdPath, uow: UowDep, clock: ClockDep, mirror: MirrorDep
+    event_id: EventIdPath, uow: UowDep, clock: ClockDep, mirror: MirrorDep, actor: ActorDep
 ) -> EventOut:
     """Cancel a scheduled event (nothing was sent). Any other state: 409."""
-    return event_out(await mirror(await services.cancel_event(uow, clock, event_id)))
+    cancelled = await services.cancel_event(uow, clock, event_id, actor=actor)
+    return event_out(await mirror(cancelled))
 
 
 @router.get("/{eventId}/acks", responses=NOT_FOUND)

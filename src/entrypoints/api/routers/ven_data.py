@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from entrypoints.api.deps import (
+    ActorDep,
     ClockDep,
     IdsDep,
     NowDep,
@@ -223,7 +224,12 @@ def _accepted(command: Command) -> CommandAccepted:
 
 @router.post("/send-event", status_code=202, responses=CONFLICT)
 async def send_event(
-    ven_id: VenIdPath, body: SendEventBody, uow: UowDep, clock: ClockDep, ids: IdsDep
+    ven_id: VenIdPath,
+    body: SendEventBody,
+    uow: UowDep,
+    clock: ClockDep,
+    ids: IdsDep,
+    actor: ActorDep,
 ) -> CommandAccepted:
     """Queue a DR event command to this VEN for an active event. It is written
     to the ledger (state ``pending``) and the worker publishes it on
@@ -237,17 +243,20 @@ async def send_event(
         event_id=body.event_id,
         shed_kw=body.shed_kw,
         duration_sec=body.duration_sec,
+        actor=actor,
     )
     return _accepted(command)
 
 
 @router.post("/ping", status_code=202)
-async def ping(ven_id: VenIdPath, uow: UowDep, clock: ClockDep, ids: IdsDep) -> CommandAccepted:
+async def ping(
+    ven_id: VenIdPath, uow: UowDep, clock: ClockDep, ids: IdsDep, actor: ActorDep
+) -> CommandAccepted:
     """Queue a ``ping``; the worker publishes it on ``ven/cmd/{venId}``. When
     the VEN answers (``pong``), the round trip from send to ACK shows as its
     ``responseTimeMs`` (``GET /api/vens/{venId}``) and the summary's
     ``responseTime``."""
-    return _accepted(await ping_ven(uow, clock, ids, ven_id=ven_id))
+    return _accepted(await ping_ven(uow, clock, ids, ven_id=ven_id, actor=actor))
 
 
 @router.post("/loads/{loadId}/commands/shed", status_code=202, responses=CONFLICT)
@@ -258,6 +267,7 @@ async def shed_load(
     queries: QueriesDep,
     clock: ClockDep,
     ids: IdsDep,
+    actor: ActorDep,
     body: ShedBody | None = None,
 ) -> CommandAccepted:
     """Queue a ``shed_load`` command for one load (never a critical one); sent
@@ -273,5 +283,6 @@ async def shed_load(
         shed_kw=body.shed_kw,
         duration_sec=body.duration_sec,
         event_id=body.event_id,
+        actor=actor,
     )
     return _accepted(command)

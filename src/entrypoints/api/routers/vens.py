@@ -10,7 +10,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from entrypoints.api.deps import ClockDep, IdsDep, NowDep, OfflineAfterDep, QueriesDep, UowDep
+from entrypoints.api.deps import (
+    ActorDep,
+    ClockDep,
+    IdsDep,
+    NowDep,
+    OfflineAfterDep,
+    QueriesDep,
+    UowDep,
+)
 from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
 from entrypoints.api.params import FleetLimit, LoadIdPath, Offset, SearchParam, SortParam, VenIdPath
 from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch, VenSummaryOut
@@ -140,6 +148,7 @@ async def create_ven(
     ids: IdsDep,
     queries: QueriesDep,
     offline_after: OfflineAfterDep,
+    actor: ActorDep,
 ) -> VenOut:
     """Register a VEN, with the ``targets`` the operator grants it. Its id is
     the MQTT client id it publishes with."""
@@ -149,7 +158,13 @@ async def create_ven(
             raise Conflict(f"VEN {ven_id!r} is already registered")
     location = Location(body.location.lat, body.location.lon) if body.location else None
     ven = await services.register_ven(
-        uow, clock, ven_id=ven_id, name=body.name, location=location, targets=body.targets
+        uow,
+        clock,
+        ven_id=ven_id,
+        name=body.name,
+        location=location,
+        targets=body.targets,
+        actor=actor,
     )
     return (await _view(queries, [ven], clock.now(), offline_after))[0]
 
@@ -172,6 +187,7 @@ async def patch_ven(
     queries: QueriesDep,
     now: NowDep,
     offline_after: OfflineAfterDep,
+    actor: ActorDep,
 ) -> VenOut:
     """Change name, location (``null`` clears it), enabled or targets (replaced
     as given, ``[]`` clears them); absent fields stay."""
@@ -183,15 +199,16 @@ async def patch_ven(
         name=body.name,
         enabled=body.enabled,
         targets=body.targets,
+        actor=actor,
         **({"location": location} if "location" in sent else {}),
     )
     return (await _view(queries, [ven], now, offline_after))[0]
 
 
 @router.delete("/{venId}", status_code=204, responses=NOT_FOUND)
-async def delete_ven(ven_id: VenIdPath, uow: UowDep) -> Response:
+async def delete_ven(ven_id: VenIdPath, uow: UowDep, actor: ActorDep) -> Response:
     """Deregister; its telemetry and ACKs are kept for audit."""
-    await deregister_ven(uow, ven_id)
+    await deregister_ven(uow, ven_id, actor=actor)
     return Response(status_code=204)
 
 
@@ -218,7 +235,12 @@ async def get_load(
 
 @router.patch("/{venId}/loads/{loadId}", responses=NOT_FOUND)
 async def patch_load(
-    ven_id: VenIdPath, load_id: LoadIdPath, body: LoadPatch, uow: UowDep, queries: QueriesDep
+    ven_id: VenIdPath,
+    load_id: LoadIdPath,
+    body: LoadPatch,
+    uow: UowDep,
+    queries: QueriesDep,
+    actor: ActorDep,
 ) -> LoadOut:
     """Persist configuration; it takes precedence over what telemetry reports
     for name, type, priority, critical and capacity. ``targets`` (replaced as
@@ -238,5 +260,6 @@ async def patch_load(
             shed_capability_kw=body.shed_capability_kw,
             targets=None if body.targets is None else tuple(body.targets),
         ),
+        actor=actor,
     )
     return await get_load(ven_id, load_id, uow, queries)
