@@ -11,6 +11,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from adapters.memory.alerts import InMemoryVenAlertStore
 from adapters.memory.openadr import InMemoryOpenAdrStore
 from adapters.memory.outbox import InMemoryNotificationOutbox
 from adapters.memory.performance import InMemoryPerformanceStore
@@ -42,6 +43,7 @@ from gridcore.ports import (
     TelemetryQueries,
     TelemetryStore,
     UnitOfWorkFactory,
+    VenAlertStore,
     VenStatusStore,
 )
 from gridcore.ven import DEFAULT_OFFLINE_AFTER
@@ -66,6 +68,7 @@ class Storage:
     performance: PerformanceStore
     statuses: VenStatusStore | None = None
     load_snapshots: LoadSnapshotStore | None = None
+    alerts: VenAlertStore | None = None  # ven/alerts/{venId}
     # None: nothing kept by time needs maintenance (memory storage)
     retention: StorageRetention | None = None
     # The OpenADR VTN's objects; None only where a caller assembles storage
@@ -96,6 +99,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         performance=InMemoryPerformanceStore(),
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
+        alerts=InMemoryVenAlertStore(),
         openadr=InMemoryOpenAdrStore(),
         rollup=InMemoryHistoryRollup(telemetry),
         outbox=InMemoryNotificationOutbox(),
@@ -112,6 +116,7 @@ def sql_storage(
 ) -> Storage:
     from sqlalchemy import text
 
+    from adapters.sql.alerts import SqlVenAlertStore
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
     from adapters.sql.openadr import SqlOpenAdrStore
@@ -160,6 +165,7 @@ def sql_storage(
         performance=SqlPerformanceStore(engine),
         statuses=SqlVenStatusStore(engine),
         load_snapshots=SqlLoadSnapshotStore(engine),
+        alerts=SqlVenAlertStore(engine),
         retention=PostgresPartitions(engine)
         if backend == "postgresql"
         else SqliteRetention(engine),

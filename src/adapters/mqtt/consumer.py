@@ -2,13 +2,16 @@
 parsed once, and handed to a gridcore use case, or dead-lettered.
 
 - telemetry (``volttron/metering``, extra telemetry topics) -> batched
-  ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced);
+  ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced); a message
+  may carry several samples (``{"venId", "samples": [...]}``), each validated
+  on its own: a bad one is dead-lettered alone, the others are kept;
 - ACKs (``ven/ack/{venId}``) -> ``record_acks``, in batches of what arrived
   together (ledger match, ``ven_acks``: one transaction per batch);
 - shadow updates (``$aws/things/{venId}/shadow/update``) -> ``ShadowStore.update``;
-- status messages (``ven_statuses``) and load snapshots (``ven/loads/{venId}``)
-  -> their stores (:class:`StatusSink`, :class:`LoadSnapshotSink`), when
-  configured, in batches (:mod:`adapters.mqtt.report_batching`).
+- status messages (``ven_statuses``), load snapshots (``ven/loads/{venId}``)
+  and alerts (``ven/alerts/{venId}``) -> their stores (:class:`StatusSink`,
+  :class:`LoadSnapshotSink`, :class:`AlertSink`), when configured, in
+  batches (:mod:`adapters.mqtt.report_batching`).
 
 A message that is oversize, not UTF-8 JSON, fails validation, or names a VEN
 other than its topic's goes to the dead-letter table with topic, raw bytes,
@@ -38,17 +41,22 @@ from adapters.mqtt.buffering import (
 )
 from adapters.mqtt.payloads import (
     AckWire,
+    AlertWire,
     LoadSnapshotWire,
     PayloadTooLargeError,
     ShadowUpdateWire,
     StatusWire,
     TelemetryWire,
+    batch_samples,
     decode_text,
+    sample_text,
     to_telemetry_sample,
     to_ven_ack,
+    to_ven_alert,
 )
 from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
+from gridcore.alerts import MAX_ALERT_BYTES, VenAlert
 from gridcore.correlation import VenAck
 from gridcore.errors import InvalidInput
 from gridcore.plausibility import ReportLimits
@@ -82,6 +90,13 @@ class LoadSnapshotSink(Protocol):
     async def record_snapshots(self, snapshots: Sequence[LoadSnapshot]) -> int: ...
 
 
+class AlertSink(Protocol):
+    """Where ``ven/alerts/{venId}`` alerts go (``ven_alerts``): the write half
+    of :class:`gridcore.ports.VenAlertStore`."""
+
+    async def record_alerts(self, alerts: Sequence[VenAlert]) -> int: ...
+
+
 class RejectedMessageError(Exception):
     """A message that cannot be accepted; ``reason`` goes to the dead letter."""
 
@@ -108,6 +123,10 @@ class ConsumerStats:
     by_kind: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)  # by reason category
     unstored: Counter[str] = field(default_factory=Counter)  # valid, but no sink configured
+    batched_samples: int = 0  # samples that came several to a message
+    # Alerts written, by severity (re-deliveries included, as ``writes.counts``):
+    # what gridcore_ven_alerts_total{severity} exports.
+    alerts: Counter[str] = field(default_factory=Counter)
     writes: WriteStats = field(default_factory=WriteStats)
 
     @property
@@ -138,6 +157,7 @@ class MqttConsumer:
         config: ConsumerConfig | None = None,
         status_sink: StatusSink | None = None,
         load_sink: LoadSnapshotSink | None = None,
+        alert_sink: AlertSink | None = None,
     ) -> None:
         self.config = config or ConsumerConfig()
         self.stats = ConsumerStats()
@@ -149,6 +169,8 @@ class MqttConsumer:
         cfg = self.config
         self.statuses: ReportBatcher[VenStatusReport] | None = None
         self.snapshots: ReportBatcher[LoadSnapshot] | None = None
+        self.alerts: ReportBatcher[VenAlert] | None = None
+        self._alert_sink = alert_sink
         if status_sink is not None:
             self.statuses = ReportBatcher(
                 "status", status_sink.record_statuses, uow_factory, clock,
@@ -158,6 +180,12 @@ class MqttConsumer:
         if load_sink is not None:
             self.snapshots = ReportBatcher(
                 "load snapshot", load_sink.record_snapshots, uow_factory, clock,
+                batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
+                max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
+            )  # fmt: skip
+        if alert_sink is not None:
+            self.alerts = ReportBatcher(
+                "alert", self._store_alerts, uow_factory, clock,
                 batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
                 max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
             )  # fmt: skip
@@ -210,7 +238,7 @@ class MqttConsumer:
         await self.writes.flushed()
 
     def _report_batchers(self) -> list[ReportBatcher[Any]]:
-        return [b for b in (self.statuses, self.snapshots) if b is not None]
+        return [b for b in (self.statuses, self.snapshots, self.alerts) if b is not None]
 
     async def handle(self, message: BrokerMessage) -> None:
         """Route one message. Never raises for bad input."""
@@ -222,6 +250,10 @@ class MqttConsumer:
             self.stats.by_kind[routed.kind] += 1
             text = decode_text(message.payload)
             if routed.kind is MessageKind.TELEMETRY:
+                batch = batch_samples(text)
+                if batch is not None:
+                    await self._telemetry_batch(message, routed, *batch)
+                    return
                 # The hot path: parse, map, hold. No await unless the buffer is full.
                 wire = TelemetryWire.model_validate_json(text)
                 self._check_ven(routed, wire.ven_id)
@@ -237,15 +269,13 @@ class MqttConsumer:
         except UnicodeDecodeError as exc:
             await self._reject(message, RejectedMessageError("unparseable", f"not UTF-8: {exc}"))
         except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
-                rejection = RejectedMessageError("unparseable", _validation_detail(exc))
-            else:
-                rejection = RejectedMessageError("invalid", _validation_detail(exc))
-            await self._reject(message, rejection)
+            await self._reject(message, _validation_rejection(exc))
         except RejectedMessageError as exc:
             await self._reject(message, exc)
         except InvalidInput as exc:
             await self._reject(message, RejectedMessageError("invalid", str(exc)))
+        except json.JSONDecodeError as exc:  # a batch's envelope (payloads.batch_samples)
+            await self._reject(message, RejectedMessageError("unparseable", str(exc)))
         except Exception as exc:
             # A message no rule above foresaw must not stop the loop (and with
             # it every VEN's data): it is kept with what went wrong, and logged
@@ -253,6 +283,42 @@ class MqttConsumer:
             log.exception("message on %s failed unexpectedly; dead-lettered", message.topic)
             detail = f"{type(exc).__name__}: {exc}"
             await self._reject(message, RejectedMessageError("internal", detail))
+
+    async def _telemetry_batch(
+        self, message: BrokerMessage, routed: Routed, ven_id: str | None, samples: list[Any]
+    ) -> None:
+        """Several samples in one message: each is validated as a single
+        message would be; a bad one is dead-lettered alone (its own JSON,
+        with its position), the others are held for the batch write."""
+        self._check_ven(routed, ven_id)
+        now = self._clock.now()
+        for n, raw in enumerate(samples):
+            text: str | None = None
+            try:
+                text = sample_text(raw, ven_id)
+                wire = TelemetryWire.model_validate_json(text)
+                self._check_ven(routed, wire.ven_id)
+                if ven_id is not None and wire.ven_id != ven_id:
+                    raise RejectedMessageError(
+                        "ven mismatch", f"batch of VEN {ven_id!r} holds a sample of {wire.ven_id!r}"
+                    )
+                sample = to_telemetry_sample(wire, text, now)
+                self.config.limits.check(sample.timestamp, now, len(sample.loads))
+            except Exception as exc:  # one sample's fault; never the others'
+                rejection = _rejection(exc)
+                where = f"sample {n + 1} of {len(samples)}: "
+                body = text.encode() if text is not None else repr(raw)[:2000].encode()
+                await self._reject(
+                    message,
+                    RejectedMessageError(rejection.category, where + str(rejection)),
+                    payload=body,
+                    settles=False,
+                )
+                continue
+            self.batcher.add(sample, message.topic)
+            self.stats.batched_samples += 1
+        _settle(message)
+        await self.batcher.wait_for_room()
 
     @staticmethod
     def _check_ven(routed: Routed, payload_ven: str | None) -> None:
@@ -326,6 +392,29 @@ class MqttConsumer:
             self.snapshots.add(snapshot, message.topic, message.payload)
             _settle(message)
             await self.snapshots.wait_for_room()
+        elif kind is MessageKind.ALERT:
+            if len(message.payload) > MAX_ALERT_BYTES:
+                size = len(message.payload)
+                raise RejectedMessageError(
+                    "oversize", f"an alert of {size} bytes; at most {MAX_ALERT_BYTES}"
+                )
+            alert_wire = AlertWire.model_validate_json(text)
+            self._check_ven(routed, alert_wire.ven_id)
+            alert_ven = routed.ven_id or alert_wire.ven_id
+            if not alert_ven:
+                raise RejectedMessageError("invalid", "an alert needs its VEN in topic or venId")
+            try:
+                alert = to_ven_alert(alert_wire, alert_ven, now)
+                self.config.limits.check(alert.timestamp, now)
+            except InvalidInput as exc:
+                raise RejectedMessageError("invalid", str(exc)) from None
+            if self.alerts is None:
+                self.stats.unstored[kind] += 1
+                _settle(message)
+                return
+            self.alerts.add(alert, message.topic, message.payload)
+            _settle(message)
+            await self.alerts.wait_for_room()
         elif kind is MessageKind.STATUS:
             status = StatusWire.model_validate_json(text)
             self._check_ven(routed, status.ven_id)
@@ -347,23 +436,58 @@ class MqttConsumer:
     async def _store_acks(self, acks: Sequence[VenAck]) -> None:
         await record_acks(self._uow_factory, self._clock, acks)
 
+    async def _store_alerts(self, alerts: Sequence[VenAlert]) -> None:
+        """Write a batch of alerts, then count them by severity: the hook of
+        the ``gridcore_ven_alerts_total{severity}`` counter (counted once
+        written, as ``writes.counts`` is)."""
+        assert self._alert_sink is not None  # only wired with a sink
+        await self._alert_sink.record_alerts(alerts)
+        self.stats.alerts.update(alert.severity.value for alert in alerts)
+
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
         await self.writes.put(
             HeldWrite(what, run, message.topic, message.payload, settle=message.settle)
         )
 
-    async def _reject(self, message: BrokerMessage, rejection: RejectedMessageError) -> None:
+    async def _reject(
+        self,
+        message: BrokerMessage,
+        rejection: RejectedMessageError,
+        *,
+        payload: bytes | None = None,
+        settles: bool = True,
+    ) -> None:
+        """Dead-letter ``message`` (or, with ``payload``, one part of it: a
+        sample of a batch, which does not settle the message)."""
         self.stats.rejected[rejection.category] += 1
         reason = str(rejection)[:2000]
-        letter = DeadLetter(message.topic, message.payload, reason, self._clock.now())
+        body = message.payload if payload is None else payload
+        letter = DeadLetter(message.topic, body, reason, self._clock.now())
         log.warning("dead letter on %s: %s", message.topic, reason)
 
         async def store() -> None:
             await record_dead_letter(self._uow_factory, letter)
 
-        await self.writes.put(
-            HeldWrite("dead letter", store, message.topic, message.payload, settle=message.settle)
-        )
+        settle = message.settle if settles else None
+        await self.writes.put(HeldWrite("dead letter", store, message.topic, body, settle=settle))
+
+
+def _validation_rejection(exc: ValidationError) -> RejectedMessageError:
+    if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+        return RejectedMessageError("unparseable", _validation_detail(exc))
+    return RejectedMessageError("invalid", _validation_detail(exc))
+
+
+def _rejection(exc: Exception) -> RejectedMessageError:
+    """What a dead letter says about ``exc`` (a sample of a batch)."""
+    if isinstance(exc, RejectedMessageError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return _validation_rejection(exc)
+    if isinstance(exc, ValueError):  # InvalidInput, a sample not an object, NaN
+        return RejectedMessageError("invalid", str(exc))
+    log.exception("a sample failed unexpectedly; dead-lettered")
+    return RejectedMessageError("internal", f"{type(exc).__name__}: {exc}")
 
 
 def _settle(message: BrokerMessage) -> None:

@@ -29,7 +29,15 @@ from entrypoints.api.auth import TokenChecker, authorize
 from entrypoints.api.coalesce import Coalescer
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
-from entrypoints.api.routers import events, health, performance, stats, ven_data, vens
+from entrypoints.api.routers import (
+    events,
+    health,
+    performance,
+    stats,
+    ven_data,
+    ven_topics,
+    vens,
+)
 from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.console.pages import install_console
@@ -204,7 +212,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         dependencies=[Depends(authorize), Depends(known_query_parameters)],
         responses=AUTH_ERRORS,
     )
-    for area in (stats.router, vens.router, ven_data.router, events.router, performance.router):
+    areas = (stats.router, vens.router, ven_data.router, ven_topics.router, events.router,
+             performance.router)  # fmt: skip
+    for area in areas:
         api.include_router(area)
     app.include_router(api)
     app.include_router(health.router)
