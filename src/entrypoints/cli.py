@@ -178,6 +178,7 @@ def cmd_ven(args: argparse.Namespace) -> None:
             backfill_days=args.backfill_days,
             backfill_rate=args.backfill_rate,
             processes=args.processes,
+            batch=args.batch,
         )
     )
 
@@ -585,6 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="split the VENs over N processes, each with its own connections (1)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="send metering N samples to a message, 1-120 (1: one a message, as documented)",
     )
     p.set_defaults(func=cmd_ven)
 

@@ -25,7 +25,7 @@ from gridcore.ports import Clock, IdGenerator, TelemetryQueries, UnitOfWork, Uni
 from gridcore.quantities import require_finite_kw
 from gridcore.targeting import is_targeted, validate_targets
 from gridcore.ven import Load, Location, Ven
-from gridcore.venconfig import desired_settings, new_push, setting_changed
+from gridcore.venconfig import LoadSetting, decode_settings, new_push, overlay
 
 log = logging.getLogger("gridcore.fleet")
 
@@ -161,7 +161,8 @@ async def configure_load(
 
     With ``push``, a change to what the VEN must do with the load (enabled,
     priority, critical, shed capability: :mod:`gridcore.venconfig`) queues a
-    configuration push to the VEN in the same transaction."""
+    configuration push to the VEN in the same transaction: every instruction
+    so far, this one laid over its newest push's."""
     for field, kw in (
         ("capacityKw", changes.capacity_kw),
         ("shedCapabilityKw", changes.shed_capability_kw),
@@ -169,47 +170,54 @@ async def configure_load(
         if kw is not None:
             require_finite_kw(field, kw)
     async with uow_factory() as uow:
-        before = await _known_load(uow, queries, ven_id, load_id)
+        load = await _known_load(uow, queries, ven_id, load_id)
         updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
-        load = replace(before, **{k: v for k, v in updates.items() if v is not None})
+        load = replace(load, **{k: v for k, v in updates.items() if v is not None})
         await uow.vens.save_load(ven_id, load)
-        if push is not None and setting_changed(before, load):
-            await _queue_push(uow, push, await _ven(uow, ven_id), load)
+        if push is not None:
+            previous = await uow.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
+            desired = overlay(
+                decode_settings(previous.config if previous else None), load_id, **updates
+            )
+            if desired is not None:
+                await _queue_push(uow, push, ven_id, desired, previous)
         await uow.commit()
     log.info("load %s/%s configured", ven_id, load_id)
     return load
 
 
 async def _queue_push(
-    uow: UnitOfWork, push: ConfigPush, ven: Ven, changed: Load | None = None
+    uow: UnitOfWork,
+    push: ConfigPush,
+    ven_id: str,
+    desired: Sequence[LoadSetting],
+    previous: Command | None,
 ) -> Command:
-    """Queue the VEN's whole desired configuration; a push of it still open
-    is superseded (the newest push alone is the truth)."""
-    previous = await uow.commands.latest_for(ven.id, CommandOp.CONFIG.value, None)
+    """Queue ``desired`` to the VEN; ``previous`` (its newest push), when
+    still open, is superseded: the newest push alone is the truth."""
     if previous is not None and previous.state.is_open:
         locked = (await uow.commands.lock([previous.correlation_id]))[previous.correlation_id]
         if locked.state.is_open:
             await uow.commands.update_many([locked.cancel()])
     command = new_push(
-        await _new_command_id(uow, push.ids, None),
-        ven.id,
-        desired_settings(ven, changed),
-        push.clock.now(),
+        await _new_command_id(uow, push.ids, None), ven_id, desired, push.clock.now()
     )
     await uow.commands.add_many([command])
     push.queued = command
-    log.info("queued config push %s to %s", command.correlation_id, ven.id)
+    log.info("queued config push %s to %s", command.correlation_id, ven_id)
     return command
 
 
 async def push_config(uow_factory: UnitOfWorkFactory, push: ConfigPush, ven_id: str) -> Command:
-    """Push the VEN's desired configuration again, by hand (e.g. after it
-    failed, or to a VEN that was replaced)."""
+    """Push the VEN's desired configuration (its newest push's) again, by
+    hand: after it failed, or to a VEN that was replaced."""
     async with uow_factory() as uow:
-        ven = await _ven(uow, ven_id)
-        if not ven.loads:
-            raise InvalidInput("venId", f"VEN {ven_id!r} has no configured loads to push")
-        command = await _queue_push(uow, push, ven)
+        await _ven(uow, ven_id)
+        previous = await uow.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
+        desired = decode_settings(previous.config if previous else None)
+        if not desired:
+            raise InvalidInput("venId", f"nothing was ever configured for VEN {ven_id!r}")
+        command = await _queue_push(uow, push, ven_id, desired, previous)
         await uow.commit()
     return command
 

@@ -7,9 +7,12 @@ Rules (docs/decisions.md, "Configuration pushed to VENs"):
   ``shedCapabilityKw`` (the most it may shed of that load). Names, types,
   capacities and targets are the backend's own bookkeeping: changing only
   those pushes nothing.
-- A push carries the VEN's whole desired configuration (every load an
-  operator configured, in id order), so the newest push alone is the truth:
-  a push still open when a newer one is queued is cancelled (superseded).
+- Only what an operator set is pushed (a load's state as the VEN last
+  reported it is no instruction: during an event a shed circuit reads
+  disabled). A push carries every instruction so far (the previous push's
+  loads with this change laid over them, in load id order), so the newest
+  push alone is the desired configuration: a push still open when a newer
+  one is queued is cancelled (superseded).
 - A push is a command (``op: config``) in the dispatch ledger: written in the
   transaction that stores the load's configuration (the outbox), published
   by the worker, re-sent with the same correlationId until the VEN answers,
@@ -25,82 +28,81 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from gridcore.correlation import Command, CommandOp, CommandState
 from gridcore.telemetry import LoadSample
-from gridcore.ven import Load, Ven
+
+PUSHED = ("enabled", "priority", "critical", "shed_capability_kw")
+_WIRE = {"enabled": "enabled", "priority": "priority", "critical": "critical",
+         "shed_capability_kw": "shedCapabilityKw"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class LoadSetting:
-    """What a VEN must do with one load."""
+    """What a VEN must do with one load: only what an operator set (None: the
+    VEN keeps its own; a load's ``enabled`` as reported during an event, say,
+    is no instruction)."""
 
     load_id: str
-    enabled: bool
-    priority: int | None
-    critical: bool
-    shed_capability_kw: float
-
-    @classmethod
-    def of(cls, load: Load) -> LoadSetting:
-        return cls(
-            load.id, bool(load.enabled), load.priority, bool(load.critical),
-            float(load.shed_capability_kw),
-        )  # fmt: skip
+    enabled: bool | None = None
+    priority: int | None = None
+    critical: bool | None = None
+    shed_capability_kw: float | None = None
 
     def as_wire(self) -> dict[str, Any]:
-        """The entry of a ``ven/config`` message (004's camelCase load fields)."""
-        return {
-            "loadId": self.load_id,
-            "enabled": self.enabled,
-            "priority": self.priority,
-            "critical": self.critical,
-            "shedCapabilityKw": self.shed_capability_kw,
-        }
+        """The entry of a ``ven/config`` message (004's camelCase load fields),
+        with the fields set and no others."""
+        entry: dict[str, Any] = {"loadId": self.load_id}
+        for name in PUSHED:
+            value = getattr(self, name)
+            if value is not None:
+                entry[_WIRE[name]] = value
+        return entry
 
     @classmethod
     def from_wire(cls, entry: Mapping[str, Any]) -> LoadSetting:
+        shed = entry.get("shedCapabilityKw")
         return cls(
-            str(entry["loadId"]), bool(entry["enabled"]), entry.get("priority"),
-            bool(entry["critical"]), float(entry["shedCapabilityKw"]),
+            str(entry["loadId"]), entry.get("enabled"), entry.get("priority"),
+            entry.get("critical"), None if shed is None else float(shed),
         )  # fmt: skip
 
     def differences(self, reported: LoadSample | None) -> list[str]:
-        """The wire names of the fields ``reported`` (the load's line in the
-        VEN's newest telemetry) does not match; ``["loadId"]`` when the VEN
-        reports no such load. A field the VEN leaves out cannot be compared
-        and is not listed; a shed capability is met when the VEN reports no
-        more than the limit (it varies with what the load draws)."""
+        """The wire names of the fields set here that ``reported`` (the load's
+        line in the VEN's newest telemetry) does not match; ``["loadId"]``
+        when the VEN reports no such load. A field the VEN leaves out cannot
+        be compared and is not listed; a shed capability is met when the VEN
+        reports no more than the limit (it varies with what the load draws)."""
         if reported is None:
             return ["loadId"]
         wrong = []
-        if reported.enabled is not None and bool(reported.enabled) != self.enabled:
-            wrong.append("enabled")
-        if reported.priority is not None and reported.priority != self.priority:
-            wrong.append("priority")
-        if reported.critical is not None and bool(reported.critical) != self.critical:
-            wrong.append("critical")
-        shed = reported.shed_capability_kw
-        if shed is not None and shed > self.shed_capability_kw + 1e-6:
+        for name in ("enabled", "priority", "critical"):
+            wanted, seen = getattr(self, name), getattr(reported, name)
+            if wanted is not None and seen is not None and seen != wanted:
+                wrong.append(name)
+        limit, shed = self.shed_capability_kw, reported.shed_capability_kw
+        if limit is not None and shed is not None and shed > limit + 1e-6:
             wrong.append("shedCapabilityKw")
         return wrong
 
 
-def setting_changed(before: Load | None, after: Load) -> bool:
-    """Whether configuring ``after`` (was ``before``) changes what the VEN must do."""
-    return before is None or LoadSetting.of(before) != LoadSetting.of(after)
-
-
-def desired_settings(ven: Ven, changed: Load | None = None) -> tuple[LoadSetting, ...]:
-    """The VEN's configured loads as settings, in id order; ``changed``
-    (being saved in the same transaction) replaces its stored version."""
-    loads = {load.id: load for load in ven.loads}
-    if changed is not None:
-        loads[changed.id] = changed
-    return tuple(LoadSetting.of(loads[load_id]) for load_id in sorted(loads))
+def overlay(
+    desired: Sequence[LoadSetting], load_id: str, **changes: Any
+) -> tuple[LoadSetting, ...] | None:
+    """``desired`` with the fields in ``changes`` (``enabled``, ``priority``,
+    ``critical``, ``shed_capability_kw``; None: unchanged) set on
+    ``load_id``, in load id order; None when that changes nothing (there is
+    nothing to push)."""
+    by_id = {s.load_id: s for s in desired}
+    before = by_id.get(load_id, LoadSetting(load_id))
+    after = replace(before, **{k: v for k, v in changes.items() if k in PUSHED and v is not None})
+    if after == before:
+        return None
+    by_id[load_id] = after
+    return tuple(by_id[k] for k in sorted(by_id))
 
 
 def encode_settings(settings: Iterable[LoadSetting]) -> str:

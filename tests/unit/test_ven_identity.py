@@ -161,6 +161,7 @@ def test_per_ven_mode_takes_telemetry_from_ven_topics_only() -> None:
         "$share/g/ven/telemetry/+": MessageKind.TELEMETRY,
         "$share/g/ven/ack/+": MessageKind.ACK,
         "$share/g/$aws/things/+/shadow/update": MessageKind.SHADOW,
+        "$share/g/ven/alerts/+": MessageKind.ALERT,
     }
     both = settings(gridcore_telemetry_topics="both", MQTT_TOPICS="ven/telemetry/+")
     assert telemetry_filters(both) == ["volttron/metering", "ven/telemetry/+"]

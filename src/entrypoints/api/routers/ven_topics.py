@@ -23,13 +23,7 @@ from gridcore.errors import NotFound
 from gridcore.fleet import ConfigPush, push_config
 from gridcore.ports import ShadowStore, VenAlertStore
 from gridcore.telemetry import LoadSample
-from gridcore.venconfig import (
-    LoadSetting,
-    compare,
-    config_state,
-    decode_settings,
-    desired_settings,
-)
+from gridcore.venconfig import LoadSetting, compare, config_state, decode_settings
 
 log = logging.getLogger("entrypoints.api.ven_topics")
 
@@ -42,10 +36,10 @@ class LoadSettingOut(ApiModel):
     """What the VEN must do with one load, as ``ven/config/{venId}`` carries it."""
 
     load_id: str
-    enabled: bool
+    enabled: bool | None = Field(description="null: not set by the operator; the VEN decides")
     priority: int | None
-    critical: bool
-    shed_capability_kw: float
+    critical: bool | None
+    shed_capability_kw: float | None = Field(description="The most the VEN may shed of the load")
 
 
 class ReportedLoadOut(ApiModel):
@@ -77,8 +71,7 @@ class VenConfigOut(ApiModel):
     confirmed_at: datetime | None = Field(description="When the VEN's ACK arrived")
     ack_status: str | None
     in_sync: bool = Field(description="Every desired load as the VEN's telemetry reports it")
-    loads: list[LoadConfigOut]
-    pushed: list[LoadSettingOut] = Field(description="What the newest push carried")
+    loads: list[LoadConfigOut] = Field(description="The newest push's loads (what is desired)")
 
 
 def _setting(s: LoadSetting) -> LoadSettingOut:
@@ -99,11 +92,12 @@ def _reported(line: LoadSample | None) -> ReportedLoadOut | None:
 
 async def config_view(uow: UowDep, queries: QueriesDep, ven_id: str) -> VenConfigOut:
     async with uow() as u:
-        ven = await services.get_ven(u, ven_id)
+        await services.get_ven(u, ven_id)
         push = await u.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
     newest = await queries.telemetry(ven_id, limit=1)
     reported = newest.items[0].loads if newest.items else ()
-    statuses = compare(desired_settings(ven), reported)
+    desired = decode_settings(push.config if push else None)
+    statuses = compare(desired, reported)
     return VenConfigOut(
         ven_id=ven_id,
         state=config_state(push).value,
@@ -124,7 +118,6 @@ async def config_view(uow: UowDep, queries: QueriesDep, ven_id: str) -> VenConfi
             )
             for s in statuses
         ],
-        pushed=[_setting(s) for s in decode_settings(push.config if push else None)],
     )
 
 
@@ -146,8 +139,8 @@ async def mirror_desired(shadows: ShadowStore, push: Command, now: datetime) -> 
 
 @router.get("/vens/{venId}/config", responses=NOT_FOUND)
 async def get_ven_config(ven_id: VenIdPath, uow: UowDep, queries: QueriesDep) -> VenConfigOut:
-    """The configuration the VEN must apply (every load an operator
-    configured: enabled, priority, critical, shed capability), how far its
+    """The configuration the VEN must apply (what operators set through load
+    PATCHes: enabled, priority, critical, shed capability), how far its
     newest push on ``ven/config/{venId}`` got (pending, delivered, confirmed
     by the VEN's ACK, rejected, failed after every re-delivery, superseded),
     and, load by load, whether the VEN's newest telemetry reports it so."""
@@ -164,8 +157,8 @@ async def push_ven_config(
     shadows: ShadowsDep,
 ) -> VenConfigOut:
     """Push the VEN's configuration again (a load PATCH pushes by itself):
-    after a push failed, or to a VEN that was replaced. 422 when no load of
-    the VEN is configured."""
+    after a push failed, or to a VEN that was replaced. 422 when nothing was
+    ever configured for it."""
     push = await push_config(uow, ConfigPush(clock, ids), ven_id)
     await mirror_desired(shadows, push, clock.now())
     return await config_view(uow, queries, ven_id)
