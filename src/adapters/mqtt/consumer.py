@@ -103,6 +103,7 @@ class RejectedMessageError(Exception):
     def __init__(self, category: str, detail: str) -> None:
         super().__init__(f"{category}: {detail}")
         self.category = category
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +311,7 @@ class MqttConsumer:
                 body = text.encode() if text is not None else repr(raw)[:2000].encode()
                 await self._reject(
                     message,
-                    RejectedMessageError(rejection.category, where + str(rejection)),
+                    RejectedMessageError(rejection.category, where + rejection.detail),
                     payload=body,
                     settles=False,
                 )
