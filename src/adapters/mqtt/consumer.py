@@ -251,12 +251,18 @@ class MqttConsumer:
             self.stats.by_kind[routed.kind] += 1
             text = decode_text(message.payload)
             if routed.kind is MessageKind.TELEMETRY:
-                batch = batch_samples(text)
-                if batch is not None:
+                # The hot path: parse, map, hold. No await unless the buffer is full.
+                try:
+                    wire = TelemetryWire.model_validate_json(text)
+                except ValidationError:
+                    batch = batch_samples(text)  # a batch without venId, or an array
+                    if batch is None:
+                        raise
                     await self._telemetry_batch(message, routed, *batch)
                     return
-                # The hot path: parse, map, hold. No await unless the buffer is full.
-                wire = TelemetryWire.model_validate_json(text)
+                if wire.samples is not None:
+                    await self._telemetry_batch(message, routed, *_batch_of(text))
+                    return
                 self._check_ven(routed, wire.ven_id)
                 sample = to_telemetry_sample(wire, text, now := self._clock.now())
                 self.config.limits.check(sample.timestamp, now, len(sample.loads))
@@ -489,6 +495,13 @@ def _rejection(exc: Exception) -> RejectedMessageError:
         return RejectedMessageError("invalid", str(exc))
     log.exception("a sample failed unexpectedly; dead-lettered")
     return RejectedMessageError("internal", f"{type(exc).__name__}: {exc}")
+
+
+def _batch_of(text: str) -> tuple[str | None, list[Any]]:
+    found = batch_samples(text)
+    if found is None:  # pragma: no cover - the wire model saw its samples
+        raise RejectedMessageError("invalid", "samples: not a batch")
+    return found
 
 
 def _settle(message: BrokerMessage) -> None:
