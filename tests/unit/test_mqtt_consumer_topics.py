@@ -12,35 +12,14 @@ import pytest
 from tests.unit.test_mqtt_consumer import T0
 from tests.unit.test_mqtt_consumer_reports import ReportRig
 
-from adapters.memory.alerts import InMemoryVenAlertStore
-from adapters.mqtt.consumer import ConsumerConfig, MqttConsumer
 from adapters.mqtt.payloads import MAX_BATCH_SAMPLES
-from adapters.mqtt.topics import ALERTS_FILTER, METERING, MessageKind, Route, TopicRouter
+from adapters.mqtt.topics import METERING
 from gridcore.alerts import AlertFilter, Severity
 
 EPOCH = int(T0.timestamp())
 
 
-class TopicsRig(ReportRig):
-    def __init__(self) -> None:
-        super().__init__()
-        self.alerts = InMemoryVenAlertStore()
-        config: ConsumerConfig = self.consumer.config
-        self.consumer = MqttConsumer(
-            self.transport, TopicRouter([*self.routes(), Route(ALERTS_FILTER, MessageKind.ALERT)]),
-            uow_factory=self.uow, telemetry_store=self.store, shadow_store=self.shadows,
-            clock=self.clock, config=config, alert_sink=self.alerts,
-        )  # fmt: skip
-
-    @staticmethod
-    def routes() -> list[Route]:
-        from tests.unit.test_mqtt_consumer import ROUTES
-
-        return ROUTES
-
-    async def start(self) -> None:
-        await self.transport.subscribe(ALERTS_FILTER, qos=1)
-        await super().start()
+TopicsRig = ReportRig  # statuses, load snapshots and alerts routed and stored
 
 
 @pytest.fixture
