@@ -170,6 +170,8 @@ async def configure_load(
         if kw is not None:
             require_finite_kw(field, kw)
     async with uow_factory() as uow:
+        if push is not None:
+            await _serialize_pushes(uow)
         load = await _known_load(uow, queries, ven_id, load_id)
         updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
         load = replace(load, **{k: v for k, v in updates.items() if v is not None})
@@ -184,6 +186,13 @@ async def configure_load(
         await uow.commit()
     log.info("load %s/%s configured", ven_id, load_id)
     return load
+
+
+async def _serialize_pushes(uow: UnitOfWork) -> None:
+    """One push being built at a time: each lays its change over the newest
+    push, so two PATCHes to one VEN read at once would each drop the other's.
+    The allocation lock serves (pushes are operator actions, rare and short)."""
+    await uow.commands.lock_allocation()
 
 
 async def _queue_push(
@@ -212,6 +221,7 @@ async def push_config(uow_factory: UnitOfWorkFactory, push: ConfigPush, ven_id: 
     """Push the VEN's desired configuration (its newest push's) again, by
     hand: after it failed, or to a VEN that was replaced."""
     async with uow_factory() as uow:
+        await _serialize_pushes(uow)
         await _ven(uow, ven_id)
         previous = await uow.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
         desired = decode_settings(previous.config if previous else None)

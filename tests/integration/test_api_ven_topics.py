@@ -5,6 +5,7 @@ applied; alerts are listed per VEN and for the fleet, with paging."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -142,3 +143,19 @@ async def test_alerts_are_listed_per_ven_and_for_the_fleet(rig: Rig) -> None:
         json.loads((await rig.client.get("/api/vens/ven-001/alerts?limit=1")).text)[0]["message"]
         == "alert 4"
     )
+
+
+async def test_concurrent_patches_lose_no_instruction(rig: Rig) -> None:
+    """Each push lays its change over the newest one: two at once must not
+    each start from the same one (pushes are serialised)."""
+    await rig.ingest(metering("ven-001", T0))
+    answers = await asyncio.gather(
+        *(
+            rig.client.patch(f"/api/vens/ven-001/loads/{load_id}", json={"priority": n})
+            for n, load_id in enumerate(["circuit_1", "circuit_3"] * 3, start=1)
+        )
+    )
+    assert {a.status_code for a in answers} == {200}
+    newest = await config(rig)
+    loads = newest["loads"]
+    assert {ld["loadId"] for ld in loads} == {"circuit_1", "circuit_3"}  # type: ignore[union-attr]
