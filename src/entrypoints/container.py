@@ -194,16 +194,34 @@ def api_engine_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_storage(settings: Settings, *, api: bool = False) -> Storage:
-    """The configured storage; ``api``: with the API process's database limits."""
+    """The configured storage; ``api``: with the API process's database limits.
+    With ``SHADOW_STORE=aws`` an API's shadows are AWS IoT Device Shadows
+    (read by its shadow endpoint, given a configuration push's desired state);
+    a worker then writes none (AWS keeps them from the VENs' updates)."""
     url = settings.resolved_database_url
     if url.startswith(MEMORY_URL):
-        return memory_storage(max_hold=settings.offline_after)
-    return sql_storage(
-        url,
-        settings.db_timeout,
-        max_hold=settings.offline_after,
-        engine_options=api_engine_options(settings) if api else None,
-        loads_max_age=settings.gridcore_api_stats_max_age_seconds if api else 0.0,
+        storage = memory_storage(max_hold=settings.offline_after)
+    else:
+        storage = sql_storage(
+            url,
+            settings.db_timeout,
+            max_hold=settings.offline_after,
+            engine_options=api_engine_options(settings) if api else None,
+            loads_max_age=settings.gridcore_api_stats_max_age_seconds if api else 0.0,
+        )
+    if api and settings.shadow_store == "aws":
+        storage.shadows = aws_shadows(settings)
+    return storage
+
+
+def aws_shadows(settings: Settings) -> ShadowStore:
+    """AWS IoT Device Shadow through boto3 (AWS feeds it from the VENs'
+    shadow updates itself; credentials and region the usual AWS way)."""
+    from adapters.aws.shadows import Boto3ShadowStore
+
+    endpoint = settings.iot_endpoint
+    return Boto3ShadowStore(
+        endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
     )
 
 

@@ -240,20 +240,6 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
     )
 
 
-def shadow_store(settings: Settings, local: ShadowStore) -> ShadowStore:
-    """``SHADOW_STORE=aws``: AWS IoT Device Shadow through boto3 (AWS feeds it
-    from the VENs' shadow updates itself); else ``local``, the store fed from
-    ``$aws/things/{venId}/shadow/update`` by this worker."""
-    if settings.shadow_store == "aws":
-        from adapters.aws.shadows import Boto3ShadowStore
-
-        endpoint = settings.iot_endpoint
-        return Boto3ShadowStore(
-            endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
-        )
-    return local
-
-
 # --- the worker ------------------------------------------------------------------
 
 
