@@ -182,6 +182,7 @@ class WorkerSnapshot:
     duplicates: int = 0  # telemetry already stored (a re-sent sample)
     dead_letters: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason)
     acks: Mapping[str, int] = field(default_factory=dict)  # by outcome
+    alerts: Mapping[str, int] = field(default_factory=dict)  # by severity
     buffered: Mapping[str, int] = field(default_factory=dict)  # held for a write, by kind
     broker_connected: bool = False
     lease_held: bool = False
@@ -192,7 +193,7 @@ WORKER_FAMILIES: dict[str, tuple[str, str, list[str]]] = {
     "gridcore_mqtt_messages_received": (
         "counter",
         "MQTT messages the worker received, by kind of topic (telemetry, ack, shadow, status, "
-        "loads; unrouted: a topic no route handles)",
+        "loads, alert; unrouted: a topic no route handles)",
         ["kind"],
     ),
     "gridcore_mqtt_messages_stored": (
@@ -216,6 +217,12 @@ WORKER_FAMILIES: dict[str, tuple[str, str, list[str]]] = {
         "ACKs stored, by outcome: matched, late (after its command timed out), duplicate, "
         "unmatched",
         ["outcome"],
+    ),
+    "gridcore_ven_alerts": (
+        "counter",
+        "VEN alerts received on ven/alerts/{venId} and stored, by severity (critical, warning, "
+        "info); a re-delivered alert is stored once but counted again",
+        ["severity"],
     ),
     "gridcore_write_buffer_depth": (
         "gauge",
@@ -247,6 +254,7 @@ class WorkerCollector(Collector):
             "gridcore_telemetry_duplicates": [((), s.duplicates)],
             "gridcore_mqtt_dead_letters": [(key, n) for key, n in sorted(s.dead_letters.items())],
             "gridcore_acks": _by_one(s.acks),
+            "gridcore_ven_alerts": _by_one(s.alerts),
             "gridcore_write_buffer_depth": _by_one(s.buffered),
             "gridcore_mqtt_connected": [((), float(s.broker_connected))],
             "gridcore_dispatch_lease_held": [((), float(s.lease_held))],

@@ -189,6 +189,7 @@ def cmd_ven(args: argparse.Namespace) -> None:
             backfill_days=args.backfill_days,
             backfill_rate=args.backfill_rate,
             processes=args.processes,
+            batch=args.batch,
         )
     )
 
@@ -426,6 +427,8 @@ _interval = _bounded(float, lambda v: v > 0, "a number of seconds above 0")
 _fraction = _bounded(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
 _backfill_days = _bounded(float, lambda v: 0 <= v <= 60, "a number of days from 0 to 60")
 _backfill_rate = _bounded(float, lambda v: 0 < v <= 100_000, "samples a second, above 0")
+# MAX_BATCH_SAMPLES (adapters.mqtt.payloads): what the worker reads in one message.
+_batch = _bounded(int, lambda v: 1 <= v <= 120, "a whole number of samples from 1 to 120")
 
 
 def _level(text: str) -> str:
@@ -624,6 +627,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="split the VENs over N processes, each with its own connections (1)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_batch,
+        default=1,
+        metavar="N",
+        help="send metering N samples to a message, 1-120 (1: one a message, as documented)",
     )
     p.set_defaults(func=cmd_ven)
 

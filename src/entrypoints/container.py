@@ -11,6 +11,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from adapters.memory.alerts import InMemoryVenAlertStore
 from adapters.memory.openadr import InMemoryOpenAdrStore
 from adapters.memory.outbox import InMemoryNotificationOutbox
 from adapters.memory.performance import InMemoryPerformanceStore
@@ -42,6 +43,7 @@ from gridcore.ports import (
     TelemetryQueries,
     TelemetryStore,
     UnitOfWorkFactory,
+    VenAlertStore,
     VenStatusStore,
 )
 from gridcore.ven import DEFAULT_OFFLINE_AFTER
@@ -66,6 +68,7 @@ class Storage:
     performance: PerformanceStore
     statuses: VenStatusStore | None = None
     load_snapshots: LoadSnapshotStore | None = None
+    alerts: VenAlertStore | None = None  # ven/alerts/{venId}
     # None: nothing kept by time needs maintenance (memory storage)
     retention: StorageRetention | None = None
     # The OpenADR VTN's objects; None only where a caller assembles storage
@@ -96,6 +99,7 @@ def memory_storage(*, max_hold: timedelta = DEFAULT_OFFLINE_AFTER) -> Storage:
         performance=InMemoryPerformanceStore(),
         statuses=InMemoryVenStatusStore(uow.state, reports),
         load_snapshots=InMemoryLoadSnapshotStore(uow.state, reports),
+        alerts=InMemoryVenAlertStore(),
         openadr=InMemoryOpenAdrStore(),
         rollup=InMemoryHistoryRollup(telemetry),
         outbox=InMemoryNotificationOutbox(),
@@ -112,6 +116,7 @@ def sql_storage(
 ) -> Storage:
     from sqlalchemy import text
 
+    from adapters.sql.alerts import SqlVenAlertStore
     from adapters.sql.engine import create_engine
     from adapters.sql.lease import FileLockLease, PostgresAdvisoryLease
     from adapters.sql.openadr import SqlOpenAdrStore
@@ -160,6 +165,7 @@ def sql_storage(
         performance=SqlPerformanceStore(engine),
         statuses=SqlVenStatusStore(engine),
         load_snapshots=SqlLoadSnapshotStore(engine),
+        alerts=SqlVenAlertStore(engine),
         retention=PostgresPartitions(engine)
         if backend == "postgresql"
         else SqliteRetention(engine),
@@ -188,16 +194,34 @@ def api_engine_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_storage(settings: Settings, *, api: bool = False) -> Storage:
-    """The configured storage; ``api``: with the API process's database limits."""
+    """The configured storage; ``api``: with the API process's database limits.
+    With ``SHADOW_STORE=aws`` an API's shadows are AWS IoT Device Shadows
+    (read by its shadow endpoint, given a configuration push's desired state);
+    a worker then writes none (AWS keeps them from the VENs' updates)."""
     url = settings.resolved_database_url
     if url.startswith(MEMORY_URL):
-        return memory_storage(max_hold=settings.offline_after)
-    return sql_storage(
-        url,
-        settings.db_timeout,
-        max_hold=settings.offline_after,
-        engine_options=api_engine_options(settings) if api else None,
-        loads_max_age=settings.gridcore_api_stats_max_age_seconds if api else 0.0,
+        storage = memory_storage(max_hold=settings.offline_after)
+    else:
+        storage = sql_storage(
+            url,
+            settings.db_timeout,
+            max_hold=settings.offline_after,
+            engine_options=api_engine_options(settings) if api else None,
+            loads_max_age=settings.gridcore_api_stats_max_age_seconds if api else 0.0,
+        )
+    if api and settings.shadow_store == "aws":
+        storage.shadows = aws_shadows(settings)
+    return storage
+
+
+def aws_shadows(settings: Settings) -> ShadowStore:
+    """AWS IoT Device Shadow through boto3 (AWS feeds it from the VENs'
+    shadow updates itself; credentials and region the usual AWS way)."""
+    from adapters.aws.shadows import Boto3ShadowStore
+
+    endpoint = settings.iot_endpoint
+    return Boto3ShadowStore(
+        endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
     )
 
 

@@ -148,6 +148,7 @@ async def run_demo(
         settings=settings,
         status_sink=storage.statuses,
         load_sink=storage.load_snapshots,
+        alert_sink=storage.alerts,
     )
     server = _ApiServer(
         uvicorn.Config(

@@ -48,7 +48,13 @@ log = logging.getLogger("entrypoints.worker.http")
 PROBE_TIMEOUT = 2.0  # a readiness probe answers before an orchestrator's timeout
 REQUEST_TIMEOUT = 5.0  # a client that sends no request line in this time is dropped
 # What a write's "what" is as a kind of topic (gridcore_mqtt_messages_stored).
-_STORED_KIND = {"status": "status", "load snapshot": "loads", "ack": "ack", "shadow": "shadow"}
+_STORED_KIND = {
+    "status": "status",
+    "load snapshot": "loads",
+    "ack": "ack",
+    "shadow": "shadow",
+    "alert": "alert",
+}
 
 
 class ObservedLease:
@@ -102,7 +108,7 @@ class WorkerView:
         for what, n in writes.poisoned_by.items():
             dead[_STORED_KIND.get(what, metric_kind(what)), "poison"] += n
         buffered = {"telemetry": consumer.batcher.held, "writes": consumer.writes.pending}
-        for batcher in (consumer.statuses, consumer.snapshots):
+        for batcher in (consumer.statuses, consumer.snapshots, consumer.alerts):
             if batcher is not None:
                 buffered[metric_kind(batcher.what)] = batcher.held
         return WorkerSnapshot(
@@ -111,6 +117,7 @@ class WorkerView:
             duplicates=writes.duplicates,
             dead_letters=dead,
             acks=dict(stats.acks),
+            alerts=dict(stats.alerts),
             buffered=buffered,
             broker_connected=self.broker_connected(),
             lease_held=self.lease_held,

@@ -25,6 +25,7 @@ from adapters.memory.broker import InMemoryBroker
 from adapters.mqtt.buffering import RetryPolicy
 from adapters.mqtt.commands import TransportCommandPublisher
 from adapters.mqtt.consumer import (
+    AlertSink,
     ConsumerConfig,
     ConsumerStats,
     LoadSnapshotSink,
@@ -33,6 +34,7 @@ from adapters.mqtt.consumer import (
 )
 from adapters.mqtt.topics import (
     ACK_FILTER,
+    ALERTS_FILTER,
     LOADS_FILTER,
     SHADOW_UPDATE_FILTER,
     TELEMETRY_FILTER,
@@ -77,7 +79,7 @@ CONSUMER_RECEIVE_MAXIMUM = 10_000
 def subscription_routes(settings: Settings) -> list[Route]:
     """What the worker subscribes to, and which handler each goes to: the
     configured topics, ``ven/ack/+`` and ``$aws/things/+/shadow/update``
-    always; loads and status topics when configured. Telemetry comes from
+    and ``ven/alerts/+`` always; loads and status topics when configured. Telemetry comes from
     the metering topic, ``ven/telemetry/+``, or both, by
     ``GRIDCORE_TELEMETRY_TOPICS``. Every filter is shared
     (``$share/<group>/...``) when ``MQTT_SHARED_GROUP`` is set."""
@@ -104,6 +106,7 @@ def subscription_routes(settings: Settings) -> list[Route]:
     if telemetry != "shared":
         routes.append(Route(TELEMETRY_FILTER, MessageKind.TELEMETRY))
     routes += [Route(ACK_FILTER, MessageKind.ACK), Route(SHADOW_UPDATE_FILTER, MessageKind.SHADOW)]
+    routes.append(Route(ALERTS_FILTER, MessageKind.ALERT))
     if settings.mqtt_topic_status:
         routes.append(Route(settings.mqtt_topic_status, MessageKind.STATUS))
     # The documents leave these two unused; VEN responses to events are ACKs.
@@ -239,20 +242,6 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
     )
 
 
-def shadow_store(settings: Settings, local: ShadowStore) -> ShadowStore:
-    """``SHADOW_STORE=aws``: AWS IoT Device Shadow through boto3 (AWS feeds it
-    from the VENs' shadow updates itself); else ``local``, the store fed from
-    ``$aws/things/{venId}/shadow/update`` by this worker."""
-    if settings.shadow_store == "aws":
-        from adapters.aws.shadows import Boto3ShadowStore
-
-        endpoint = settings.iot_endpoint
-        return Boto3ShadowStore(
-            endpoint_url=f"https://{endpoint}" if endpoint else None, region=settings.aws_region
-        )
-    return local
-
-
 # --- the worker ------------------------------------------------------------------
 
 
@@ -305,6 +294,7 @@ class Worker:
         settings: Settings,
         status_sink: StatusSink | None = None,
         load_sink: LoadSnapshotSink | None = None,
+        alert_sink: AlertSink | None = None,
     ) -> None:
         self._transport_factory = transport_factory
         self._uow_factory = uow_factory
@@ -314,6 +304,7 @@ class Worker:
         self.settings = settings
         self._status_sink = status_sink
         self._load_sink = load_sink
+        self._alert_sink = alert_sink
         self.routes = subscription_routes(settings)
         self.transport: MessageTransport | None = None
         self.consumer: MqttConsumer | None = None
@@ -355,6 +346,7 @@ class Worker:
             config=consumer_config(self.settings),
             status_sink=self._status_sink,
             load_sink=self._load_sink,
+            alert_sink=self._alert_sink,
         )
         with collector_tuned():  # through the drain after the transport closes
             try:
@@ -468,6 +460,7 @@ async def run_worker(settings: Settings) -> None:
         settings=settings,
         status_sink=storage.statuses,
         load_sink=storage.load_snapshots,
+        alert_sink=storage.alerts,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -38,7 +38,9 @@ DEFAULT_ACK_TIMEOUT = timedelta(seconds=30)
 DEFAULT_MAX_RETRIES = 2
 
 # ACK statuses that mean the VEN did what was asked. Anything else is a refusal.
-POSITIVE_ACK_STATUSES = frozenset({"accepted", "success", "ok", "completed", "done", "pong"})
+POSITIVE_ACK_STATUSES = frozenset(
+    {"accepted", "success", "ok", "completed", "done", "pong", "applied"}
+)
 
 
 def new_correlation_id(event_id: str | None, hex8: str) -> str:
@@ -65,6 +67,7 @@ class CommandOp(enum.StrEnum):
     RESTORE = "restore"
     PING = "ping"
     SHED_LOAD = "shed_load"
+    CONFIG = "config"  # sent on ven/config/{venId} (gridcore.venconfig)
 
 
 class CommandState(enum.StrEnum):
@@ -129,6 +132,8 @@ class Command:
     supersedes: str | None = None
     # Not published before this (a staggered restore, gridcore.rebound); None: at once.
     not_before: datetime | None = None
+    # A configuration push's loads, as compact JSON (gridcore.venconfig).
+    config: str | None = None
 
     @property
     def response_time(self) -> timedelta | None:

@@ -27,6 +27,7 @@ from gridcore.ports import Clock, IdGenerator, TelemetryQueries, UnitOfWork, Uni
 from gridcore.quantities import require_finite_kw
 from gridcore.targeting import is_targeted, validate_targets
 from gridcore.ven import Load, Location, Ven
+from gridcore.venconfig import LoadSetting, decode_settings, new_push, overlay
 
 log = logging.getLogger("gridcore.fleet")
 
@@ -170,18 +171,34 @@ def _camel(name: str) -> str:
     return first + "".join(word.title() for word in rest)
 
 
+@dataclass(slots=True)
+class ConfigPush:
+    """What :func:`configure_load` needs to push a change to the VEN; once it
+    has, ``queued`` is the push (committed)."""
+
+    clock: Clock
+    ids: IdGenerator
+    queued: Command | None = None
+
+
 async def configure_load(
     uow_factory: UnitOfWorkFactory,
     queries: TelemetryQueries,
     ven_id: str,
     load_id: str,
     changes: LoadChanges,
+    push: ConfigPush | None = None,
     *,
     actor: Actor | None = None,
 ) -> Load:
     """Persist a load's configuration. The first change to a load the VEN only
     reported starts from what it reported; configuration then takes precedence
-    over telemetry for name, type, priority, critical and capacity."""
+    over telemetry for name, type, priority, critical and capacity.
+
+    With ``push``, a change to what the VEN must do with the load (enabled,
+    priority, critical, shed capability: :mod:`gridcore.venconfig`) queues a
+    configuration push to the VEN in the same transaction: every instruction
+    so far, this one laid over its newest push's."""
     for field, kw in (
         ("capacityKw", changes.capacity_kw),
         ("shedCapabilityKw", changes.shed_capability_kw),
@@ -189,6 +206,8 @@ async def configure_load(
         if kw is not None:
             require_finite_kw(field, kw)
     async with uow_factory() as uow:
+        if push is not None:
+            await _serialize_pushes(uow)
         load = await _known_load(uow, queries, ven_id, load_id)
         updates: dict[str, Any] = {f.name: getattr(changes, f.name) for f in fields(changes)}
         load = replace(load, **{k: v for k, v in updates.items() if v is not None})
@@ -201,9 +220,60 @@ async def configure_load(
         await audit.record(
             uow, actor, AuditAction.LOAD_CHANGED, ven_id=ven_id, load_id=load_id, details=asked
         )
+        if push is not None:
+            previous = await uow.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
+            desired = overlay(
+                decode_settings(previous.config if previous else None), load_id, **updates
+            )
+            if desired is not None:
+                await _queue_push(uow, push, ven_id, desired, previous)
         await uow.commit()
     log.info("load %s/%s configured", ven_id, load_id)
     return load
+
+
+async def _serialize_pushes(uow: UnitOfWork) -> None:
+    """One push being built at a time: each lays its change over the newest
+    push, so two PATCHes to one VEN read at once would each drop the other's.
+    The allocation lock serves (pushes are operator actions, rare and short)."""
+    await uow.commands.lock_allocation()
+
+
+async def _queue_push(
+    uow: UnitOfWork,
+    push: ConfigPush,
+    ven_id: str,
+    desired: Sequence[LoadSetting],
+    previous: Command | None,
+) -> Command:
+    """Queue ``desired`` to the VEN; ``previous`` (its newest push), when
+    still open, is superseded: the newest push alone is the truth."""
+    if previous is not None and previous.state.is_open:
+        locked = (await uow.commands.lock([previous.correlation_id]))[previous.correlation_id]
+        if locked.state.is_open:
+            await uow.commands.update_many([locked.cancel()])
+    command = new_push(
+        await _new_command_id(uow, push.ids, None), ven_id, desired, push.clock.now()
+    )
+    await uow.commands.add_many([command])
+    push.queued = command
+    log.info("queued config push %s to %s", command.correlation_id, ven_id)
+    return command
+
+
+async def push_config(uow_factory: UnitOfWorkFactory, push: ConfigPush, ven_id: str) -> Command:
+    """Push the VEN's desired configuration (its newest push's) again, by
+    hand: after it failed, or to a VEN that was replaced."""
+    async with uow_factory() as uow:
+        await _serialize_pushes(uow)
+        await _ven(uow, ven_id)
+        previous = await uow.commands.latest_for(ven_id, CommandOp.CONFIG.value, None)
+        desired = decode_settings(previous.config if previous else None)
+        if not desired:
+            raise InvalidInput("venId", f"nothing was ever configured for VEN {ven_id!r}")
+        command = await _queue_push(uow, push, ven_id, desired, previous)
+        await uow.commit()
+    return command
 
 
 def _duration(duration_sec: int | None, event: DrEvent | None, now: datetime) -> int | None:

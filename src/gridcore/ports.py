@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from gridcore.alerts import AlertFilter, VenAlert
 from gridcore.audit import EVERY_ENTRY, AuditEntry, AuditQuery
 from gridcore.correlation import Command, VenAck
 from gridcore.events import DrEvent, EventStatus
@@ -664,6 +665,25 @@ class VenStatusStore(Protocol):
     async def statuses(self, ven_id: str, *, limit: int = 100) -> list[VenStatusReport]:
         """A VEN's reports, newest first, at most ``limit`` (capped at
         ``MAX_PAGE_SIZE``)."""
+        ...
+
+
+class VenAlertStore(Protocol):
+    """Alerts from ``ven/alerts/{venId}`` (``ven_alerts``), see :mod:`gridcore.alerts`.
+
+    ``record_alerts`` stores a batch in one transaction and returns how many
+    were new: an alert already stored (same VEN, timestamp, code and load: a
+    QoS 1 re-delivery, or a repeat within the batch) is skipped. Alerts of
+    unregistered VENs are stored too; an alert registers nothing and moves
+    no heartbeat."""
+
+    async def record_alerts(self, alerts: Sequence[VenAlert]) -> int: ...
+
+    async def alerts(
+        self, where: AlertFilter, *, offset: int = 0, limit: int = 100
+    ) -> Page[VenAlert]:
+        """The alerts ``where`` selects, newest first (by timestamp, then the
+        later stored), ``limit`` capped at ``MAX_PAGE_SIZE``, with their total."""
         ...
 
 

@@ -74,3 +74,28 @@ async def test_update_then_get_and_merge(store: ShadowStore) -> None:
 async def test_update_without_state_is_refused(store: ShadowStore) -> None:
     with pytest.raises(ValueError, match="state"):
         await store.update("ven-001", {"reported": {}}, AT)
+
+
+async def test_a_desired_state_sits_beside_the_reported_one(store: ShadowStore) -> None:
+    """A configuration push's mirror (entrypoints.api.routers.ven_topics):
+    the VEN's reported state stays, and a newer push replaces the loads."""
+    await store.update("ven-001", {"state": {"reported": REPORTED}}, AT)
+    for n, loads in enumerate(([{"loadId": "c1", "enabled": False}], [{"loadId": "c2"}])):
+        desired = {"config": {"correlationId": f"cmd-0000000{n}", "loads": loads}}
+        await store.update("ven-001", {"state": {"desired": desired}}, AT)
+    document = await store.get("ven-001")
+    assert document is not None
+    assert document["state"]["desired"]["config"] == {
+        "correlationId": "cmd-00000001", "loads": [{"loadId": "c2"}],
+    }  # fmt: skip
+    assert document["state"]["reported"]["power_kw"] == 8.2
+
+
+def test_an_api_with_shadow_store_aws_reads_aws() -> None:
+    from adapters.aws.shadows import Boto3ShadowStore
+    from entrypoints.container import build_storage
+    from entrypoints.settings import Settings
+
+    settings = Settings(database_url="memory://", shadow_store="aws", aws_region="us-east-1")
+    assert isinstance(build_storage(settings, api=True).shadows, Boto3ShadowStore)
+    assert isinstance(build_storage(settings).shadows, InMemoryShadowStore)  # a worker's

@@ -23,6 +23,11 @@ DOCUMENTED = {
     ("patch", "/api/vens/{venId}"),
     ("delete", "/api/vens/{venId}"),
     ("get", "/api/vens/{venId}/shadow"),
+    # 004's future topics (issue 18): pushed configuration and alerts
+    ("get", "/api/vens/{venId}/config"),
+    ("post", "/api/vens/{venId}/config"),
+    ("get", "/api/vens/{venId}/alerts"),
+    ("get", "/api/alerts"),
     ("get", "/api/vens/{venId}/telemetry"),
     ("get", "/api/vens/{venId}/events"),
     ("get", "/api/vens/{venId}/acks"),

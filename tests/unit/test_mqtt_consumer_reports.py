@@ -13,6 +13,7 @@ import pytest
 from tests.unit.test_mqtt_consumer import ROUTES, T0, Rig
 from tests.unit.test_payloads import LOADS_004
 
+from adapters.memory.alerts import InMemoryVenAlertStore
 from adapters.memory.reports import (
     InMemoryLoadSnapshotStore,
     InMemoryReports,
@@ -20,7 +21,7 @@ from adapters.memory.reports import (
 )
 from adapters.mqtt.buffering import RetryPolicy
 from adapters.mqtt.consumer import ConsumerConfig, MqttConsumer
-from adapters.mqtt.topics import MessageKind, Route, TopicRouter
+from adapters.mqtt.topics import ALERTS_FILTER, MessageKind, Route, TopicRouter
 from gridcore.reports import LoadSnapshot, VenStatusReport
 from gridcore.ven import Ven
 
@@ -48,19 +49,26 @@ class ReportRig(Rig):
         self.reports = InMemoryReports()
         self.statuses = CountingStatuses(self.uow.state, self.reports)
         self.snapshots = InMemoryLoadSnapshotStore(self.uow.state, self.reports)
+        self.alerts = InMemoryVenAlertStore()
         config = ConsumerConfig(
             batch_size=10, batch_max_delay=0.01,
             retry=RetryPolicy(initial_delay=0.01, max_delay=0.05),
         )  # fmt: skip
+        routes = [
+            *ROUTES,
+            Route(STATUS_FILTER, MessageKind.STATUS),
+            Route(ALERTS_FILTER, MessageKind.ALERT),
+        ]
         self.consumer = MqttConsumer(
-            self.transport, TopicRouter([*ROUTES, Route(STATUS_FILTER, MessageKind.STATUS)]),
+            self.transport, TopicRouter(routes),
             uow_factory=self.uow, telemetry_store=self.store, shadow_store=self.shadows,
             clock=self.clock, config=config, status_sink=self.statuses,
-            load_sink=self.snapshots,
+            load_sink=self.snapshots, alert_sink=self.alerts,
         )  # fmt: skip
 
     async def start(self) -> None:
         await self.transport.subscribe(STATUS_FILTER, qos=1)
+        await self.transport.subscribe(ALERTS_FILTER, qos=1)
         await super().start()
 
 

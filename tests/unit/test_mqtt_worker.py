@@ -30,6 +30,7 @@ def test_routes_follow_settings() -> None:
         "volttron/metering": MessageKind.TELEMETRY,
         "ven/ack/+": MessageKind.ACK,
         "$aws/things/+/shadow/update": MessageKind.SHADOW,
+        "ven/alerts/+": MessageKind.ALERT,
     }
     full = settings(
         mqtt_shared_group="gridcore", mqtt_topic_status="ven/status/+",

@@ -29,6 +29,7 @@ from adapters.system import ManualClock
 from entrypoints.settings import Settings
 from entrypoints.simulator.fleet import FleetConfig, build_vens
 from entrypoints.worker import Worker, subscription_routes, transport_factory
+from gridcore.alerts import AlertFilter
 from gridcore.ven import Ven
 
 SENDER, VICTIM = "ven-a", "ven-b"
@@ -65,6 +66,10 @@ KINDS: dict[str, tuple[str, Callable[[str], bytes]]] = {
         "ven/status/{}",
         lambda ven: body(ven_id=ven, status="degraded", timestamp=EPOCH + 1),
     ),
+    "alert": (
+        "ven/alerts/{}",
+        lambda ven: body(venId=ven, timestamp=EPOCH, severity="warning", code="overcurrent"),
+    ),
 }
 
 
@@ -90,6 +95,7 @@ async def stored_for(rig: ReportRig, ven: str) -> dict[str, int]:
         "loads": sum(1 for v, _ in rig.reports.snapshots if v == ven),
         "status": len(rig.reports.statuses.get(ven, [])),
         "shadow": int(await rig.shadows.get(ven) is not None),
+        "alert": (await rig.alerts.alerts(AlertFilter(ven_id=ven))).total_count,
     }
     return {kind: n for kind, n in counts.items() if n}
 
@@ -161,6 +167,7 @@ def test_per_ven_mode_takes_telemetry_from_ven_topics_only() -> None:
         "$share/g/ven/telemetry/+": MessageKind.TELEMETRY,
         "$share/g/ven/ack/+": MessageKind.ACK,
         "$share/g/$aws/things/+/shadow/update": MessageKind.SHADOW,
+        "$share/g/ven/alerts/+": MessageKind.ALERT,
     }
     both = settings(gridcore_telemetry_topics="both", MQTT_TOPICS="ven/telemetry/+")
     assert telemetry_filters(both) == ["volttron/metering", "ven/telemetry/+"]

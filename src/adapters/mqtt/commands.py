@@ -1,4 +1,5 @@
-"""Commands the backend sends on ``ven/cmd/{venId}``, shaped exactly as the
+"""Commands the backend sends on ``ven/cmd/{venId}`` (and configuration pushes
+on ``ven/config/{venId}``), shaped exactly as the
 documents show them (see docs/mqtt-commands.md), and the publisher that sends
 them at QoS 1 over any :class:`gridcore.ports.MessageTransport`.
 
@@ -12,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from adapters.mqtt.topics import command_topic
+from adapters.mqtt.topics import command_topic, config_topic
 from gridcore.correlation import Command, CommandOp
 from gridcore.ports import MessageTransport
 
@@ -51,6 +52,12 @@ def command_payload(command: Command) -> dict[str, Any]:
             body["duration_sec"] = int(command.duration_sec)
         if command.event_id is not None:
             body["event_id"] = command.event_id
+    elif command.op is CommandOp.CONFIG:
+        # ven/config/{venId} (gridcore.venconfig): the VEN's whole desired
+        # load configuration; ``timestamp`` (004: every message has one) is
+        # when it was queued, so a re-delivery is byte for byte the same.
+        body["timestamp"] = int(command.created_at.timestamp())
+        body["loads"] = json.loads(command.config) if command.config else []
     elif command.op is CommandOp.RESTORE and command.event_id is not None:
         # Not in the document's example; lets a VEN restore only what this event
         # shed. VENs that ignore unknown fields are unaffected.
@@ -64,15 +71,19 @@ def encode_command(command: Command) -> bytes:
 
 class TransportCommandPublisher:
     """``CommandPublisher`` over any ``MessageTransport`` (aiomqtt or the
-    in-memory broker): QoS 1 to ``ven/cmd/{venId}``. ``publish`` returns once
-    the broker has the message and raises if it could not be handed over; the
-    caller (the outbox relay) keeps the command pending and retries."""
+    in-memory broker): QoS 1 to ``ven/cmd/{venId}``, configuration pushes to
+    ``ven/config/{venId}``. ``publish`` returns once the broker has the
+    message and raises if it could not be handed over; the caller (the outbox
+    relay) keeps the command pending and retries."""
 
     def __init__(self, transport: MessageTransport) -> None:
         self._transport = transport
 
     async def publish(self, command: Command) -> None:
-        topic = command_topic(command.ven_id)
+        if command.op is CommandOp.CONFIG:
+            topic = config_topic(command.ven_id)
+        else:
+            topic = command_topic(command.ven_id)
         await self._transport.publish(topic, encode_command(command), qos=COMMAND_QOS)
         log.debug("published %s %s to %s", command.op.value, command.correlation_id, topic)
 

@@ -2,13 +2,16 @@
 parsed once, and handed to a gridcore use case, or dead-lettered.
 
 - telemetry (``volttron/metering``, extra telemetry topics) -> batched
-  ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced);
+  ``ingest_telemetry`` (VEN auto-registered, heartbeat advanced); a message
+  may carry several samples (``{"venId", "samples": [...]}``), each validated
+  on its own: a bad one is dead-lettered alone, the others are kept;
 - ACKs (``ven/ack/{venId}``) -> ``record_acks``, in batches of what arrived
   together (ledger match, ``ven_acks``: one transaction per batch);
 - shadow updates (``$aws/things/{venId}/shadow/update``) -> ``ShadowStore.update``;
-- status messages (``ven_statuses``) and load snapshots (``ven/loads/{venId}``)
-  -> their stores (:class:`StatusSink`, :class:`LoadSnapshotSink`), when
-  configured, in batches (:mod:`adapters.mqtt.report_batching`).
+- status messages (``ven_statuses``), load snapshots (``ven/loads/{venId}``)
+  and alerts (``ven/alerts/{venId}``) -> their stores (:class:`StatusSink`,
+  :class:`LoadSnapshotSink`, :class:`AlertSink`), when configured, in
+  batches (:mod:`adapters.mqtt.report_batching`).
 
 A message that is oversize, not UTF-8 JSON, fails validation, or names a VEN
 other than its topic's goes to the dead-letter table with topic, raw bytes,
@@ -39,17 +42,22 @@ from adapters.mqtt.buffering import (
 )
 from adapters.mqtt.payloads import (
     AckWire,
+    AlertWire,
     LoadSnapshotWire,
     PayloadTooLargeError,
     ShadowUpdateWire,
     StatusWire,
     TelemetryWire,
+    batch_samples,
     decode_text,
+    sample_text,
     to_telemetry_sample,
     to_ven_ack,
+    to_ven_alert,
 )
 from adapters.mqtt.report_batching import ReportBatcher
 from adapters.mqtt.topics import MessageKind, Routed, TopicRouter
+from gridcore.alerts import MAX_ALERT_BYTES, VenAlert
 from gridcore.correlation import AckMatch, VenAck
 from gridcore.errors import InvalidInput
 from gridcore.plausibility import ReportLimits
@@ -83,12 +91,20 @@ class LoadSnapshotSink(Protocol):
     async def record_snapshots(self, snapshots: Sequence[LoadSnapshot]) -> int: ...
 
 
+class AlertSink(Protocol):
+    """Where ``ven/alerts/{venId}`` alerts go (``ven_alerts``): the write half
+    of :class:`gridcore.ports.VenAlertStore`."""
+
+    async def record_alerts(self, alerts: Sequence[VenAlert]) -> int: ...
+
+
 class RejectedMessageError(Exception):
     """A message that cannot be accepted; ``reason`` goes to the dead letter."""
 
     def __init__(self, category: str, detail: str) -> None:
         super().__init__(f"{category}: {detail}")
         self.category = category
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,10 @@ class ConsumerStats:
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     acks: Counter[str] = field(default_factory=Counter)  # stored ACKs by outcome
     unstored: Counter[str] = field(default_factory=Counter)  # valid, but no sink configured
+    batched_samples: int = 0  # samples that came several to a message
+    # Alerts written, by severity (re-deliveries included, as ``writes.counts``):
+    # what gridcore_ven_alerts_total{severity} exports.
+    alerts: Counter[str] = field(default_factory=Counter)
     writes: WriteStats = field(default_factory=WriteStats)
 
     @property
@@ -143,6 +163,7 @@ class MqttConsumer:
         config: ConsumerConfig | None = None,
         status_sink: StatusSink | None = None,
         load_sink: LoadSnapshotSink | None = None,
+        alert_sink: AlertSink | None = None,
     ) -> None:
         self.config = config or ConsumerConfig()
         self.stats = ConsumerStats()
@@ -154,6 +175,8 @@ class MqttConsumer:
         cfg = self.config
         self.statuses: ReportBatcher[VenStatusReport] | None = None
         self.snapshots: ReportBatcher[LoadSnapshot] | None = None
+        self.alerts: ReportBatcher[VenAlert] | None = None
+        self._alert_sink = alert_sink
         if status_sink is not None:
             self.statuses = ReportBatcher(
                 "status", status_sink.record_statuses, uow_factory, clock,
@@ -163,6 +186,12 @@ class MqttConsumer:
         if load_sink is not None:
             self.snapshots = ReportBatcher(
                 "load snapshot", load_sink.record_snapshots, uow_factory, clock,
+                batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
+                max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
+            )  # fmt: skip
+        if alert_sink is not None:
+            self.alerts = ReportBatcher(
+                "alert", self._store_alerts, uow_factory, clock,
                 batch_size=cfg.batch_size, max_delay=cfg.batch_max_delay,
                 max_held=cfg.max_held_writes, retry=cfg.retry, stats=self.stats.writes,
             )  # fmt: skip
@@ -215,7 +244,7 @@ class MqttConsumer:
         await self.writes.flushed()
 
     def _report_batchers(self) -> list[ReportBatcher[Any]]:
-        return [b for b in (self.statuses, self.snapshots) if b is not None]
+        return [b for b in (self.statuses, self.snapshots, self.alerts) if b is not None]
 
     async def handle(self, message: BrokerMessage) -> None:
         """Route one message. Never raises for bad input."""
@@ -230,7 +259,17 @@ class MqttConsumer:
             text = decode_text(message.payload)
             if routed.kind is MessageKind.TELEMETRY:
                 # The hot path: parse, map, hold. No await unless the buffer is full.
-                wire = TelemetryWire.model_validate_json(text)
+                try:
+                    wire = TelemetryWire.model_validate_json(text)
+                except ValidationError:
+                    batch = batch_samples(text)  # a batch without venId, or an array
+                    if batch is None:
+                        raise
+                    await self._telemetry_batch(message, routed, *batch)
+                    return
+                if wire.samples is not None:
+                    await self._telemetry_batch(message, routed, *_batch_of(text))
+                    return
                 self._check_ven(routed, wire.ven_id)
                 sample = to_telemetry_sample(wire, text, now := self._clock.now())
                 self.config.limits.check(sample.timestamp, now, len(sample.loads))
@@ -246,15 +285,13 @@ class MqttConsumer:
                 message, RejectedMessageError("unparseable", f"not UTF-8: {exc}"), kind
             )
         except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
-                rejection = RejectedMessageError("unparseable", _validation_detail(exc))
-            else:
-                rejection = RejectedMessageError("invalid", _validation_detail(exc))
-            await self._reject(message, rejection, kind)
+            await self._reject(message, _validation_rejection(exc), kind)
         except RejectedMessageError as exc:
             await self._reject(message, exc, kind)
         except InvalidInput as exc:
             await self._reject(message, RejectedMessageError("invalid", str(exc)), kind)
+        except json.JSONDecodeError as exc:  # a batch's envelope (payloads.batch_samples)
+            await self._reject(message, RejectedMessageError("unparseable", str(exc)), kind)
         except Exception as exc:
             # A message no rule above foresaw must not stop the loop (and with
             # it every VEN's data): it is kept with what went wrong, and logged
@@ -262,6 +299,43 @@ class MqttConsumer:
             log.exception("message on %s failed unexpectedly; dead-lettered", message.topic)
             detail = f"{type(exc).__name__}: {exc}"
             await self._reject(message, RejectedMessageError("internal", detail), kind)
+
+    async def _telemetry_batch(
+        self, message: BrokerMessage, routed: Routed, ven_id: str | None, samples: list[Any]
+    ) -> None:
+        """Several samples in one message: each is validated as a single
+        message would be; a bad one is dead-lettered alone (its own JSON,
+        with its position), the others are held for the batch write."""
+        self._check_ven(routed, ven_id)
+        now = self._clock.now()
+        for n, raw in enumerate(samples):
+            text: str | None = None
+            try:
+                text = sample_text(raw, ven_id)
+                wire = TelemetryWire.model_validate_json(text)
+                self._check_ven(routed, wire.ven_id)
+                if ven_id is not None and wire.ven_id != ven_id:
+                    raise RejectedMessageError(
+                        "ven mismatch", f"batch of VEN {ven_id!r} holds a sample of {wire.ven_id!r}"
+                    )
+                sample = to_telemetry_sample(wire, text, now)
+                self.config.limits.check(sample.timestamp, now, len(sample.loads))
+            except Exception as exc:  # one sample's fault; never the others'
+                rejection = _rejection(exc)
+                where = f"sample {n + 1} of {len(samples)}: "
+                body = text.encode() if text is not None else repr(raw)[:2000].encode()
+                await self._reject(
+                    message,
+                    RejectedMessageError(rejection.category, where + rejection.detail),
+                    routed.kind,
+                    payload=body,
+                    settles=False,
+                )
+                continue
+            self.batcher.add(sample, message.topic)
+            self.stats.batched_samples += 1
+        _settle(message)
+        await self.batcher.wait_for_room()
 
     @staticmethod
     def _check_ven(routed: Routed, payload_ven: str | None) -> None:
@@ -335,6 +409,29 @@ class MqttConsumer:
             self.snapshots.add(snapshot, message.topic, message.payload)
             _settle(message)
             await self.snapshots.wait_for_room()
+        elif kind is MessageKind.ALERT:
+            if len(message.payload) > MAX_ALERT_BYTES:
+                size = len(message.payload)
+                raise RejectedMessageError(
+                    "oversize", f"an alert of {size} bytes; at most {MAX_ALERT_BYTES}"
+                )
+            alert_wire = AlertWire.model_validate_json(text)
+            self._check_ven(routed, alert_wire.ven_id)
+            alert_ven = routed.ven_id or alert_wire.ven_id
+            if not alert_ven:
+                raise RejectedMessageError("invalid", "an alert needs its VEN in topic or venId")
+            try:
+                alert = to_ven_alert(alert_wire, alert_ven, now)
+                self.config.limits.check(alert.timestamp, now)
+            except InvalidInput as exc:
+                raise RejectedMessageError("invalid", str(exc)) from None
+            if self.alerts is None:
+                self.stats.unstored[kind] += 1
+                _settle(message)
+                return
+            self.alerts.add(alert, message.topic, message.payload)
+            _settle(message)
+            await self.alerts.wait_for_room()
         elif kind is MessageKind.STATUS:
             status = StatusWire.model_validate_json(text)
             self._check_ven(routed, status.ven_id)
@@ -368,26 +465,68 @@ class MqttConsumer:
         for op, seconds in by_op.items():
             ACK_ROUND_TRIP.observe_many(op, seconds)
 
+    async def _store_alerts(self, alerts: Sequence[VenAlert]) -> None:
+        """Write a batch of alerts, then count them by severity: the hook of
+        the ``gridcore_ven_alerts_total{severity}`` counter (counted once
+        written, as ``writes.counts`` is)."""
+        assert self._alert_sink is not None  # only wired with a sink
+        await self._alert_sink.record_alerts(alerts)
+        self.stats.alerts.update(alert.severity.value for alert in alerts)
+
     async def _hold(self, what: str, run: Job, message: BrokerMessage) -> None:
         await self.writes.put(
             HeldWrite(what, run, message.topic, message.payload, settle=message.settle)
         )
 
     async def _reject(
-        self, message: BrokerMessage, rejection: RejectedMessageError, kind: str
+        self,
+        message: BrokerMessage,
+        rejection: RejectedMessageError,
+        kind: str,
+        *,
+        payload: bytes | None = None,
+        settles: bool = True,
     ) -> None:
+        """Dead-letter ``message`` (or, with ``payload``, one part of it: a
+        sample of a batch, which does not settle the message); ``kind`` is its
+        topic's kind, for the metrics."""
         self.stats.rejected[rejection.category] += 1
         self.stats.dead_letters[kind, rejection.category] += 1
         reason = str(rejection)[:2000]
-        letter = DeadLetter(message.topic, message.payload, reason, self._clock.now())
+        body = message.payload if payload is None else payload
+        letter = DeadLetter(message.topic, body, reason, self._clock.now())
         log.warning("dead letter on %s: %s", message.topic, reason)
 
         async def store() -> None:
             await record_dead_letter(self._uow_factory, letter)
 
-        await self.writes.put(
-            HeldWrite("dead letter", store, message.topic, message.payload, settle=message.settle)
-        )
+        settle = message.settle if settles else None
+        await self.writes.put(HeldWrite("dead letter", store, message.topic, body, settle=settle))
+
+
+def _validation_rejection(exc: ValidationError) -> RejectedMessageError:
+    if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
+        return RejectedMessageError("unparseable", _validation_detail(exc))
+    return RejectedMessageError("invalid", _validation_detail(exc))
+
+
+def _rejection(exc: Exception) -> RejectedMessageError:
+    """What a dead letter says about ``exc`` (a sample of a batch)."""
+    if isinstance(exc, RejectedMessageError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return _validation_rejection(exc)
+    if isinstance(exc, ValueError):  # InvalidInput, a sample not an object, NaN
+        return RejectedMessageError("invalid", str(exc))
+    log.exception("a sample failed unexpectedly; dead-lettered")
+    return RejectedMessageError("internal", f"{type(exc).__name__}: {exc}")
+
+
+def _batch_of(text: str) -> tuple[str | None, list[Any]]:
+    found = batch_samples(text)
+    if found is None:  # pragma: no cover - the wire model saw its samples
+        raise RejectedMessageError("invalid", "samples: not a batch")
+    return found
 
 
 def _settle(message: BrokerMessage) -> None:

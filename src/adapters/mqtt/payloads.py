@@ -45,6 +45,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic takes typing's only from Python 3.12
 
+from gridcore.alerts import ALERT_CODE_LENGTH, ALERT_MESSAGE_LENGTH, VenAlert, severity_of
 from gridcore.correlation import VenAck
 from gridcore.curtailment import CircuitCurtailment
 from gridcore.errors import InvalidInput
@@ -262,6 +263,9 @@ class TelemetryWire(_Wire):
     panel_utilization_percent: float | None = _reading_alias("panelUtilizationPercent")
     circuits: tuple[CircuitLine, ...] = ()
     loads: tuple[LoadLine, ...] = ()
+    # Present: the message is a batch (batch_samples); read here so that a
+    # batch carrying venId and timestamp is never taken for one sample.
+    samples: tuple[Any, ...] | None = None
 
 
 def _line(item: Any) -> Any:
@@ -487,6 +491,91 @@ class StatusWire(_Wire):
     status: Annotated[str, _text(VEN_STATUS_LENGTH, 1)]
     timestamp: Timestamp | None = _alias("timestamp", "ts")
     details: Document | None = None
+
+
+# --- alerts: ven/alerts/{venId} -------------------------------------------------
+
+
+class AlertWire(_Wire):
+    """``{venId, timestamp, severity, code, message, loadId, details}``
+    (docs/mqtt-commands.md; 004 names the topic, not its payload). ``type``
+    and ``alertType`` are read for ``code``, ``ts`` for ``timestamp``,
+    ``load_id`` and ``circuitId`` for ``loadId``; a missing timestamp is the
+    time it arrived."""
+
+    ven_id: VenId | None = _alias("venId", "ven_id")
+    timestamp: Timestamp | None = _alias("timestamp", "ts")
+    severity: Annotated[str, _text(16, 1)]
+    code: Annotated[str, _text(ALERT_CODE_LENGTH, 1)] = Field(
+        validation_alias=AliasChoices("code", "type", "alertType")
+    )
+    message: Annotated[str, _text(ALERT_MESSAGE_LENGTH)] | None = None
+    load_id: LoadId | None = _alias("loadId", "load_id", "circuitId")
+    details: Document | None = None
+
+
+def to_ven_alert(wire: AlertWire, ven_id: str, received_at: datetime) -> VenAlert:
+    """Raises :class:`InvalidInput` for an unknown severity or a text holding NUL."""
+    return VenAlert(
+        ven_id=ven_id,
+        timestamp=wire.timestamp or received_at,
+        severity=severity_of(wire.severity),
+        code=wire.code,
+        message=wire.message or None,
+        load_id=wire.load_id,
+        details=wire.details,
+        received_at=received_at,
+    )
+
+
+# --- batched telemetry: several samples in one volttron/metering message -------
+
+MAX_BATCH_SAMPLES = 120  # ten minutes at the documents' 5 s cadence
+
+
+def batch_samples(text: str) -> tuple[str | None, list[Any]] | None:
+    """The samples of a batched metering message, else None (a single sample).
+
+    A batch is ``{"venId": ..., "samples": [sample, ...]}`` (each sample a
+    metering payload whose ``venId`` may be left out), or a bare JSON array
+    of samples. The consumer asks only about a message that failed as a
+    single sample or whose ``samples`` field is set (a substring search on
+    every message would cost a single sample 3 % of its parse).
+    Raises :class:`InvalidInput` for a batch that is not one: samples not a
+    list, none of them, more than :data:`MAX_BATCH_SAMPLES`, or a ``venId``
+    that is not text (and ``json.JSONDecodeError`` for one that is not JSON)."""
+    first = text[:1]
+    if (
+        '"samples"' not in text
+        and first != "["
+        and not (first.isspace() and text.lstrip().startswith("["))
+    ):
+        return None
+    document = json.loads(text)  # the hot path's parser refuses bad JSON alike
+    if isinstance(document, list):
+        ven_id, samples = None, document
+    elif isinstance(document, dict) and "samples" in document:
+        ven_id, samples = document.get("venId", document.get("ven_id")), document["samples"]
+        if ven_id is not None and not isinstance(ven_id, str):
+            raise InvalidInput("venId", "a batch's venId must be text")
+    else:
+        return None  # "samples" was inside a value of a single sample
+    if not isinstance(samples, list) or not samples:
+        raise InvalidInput("samples", "must be a non-empty list of samples")
+    if len(samples) > MAX_BATCH_SAMPLES:
+        raise InvalidInput("samples", f"{len(samples)} in one message; at most {MAX_BATCH_SAMPLES}")
+    return ven_id, samples
+
+
+def sample_text(sample: Any, ven_id: str | None) -> str:
+    """One sample of a batch as the JSON text of a single metering message,
+    with the batch's ``venId`` when the sample has none; ``ValueError`` when
+    the sample is not an object."""
+    if not isinstance(sample, dict):
+        raise ValueError("a sample must be a JSON object")
+    if ven_id is not None and "venId" not in sample:
+        sample = {"venId": ven_id, **sample}
+    return json.dumps(sample, separators=(",", ":"), allow_nan=False)
 
 
 def decode_text(payload: bytes) -> str:

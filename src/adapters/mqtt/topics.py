@@ -16,6 +16,7 @@ ACK_FILTER = "ven/ack/+"
 SHADOW_UPDATE_FILTER = "$aws/things/+/shadow/update"
 LOADS_FILTER = "ven/loads/+"
 TELEMETRY_FILTER = "ven/telemetry/+"
+ALERTS_FILTER = "ven/alerts/+"  # 004's future topics, gridcore's payloads (docs/mqtt-commands.md)
 SHARE_PREFIX = "$share/"
 
 
@@ -25,6 +26,7 @@ class MessageKind(enum.StrEnum):
     SHADOW = "shadow"
     LOADS = "loads"
     STATUS = "status"
+    ALERT = "alert"
 
 
 def _ven_level(ven_id: str) -> str:
@@ -35,6 +37,14 @@ def _ven_level(ven_id: str) -> str:
 
 def command_topic(ven_id: str) -> str:
     return f"ven/cmd/{_ven_level(ven_id)}"
+
+
+def config_topic(ven_id: str) -> str:
+    return f"ven/config/{_ven_level(ven_id)}"
+
+
+def alerts_topic(ven_id: str) -> str:
+    return f"ven/alerts/{_ven_level(ven_id)}"
 
 
 def ack_topic(ven_id: str) -> str:
@@ -132,6 +142,7 @@ def classify_extra_topic(topic_filter: str) -> MessageKind:
         (ACK_FILTER, MessageKind.ACK),
         (SHADOW_UPDATE_FILTER, MessageKind.SHADOW),
         (LOADS_FILTER, MessageKind.LOADS),
+        (ALERTS_FILTER, MessageKind.ALERT),
     ):
         probe = pattern.replace("+", "x")
         if match_levels(proper, probe) is not None or proper == pattern:

@@ -60,7 +60,7 @@ from sqlalchemy import (
 )
 
 from adapters.sql.types import BigId, Document, TargetList, UtcDateTime
-from gridcore import limits
+from gridcore import alerts, limits
 from gridcore.audit import ACTOR_LENGTH
 from gridcore.retention import Kept
 
@@ -176,6 +176,8 @@ commands = Table(
     Column("supersedes", COMMAND_ID),
     # Not published before this: a staggered restore (gridcore.rebound).
     Column("not_before", UtcDateTime),
+    # A configuration push's loads as JSON text (gridcore.venconfig; migration 0020).
+    Column("config", Text),
     # The outbox's commands due at once, oldest first, straight off the index
     # (a LIMIT stops after N; an event's commands share one created_at).
     Index(
@@ -271,6 +273,26 @@ ven_statuses = Table(
     Column("timestamp", UtcDateTime, nullable=False),
     Index(None, "ven_id", "timestamp"),
     postgresql_partition_by="RANGE (timestamp)",
+)
+
+# ``ven/alerts/{venId}`` (gridcore.alerts; migration 0019). ``load_id`` is ''
+# for an alert about the whole VEN, so that the unique key (a re-delivered
+# alert is stored once) holds for those too. Not partitioned: alerts are rare.
+ven_alerts = Table(
+    "ven_alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ven_id", VEN_ID, nullable=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("code", String(alerts.ALERT_CODE_LENGTH), nullable=False),
+    Column("load_id", LOAD_ID, nullable=False),
+    Column("message", String(alerts.ALERT_MESSAGE_LENGTH)),
+    Column("details", Document),
+    Column("received_at", UtcDateTime),
+    UniqueConstraint("ven_id", "timestamp", "code", "load_id"),
+    Index(None, "timestamp"),
+    Index(None, "severity", "timestamp"),
 )
 
 # ``ven/loads/{venId}``: the document's columns, plus the load line's other

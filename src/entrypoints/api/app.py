@@ -30,7 +30,16 @@ from entrypoints.api.coalesce import Coalescer
 from entrypoints.api.errors import AUTH_ERRORS, install_error_handlers
 from entrypoints.api.gate import RequestGate
 from entrypoints.api.metrics import METRICS_URL, RequestMetrics, install_metrics
-from entrypoints.api.routers import audit, events, health, performance, stats, ven_data, vens
+from entrypoints.api.routers import (
+    audit,
+    events,
+    health,
+    performance,
+    stats,
+    ven_data,
+    ven_topics,
+    vens,
+)
 from entrypoints.api.sessions import SessionKeeper
 from entrypoints.api.strict import WrongMethod, known_query_parameters, wrong_method
 from entrypoints.console.pages import install_console
@@ -205,7 +214,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         dependencies=[Depends(authorize), Depends(known_query_parameters)],
         responses=AUTH_ERRORS,
     )
-    areas = (stats, vens, ven_data, events, performance, audit)
+    areas = (stats, vens, ven_data, ven_topics, events, performance, audit)
     for area in (module.router for module in areas):
         api.include_router(area)
     app.include_router(api)

@@ -23,6 +23,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from adapters.mqtt.payloads import MAX_BATCH_SAMPLES
 from adapters.mqtt.topics import METERING
 from adapters.system import SystemClock
 from entrypoints.simulator.panel import generate_panel
@@ -49,6 +50,7 @@ class FleetConfig:
     vens_per_connection: int = 500
     metering_topic: str = METERING
     utc_offset_s: float = 0.0
+    batch: int = 1  # metering samples a message (004's "batching")
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -60,6 +62,8 @@ class FleetConfig:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.reject_fraction + self.silent_fraction > 1.0:
             raise ValueError("reject_fraction + silent_fraction must not exceed 1")
+        if not 1 <= self.batch <= MAX_BATCH_SAMPLES:
+            raise ValueError(f"batch must be 1-{MAX_BATCH_SAMPLES} samples a message")
         if self.vens_per_connection < 1:
             raise ValueError("vens_per_connection must be at least 1")
         if self.start_index < 0:
@@ -123,6 +127,7 @@ def build_vens(config: FleetConfig, shard: Shard | None = None) -> list[Simulate
             behaviours[position],
             metering_topic=config.metering_topic,
             whole_seconds=config.interval >= 1.0,
+            batch=config.batch,
         )
         for position in positions
     ]

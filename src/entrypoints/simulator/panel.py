@@ -44,10 +44,17 @@ class CircuitSpec:
     breaker_amps: int
     rated_kw: float
     critical: bool = False
+    # What the backend configured (ven/config/{venId}); the panel's own otherwise.
+    enabled: bool = True
+    configured_priority: int | None = None
+    shed_limit_kw: float | None = None
 
     @property
     def priority(self) -> int:
-        """Position in the shed order of the DR event flow (1 = shed first)."""
+        """Position in the shed order of the DR event flow (1 = shed first),
+        unless the backend configured another."""
+        if self.configured_priority is not None:
+            return self.configured_priority
         if self.critical:
             return NEVER_SHED_PRIORITY
         return _SHED_PRIORITY.get(self.type, NEVER_SHED_PRIORITY)

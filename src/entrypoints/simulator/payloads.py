@@ -203,3 +203,57 @@ def simple_ack(
     if correlation_id is not None:
         body["correlationId"] = correlation_id
     return body
+
+
+def alert(
+    ven_id: str,
+    timestamp: float,
+    severity: str,
+    code: str,
+    message: str,
+    *,
+    load_id: str | None = None,
+    details: JsonObject | None = None,
+) -> JsonObject:
+    """``ven/alerts/{venId}`` as docs/mqtt-commands.md defines it."""
+    body: JsonObject = {
+        "venId": ven_id,
+        "timestamp": timestamp,
+        "severity": severity,
+        "code": code,
+        "message": message,
+    }
+    if load_id is not None:
+        body["loadId"] = load_id
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def metering_batch(ven_id: str, samples: Sequence[JsonObject]) -> JsonObject:
+    """Several metering samples in one ``volttron/metering`` message (004's
+    "batching"): ``{venId, timestamp, samples}``, each sample without the
+    ``venId`` the batch gives; ``timestamp`` is the newest sample's."""
+    trimmed = [{k: v for k, v in sample.items() if k != "venId"} for sample in samples]
+    return {"venId": ven_id, "timestamp": samples[-1]["timestamp"], "samples": trimmed}
+
+
+def config_ack(
+    status: str,
+    *,
+    correlation_id: str | None,
+    ts: int,
+    loads: Sequence[JsonObject] = (),
+    reason: str | None = None,
+) -> JsonObject:
+    """The answer to a ``ven/config`` push, on ``ven/ack/{venId}``: the loads
+    as now applied (the backend compares them), or why it was refused."""
+    body: JsonObject = {"op": "config", "status": status}
+    if reason is not None:
+        body["reason"] = reason
+    else:
+        body["loads"] = list(loads)
+    body["ts"] = ts
+    if correlation_id is not None:
+        body["correlationId"] = correlation_id
+    return body

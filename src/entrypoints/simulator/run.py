@@ -79,6 +79,7 @@ async def run_simulator(
     backfill_days: float = 0.0,
     backfill_rate: float = BROKER_RATE,
     processes: int = 1,
+    batch: int = 1,
 ) -> None:
     """Simulate ``count`` VENs (``{prefix}-1``..) until cancelled.
 
@@ -99,6 +100,9 @@ async def run_simulator(
     cadence: a larger fleet needs more processes, a longer interval, or both);
     this process then only watches them (and backfills). Not with ``broker``,
     which lives in this process.
+
+    ``batch``: metering samples per ``volttron/metering`` message (1: one
+    message a sample, as the documents send them).
     """
     config = FleetConfig(
         count=count,
@@ -111,6 +115,7 @@ async def run_simulator(
         vens_per_connection=vens_per_connection,
         metering_topic=settings.mqtt_topic_metering,
         utc_offset_s=local_utc_offset_s() if utc_offset_s is None else utc_offset_s,
+        batch=batch,
     )
     if backfill_rate <= 0:
         raise ValueError("the backfill rate must be a positive number of samples a second")

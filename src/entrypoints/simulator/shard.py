@@ -54,7 +54,7 @@ class VenShard:
     ) -> None:
         self._transport = transport
         self._vens = list(vens)
-        self._by_topic = {ven.command_topic: ven for ven, _ in vens}
+        self._by_topic = {topic: ven for ven, _ in vens for topic in ven.topics}
         self._interval = interval
         self._clock = clock
         self._inflight: set[asyncio.Task[None]] = set()
@@ -63,7 +63,8 @@ class VenShard:
         self.stats = ShardStats()
 
     async def subscribe(self) -> None:
-        """Subscribe every VEN's command topic (QoS 1), a bounded number at a time."""
+        """Subscribe every VEN's command and config topics (QoS 1), a bounded
+        number at a time."""
         gate = asyncio.Semaphore(_SUBSCRIBE_CONCURRENCY)
 
         async def one(topic: str) -> None:

@@ -118,8 +118,10 @@ class CircuitReading:
     def shed_capability_kw(self) -> float:
         """What this circuit could give up now, judged on its uncurtailed draw
         (a circuit already shed still reports it, as the documents' example
-        of a disabled circuit does)."""
-        return self.as_circuit(self.natural_kw).sheddable_kw
+        of a disabled circuit does), at most the limit the backend configured."""
+        sheddable = self.as_circuit(self.natural_kw).sheddable_kw
+        limit = self.spec.shed_limit_kw
+        return sheddable if limit is None else min(sheddable, limit)
 
 
 class ShedState:
@@ -147,6 +149,9 @@ class ShedState:
         draw, plus any rebound (up to its rating), under any cap."""
         result: list[CircuitReading] = []
         for spec in specs:
+            if not spec.enabled:  # switched off by the backend's configuration
+                result.append(CircuitReading(spec, 0.0, 0.0, False))
+                continue
             free = natural[spec.id]
             rebound = self.rebounds.get(spec.id)
             if rebound is not None and at is not None:

@@ -18,8 +18,17 @@ Commands:
 - ``ping``: ACK ``pong``.
 - ``shed_load``: shed ``shed_kw`` (all when absent) of circuit ``load_id``
   and ACK ``accepted``; critical or unknown circuits are refused.
+- ``config`` (on ``ven/config/{venId}``): apply each load's ``enabled``,
+  ``priority``, ``critical`` and ``shedCapabilityKw`` (a disabled circuit
+  draws nothing; the limit caps what it offers to shed), report them so in
+  telemetry, and ACK ``applied`` with the loads as applied. A push naming a
+  circuit the panel does not have is refused whole (``rejected``).
 - A correlationId already answered gets the same ACK again, and nothing is
   applied twice (the backend retries with the same correlationId).
+
+Alerts (``ven/alerts/{venId}``, :mod:`entrypoints.simulator.alerting`) are
+raised from what the panel reads each cycle. With ``batch`` > 1 the metering
+samples go ``batch`` to a message (``{venId, timestamp, samples}``).
 
 A REJECTING VEN refuses events and load sheds (status ``rejected``, actual
 0) but answers restore and ping. A SILENT VEN ignores every command (its
@@ -35,11 +44,20 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from adapters.mqtt.topics import METERING, ack_topic, loads_topic, shadow_update_topic
+from adapters.mqtt.topics import (
+    METERING,
+    ack_topic,
+    alerts_topic,
+    config_topic,
+    loads_topic,
+    shadow_update_topic,
+)
 from entrypoints.simulator import payloads
+from entrypoints.simulator.alerting import AlertWatch
 from entrypoints.simulator.panel import Panel
 from entrypoints.simulator.shedding import CircuitReading, ShedState
 from gridcore.correlation import CommandOp
@@ -51,6 +69,7 @@ log = logging.getLogger("entrypoints.simulator")
 SHADOW_EVERY = 6  # cycles: every 30 s at the documents' 5 s cadence
 TELEMETRY_QOS = 0
 ACK_QOS = 1
+ALERT_QOS = 1
 _ANSWERS_KEPT = 256  # correlationIds remembered per VEN for idempotent repeats
 
 
@@ -82,6 +101,7 @@ class SimulatedVen:
         *,
         metering_topic: str = METERING,
         whole_seconds: bool = True,
+        batch: int = 1,
     ) -> None:
         self.ven_id = ven_id
         self.panel = panel
@@ -89,6 +109,13 @@ class SimulatedVen:
         self.state = ShedState(panel)
         self.cycle = 0
         self.command_topic = f"ven/cmd/{ven_id}"
+        self.config_topic = config_topic(ven_id)
+        self._alerts_topic = alerts_topic(ven_id)
+        self._watch = AlertWatch(ven_id)
+        if batch < 1:
+            raise ValueError("batch must be at least 1 sample a message")
+        self._batch = batch
+        self._held: list[payloads.JsonObject] = []  # metering samples not yet sent
         self._metering_topic = metering_topic
         self._telemetry_topic = f"ven/telemetry/{ven_id}"
         self._ack_topic = ack_topic(ven_id)
@@ -101,7 +128,13 @@ class SimulatedVen:
             CommandOp.RESTORE.value: self._restore,
             CommandOp.PING.value: self._ping,
             CommandOp.SHED_LOAD.value: self._shed_load,
+            CommandOp.CONFIG.value: self._config,
         }
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        """What the VEN listens to: its commands and its configuration."""
+        return (self.command_topic, self.config_topic)
 
     # --- telemetry -------------------------------------------------------
 
@@ -120,14 +153,22 @@ class SimulatedVen:
         shed = self.state.shed_kw(used)
         baseline = self.state.baseline_kw if self.state.baseline_kw is not None else used
         event = self.state.event
-        body = payloads.encode(
-            payloads.telemetry(
-                self.ven_id, stamp, self.panel, readings,
-                used_kw=used, shed_kw=shed, baseline_kw=baseline, event=event,
-            )
+        sample = payloads.telemetry(
+            self.ven_id, stamp, self.panel, readings,
+            used_kw=used, shed_kw=shed, baseline_kw=baseline, event=event,
         )  # fmt: skip
-        out.append(BrokerMessage(self._metering_topic, body, TELEMETRY_QOS))
+        body = payloads.encode(sample)
+        if self._batch == 1:
+            out.append(BrokerMessage(self._metering_topic, body, TELEMETRY_QOS))
+        else:
+            self._held.append(sample)
+            if len(self._held) >= self._batch:
+                batch = payloads.metering_batch(self.ven_id, self._held)
+                self._held = []
+                out.append(BrokerMessage(self._metering_topic, payloads.encode(batch), 0))
         out.append(BrokerMessage(self._telemetry_topic, body, TELEMETRY_QOS))
+        for alert in self._watch.check(self.panel, readings, epoch, stamp):
+            out.append(BrokerMessage(self._alerts_topic, payloads.encode(alert), ALERT_QOS))
         if self.cycle % SHADOW_EVERY == 0:
             shadow = payloads.shadow_update(
                 stamp, self.panel, readings, used_kw=used, shed_kw=shed, event=event
@@ -228,6 +269,51 @@ class SimulatedVen:
     def _ping(self, body: dict[str, Any], now: float) -> payloads.JsonObject:
         return payloads.simple_ack(
             "ping", "pong", correlation_id=_text(body.get("correlationId")), ts=int(now)
+        )
+
+    def _config(self, body: dict[str, Any], now: float) -> payloads.JsonObject:
+        correlation_id = _text(body.get("correlationId"))
+        loads = body.get("loads")
+
+        def refuse(reason: str) -> payloads.JsonObject:
+            return payloads.config_ack(
+                "rejected", correlation_id=correlation_id, ts=int(now), reason=reason
+            )
+
+        if not isinstance(loads, list):
+            return refuse("loads must be a list")
+        configured = {}
+        for entry in loads:
+            load_id = (_text(entry.get("loadId")) or _text(entry.get("load_id"))
+                       if isinstance(entry, dict) else None)  # fmt: skip
+            spec = self.panel.circuit(load_id) if load_id is not None else None
+            if spec is None or not isinstance(entry, dict):
+                return refuse(f"no circuit {load_id!r} on this panel")
+            enabled, critical = entry.get("enabled"), entry.get("critical")
+            priority = entry.get("priority")
+            configured[spec.id] = replace(
+                spec,
+                enabled=enabled if isinstance(enabled, bool) else spec.enabled,
+                critical=critical if isinstance(critical, bool) else spec.critical,
+                configured_priority=priority
+                if isinstance(priority, int) and not isinstance(priority, bool)
+                else spec.configured_priority,
+                shed_limit_kw=_number(entry.get("shedCapabilityKw")),
+            )
+        self.panel.circuits = tuple(configured.get(c.id, c) for c in self.panel.circuits)
+        applied = [
+            {
+                "loadId": c.id,
+                "enabled": c.enabled,
+                "priority": c.priority,
+                "critical": c.critical,
+                "shedCapabilityKw": c.shed_limit_kw,
+            }
+            for c in self.panel.circuits
+            if c.id in configured
+        ]
+        return payloads.config_ack(
+            "applied", correlation_id=correlation_id, ts=int(now), loads=applied
         )
 
     def _shed_load(self, body: dict[str, Any], now: float) -> payloads.JsonObject:

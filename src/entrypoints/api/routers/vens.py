@@ -17,15 +17,17 @@ from entrypoints.api.deps import (
     NowDep,
     OfflineAfterDep,
     QueriesDep,
+    ShadowsDep,
     UowDep,
 )
 from entrypoints.api.errors import CONFLICT, NOT_FOUND, Conflict
 from entrypoints.api.params import FleetLimit, LoadIdPath, Offset, SearchParam, SortParam, VenIdPath
+from entrypoints.api.routers.ven_topics import mirror_desired
 from entrypoints.api.schemas import LoadOut, LoadPatch, VenCreate, VenOut, VenPatch, VenSummaryOut
 from entrypoints.api.views import load_out, ven_out, ven_summary_out
 from gridcore import services
 from gridcore.errors import NotFound
-from gridcore.fleet import LoadChanges, configure_load, deregister_ven, update_ven
+from gridcore.fleet import ConfigPush, LoadChanges, configure_load, deregister_ven, update_ven
 from gridcore.listing import VenListing, VenOrder
 from gridcore.ports import TelemetryQueries, UnitOfWorkFactory
 from gridcore.summary import MAX_FLEET_PAGE, VenState
@@ -241,10 +243,18 @@ async def patch_load(
     uow: UowDep,
     queries: QueriesDep,
     actor: ActorDep,
+    clock: ClockDep,
+    ids: IdsDep,
+    shadows: ShadowsDep,
 ) -> LoadOut:
     """Persist configuration; it takes precedence over what telemetry reports
     for name, type, priority, critical and capacity. ``targets`` (replaced as
-    given, ``[]`` clears them): an event targeting one reaches the load's VEN."""
+    given, ``[]`` clears them): an event targeting one reaches the load's VEN.
+    A change to what the VEN must do (enabled, priority, critical,
+    shedCapabilityKw) is pushed to it on ``ven/config/{venId}`` and set as
+    its shadow's ``desired`` state; ``GET /api/vens/{venId}/config`` follows
+    it until the VEN confirms."""
+    push = ConfigPush(clock, ids)
     await configure_load(
         uow,
         queries,
@@ -260,6 +270,9 @@ async def patch_load(
             shed_capability_kw=body.shed_capability_kw,
             targets=None if body.targets is None else tuple(body.targets),
         ),
+        push,
         actor=actor,
     )
+    if push.queued is not None:
+        await mirror_desired(shadows, push.queued, clock.now())
     return await get_load(ven_id, load_id, uow, queries)
