@@ -470,7 +470,9 @@ POSTGRES_SETTINGS = ("db_host", "db_port", "db_user", "db_password", "db_name")
 POSTGRES_NEEDS = ("db_host", "db_user", "db_name")
 POSTGRES_RULE = "PostgreSQL needs DB_HOST, DB_USER and DB_NAME, or DATABASE_URL"
 # Variables gridcore reads that are not fields here.
-OTHER_VARIABLES = ("GRIDCORE_LOG_LEVEL", "GRIDCORE_LOG_FORMAT")
+# Read by the command line and by the container image's entrypoint
+# (deploy/docker-entrypoint.sh), not by Settings.
+OTHER_VARIABLES = ("GRIDCORE_LOG_LEVEL", "GRIDCORE_LOG_FORMAT", "GRIDCORE_MIGRATE_AT_START")
 LOOKALIKE_PREFIXES = ("DB_", "MQTT_", "GRIDCORE_")
 TEST_PREFIX = "GRIDCORE_TEST_"
 # Names other software uses for a setting, which difflib does not find.

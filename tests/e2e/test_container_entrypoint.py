@@ -28,7 +28,7 @@ def test_two_containers_starting_together_migrate_once_and_serve(
         # the image puts gridcore's venv first on PATH
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "DATABASE_URL": postgres_url,
-        "GRIDCORE_API_TOKENS": "read:entrypoint-read-token-0123456789",
+        "GRIDCORE_API_TOKENS": "probe:read:entrypoint-read-token-0123456789",
     }
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"serve-{n}.log" for n in range(2)]

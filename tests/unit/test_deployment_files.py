@@ -64,6 +64,9 @@ def test_the_image_serves_by_default_on_every_interface_through_the_entrypoint()
     script = ROOT / next(src for dst, src in copied.items() if dst.endswith(f"/{entrypoint[0]}"))
     assert script.stat().st_mode & 0o111, "the entrypoint must be executable (COPY keeps the mode)"
     assert "gridcore migrate" in script.read_text()
+    # the variable that turns it off is one gridcore knows (not a misspelling)
+    assert "GRIDCORE_MIGRATE_AT_START" in script.read_text()
+    assert "GRIDCORE_MIGRATE_AT_START" in setting_names()
 
 
 def test_the_image_runs_as_an_unprivileged_user() -> None:
