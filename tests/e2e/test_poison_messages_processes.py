@@ -150,12 +150,8 @@ def documented_poison(fleet: Fleet, ven: str) -> list[Poison]:
             dumps({"op": "ping", "status": "pong", "padding": oversize}),
             "oversize",
         ),
-        Poison(
-            "telemetry as a JSON array",
-            metering,
-            dumps([{"venId": ven, "timestamp": now}]),
-            "invalid",
-        ),
+        # (a JSON array of samples is a batch, docs/mqtt-commands.md; an empty one is none)
+        Poison("telemetry as an empty JSON array", metering, dumps([]), "invalid"),
         Poison("ACK as a JSON array", ack, dumps([{"op": "ping", "status": "pong"}]), "invalid"),
         Poison("telemetry as JSON null", metering, b"null", "invalid"),
         Poison("telemetry nested 100,000 deep", metering, b"[" * 100_000, "unparseable"),

@@ -153,3 +153,17 @@ async def test_samples_in_a_value_do_not_make_a_batch(rig: TopicsRig) -> None:
     await rig.send(METERING, json.dumps(sample(0, eventId='"samples"')))
     await rig.settle()
     assert len(rig.telemetry.samples) == 1 and rig.uow.state.dead_letters == []
+
+
+@pytest.mark.parametrize("deep", ["[" * 100_000, '{"venId": "ven-1", "samples": ' + "[" * 100_000])
+async def test_a_batch_nested_too_deep_is_unparseable_not_a_failure(
+    rig: TopicsRig, deep: str
+) -> None:
+    """Python's json module recurses: 100,000 levels would be a RecursionError
+    (an 'internal' dead letter, a gap in validation) without the guard."""
+    await rig.send(METERING, deep)
+    await rig.send(METERING, json.dumps(sample(9)))
+    await rig.settle()
+    (letter,) = rig.uow.state.dead_letters
+    assert letter.reason.startswith("unparseable"), letter.reason
+    assert len(rig.telemetry.samples) == 1

@@ -551,7 +551,10 @@ def batch_samples(text: str) -> tuple[str | None, list[Any]] | None:
         and not (first.isspace() and text.lstrip().startswith("["))
     ):
         return None
-    document = json.loads(text)  # the hot path's parser refuses bad JSON alike
+    try:
+        document = json.loads(text)  # the hot path's parser refuses bad JSON alike
+    except RecursionError:  # "[[[[..." 100,000 deep: not JSON anyone sends
+        raise json.JSONDecodeError("nested too deep", text, 0) from None
     if isinstance(document, list):
         ven_id, samples = None, document
     elif isinstance(document, dict) and "samples" in document:
