@@ -129,6 +129,20 @@ def test_readme_demo_command_serves_and_the_walkthrough_runs_as_pasted(tmp_path:
             every=0.5,
         )
         print(f"README demo command: /health answered after {time.monotonic() - started:.0f}s")
+        # Its VENs' first telemetry is spread over their 5 s interval: a reader of
+        # the README gets there after they have all reported, and so does this test
+        # (an event created at the first /health went to the few online yet).
+        wait_for(
+            lambda: (
+                httpx.get(f"http://127.0.0.1:{PORT}/api/stats/network", timeout=2).json()[
+                    "onlineVens"
+                ]
+                == 50
+            ),
+            30,
+            "the demo's 50 VENs to be online",
+            every=0.5,
+        )
 
         create, follow = readme_blocks("A DR event, step by step")
         script = "\n".join([CURL, create, WAIT, follow, 'echo "EVENT=$EVENT"'])

@@ -56,7 +56,7 @@ from adapters.memory.shadows import InMemoryShadowStore
 from adapters.memory.telemetry import InMemoryTelemetry, InMemoryTelemetryStore
 from adapters.mqtt.buffering import RetryPolicy
 from adapters.mqtt.consumer import ConsumerConfig, MqttConsumer
-from adapters.mqtt.payloads import MAX_PAYLOAD_BYTES
+from adapters.mqtt.payloads import MAX_PAYLOAD_BYTES, batch_samples
 from adapters.mqtt.topics import (
     ACK_FILTER,
     LOADS_FILTER,
@@ -791,6 +791,16 @@ def stored_count(rig: Rig, kind: MessageKind) -> int:
     return held
 
 
+def samples_of(payload: bytes) -> list[Any]:
+    """The samples of a batched metering message; one for anything else (a
+    single sample, or a message refused whole)."""
+    try:
+        found = batch_samples(payload.decode())
+    except (ValueError, RecursionError):  # InvalidInput, JSONDecodeError, UnicodeDecodeError
+        return [payload]
+    return [payload] if found is None else found[1]
+
+
 def check_message(kind: TopicKind, topic: str, payload: bytes) -> None:
     rig, escaped = asyncio.run(consume(topic, payload))
     if escaped is not None:
@@ -801,8 +811,10 @@ def check_message(kind: TopicKind, topic: str, payload: bytes) -> None:
     assert not internal, f"validation gap, caught by the catch-all: {internal}"
     assert stats.writes.poisoned == 0, f"accepted, then refused by the store: {letters}"
     assert not stats.unstored, f"valid but not stored: {stats.unstored}"
-    stored = stored_count(rig, kind.kind)
-    assert stored + len(letters) == 1, f"stored {stored} times, dead letters {letters}"
+    stored = stored_count(rig, kind.kind) + stats.writes.duplicates
+    # A batch of metering samples is each of its samples stored or dead-lettered.
+    expected = len(samples_of(payload)) if kind.kind is MessageKind.TELEMETRY else 1
+    assert stored + len(letters) == expected, f"stored {stored} times, dead letters {letters}"
     assert len(letters) == stats.dead_lettered + stats.writes.refused
     assert all(d.reason.strip() for d in letters), letters
     refused: list[str] = []
