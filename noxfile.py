@@ -28,17 +28,22 @@ def _install(session: nox.Session, *groups: str) -> None:
         session.install("-c", LOCK, *nox.project.dependency_groups(PYPROJECT, group))
 
 
+# A pytest process on each core (pytest-xdist); the tests that share the broker's
+# fixed topics run one after another on one of them (tests/conftest.py).
+PARALLEL = ("-n", "auto", "--dist", "loadgroup")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit, integration and end-to-end tests (PostgreSQL and Mosquitto tests
     skip when those are down, unless GRIDCORE_REQUIRE_SERVICES=1)."""
     _install(session, "test")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *PARALLEL, *(session.posargs or ["tests"]))
 
 
 def _not_slow(session: nox.Session, *paths: str) -> None:
     _install(session, "test")
-    session.run("pytest", "-m", "not slow", *(session.posargs or paths))
+    session.run("pytest", *PARALLEL, "-m", "not slow", *(session.posargs or paths))
 
 
 @nox.session(default=False)

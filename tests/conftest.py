@@ -56,6 +56,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _slow_path(item.path):
             item.add_marker(pytest.mark.slow)
+        if item.path.is_relative_to(TESTS / "e2e") or item.get_closest_marker("mosquitto"):
+            # Under pytest-xdist (`-n auto --dist loadgroup`, as nox runs them)
+            # these run one at a time on one worker, the rest beside them: their
+            # workers and VENs share the broker's fixed topics (ven/ack/+,
+            # ven/cmd/+), which two at once would each see the other's traffic on.
+            item.add_marker(pytest.mark.xdist_group("broker"))
 
 
 def services_required() -> bool:

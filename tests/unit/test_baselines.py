@@ -679,6 +679,7 @@ def reference_x_of_y(method: XOfY, readings, window, tz, event_days, holidays):
 ZONES = [TZ, ZoneInfo("Europe/London"), ZoneInfo("Australia/Lord_Howe"), ZoneInfo("UTC")]
 
 
+@pytest.mark.slow  # 10-15 s: the fast loop leaves it to the whole suite
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(min_value=0, max_value=2**32 - 1),

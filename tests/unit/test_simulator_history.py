@@ -12,6 +12,8 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from adapters.memory.broker import InMemoryBroker
 from adapters.mqtt.payloads import TelemetryWire
 from entrypoints.container import memory_storage
@@ -187,6 +189,7 @@ async def test_a_demo_backfill_fills_the_intervals_of_every_day() -> None:
     assert (later.samples, later.duplicates) == (4 * 2, 0)
 
 
+@pytest.mark.slow  # 8 s: ten days of a fleet's history
 async def test_a_ten_in_ten_baseline_from_the_backfill_predicts_the_live_load() -> None:
     """What measurement will do on the demo's first event: 10 days of history,
     a 10-in-10 baseline, the live VENs' load in the event hour beside it."""
