@@ -29,8 +29,8 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 
 # A pytest process on each core (pytest-xdist); the tests that share the broker's
-# fixed topics run one after another on one of them (tests/conftest.py).
-PARALLEL = ("-n", "auto", "--dist", "loadgroup")
+# fixed topics run one after another on one of them (tests/conftest.py's scheduler).
+PARALLEL = ("-n", "auto")
 
 
 @nox.session

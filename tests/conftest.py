@@ -56,12 +56,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _slow_path(item.path):
             item.add_marker(pytest.mark.slow)
-        if item.path.is_relative_to(TESTS / "e2e") or item.get_closest_marker("mosquitto"):
-            # Under pytest-xdist (`-n auto --dist loadgroup`, as nox runs them)
-            # these run one at a time on one worker, the rest beside them: their
-            # workers and VENs share the broker's fixed topics (ven/ack/+,
-            # ven/cmd/+), which two at once would each see the other's traffic on.
-            item.add_marker(pytest.mark.xdist_group("broker"))
+
+
+# The tests that use the broker: their workers, VENs and simulators share its
+# fixed topics (ven/ack/+, ven/cmd/+), so two at once would each see the other's
+# traffic. Under pytest-xdist they run one after another on one worker, the rest
+# of the suite beside them (test_conftest_scheduling.py keeps this list whole).
+BROKER_TESTS = (
+    "tests/e2e/",
+    "tests/integration/test_broker_contract_mosquitto.py",
+    "tests/integration/test_mqtt_protocol_fallback.py",
+    "tests/integration/test_mqtt_transport.py",
+    "tests/integration/test_openadr_notifications.py",
+    "tests/integration/test_simulator_mosquitto.py",
+    "tests/unit/test_log_lines.py",
+)
+
+
+def broker_scope(nodeid: str) -> str:
+    """The xdist scope of a test: one scope for all the broker's tests, each
+    other test its own."""
+    path = nodeid.split("::", 1)[0]
+    return "broker" if path.startswith(BROKER_TESTS) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Scheduling by :func:`broker_scope` (xdist's own ``--dist loadgroup``
+    marks tests by rewriting node ids, which pytest 9 no longer lets it do)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrokerTestsInTurn(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return broker_scope(nodeid)
+
+    return BrokerTestsInTurn(config, log)
 
 
 def services_required() -> bool:
