@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +57,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _slow_path(item.path):
             item.add_marker(pytest.mark.slow)
+    # pytest-xdist schedules by node id: of several items with one id it runs one
+    # (schemathesis' items without a pytest parametrization share their function's).
+    twice = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if twice:
+        raise pytest.UsageError(f"tests sharing a node id (xdist would run one of each): {twice}")
 
 
 # The tests that use the broker: their workers, VENs and simulators share its
