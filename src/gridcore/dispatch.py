@@ -381,24 +381,25 @@ class Dispatcher:
         # A line per event at INFO (WARNING for time-outs), whatever the pass's
         # size: a 10,000-VEN event whose VENs time out a few at a time would
         # otherwise write a line each. Each command's line is at DEBUG.
-        for c in expired:
-            log.debug(
-                "command %s to %s (event %s): no ACK after %d send(s); timed out",
-                c.correlation_id,
-                c.ven_id,
-                c.event_id,
-                c.attempts,
-                extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
-            )
-        for c in resend:
-            log.debug(
-                "command %s to %s: no ACK yet; retry %d of %d",
-                c.correlation_id,
-                c.ven_id,
-                c.attempts - 1,
-                policy.max_retries,
-                extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
-            )
+        if log.isEnabledFor(logging.DEBUG):  # a fleet's worth of arguments nobody keeps cost too
+            for c in expired:
+                log.debug(
+                    "command %s to %s (event %s): no ACK after %d send(s); timed out",
+                    c.correlation_id,
+                    c.ven_id,
+                    c.event_id,
+                    c.attempts,
+                    extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
+                )
+            for c in resend:
+                log.debug(
+                    "command %s to %s: no ACK yet; retry %d of %d",
+                    c.correlation_id,
+                    c.ven_id,
+                    c.attempts - 1,
+                    policy.max_retries,
+                    extra=log_ids(c.event_id, c.correlation_id, c.ven_id),
+                )
         for event_id, n in sorted(Counter(c.event_id for c in expired).items(), key=str):
             log.warning("%d command(s) of event %s: no ACK after every send; timed out",
                         n, event_id, extra=log_ids(event_id))  # fmt: skip
