@@ -155,13 +155,22 @@ async def test_samples_in_a_value_do_not_make_a_batch(rig: TopicsRig) -> None:
     assert len(rig.telemetry.samples) == 1 and rig.uow.state.dead_letters == []
 
 
-@pytest.mark.parametrize("deep", ["[" * 100_000, '{"venId": "ven-1", "samples": ' + "[" * 100_000])
-async def test_a_batch_nested_too_deep_is_unparseable_not_a_failure(
-    rig: TopicsRig, deep: str
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        "[" * 100_000,
+        '{"venId": "ven-1", "samples": ' + "[" * 100_000,
+        "[" + "1" * 5000 + "]",  # found by the consumer fuzz
+    ],
+    ids=["nested", "nested-samples", "huge-integer"],
+)
+async def test_a_batch_python_cannot_read_is_unparseable_not_a_failure(
+    rig: TopicsRig, unreadable: str
 ) -> None:
-    """Python's json module recurses: 100,000 levels would be a RecursionError
-    (an 'internal' dead letter, a gap in validation) without the guard."""
-    await rig.send(METERING, deep)
+    """Python's json module recurses, and refuses integers over 4,300 digits:
+    either would be a RecursionError or ValueError (an 'internal' dead letter,
+    a gap in validation) without the guard."""
+    await rig.send(METERING, unreadable)
     await rig.send(METERING, json.dumps(sample(9)))
     await rig.settle()
     (letter,) = rig.uow.state.dead_letters

@@ -553,8 +553,12 @@ def batch_samples(text: str) -> tuple[str | None, list[Any]] | None:
         return None
     try:
         document = json.loads(text)  # the hot path's parser refuses bad JSON alike
-    except RecursionError:  # "[[[[..." 100,000 deep: not JSON anyone sends
-        raise json.JSONDecodeError("nested too deep", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, ValueError) as exc:
+        # "[[[[..." 100,000 deep, or an integer of more than 4,300 digits (Python's
+        # limit on converting one): JSON, but not any a VEN sends; unparseable.
+        raise json.JSONDecodeError(f"not readable ({exc})", text, 0) from None
     if isinstance(document, list):
         ven_id, samples = None, document
     elif isinstance(document, dict) and "samples" in document:
