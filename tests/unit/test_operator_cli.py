@@ -61,6 +61,9 @@ def test_listen_lines_show_the_key_fields_and_survive_bad_payloads() -> None:
     assert "UNREADABLE" in line and "ven-2" in line
     (line,) = listener.lines("ven/ack/ven-2", b"[1, 2]", AT)
     assert "UNREADABLE" in line
+    for poison in (b"[" * 100_000, b"[" + b"1" * 5000 + b"]"):  # recursion; int digits
+        (line,) = listener.lines("ven/ack/ven-2", poison, AT)
+        assert "UNREADABLE" in line
     batch = [{"venId": "ven-1", "usedPowerKw": 1.0}, {"venId": "ven-3", "usedPowerKw": 2.0}]
     assert len(listener.lines("volttron/metering", json.dumps(batch).encode(), AT)) == 2
 

@@ -161,7 +161,7 @@ class Listener:
         topic_ven = _ven_of_topic(topic)
         try:
             parsed = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested 100,000 deep
             return self._unreadable(topic, kind, topic_ven, payload, at)
         # A batch (a list of samples) is a line per sample.
         items = parsed if isinstance(parsed, list) else [parsed]
