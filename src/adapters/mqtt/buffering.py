@@ -71,6 +71,18 @@ def metric_kind(what: str) -> str:
     return what.replace(" ", "_")
 
 
+def count_failure(stats: WriteStats, what: str) -> None:
+    """One failed write attempt, in the worker's stats and its metrics."""
+    stats.failures += 1
+    WRITE_FAILURES.labels(metric_kind(what)).inc()
+
+
+def count_poisoned(stats: WriteStats, what: str) -> None:
+    """One item dead-lettered because it fails alone."""
+    stats.poisoned += 1
+    stats.poisoned_by[what] = stats.poisoned_by.get(what, 0) + 1
+
+
 def observe_write(what: str, count: int, seconds: float) -> None:
     """One successful write of ``count`` items: its size and time (per batch, not per item)."""
     kind = metric_kind(what)
@@ -188,8 +200,7 @@ class HeldBatches(Generic[T]):
             try:
                 await self._write(batch)
             except Exception as exc:  # the database, whatever its driver raises
-                self.stats.failures += 1
-                WRITE_FAILURES.labels(metric_kind(self.what)).inc()
+                count_failure(self.stats, self.what)
                 if count > 1:
                     if suspect == 0:
                         log.warning(
@@ -239,8 +250,7 @@ class HeldBatches(Generic[T]):
             )
         except Exception:
             return False  # the database is down, not the item bad: keep holding it
-        self.stats.poisoned += 1
-        self.stats.poisoned_by[self.what] = self.stats.poisoned_by.get(self.what, 0) + 1
+        count_poisoned(self.stats, self.what)
         self.stats.dead_letters_written += 1
         log.error("%s on %s dead-lettered: it fails alone: %s", self.what, topic, reason)
         return True
@@ -436,8 +446,7 @@ class WriteQueue:
             try:
                 await batch([w.item for w in group])
             except Exception as exc:
-                self.stats.failures += 1
-                WRITE_FAILURES.labels(metric_kind(what)).inc()
+                count_failure(self.stats, what)
                 delay = self.retry.delay(failures)
                 log.warning(
                     "%s write of %d failed (%s: %s); holding %d writes, retry %d in %.1fs",
@@ -466,8 +475,7 @@ class WriteQueue:
                 await write.run()
             except Exception as exc:
                 failures += 1
-                self.stats.failures += 1
-                WRITE_FAILURES.labels(metric_kind(write.what)).inc()
+                count_failure(self.stats, write.what)
                 if failures >= POISON_AFTER and await self._poison(write, exc):
                     write.done()
                     return
@@ -499,8 +507,7 @@ class WriteQueue:
             await record_dead_letter(self._uow_factory, letter)
         except Exception:
             return False
-        self.stats.poisoned += 1
-        self.stats.poisoned_by[write.what] = self.stats.poisoned_by.get(write.what, 0) + 1
+        count_poisoned(self.stats, write.what)
         log.error(
             "%s on %s dead-lettered after repeated failures: %s", write.what, write.topic, reason
         )
