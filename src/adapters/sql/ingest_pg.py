@@ -395,7 +395,6 @@ class PostgresBatchWriter:
         async with pg.cursor() as cur:
             ven_ids = _ven_ids([ven_id for ven_id, _ in first_seen])
             await cur.execute(_REGISTER, (ven_ids, _stamps([at for _, at in first_seen])))
-            await cur.execute(_LOCK, (ven_ids,))
 
     async def existing(self, pg: psycopg.AsyncConnection[Any], keys: Sequence[Key]) -> set[Key]:
         if not keys:

@@ -83,7 +83,8 @@ class BatchWriter(Protocol):
 
     async def register(self, conn: Any, first_seen: Sequence[Key]) -> None:
         """Register VENs (id, first seen), sorted by id; one already registered
-        (by a concurrent writer) is left alone. Locks them as ``known_vens`` does."""
+        (by a concurrent writer) is left alone. Called in a transaction of its
+        own, which holds no other lock."""
         ...
 
     async def existing(self, conn: Any, keys: Sequence[Key]) -> set[Key]:
@@ -280,27 +281,34 @@ class SqlTelemetryStore:
         """Returns (stored, duplicates, samples refused as unregistered)."""
         if not valid:
             return 0, 0, []
+        ven_ids = sorted({item.key[0] for item in valid})
+        unique: dict[Key, Prepared] = {}
+        for item in valid:
+            unique.setdefault(item.key, item)  # the first copy of a repeat wins
         async with self._writer.transaction() as conn:
-            ven_ids = sorted({item.key[0] for item in valid})
-            unique: dict[Key, Prepared] = {}
-            for item in valid:
-                unique.setdefault(item.key, item)  # the first copy of a repeat wins
             registered, stored = await self._writer.lookup(conn, ven_ids, list(unique))
             unknown = set(ven_ids) - registered
-            rejected: list[TelemetrySample] = []
-            if unknown and auto_register:
-                await self._register(conn, valid, unknown)
-                # Looked up before these VENs were registered (and locked):
-                # another writer registering them too may have stored some.
-                stored = await self._writer.existing(conn, list(unique))
-            elif unknown:
-                rejected = [item.original for item in valid if item.key[0] in unknown]
-                valid = [item for item in valid if item.key[0] not in unknown]
-                unique = {key: item for key, item in unique.items() if key[0] not in unknown}
-            fresh = [item for key, item in unique.items() if key not in stored]
-            if fresh:
-                await self._writer.write(conn, fresh)
-        return len(fresh), len(valid) - len(fresh), rejected
+            if not (unknown and auto_register):
+                rejected: list[TelemetrySample] = []
+                if unknown:
+                    rejected = [item.original for item in valid if item.key[0] in unknown]
+                    valid = [item for item in valid if item.key[0] not in unknown]
+                    unique = {k: item for k, item in unique.items() if k[0] not in unknown}
+                fresh = [item for key, item in unique.items() if key not in stored]
+                if fresh:
+                    await self._writer.write(conn, fresh)
+                return len(fresh), len(valid) - len(fresh), rejected
+        # Registering here would lock new rows after the lookup locked the
+        # known ones: out of id order, so two writers (with a third committing
+        # a VEN between their lookups) could wait on each other, a deadlock
+        # PostgreSQL breaks by failing a batch. So the lookup's locks are given
+        # up, the VENs are registered in a transaction that holds nothing else,
+        # and the batch starts over, locking every VEN in one ordered pass. A
+        # VEN is registered once in its life, so this path is rare.
+        async with self._writer.transaction() as conn:
+            await self._register(conn, valid, unknown)
+        # Not registering again: a VEN deregistered in the meantime is refused.
+        return await self._store(valid, auto_register=False)
 
     async def close(self) -> None:
         """Give back the connection kept for the next append (PostgreSQL)."""
