@@ -9,6 +9,8 @@ deleting rows one by one. A table kept ``keep_days`` days holds today and the
 - Raw 5-second telemetry and its load rows, VEN status messages and load
   snapshots: ``raw_days`` (default 35, enough for the 10-in-10 and high-X-of-Y
   baselines' look-back of weekdays; history beyond it reads ``ven_intervals``).
+  Dead letters (what VENs sent that could not be stored) and VEN alerts too:
+  evidence for a fault being chased, not for settlement.
 - ACKs: ``ack_days`` (default 400): they are settlement evidence, kept for a
   programme year and its dispute window. 0 keeps them for ever.
 - The interval roll-up, daily energy and event performance are not covered:

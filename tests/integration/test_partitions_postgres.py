@@ -1,7 +1,8 @@
 """Day partitions and retention on PostgreSQL (adapters.sql.partitions): days
 made ahead, rows waiting in the catch-all given their day, exactly the days
 past retention dropped, two maintainers at once, ingest going on while a day
-is dropped; and on SQLite, rows past retention deleted in batches."""
+is dropped, dead letters and alerts past retention deleted; and on SQLite,
+rows past retention deleted in batches."""
 
 from __future__ import annotations
 
@@ -65,6 +66,33 @@ async def days_of(engine: AsyncEngine, table: str) -> set[date]:
 async def rows(engine: AsyncEngine, query: str) -> list[tuple[object, ...]]:
     async with engine.connect() as conn:
         return [tuple(r) for r in await conn.execute(text(query))]
+
+
+async def add_letters_and_alerts(engine: AsyncEngine, ages_in_days: list[int]) -> None:
+    """A dead letter received, and an alert raised, ``age`` days before NOW, each."""
+    async with engine.begin() as conn:
+        for n, age in enumerate(ages_in_days):
+            at = NOW - age * DAY
+            await conn.execute(
+                text(
+                    "INSERT INTO dead_letters (topic, payload, reason, received_at)"
+                    " VALUES ('ven/telemetry/x', :p, 'unparseable', :at)"
+                ),
+                {"p": b"{", "at": at},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO ven_alerts (ven_id, timestamp, severity, code, load_id)"
+                    " VALUES ('ven-a', :at, 'warning', 'overcurrent', :load)"
+                ),
+                {"at": at, "load": f"load-{n}"},
+            )
+
+
+async def letters_and_alerts_left(engine: AsyncEngine) -> tuple[object, object]:
+    (letters,) = await rows(engine, "SELECT count(*) FROM dead_letters")
+    (alerts,) = await rows(engine, "SELECT count(*) FROM ven_alerts")
+    return letters[0], alerts[0]
 
 
 @pytest.mark.postgres
@@ -136,6 +164,19 @@ async def test_retention_drops_exactly_the_days_past_it(engine: AsyncEngine) -> 
     # ACKs keep their own retention (400 days by default).
     assert TODAY - 39 * DAY in await days_of(engine, "ven_acks")
     assert await rows(engine, "SELECT count(*) FROM ven_acks") == [(1,)]
+
+
+@pytest.mark.postgres
+async def test_dead_letters_and_alerts_past_retention_are_deleted(engine: AsyncEngine) -> None:
+    # 36 days old is the first day past a 35-day retention; 35 days is kept
+    await add_letters_and_alerts(engine, [0, 35, 36, 36, 90, 400])
+    report = await PostgresPartitions(engine, delete_batch=2).enforce(
+        RetentionPolicy(raw_days=35), NOW
+    )
+    assert report is not None and report.deleted == 2 * 4
+    assert await letters_and_alerts_left(engine) == (2, 2)
+    left = await rows(engine, "SELECT received_at FROM dead_letters ORDER BY 1")
+    assert [at for (at,) in left] == [NOW - 35 * DAY, NOW]
 
 
 @pytest.mark.postgres
@@ -233,12 +274,14 @@ async def test_sqlite_deletes_rows_past_retention_in_batches(tmp_path: Path) -> 
     engine = create_engine(url)
     try:
         await append(engine, [sample("ven-a", NOW - n * DAY) for n in range(40)])
+        await add_letters_and_alerts(engine, [0, 35, 36, 90])
         report = await SqliteRetention(engine, delete_batch=3).enforce(
             RetentionPolicy(raw_days=35), NOW
         )
-        assert report is not None and report.deleted == 2 * 4  # telemetry and load rows
+        assert report is not None and report.deleted == 2 * 4 + 2 * 2  # + letters, alerts
         stored = await rows(engine, "SELECT count(*) FROM ven_telemetry")
         assert stored == [(36,)]
+        assert await letters_and_alerts_left(engine) == (2, 2)
         assert await rows(engine, "SELECT count(*) FROM ven_load_samples") == [(36,)]
     finally:
         await engine.dispose()

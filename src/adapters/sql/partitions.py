@@ -24,9 +24,11 @@ insert never fails for lack of a partition. A pass, by one worker at a time
    and doubles with each attempt up to ``max_lock_timeout``: DETACH gets its
    lock once the ingest transactions in flight end, so it must be able to
    outwait one of them, however slow the machine.
-3. deletes catch-all rows past retention in bounded batches.
+3. deletes catch-all rows past retention in bounded batches;
+4. deletes the rows of the small time-kept tables (``tables.PRUNED``: dead
+   letters and VEN alerts, not partitioned) past retention, likewise.
 
-SQLite (``SqliteRetention``): plain tables; rows past retention are deleted in
+SQLite (``SqliteRetention``): plain tables; rows past retention (of both kinds) are deleted in
 bounded batches, one short write transaction each, so that ingest (which
 waits for SQLite's single writer) waits one batch at most.
 """
@@ -47,7 +49,7 @@ from sqlalchemy import delete, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.lease import DISPATCH_LOCK_KEY
-from adapters.sql.tables import TIME_KEPT, metadata
+from adapters.sql.tables import PRUNED, TIME_KEPT, metadata
 from gridcore.ports import RetentionReport
 from gridcore.retention import ONE_DAY, Kept, RetentionPolicy, midnight
 
@@ -136,6 +138,13 @@ class PostgresPartitions:
                 report = RetentionReport()
                 for table, kept in TIME_KEPT.items():
                     report = _merge(report, await self._table(pg, table, kept, policy, now))
+                for table, (column, kept) in PRUNED.items():
+                    cutoff = policy.cutoff(kept, now)
+                    if cutoff is not None:
+                        deleted = await self._delete_before(pg, table, column, cutoff)
+                        if deleted:
+                            log.info("%s: deleted %d row(s) before %s", table, deleted, cutoff)
+                        report = _merge(report, RetentionReport(deleted=deleted))
                 return report
             finally:
                 await pg.execute("RESET lock_timeout")
@@ -285,10 +294,16 @@ class PostgresPartitions:
     async def _delete_expired_defaults(
         self, pg: psycopg.AsyncConnection[Any], table: str, cutoff: datetime
     ) -> int:
+        return await self._delete_before(pg, default_name(table), "timestamp", cutoff)
+
+    async def _delete_before(
+        self, pg: psycopg.AsyncConnection[Any], table: str, column: str, cutoff: datetime
+    ) -> int:
+        """Rows of ``table`` stamped before ``cutoff``, deleted a bounded batch
+        per statement (each its own transaction: autocommit)."""
         statement = sql.SQL(
-            "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
-            "SELECT ctid FROM {t} WHERE timestamp < %s LIMIT %s))"
-        ).format(t=sql.Identifier(default_name(table)))
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < %s LIMIT %s))"
+        ).format(t=sql.Identifier(table), c=sql.Identifier(column))
         total = 0
         while True:
             cur = await pg.execute(statement, (cutoff, self._delete_batch))
@@ -306,19 +321,19 @@ class SqliteRetention:
 
     async def enforce(self, policy: RetentionPolicy, now: datetime) -> RetentionReport | None:
         deleted = 0
-        for name, kept in TIME_KEPT.items():
+        kept_by = {name: ("timestamp", kept) for name, kept in TIME_KEPT.items()} | PRUNED
+        for name, (column, kept) in kept_by.items():
             cutoff = policy.cutoff(kept, now)
             if cutoff is None:
                 continue
             table = metadata.tables[name]
-            oldest = select(table.c.timestamp).where(table.c.timestamp < cutoff)
+            stamp = table.c[column]
+            oldest = select(stamp).where(stamp < cutoff)
             batch = delete(table).where(
                 # rowid: every time-kept table has one on SQLite
-                table.c.timestamp < cutoff,
+                stamp < cutoff,
                 _rowid(table).in_(
-                    select(_rowid(table))
-                    .where(table.c.timestamp < cutoff)
-                    .limit(self._delete_batch)
+                    select(_rowid(table)).where(stamp < cutoff).limit(self._delete_batch)
                 ),
             )
             while True:

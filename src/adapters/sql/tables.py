@@ -622,6 +622,14 @@ TIME_KEPT = {
     "load_snapshots": Kept.RAW,
     "ven_acks": Kept.ACKS,
 }
+# Tables kept by time too, but not partitioned: a trickle each (what VENs
+# send wrong, the alerts they raise), so rows past retention are deleted in
+# batches, by the column (indexed) that says when: without it a VEN sending
+# garbage every 5 s would grow ``dead_letters`` for ever.
+PRUNED = {
+    "dead_letters": ("received_at", Kept.RAW),
+    "ven_alerts": ("timestamp", Kept.RAW),
+}
 # Their primary keys on PostgreSQL (the partition key added; see the docstring).
 PARTITIONED_PRIMARY_KEYS = {
     "ven_telemetry": ("id", "timestamp"),
