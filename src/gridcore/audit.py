@@ -1,7 +1,8 @@
 """The audit trail: who did what to the fleet, and when.
 
 Every operator action (an event created, stopped or cancelled, a VEN or a
-load changed, a command sent by hand) is written as an :class:`AuditEntry`
+load changed, a command sent by hand; an OpenADR client's event creating,
+rescheduling, stopping or cancelling its gridcore event) is written as an :class:`AuditEntry`
 in the same unit of work as the change it records: the change and its entry
 are kept together or not at all. The use cases take the acting
 :class:`Actor` (the API's token name, ``entrypoints.api.auth``); without one
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gridcore.events import DrEvent
     from gridcore.ports import UnitOfWork
 
 ACTOR_LENGTH = 128  # token names (entrypoints.api.auth.NAME_PATTERN) and "openadr:<client>"
@@ -26,6 +28,7 @@ class AuditAction(enum.StrEnum):
     EVENT_CREATED = "event.created"
     EVENT_STOPPED = "event.stopped"
     EVENT_CANCELLED = "event.cancelled"
+    EVENT_RESCHEDULED = "event.rescheduled"  # by its OpenADR event's update (gridcore.bridging)
     VEN_REGISTERED = "ven.registered"
     VEN_CHANGED = "ven.changed"
     VEN_DEREGISTERED = "ven.deregistered"
@@ -111,3 +114,13 @@ async def record(
             details={**(details or {}), **{k: v for k, v in more.items() if v is not None}},
         )
     )
+
+
+def schedule_of(event: DrEvent) -> dict[str, Any]:
+    """The details of an event's creation or rescheduling: what was asked."""
+    return {
+        "startTime": event.start_time.isoformat(),
+        "endTime": event.end_time.isoformat(),
+        "requestedReductionKw": event.requested_reduction_kw,
+        "targets": list(event.targets),
+    }

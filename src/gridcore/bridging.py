@@ -25,8 +25,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridcore import bridge, services
+from gridcore import audit, bridge, services
 from gridcore.allocation import allocate_with_devices
+from gridcore.audit import Actor, AuditAction
 from gridcore.bridge import NotBridged, Shed, VenResult
 from gridcore.correlation import CommandOp
 from gridcore.errors import Conflict, IllegalTransition, InvalidInput
@@ -108,15 +109,17 @@ class OpenAdrBridge:
 
     async def _on_change(self, change: ObjectChange) -> None:
         document = change.document
+        # The client's change to a gridcore event is written in its audit trail.
+        actor = Actor(change.by, self._clock.now()) if change.by is not None else None
         if (
             change.kind is Kind.EVENT
             and document.get("programID") != bridge.GRIDCORE_PROGRAM_ID
             and bridge.share_parent(document) is None  # a device's share: the bridge's own
         ):
             if change.operation == "DELETE":
-                await self.withdraw(document)
+                await self.withdraw(document, actor=actor)
             else:
-                await self.follow(document)
+                await self.follow(document, actor=actor)
         elif (
             change.kind is Kind.REPORT
             and change.operation == "CREATE"
@@ -124,9 +127,10 @@ class OpenAdrBridge:
         ):
             await self.count_report(document)
 
-    async def follow(self, document: Document) -> DrEvent | None:
+    async def follow(self, document: Document, *, actor: Actor | None = None) -> DrEvent | None:
         """Create, reschedule or end the gridcore event of an OpenADR event as
-        it now reads; None when it is not (or no longer) dispatched."""
+        it now reads; None when it is not (or no longer) dispatched. What it
+        does to the gridcore event is audited as ``actor``'s (when given)."""
         now = self._clock.now()
         program = await self._store.get(Kind.PROGRAM, document["programID"])
         event_id = bridge.bridged_event_id(document["id"])
@@ -140,7 +144,7 @@ class OpenAdrBridge:
         if isinstance(shed, NotBridged):
             if existing is not None:
                 await self._drop_shares(document)
-                await self._end(event_id)
+                await self._end(event_id, actor)
             if shed.asked or existing is not None:  # else not gridcore's business: no report
                 await self._not_bridged(document, program, shed.reason)
             return None
@@ -154,9 +158,9 @@ class OpenAdrBridge:
             dispatched = replace(shed, kw=kw)
         try:
             if existing is None:
-                event = await self._create(event_id, dispatched, targets)
+                event = await self._create(event_id, dispatched, targets, actor)
             else:
-                event = await self._reschedule(existing, dispatched, targets, now)
+                event = await self._reschedule(existing, dispatched, targets, now, actor)
         except InvalidInput as exc:
             await self._not_bridged(document, program, f"{exc.field}: {exc.message}")
             return None
@@ -253,7 +257,9 @@ class OpenAdrBridge:
         await self._store.replace(kind, document, index)
         await self.publish([ObjectChange("UPDATE", kind, document)])
 
-    async def _create(self, event_id: str, shed: Shed, targets: Sequence[str]) -> DrEvent:
+    async def _create(
+        self, event_id: str, shed: Shed, targets: Sequence[str], actor: Actor | None
+    ) -> DrEvent:
         try:
             return await services.create_event(
                 self._uow,
@@ -264,6 +270,7 @@ class OpenAdrBridge:
                 requested_reduction_kw=shed.kw,
                 targets=targets,
                 require_match=False,  # OpenADR VENs may be granted the targets later
+                actor=actor,
             )
         except ValueError as exc:  # created first by another process: the key holds
             if "already exists" not in str(exc):
@@ -275,7 +282,12 @@ class OpenAdrBridge:
             return found
 
     async def _reschedule(
-        self, existing: DrEvent, shed: Shed, targets: Sequence[str], now: datetime
+        self,
+        existing: DrEvent,
+        shed: Shed,
+        targets: Sequence[str],
+        now: datetime,
+        actor: Actor | None,
     ) -> DrEvent:
         """A scheduled event takes the update whole; a started one only ends
         (an update ending it in the past stops it): gridcore does not change
@@ -293,33 +305,40 @@ class OpenAdrBridge:
                     targets=tuple(targets),
                 )
                 await uow.events.reschedule(changed)
+                await audit.record(
+                    uow,
+                    actor,
+                    AuditAction.EVENT_RESCHEDULED,
+                    event_id=event.id,
+                    details=audit.schedule_of(changed),
+                )
                 await uow.commit()
                 log.info("bridge: event %s rescheduled", event.id)
                 return changed
         if event.status is EventStatus.ACTIVE and shed.end <= now:
-            return await services.stop_event(self._uow, self._clock, event.id)
+            return await services.stop_event(self._uow, self._clock, event.id, actor=actor)
         return event
 
-    async def withdraw(self, document: Document) -> DrEvent | None:
+    async def withdraw(self, document: Document, *, actor: Actor | None = None) -> DrEvent | None:
         """The OpenADR event was deleted: cancel or stop its gridcore event,
         and remove the devices' shares."""
         await self._drop_shares(document)
-        return await self._end(bridge.bridged_event_id(document["id"]))
+        return await self._end(bridge.bridged_event_id(document["id"]), actor)
 
-    async def _end(self, event_id: str) -> DrEvent | None:
+    async def _end(self, event_id: str, actor: Actor | None) -> DrEvent | None:
         async with self._uow() as uow:
             event = await uow.events.get(event_id)
         if event is None or event.status.is_final:
             return event
         try:
             if event.status is EventStatus.SCHEDULED:
-                return await services.cancel_event(self._uow, self._clock, event_id)
-            return await services.stop_event(self._uow, self._clock, event_id)
+                return await services.cancel_event(self._uow, self._clock, event_id, actor=actor)
+            return await services.stop_event(self._uow, self._clock, event_id, actor=actor)
         except IllegalTransition:  # it moved meanwhile (activated, or ended by another process)
             async with self._uow() as uow:
                 event = await uow.events.get(event_id)
             if event is not None and event.status is EventStatus.ACTIVE:
-                return await services.stop_event(self._uow, self._clock, event_id)
+                return await services.stop_event(self._uow, self._clock, event_id, actor=actor)
             return event
 
     async def _targeted_vens(self, shed: Shed) -> dict[str, Document]:

@@ -226,6 +226,10 @@ class ObjectChange:
     operation: Operation
     kind: Kind
     document: Document = field(repr=False)
+    # Which client made it ("openadr:<clientID>"), for the audit trail of
+    # what it does to gridcore's events; no part of a notification. None:
+    # the VTN's own change (the bridge's mirror events and reports).
+    by: str | None = field(default=None, compare=False)
 
 
 # --- MQTT notifier topic names (Definition.md, "Notifications via Additional Protocols")

@@ -126,10 +126,7 @@ async def create_event(
             actor,
             AuditAction.EVENT_CREATED,
             event_id=event.id,
-            startTime=start_time.isoformat(),
-            endTime=end_time.isoformat(),
-            requestedReductionKw=requested_reduction_kw,
-            targets=list(event.targets),
+            details=audit.schedule_of(event),
         )
         await uow.commit()
     log.info(

@@ -64,6 +64,11 @@ async def _nowhere(_: Sequence[ObjectChange]) -> None:
     return None
 
 
+def _actor(client: Client) -> str:
+    """A client as the audit trail names it (gridcore.audit.ACTOR_LENGTH)."""
+    return f"openadr:{client.client_id}"
+
+
 def stamp(at: datetime) -> str:
     """RFC 3339 in UTC with milliseconds, as the VTN writes its times."""
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -111,7 +116,7 @@ class Vtn:
             **body,
         }
         await self._store.add(kind, document, await self._index(kind, document))
-        await self._publish([ObjectChange("CREATE", kind, document)])
+        await self._publish([ObjectChange("CREATE", kind, document, by=_actor(client))])
         return document
 
     async def update(
@@ -127,7 +132,7 @@ class Vtn:
         }
         if not await self._store.replace(kind, document, await self._index(kind, document)):
             raise NotFound(kind.value.lower(), object_id)
-        await self._publish([ObjectChange("UPDATE", kind, document)])
+        await self._publish([ObjectChange("UPDATE", kind, document, by=_actor(client))])
         return document
 
     async def delete(self, client: Client, kind: Kind, object_id: str) -> Document:
@@ -136,7 +141,7 @@ class Vtn:
         removed = await self._store.remove(kind, object_id)
         if not removed:
             raise NotFound(kind.value.lower(), object_id)
-        await self._publish(removed)
+        await self._publish([replace(change, by=_actor(client)) for change in removed])
         return removed[0].document
 
     # --- reads ----------------------------------------------------------

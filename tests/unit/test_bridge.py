@@ -241,6 +241,23 @@ async def test_the_gridcore_event_follows_updates_and_deletion(
     await fleet.dispatcher.run_once()
     restored = {c.ven_id for c in fleet.publisher.sent if c.op is CommandOp.RESTORE}
     assert restored == {"ven-1", "ven-2", "ven-3", "ven-4"}
+    # each change to a gridcore event is in its audit trail, as the BL's
+    async with fleet.uow() as tx:
+        trail = (await tx.audit.page(limit=1000)).items
+    done = [
+        (e.event_id, e.action.value) for e in reversed(trail) if e.actor == "openadr:utility-bl"
+    ]
+    assert done == [
+        (event_id, "event.created"),
+        (event_id, "event.rescheduled"),
+        (event_id, "event.cancelled"),
+        (running_id, "event.created"),
+        (running_id, "event.stopped"),
+    ]
+    assert len(done) == len(trail)
+    rescheduled = next(e for e in trail if e.action.value == "event.rescheduled")
+    assert rescheduled.details["requestedReductionKw"] == 6
+    assert rescheduled.details["startTime"] == moved.isoformat()
 
 
 async def test_the_same_openadr_event_makes_one_gridcore_event(
