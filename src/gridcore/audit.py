@@ -2,8 +2,8 @@
 
 Every operator action (an event created, stopped or cancelled, a VEN or a
 load changed, a command sent by hand; an OpenADR client's event creating,
-rescheduling, stopping or cancelling its gridcore event) is written as an :class:`AuditEntry`
-in the same unit of work as the change it records: the change and its entry
+rescheduling, stopping or cancelling its gridcore event) is written as an
+:class:`AuditEntry` in the same unit of work as the change it records: the change and its entry
 are kept together or not at all. The use cases take the acting
 :class:`Actor` (the API's token name, ``entrypoints.api.auth``); without one
 (the worker's own work, tests of the rules) nothing is recorded.

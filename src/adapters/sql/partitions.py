@@ -28,9 +28,9 @@ insert never fails for lack of a partition. A pass, by one worker at a time
 4. deletes the rows of the small time-kept tables (``tables.PRUNED``: dead
    letters and VEN alerts, not partitioned) past retention, likewise.
 
-SQLite (``SqliteRetention``): plain tables; rows past retention (of both kinds) are deleted in
-bounded batches, one short write transaction each, so that ingest (which
-waits for SQLite's single writer) waits one batch at most.
+SQLite (``SqliteRetention``): plain tables; rows past retention (of both
+kinds) are deleted in bounded batches, one short write transaction each, so
+that ingest (which waits for SQLite's single writer) waits one batch at most.
 """
 
 from __future__ import annotations
